@@ -1,0 +1,231 @@
+/**
+ * The configuration schema: the single source of the config's types, defaults and documentation.
+ * Unknown keys are errors (a typo must not silently fall back to a default).
+ * Sizes accept bytes or a number with K/M/G (binary units); durations accept seconds or
+ * a number with ms/s/m/h/d, as Postfix's time values do.
+ */
+import { z } from 'zod';
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+};
+const DURATION_UNITS: Record<string, number> = { ms: 1, '': 1000, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** Parses "25M", "512k", "1048576" into bytes; returns undefined when it is not a size. */
+export function parseSize(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Math.round(Number(m[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** Parses "30s", "5m", "300" (seconds) into milliseconds. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = m ? DURATION_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  return Math.round(Number(m[1]) * unit);
+}
+
+export const size = () =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const bytes = parseSize(v);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 26214400, "25M" or "512K", got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+/** A duration, in milliseconds once parsed. */
+export const duration = () =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 300, "30s", "5m" or "1h", got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** Numbers may come from ${VAR} substitution as strings: "25" is accepted where 25 is. */
+const numeric = (v: unknown) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v);
+export const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.preprocess(numeric, z.number().int().min(min).max(max));
+
+const port = int(0, 65535);
+
+const cidr = z.string().refine((v) => /^[0-9a-f.:]+(\/\d{1,3})?$/i.test(v.trim()), {
+  message: 'expected an IP address or CIDR range such as 192.0.2.0/24 or 2001:db8::/32',
+});
+
+export const listenerSchema = z
+  .strictObject({
+    /** smtp: the MX listener (port 25). lmtp: RFC 2033 hand-off from another MTA. */
+    protocol: z.enum(['smtp', 'lmtp']),
+    /** A name for logs; defaults to protocol:port. */
+    name: z.string().min(1).optional(),
+    address: z.string().min(1).default('0.0.0.0'),
+    port: port.optional(),
+    /** A unix socket path instead of address/port (lmtp only). */
+    path: z.string().min(1).optional(),
+    /** File mode of the unix socket, octal string such as "0660". */
+    socket_mode: z
+      .string()
+      .regex(/^0?[0-7]{3}$/, 'expected an octal file mode such as "0660"')
+      .default('0660'),
+    /** none: cleartext only; starttls: offer STARTTLS; implicit: TLS from the first byte (SMTPS). */
+    tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
+  })
+  .superRefine((l, ctx) => {
+    if (l.path === undefined && l.port === undefined)
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'a listener needs a port or a path' });
+    if (l.path !== undefined && l.port !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'give a port or a path, not both' });
+    if (l.path !== undefined && l.protocol !== 'lmtp')
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'unix sockets are for lmtp listeners' });
+    if (l.path !== undefined && l.tls !== 'none')
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a unix socket listener takes no TLS' });
+  });
+
+const mysqlQueries = z.strictObject({
+  /** Is this domain hosted? Any row means yes. %s/%d: the domain. */
+  domain: z.string().default("SELECT name FROM virtual_domains WHERE name = '%s'"),
+  /**
+   * The mailbox of an address. Columns by name: email (or user/username), password, and optionally
+   * quota/quota_bytes (bytes, 0 = unlimited), enable/enabled/active (0 = disabled), maildir (relative path).
+   */
+  user: z.string().default("SELECT email, password, quota, enable FROM virtual_users WHERE email = '%s'"),
+  /** Destinations of an alias, one per row (a comma-separated list in a row is split). */
+  alias: z.string().default("SELECT destination FROM virtual_aliases WHERE source = '%s'"),
+  /** Optional: the target domain of an alias domain (PostfixAdmin's alias_domain). */
+  alias_domain: z.string().optional(),
+});
+
+const mysqlSchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: port.default(3306),
+  /** A unix socket path instead of host/port. */
+  socket: z.string().optional(),
+  user: z.string().default('mailuser'),
+  password: z.string().default(''),
+  database: z.string().default('mailserver'),
+  pool_size: int(1, 200).default(10),
+  connect_timeout: duration().default(5000),
+  /** How long a lookup may take before it fails temporarily. */
+  query_timeout: duration().default(10_000),
+  queries: mysqlQueries.default(() => mysqlQueries.parse({})),
+});
+
+const cacheSchema = z.strictObject({
+  positive_ttl: duration().default(60_000),
+  negative_ttl: duration().default(10_000),
+  max_entries: int(0).default(10_000),
+});
+
+const directorySchema = z
+  .strictObject({
+    backend: z.enum(['file', 'mysql']).default('file'),
+    file: z
+      .strictObject({
+        path: z.string().default('directory.yaml'),
+        /** Copied to `path` on first start when `path` does not exist yet. */
+        initial: z.string().optional(),
+      })
+      .default({ path: 'directory.yaml' }),
+    mysql: mysqlSchema.optional(),
+    cache: cacheSchema.default(() => cacheSchema.parse({})),
+    /** Postfix's recipient_delimiter: bob+tag@ is delivered to bob@ when bob+tag@ has no entry of its own. Empty: off. */
+    recipient_delimiter: z.string().max(8).default('+'),
+  })
+  .superRefine((d, ctx) => {
+    if (d.backend === 'mysql' && !d.mysql)
+      ctx.addIssue({ code: 'custom', path: ['mysql'], message: 'backend mysql needs a mysql section' });
+  });
+
+const passwordScheme = z.enum(['ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'BLF-CRYPT', 'SSHA512']);
+
+export const configSchema = z.strictObject({
+  /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
+  hostname: z.string().min(1).optional(),
+  /** Where generated state lives (self-signed certificate). */
+  data_dir: z.string().default('data'),
+  mail: z
+    .strictObject({
+      /** The mail root, as in Dovecot's mail_location = maildir:/var/mail/vhosts/%d/%n. */
+      root: z.string().default('mail'),
+      /** Path of a user's Maildir below the root: %d domain, %n local part, %u full address. */
+      layout: z
+        .string()
+        .default('%d/%n')
+        .refine((v) => /%[dnu]/.test(v) && !v.startsWith('/') && !v.split('/').includes('..'), {
+          message: 'expected a relative path using %d, %n or %u, such as "%d/%n"',
+        }),
+    })
+    .default({ root: 'mail', layout: '%d/%n' }),
+  listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
+  tls: z
+    .strictObject({
+      /** PEM certificate chain; when cert and key are absent a self-signed pair is generated in data_dir. */
+      cert: z.string().optional(),
+      key: z.string().optional(),
+    })
+    .default({})
+    .refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'give both cert and key, or neither' }),
+  directory: directorySchema.default(() => directorySchema.parse({})),
+  passwords: z
+    .strictObject({
+      /** Scheme for new passwords (CLI user add/passwd). */
+      scheme: passwordScheme.default('ARGON2ID'),
+      /** Scheme assumed for stored hashes without a {SCHEME} prefix that do not identify themselves (Dovecot's default_pass_scheme). */
+      default_scheme: z.string().default('CRYPT'),
+    })
+    .default({ scheme: 'ARGON2ID', default_scheme: 'CRYPT' }),
+  limits: z
+    .strictObject({
+      message_size: size().default(26_214_400),
+      recipients: int(1).default(100),
+      connections: int(1).default(1000),
+      connections_per_ip: int(1).default(20),
+      /** Longest command line a client may send. */
+      line_length: int(512, 1_048_576).default(4096),
+      /** Error replies before the session is closed with 421 (Postfix's smtpd_hard_error_limit). */
+      errors: int(1).default(20),
+      idle_timeout: duration().default(300_000),
+    })
+    .default(() => ({
+      message_size: 26_214_400,
+      recipients: 100,
+      connections: 1000,
+      connections_per_ip: 20,
+      line_length: 4096,
+      errors: 20,
+      idle_timeout: 300_000,
+    })),
+  /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
+  trusted_networks: z.array(cidr).default([]),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .default({ level: 'info' }),
+  /** How long sessions may take to finish after SIGTERM before they are closed with 421. */
+  shutdown_timeout: duration().default(30_000),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = z.output<typeof listenerSchema>;
+export type DirectoryConfig = Config['directory'];
+export type MysqlConfig = z.output<typeof mysqlSchema>;
+export type PasswordScheme = z.output<typeof passwordScheme>;

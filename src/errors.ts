@@ -1,0 +1,55 @@
+/**
+ * Typed errors with stable codes. Lower layers (directory, store, queue) throw these; each
+ * protocol maps them to replies in exactly one place (smtp/replies.ts for SMTP and LMTP).
+ * The message is for logs; what a client sees comes from the protocol's mapping table.
+ */
+export type ErrorCode =
+  /** A dependency (MySQL, the directory file) is unavailable: retry later. */
+  | 'TEMP_FAIL'
+  /** The address does not exist in a hosted domain. */
+  | 'RECIPIENT_NOT_FOUND'
+  /** The mailbox exists but is disabled (enable = 0). */
+  | 'MAILBOX_DISABLED'
+  /** Alias expansion looped or went deeper/wider than the limits. */
+  | 'ALIAS_LOOP'
+  /** The address is syntactically unusable or could escape the mail root. */
+  | 'BAD_ADDRESS'
+  /** The mailbox is already at or over its quota. */
+  | 'QUOTA_FULL'
+  /** This message would take the mailbox over its quota. */
+  | 'QUOTA_EXCEEDED'
+  /** The message is larger than the configured limit. */
+  | 'MESSAGE_TOO_BIG'
+  /** Writing to the mail store failed (disk full, I/O error). */
+  | 'STORAGE_ERROR'
+  /** Remote delivery is not available in this build or configuration. */
+  | 'RELAY_UNAVAILABLE'
+  /** A configuration or directory file is invalid. */
+  | 'CONFIG_INVALID'
+  /** An administrative object (domain, user, alias) does not exist. */
+  | 'NOT_FOUND'
+  /** An administrative object already exists. */
+  | 'ALREADY_EXISTS'
+  /** An operation is not supported by this backend. */
+  | 'UNSUPPORTED';
+
+const TEMPORARY: ReadonlySet<ErrorCode> = new Set(['TEMP_FAIL', 'QUOTA_FULL', 'STORAGE_ERROR', 'RELAY_UNAVAILABLE']);
+
+export class MailError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MailError';
+    this.code = code;
+  }
+  /** True when the condition may clear by itself, so a client should retry (4xx, NO [UNAVAILABLE]). */
+  get temporary(): boolean {
+    return TEMPORARY.has(this.code);
+  }
+}
+
+export function isMailError(err: unknown, code?: ErrorCode): err is MailError {
+  return err instanceof MailError && (code === undefined || err.code === code);
+}
+
+export const tempFail = (message: string, cause?: unknown) => new MailError('TEMP_FAIL', message, { cause });
