@@ -1,0 +1,47 @@
+/**
+ * Two behaviours smtp-server has no option for, added at its single reply choke point
+ * (SMTPConnection.send). smtp-server is pinned to an exact version because of this; the
+ * protocol tests cover both behaviours, so an upgrade that breaks them fails CI.
+ *
+ * 1. Exact enhanced status codes (RFC 3463). smtp-server derives the enhanced code from the
+ *    reply code alone (554 -> 5.6.0, 452 -> 4.2.2), but a relay refusal is 554 5.7.1 and a
+ *    disk error 452 4.3.1. Reply texts of ours start with their enhanced code; for those the
+ *    derived one is suppressed and ours is sent as written.
+ * 2. An error limit (Postfix's smtpd_hard_error_limit): after `maildErrorLimit` 4xx/5xx replies
+ *    without a delivery, the session ends with 421.
+ */
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+
+const EXPLICIT_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+interface PatchedConnection {
+  __maildErrors?: number;
+  __maildClosing?: boolean;
+  _server: { options: { maildErrorLimit?: number } };
+}
+
+let applied = false;
+
+export function applyConnectionPatch(): void {
+  if (applied) return;
+  applied = true;
+  const proto = SMTPConnection.prototype as unknown as {
+    send: (code: number, data?: string | string[] | null, context?: string | false) => void;
+  };
+  const original = proto.send;
+  proto.send = function patchedSend(this: PatchedConnection, code, data, context) {
+    const explicit = typeof data === 'string' && EXPLICIT_CODE.test(data);
+    original.call(this, code, data, explicit ? false : context);
+    const limit = this._server.options.maildErrorLimit;
+    if (!limit || code === 421 || this.__maildClosing) return;
+    if (code >= 400) {
+      this.__maildErrors = (this.__maildErrors ?? 0) + 1;
+      if (this.__maildErrors >= limit) {
+        this.__maildClosing = true;
+        original.call(this, 421, '4.7.0 Too many errors, closing connection', false);
+      }
+    } else if (code === 250 && context === 'DATA_OK') {
+      this.__maildErrors = 0;
+    }
+  };
+}

@@ -1,0 +1,49 @@
+import { headerSafe } from '../directory/address.js';
+
+export interface ReceivedInfo {
+  /** The name the client gave in HELO/EHLO/LHLO. */
+  helo: string;
+  /** Client IP address, or '' for a unix socket. */
+  ip: string;
+  /** Reverse DNS name, when known. */
+  reverseName?: string;
+  hostname: string;
+  /** RFC 3848 protocol name: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, LMTP, LMTPS. */
+  protocol: string;
+  tls?: { version: string; cipher: string };
+  queueId: string;
+  /** The recipient, only when the transaction has exactly one. */
+  forAddress?: string;
+  date?: Date;
+}
+
+/** RFC 5322 section 3.3 date-time: "Sun, 22 Nov 2026 04:01:00 +0000". */
+export function rfc5322Date(date: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  const abs = Math.abs(offset);
+  return `${days[date.getDay()]}, ${date.getDate()} ${months[date.getMonth()]} ${date.getFullYear()} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`;
+}
+
+/**
+ * The Received: header field of RFC 5321 section 4.4, laid out as Postfix writes it:
+ *   Received: from client.example (mail.client.example [192.0.2.1])
+ *           (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
+ *           by mx.example.com (maild) with ESMTPS id 4F2A9C1B07E3
+ *           for <bob@example.com>; Sun, 22 Nov 2026 04:01:00 +0000
+ * Every client-supplied value is stripped of control characters, so no header can be injected.
+ */
+export function receivedHeader(info: ReceivedInfo): string {
+  const helo = headerSafe(info.helo || 'unknown').slice(0, 255);
+  const client = info.ip ? `(${headerSafe(info.reverseName || 'unknown')} [${headerSafe(info.ip)}])` : '(localhost)';
+  const lines = [`Received: from ${helo} ${client}`];
+  if (info.tls) lines.push(`\t(using ${headerSafe(info.tls.version)} with cipher ${headerSafe(info.tls.cipher)})`);
+  const by = `\tby ${headerSafe(info.hostname)} (maild) with ${info.protocol} id ${info.queueId}`;
+  const date = rfc5322Date(info.date ?? new Date());
+  if (info.forAddress) lines.push(by, `\tfor <${headerSafe(info.forAddress)}>; ${date}`);
+  else lines.push(`${by};`, `\t${date}`);
+  return lines.join('\n');
+}

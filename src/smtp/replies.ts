@@ -1,0 +1,42 @@
+/**
+ * The one place where errors become SMTP/LMTP replies. Texts are fixed: what went wrong in
+ * detail goes to the log, never to the client (smtp-server sends an error's message verbatim).
+ * Each text starts with its RFC 3463 enhanced status code (see connection-patch.ts).
+ */
+import { isMailError, type ErrorCode } from '../errors.js';
+
+export interface SmtpReply {
+  code: number;
+  text: string;
+}
+
+const BY_ERROR: Record<ErrorCode, SmtpReply> = {
+  TEMP_FAIL: { code: 451, text: '4.3.0 Temporary lookup failure, try again later' },
+  RECIPIENT_NOT_FOUND: { code: 550, text: '5.1.1 Recipient address rejected: user unknown' },
+  MAILBOX_DISABLED: { code: 550, text: '5.2.1 Recipient address rejected: mailbox disabled' },
+  ALIAS_LOOP: { code: 550, text: '5.4.6 Recipient address rejected: mail forwarding loop' },
+  BAD_ADDRESS: { code: 553, text: '5.1.3 Recipient address rejected: bad address syntax' },
+  QUOTA_FULL: { code: 452, text: '4.2.2 Mailbox full, try again later' },
+  QUOTA_EXCEEDED: { code: 552, text: '5.2.2 Message exceeds the mailbox quota' },
+  MESSAGE_TOO_BIG: { code: 552, text: '5.3.4 Message size exceeds fixed limit' },
+  STORAGE_ERROR: { code: 452, text: '4.3.1 Insufficient system storage, try again later' },
+  RELAY_UNAVAILABLE: { code: 451, text: '4.3.2 Forwarding to remote destinations is not available, try again later' },
+  CONFIG_INVALID: { code: 451, text: '4.3.5 Server configuration error, try again later' },
+  NOT_FOUND: { code: 550, text: '5.1.1 Recipient address rejected: user unknown' },
+  ALREADY_EXISTS: { code: 451, text: '4.3.0 Local error in processing' },
+  UNSUPPORTED: { code: 451, text: '4.3.0 Local error in processing' },
+};
+
+export const RELAY_DENIED: SmtpReply = { code: 554, text: '5.7.1 Relay access denied' };
+export const TOO_MANY_CONNECTIONS: SmtpReply = { code: 421, text: '4.7.0 Too many connections from your address, try again later' };
+export const LOCAL_ERROR: SmtpReply = { code: 451, text: '4.3.0 Local error in processing, try again later' };
+
+/** The reply for an error thrown below the protocol; anything unexpected is a temporary local error. */
+export function replyFor(err: unknown): SmtpReply {
+  return isMailError(err) ? BY_ERROR[err.code] : LOCAL_ERROR;
+}
+
+/** An Error that smtp-server turns into exactly this reply. */
+export function replyError(reply: SmtpReply): Error & { responseCode: number } {
+  return Object.assign(new Error(reply.text), { responseCode: reply.code });
+}
