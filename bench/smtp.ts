@@ -13,7 +13,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', path.basename(path.dirname(path.dirname(fileURLToPath(import.meta.url)))) === 'dist' ? '..' : '.');
+const ROOT = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  path.basename(path.dirname(path.dirname(fileURLToPath(import.meta.url)))) === 'dist' ? '..' : '.',
+);
 
 const { values } = parseArgs({
   options: {
@@ -42,7 +46,10 @@ function message(i: number): string {
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-bench-'));
   const users = Array.from({ length: MAILBOXES }, (_, i) => `user${i}@bench.example`);
-  await writeFile(path.join(dir, 'directory.yaml'), `domains: [bench.example]\nusers:\n${users.map((u) => `  ${u}: {password: "{PLAIN}x"}\n`).join('')}`);
+  await writeFile(
+    path.join(dir, 'directory.yaml'),
+    `domains: [bench.example]\nusers:\n${users.map((u) => `  ${u}: {password: "{PLAIN}x"}\n`).join('')}`,
+  );
   await writeFile(
     path.join(dir, 'maild.yaml'),
     `hostname: bench.test\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {connections_per_ip: ${CONNECTIONS + 5}}\nlog: {level: info}\n`,
