@@ -22,7 +22,12 @@ export function compiledEntry(source: string): string {
     throw new Error(`${compiled} is missing: run npm run build (npm test does)`);
   }
   const newest = (dir: string): number =>
-    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs)));
+    Math.max(
+      0,
+      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+        e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs,
+      ),
+    );
   if (newest(path.join(ROOT, 'src')) > built) throw new Error(`src/ is newer than ${compiled}: run npm run build (npm test does)`);
   return compiled;
 }
@@ -92,7 +97,8 @@ export function spawnDaemon(args: string[], opts: { compiled?: boolean; env?: No
       for (;;) {
         const hit = logs.find(pred);
         if (hit) return hit;
-        if (done) throw new Error(`daemon exited before the expected log line; stderr: ${stderr}; last logs: ${JSON.stringify(logs.slice(-5))}`);
+        if (done)
+          throw new Error(`daemon exited before the expected log line; stderr: ${stderr}; last logs: ${JSON.stringify(logs.slice(-5))}`);
         const left = deadline - Date.now();
         if (left <= 0) throw new Error(`log line not seen within ${ms} ms; last logs: ${JSON.stringify(logs.slice(-5))}`);
         await new Promise<void>((resolve) => {

@@ -44,7 +44,10 @@ export async function assertMysqlReachable(): Promise<void> {
 export function mysqlConfig(section: Record<string, unknown>): MysqlConfig {
   const cfg = configSchema.parse({
     listeners: [{ protocol: 'smtp', port: 25 }],
-    directory: { backend: 'mysql', mysql: { host: testServer.host, port: testServer.port, user: testServer.user, password: testServer.password, ...section } },
+    directory: {
+      backend: 'mysql',
+      mysql: { host: testServer.host, port: testServer.port, user: testServer.user, password: testServer.password, ...section },
+    },
   });
   return cfg.directory.mysql!;
 }

@@ -91,7 +91,10 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
 
   const maildir = (mailbox: string) => path.join(mailRoot, mailbox);
   const list = async (mailbox: string, sub: string) => (await readdir(path.join(maildir(mailbox), sub)).catch(() => [] as string[])).sort();
-  const messages = async (mailbox: string) => [...(await list(mailbox, 'new')).map((f) => `new/${f}`), ...(await list(mailbox, 'cur')).map((f) => `cur/${f}`)];
+  const messages = async (mailbox: string) => [
+    ...(await list(mailbox, 'new')).map((f) => `new/${f}`),
+    ...(await list(mailbox, 'cur')).map((f) => `cur/${f}`),
+  ];
 
   return {
     runtime,

@@ -108,16 +108,42 @@ s.quit()
     await writeFile(file, 'From: curl@remote.example\r\nTo: bob@example.test\r\nSubject: from curl\r\n\r\nSent by curl.\r\n');
     await run(
       'curl',
-      ['--silent', '--show-error', '--ssl-reqd', '--insecure', `smtp://127.0.0.1:${srv.smtpPort}/curl.client.example`, '--mail-from', 'curl@remote.example', '--mail-rcpt', 'bob@example.test', '--upload-file', file],
+      [
+        '--silent',
+        '--show-error',
+        '--ssl-reqd',
+        '--insecure',
+        `smtp://127.0.0.1:${srv.smtpPort}/curl.client.example`,
+        '--mail-from',
+        'curl@remote.example',
+        '--mail-rcpt',
+        'bob@example.test',
+        '--upload-file',
+        file,
+      ],
       { timeout: 20_000 },
     );
     const msg = await latest('example.test/bob', 'from curl');
     assert.match(msg, /Return-Path: <curl@remote\.example>/);
     // curl refuses a relay just as the server says.
     await assert.rejects(
-      run('curl', ['--silent', '--show-error', `smtp://127.0.0.1:${srv.smtpPort}`, '--mail-from', 'curl@remote.example', '--mail-rcpt', 'x@remote.example', '--upload-file', file], {
-        timeout: 20_000,
-      }),
+      run(
+        'curl',
+        [
+          '--silent',
+          '--show-error',
+          `smtp://127.0.0.1:${srv.smtpPort}`,
+          '--mail-from',
+          'curl@remote.example',
+          '--mail-rcpt',
+          'x@remote.example',
+          '--upload-file',
+          file,
+        ],
+        {
+          timeout: 20_000,
+        },
+      ),
       /554/,
     );
   });

@@ -27,11 +27,23 @@ describe('configuration errors', () => {
   const cases: Array<[string, string, RegExp]> = [
     ['a bad port', 'listeners:\n  - protocol: smtp\n    port: "abc"\n', /listeners\[0\]\.port/],
     ['an unknown key', 'listeners:\n  - protocol: smtp\n    port: 25\nlimits:\n  mesage_size: 10M\n', /limits\.mesage_size: unknown key/],
-    ['a bad size', 'listeners:\n  - protocol: smtp\n    port: 25\nlimits:\n  message_size: lots\n', /limits\.message_size: expected a size/],
-    ['an unset variable', 'listeners:\n  - protocol: smtp\n    port: 25\ndirectory:\n  backend: mysql\n  mysql:\n    password: ${MAILD_TEST_UNSET_SECRET}\n', /directory\.mysql\.password: environment variable MAILD_TEST_UNSET_SECRET is not set/],
+    [
+      'a bad size',
+      'listeners:\n  - protocol: smtp\n    port: 25\nlimits:\n  message_size: lots\n',
+      /limits\.message_size: expected a size/,
+    ],
+    [
+      'an unset variable',
+      'listeners:\n  - protocol: smtp\n    port: 25\ndirectory:\n  backend: mysql\n  mysql:\n    password: ${MAILD_TEST_UNSET_SECRET}\n',
+      /directory\.mysql\.password: environment variable MAILD_TEST_UNSET_SECRET is not set/,
+    ],
     ['no listeners', 'hostname: x\n', /listeners: /],
     ['broken YAML', 'listeners: [\n', /not valid YAML/],
-    ['mysql without its section', 'listeners:\n  - protocol: smtp\n    port: 25\ndirectory:\n  backend: mysql\n', /directory\.mysql: backend mysql needs a mysql section/],
+    [
+      'mysql without its section',
+      'listeners:\n  - protocol: smtp\n    port: 25\ndirectory:\n  backend: mysql\n',
+      /directory\.mysql: backend mysql needs a mysql section/,
+    ],
   ];
   for (const [name, yaml, expected] of cases) {
     it(`exits 1 naming the key for ${name}`, async () => {
@@ -46,7 +58,10 @@ describe('configuration errors', () => {
 
   it('substitutes ${VAR} from the environment', async () => {
     const file = path.join(dir, 'env.yaml');
-    await writeFile(file, 'listeners:\n  - protocol: smtp\n    port: ${MAILD_TEST_PORT}\n    address: 127.0.0.1\ndata_dir: data\nmail: {root: mail}\ndirectory: {file: {path: d.yaml}}\n');
+    await writeFile(
+      file,
+      'listeners:\n  - protocol: smtp\n    port: ${MAILD_TEST_PORT}\n    address: 127.0.0.1\ndata_dir: data\nmail: {root: mail}\ndirectory: {file: {path: d.yaml}}\n',
+    );
     await writeFile(path.join(dir, 'd.yaml'), 'domains: [a.example]\n');
     const d = spawnDaemon(['--config', file], { env: { MAILD_TEST_PORT: '0' } });
     await d.waitLog((l) => l.msg === 'ready');

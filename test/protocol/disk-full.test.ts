@@ -49,7 +49,10 @@ describe('disk full during DATA', () => {
     const c = await SmtpClient.connect(srv.smtpPort);
     await c.greeting();
     await c.command('EHLO full.example');
-    assert.equal((await c.sendMail('s@remote.example', ['alice@example.test', 'bob@example.test'], simpleMessage('warm-up'))).final![0]!.code, 250);
+    assert.equal(
+      (await c.sendMail('s@remote.example', ['alice@example.test', 'bob@example.test'], simpleMessage('warm-up'))).final![0]!.code,
+      250,
+    );
     const filler = await fill(64 * 1024);
 
     // Larger than what is left, so the write fails in the middle of the message.

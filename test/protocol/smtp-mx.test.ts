@@ -34,9 +34,13 @@ describe('SMTP MX listener', () => {
     assert.match(greeting.text, /^mx\.test\.example ESMTP/);
     const ehlo = await c.command('EHLO client.remote.example');
     const caps = ehlo.lines.map((l) => l.slice(4).split(' ')[0]);
-    for (const cap of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'STARTTLS', 'SIZE']) assert.ok(caps.includes(cap), `${cap} advertised`);
+    for (const cap of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'STARTTLS', 'SIZE'])
+      assert.ok(caps.includes(cap), `${cap} advertised`);
     assert.ok(!caps.includes('AUTH'), 'no AUTH on the MX listener');
-    assert.ok(ehlo.lines.some((l) => /SIZE 1048576$/.test(l)), 'SIZE carries the limit');
+    assert.ok(
+      ehlo.lines.some((l) => /SIZE 1048576$/.test(l)),
+      'SIZE carries the limit',
+    );
     await c.quit();
   });
 
@@ -60,7 +64,12 @@ describe('SMTP MX listener', () => {
     assert.equal(lines[0], 'Return-Path: <sender@remote.example>');
     assert.equal(lines[1], 'Delivered-To: alice@example.test');
     assert.match(lines[2]!, /^Received: from client\.remote\.example \(unknown \[127\.0\.0\.1\]\)$/);
-    assert.match(text, new RegExp(`by mx\\.test\\.example \\(maild\\) with ESMTP id ${qid}\\n\\tfor <Alice@Example\\.Test>; \\w{3}, \\d{1,2} \\w{3} \\d{4} \\d\\d:\\d\\d:\\d\\d [+-]\\d{4}\\n`));
+    assert.match(
+      text,
+      new RegExp(
+        `by mx\\.test\\.example \\(maild\\) with ESMTP id ${qid}\\n\\tfor <Alice@Example\\.Test>; \\w{3}, \\d{1,2} \\w{3} \\d{4} \\d\\d:\\d\\d:\\d\\d [+-]\\d{4}\\n`,
+      ),
+    );
     assert.ok(text.includes('\n.A line starting with a dot.\n..two dots\n'), 'dot-stuffing undone exactly once');
     assert.ok(!text.includes('\r'), 'stored with LF line ends');
     const size = (await stat(file)).size;
@@ -101,7 +110,9 @@ describe('SMTP MX listener', () => {
     assert.equal((await c.sendMail('s@remote.example', ['anything@example.org'], simpleMessage('catchall'))).final![0]!.code, 250);
     await c.quit();
     assert.ok((await srv.read('example.test/bob')).some((m) => m.includes('Subject: aliasdomain')));
-    assert.ok((await srv.read('example.org/erin')).some((m) => m.includes('Subject: catchall') && m.includes('Delivered-To: erin@example.org')));
+    assert.ok(
+      (await srv.read('example.org/erin')).some((m) => m.includes('Subject: catchall') && m.includes('Delivered-To: erin@example.org')),
+    );
   });
 
   it('refuses unknown, disabled and looping recipients with their codes', async () => {
@@ -330,12 +341,16 @@ describe('SMTP MX listener limits', () => {
       assert.deepEqual([refused.code, refused.lines[0]!.slice(4, 9)], [421, '4.7.0']);
       assert.ok(await c.waitClosed(2000));
       await a.quit();
-      await waitFor(async () => {
-        const d = await SmtpClient.connect(srv.smtpPort);
-        const g = await d.greeting();
-        d.destroy();
-        return g.code === 220;
-      }, 3000, 'a slot freed after QUIT');
+      await waitFor(
+        async () => {
+          const d = await SmtpClient.connect(srv.smtpPort);
+          const g = await d.greeting();
+          d.destroy();
+          return g.code === 220;
+        },
+        3000,
+        'a slot freed after QUIT',
+      );
       await b.quit();
     } finally {
       await srv.stop();

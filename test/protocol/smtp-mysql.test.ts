@@ -22,11 +22,15 @@ describe('SMTP on the MySQL directory', () => {
     await db.sql(
       "INSERT INTO virtual_users (domain_id, email, password) SELECT id, 'alice@example.test', ENCRYPT('alice-pw', CONCAT('$6$', 'somesalt')) FROM virtual_domains WHERE name = 'example.test'",
     );
-    await db.sql("INSERT INTO virtual_users (domain_id, email, password, quota) SELECT id, 'bob@example.test', '{PLAIN}x', 1500 FROM virtual_domains WHERE name = 'example.test'");
+    await db.sql(
+      "INSERT INTO virtual_users (domain_id, email, password, quota) SELECT id, 'bob@example.test', '{PLAIN}x', 1500 FROM virtual_domains WHERE name = 'example.test'",
+    );
     await db.sql(
       "INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'all@example.test', 'alice@example.test' FROM virtual_domains WHERE name = 'example.test'",
     );
-    await db.sql("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'all@example.test', 'bob@example.test' FROM virtual_domains WHERE name = 'example.test'");
+    await db.sql(
+      "INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'all@example.test', 'bob@example.test' FROM virtual_domains WHERE name = 'example.test'",
+    );
     await db.sql(
       "INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, '@alias.example', '@example.test' FROM virtual_domains WHERE name = 'alias.example'",
     );
@@ -59,7 +63,10 @@ describe('SMTP on the MySQL directory', () => {
     const c = await session();
     assert.equal((await c.sendMail('s@remote.example', ['alice@example.test'], simpleMessage('mysql direct'))).final![0]!.code, 250);
     assert.equal((await c.sendMail('s@remote.example', ['all@example.test'], simpleMessage('mysql alias'))).final![0]!.code, 250);
-    assert.equal((await c.sendMail('s@remote.example', ['alice+tag@alias.example'], simpleMessage('mysql alias domain'))).final![0]!.code, 250);
+    assert.equal(
+      (await c.sendMail('s@remote.example', ['alice+tag@alias.example'], simpleMessage('mysql alias domain'))).final![0]!.code,
+      250,
+    );
     const unknown = await c.sendMail('s@remote.example', ['nobody@example.test'], simpleMessage('x'));
     assert.deepEqual([unknown.rcpts[0]!.code, unknown.rcpts[0]!.enhanced], [550, '5.1.1']);
     await c.quit();

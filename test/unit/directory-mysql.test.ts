@@ -12,7 +12,15 @@ import { PasswordService } from '../../src/directory/passwords/index.js';
 import { isMailError, type ErrorCode } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { runDirectoryContract, type Backend } from '../helpers/directory-contract.js';
-import { assertMysqlReachable, connectAdmin, createTestDatabase, mysqlConfig, testServer, type TestDatabase, type TestDatabaseOptions } from '../helpers/mysql.js';
+import {
+  assertMysqlReachable,
+  connectAdmin,
+  createTestDatabase,
+  mysqlConfig,
+  testServer,
+  type TestDatabase,
+  type TestDatabaseOptions,
+} from '../helpers/mysql.js';
 import { start as startProxy } from '../helpers/tcp-proxy.js';
 
 /** Every database this file created; whatever a test left behind is dropped at the end. */
@@ -73,14 +81,29 @@ describe('mysql query placeholders', () => {
     const mixed = compileQuery('user', "SELECT * FROM m WHERE username = '%u@%d' AND local_part = %n");
     assert.equal(mixed.sql, "SELECT * FROM m WHERE username = CONCAT(?, '@', ?) AND local_part = ?");
     assert.deepEqual(mixed.params, ['u', 'd', 'u']);
-    assert.equal(compileQuery('alias', "SELECT goto FROM a WHERE address = '%s' AND note LIKE '100%%' AND x = 5 %% 2").sql, "SELECT goto FROM a WHERE address = ? AND note LIKE '100%' AND x = 5 % 2");
-    assert.equal(compileQuery('alias', "SELECT 'it''s', `odd%col` FROM a WHERE b = 'x%s'").sql, "SELECT 'it''s', `odd%col` FROM a WHERE b = CONCAT('x', ?)");
+    assert.equal(
+      compileQuery('alias', "SELECT goto FROM a WHERE address = '%s' AND note LIKE '100%%' AND x = 5 %% 2").sql,
+      "SELECT goto FROM a WHERE address = ? AND note LIKE '100%' AND x = 5 % 2",
+    );
+    assert.equal(
+      compileQuery('alias', "SELECT 'it''s', `odd%col` FROM a WHERE b = 'x%s'").sql,
+      "SELECT 'it''s', `odd%col` FROM a WHERE b = CONCAT('x', ?)",
+    );
   });
 
   it('refuses unknown placeholders and bare question marks', () => {
-    assert.throws(() => compileQuery('user', "SELECT 1 WHERE a = '%x'"), (e: unknown) => isMailError(e, 'CONFIG_INVALID') && /queries\.user.*%x/.test(e.message));
-    assert.throws(() => compileQuery('alias', 'SELECT 1 WHERE a = ?'), (e: unknown) => isMailError(e, 'CONFIG_INVALID'));
-    assert.throws(() => compileQuery('domain', "SELECT 1 WHERE a = '%s"), (e: unknown) => isMailError(e, 'CONFIG_INVALID'));
+    assert.throws(
+      () => compileQuery('user', "SELECT 1 WHERE a = '%x'"),
+      (e: unknown) => isMailError(e, 'CONFIG_INVALID') && /queries\.user.*%x/.test(e.message),
+    );
+    assert.throws(
+      () => compileQuery('alias', 'SELECT 1 WHERE a = ?'),
+      (e: unknown) => isMailError(e, 'CONFIG_INVALID'),
+    );
+    assert.throws(
+      () => compileQuery('domain', "SELECT 1 WHERE a = '%s"),
+      (e: unknown) => isMailError(e, 'CONFIG_INVALID'),
+    );
   });
 
   it('refuses a query with an unknown placeholder at open, naming the key', async () => {
@@ -273,16 +296,22 @@ describe('mysql directory on a PostfixAdmin database', () => {
 
   it('returns mailboxes with maildir and quota, and authenticates them', async () => {
     const alice = await directory.findUser('Alice@Example.com');
-    assert.deepEqual({ ...alice, password: undefined }, {
-      email: 'alice@example.com',
-      password: undefined,
-      quotaBytes: 2_097_152,
-      enabled: true,
-      maildir: 'example.com/alice/',
-    });
+    assert.deepEqual(
+      { ...alice, password: undefined },
+      {
+        email: 'alice@example.com',
+        password: undefined,
+        quotaBytes: 2_097_152,
+        enabled: true,
+        maildir: 'example.com/alice/',
+      },
+    );
     assert.equal((await directory.authenticate('alice@example.com', 'pfa secret')).ok, true);
     assert.deepEqual(await directory.authenticate('alice@example.com', 'nope'), { ok: false, reason: 'bad-password' });
-    assert.deepEqual((await directory.resolve('alice@example.com')).mailboxes.map((m) => m.email), ['alice@example.com']);
+    assert.deepEqual(
+      (await directory.resolve('alice@example.com')).mailboxes.map((m) => m.email),
+      ['alice@example.com'],
+    );
   });
 
   it('treats active = 0 (mailbox or its domain) as disabled', async () => {
@@ -293,11 +322,20 @@ describe('mysql directory on a PostfixAdmin database', () => {
 
   it('expands comma-separated goto lists, alias domains and catch-alls; ignores inactive aliases', async () => {
     const team = await directory.resolve('team@example.com');
-    assert.deepEqual(team.mailboxes.map((m) => m.email), ['alice@example.com', 'carol@example.com']);
+    assert.deepEqual(
+      team.mailboxes.map((m) => m.email),
+      ['alice@example.com', 'carol@example.com'],
+    );
     assert.deepEqual(team.remote, ['friend@remote.example']);
     assert.deepEqual(await backend.lookupAlias('team@example.com'), ['alice@example.com', 'carol@example.com', 'friend@remote.example']);
-    assert.deepEqual((await directory.resolve('alice+tag@example.net')).mailboxes.map((m) => m.email), ['alice@example.com']);
-    assert.deepEqual((await directory.resolve('anyone@catch.example')).mailboxes.map((m) => m.email), ['carol@example.com']);
+    assert.deepEqual(
+      (await directory.resolve('alice+tag@example.net')).mailboxes.map((m) => m.email),
+      ['alice@example.com'],
+    );
+    assert.deepEqual(
+      (await directory.resolve('anyone@catch.example')).mailboxes.map((m) => m.email),
+      ['carol@example.com'],
+    );
     await rejectsWith(directory.resolve('old@example.com'), 'RECIPIENT_NOT_FOUND');
     await rejectsWith(directory.resolve('nobody@example.net'), 'RECIPIENT_NOT_FOUND');
   });
@@ -348,7 +386,10 @@ describe('mysql directory when the database goes away', () => {
       await rejectsWith(dir.listDomains(), 'TEMP_FAIL');
       await rejectsWith(dir.addAlias('x@example.com', 'alice@example.com'), 'TEMP_FAIL');
       const warns = lines.filter((l) => l.level === 40);
-      assert.ok(warns.some((l) => /MySQL lookup failed/.test(String(l.msg)) && l.code), 'a warning names the failure');
+      assert.ok(
+        warns.some((l) => /MySQL lookup failed/.test(String(l.msg)) && l.code),
+        'a warning names the failure',
+      );
       assert.ok(!JSON.stringify(lines).includes('"password"'), 'no credentials in the logs');
 
       await proxy.resume();
@@ -404,7 +445,11 @@ describe('mysql migrations', () => {
     );
 
   it('splits SQL files at statement ends only', () => {
-    assert.deepEqual(splitSql("-- a; comment\nSELECT ';' ; /* x; */ SELECT `a;b`, \"c;\" # d;\n;\nSELECT 1"), ["SELECT ';'", 'SELECT `a;b`, "c;"', 'SELECT 1']);
+    assert.deepEqual(splitSql('-- a; comment\nSELECT \';\' ; /* x; */ SELECT `a;b`, "c;" # d;\n;\nSELECT 1'), [
+      "SELECT ';'",
+      'SELECT `a;b`, "c;"',
+      'SELECT 1',
+    ]);
   });
 
   it('creates the schema on an empty database, and applies nothing the second time', async () => {
@@ -424,7 +469,10 @@ describe('mysql migrations', () => {
     assert.match(users.get('quota')!.type, /^bigint/);
     assert.equal(users.get('password')!.type, 'varchar(255)');
     assert.equal((await columns(db, 'virtual_domains')).get('name')!.type, 'varchar(50)');
-    const engines = await db.sql("SELECT TABLE_NAME AS t, ENGINE AS e, TABLE_COLLATION AS c FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE 'virtual_%'", [db.name]);
+    const engines = await db.sql(
+      "SELECT TABLE_NAME AS t, ENGINE AS e, TABLE_COLLATION AS c FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE 'virtual_%'",
+      [db.name],
+    );
     assert.equal(engines.length, 3);
     for (const t of engines) {
       assert.equal(t.e, 'InnoDB');
@@ -438,7 +486,10 @@ describe('mysql migrations', () => {
       await dir.close();
     }
     const recorded = await db.sql('SELECT version FROM schema_migrations ORDER BY version');
-    assert.deepEqual(recorded.map((r) => r.version), names);
+    assert.deepEqual(
+      recorded.map((r) => r.version),
+      names,
+    );
     await db.drop();
   });
 
@@ -460,8 +511,13 @@ describe('mysql migrations', () => {
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8`);
     const hash = '$6$0123456789abcdef$' + 'x'.repeat(86);
     await db.sql("INSERT INTO virtual_domains (id, name) VALUES (1, 'example.com'), (2, 'Example.NET')");
-    await db.sql("INSERT INTO virtual_users (id, domain_id, password, email) VALUES (1, 1, ?, 'email1@example.com'), (2, 1, ?, 'Email2@Example.com')", [hash, hash]);
-    await db.sql("INSERT INTO virtual_aliases (id, domain_id, source, destination) VALUES (1, 1, 'alias@example.com', 'email1@example.com'), (2, 2, '@example.net', '@example.com')");
+    await db.sql(
+      "INSERT INTO virtual_users (id, domain_id, password, email) VALUES (1, 1, ?, 'email1@example.com'), (2, 1, ?, 'Email2@Example.com')",
+      [hash, hash],
+    );
+    await db.sql(
+      "INSERT INTO virtual_aliases (id, domain_id, source, destination) VALUES (1, 1, 'alias@example.com', 'email1@example.com'), (2, 2, '@example.net', '@example.com')",
+    );
 
     const conn = await connectAdmin(db.name);
     try {
@@ -492,7 +548,12 @@ describe('mysql migrations', () => {
     // The upgraded database works with the default queries and the admin methods.
     const dir = await MysqlDirectory.open(db.config, { logger: silentLogger });
     try {
-      assert.deepEqual(await dir.lookupUser('email2@example.com'), { email: 'email2@example.com', password: hash, quotaBytes: 0, enabled: true });
+      assert.deepEqual(await dir.lookupUser('email2@example.com'), {
+        email: 'email2@example.com',
+        password: hash,
+        quotaBytes: 0,
+        enabled: true,
+      });
       assert.deepEqual(await dir.listDomains(), [{ name: 'example.com' }, { name: 'example.net', aliasFor: 'example.com' }]);
       assert.deepEqual(await dir.lookupAlias('@example.net'), ['@example.com']);
       const argon = '{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=4$' + 'a'.repeat(22) + '$' + 'b'.repeat(43);

@@ -385,8 +385,8 @@ describe('passwords: new hashes', () => {
   after(() => svc.close());
 
   const shapes: Record<string, RegExp> = {
-    ARGON2ID: /^\{ARGON2ID\}\$argon2id\$v=19\$m=65536,t=3,p=4\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/,
-    ARGON2I: /^\{ARGON2I\}\$argon2i\$v=19\$m=65536,t=3,p=4\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/,
+    ARGON2ID: /^\{ARGON2ID\}\$argon2id\$v=19\$m=65536,t=3,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/,
+    ARGON2I: /^\{ARGON2I\}\$argon2i\$v=19\$m=65536,t=3,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/,
     'SHA512-CRYPT': /^\{SHA512-CRYPT\}\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}$/,
     'SHA256-CRYPT': /^\{SHA256-CRYPT\}\$5\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{43}$/,
     'BLF-CRYPT': /^\{BLF-CRYPT\}\$2y\$10\$[./A-Za-z0-9]{53}$/,
