@@ -67,7 +67,10 @@ export async function runDaemon(argv: string[]): Promise<void> {
     try {
       next = loadConfig(configPath);
     } catch (err) {
-      logger.error({ err: isMailError(err) ? err.message : String(err) }, 'reload refused: the configuration is invalid, keeping the running one');
+      logger.error(
+        { err: isMailError(err) ? err.message : String(err) },
+        'reload refused: the configuration is invalid, keeping the running one',
+      );
       return;
     }
     runtime.reload(next).catch((err: unknown) => logger.error({ err: (err as Error).message }, 'reload failed, keeping what was running'));

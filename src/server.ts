@@ -111,7 +111,8 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     async reload(next: LoadedConfig) {
       const changed = (a: unknown, b: unknown) => JSON.stringify(a) !== JSON.stringify(b);
       if (changed(current.listeners, next.listeners)) logger.warn('listener changes take effect after a restart');
-      if (changed(current.mail, next.mail) || current.data_dir !== next.data_dir) logger.warn('mail root and data_dir changes take effect after a restart');
+      if (changed(current.mail, next.mail) || current.data_dir !== next.data_dir)
+        logger.warn('mail root and data_dir changes take effect after a restart');
       credentials = await loadCredentials(next.tls, current.data_dir, next.hostname, logger);
       if (changed(current.directory, next.directory)) {
         const fresh = await openBackend(next.directory, logger.child({ component: 'directory' }), { watch: true });

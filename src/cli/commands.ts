@@ -135,7 +135,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   let backend: Backend | undefined;
   let passwords: PasswordService | undefined;
-  const getPasswords = () => (passwords ??= new PasswordService({ threads: 1, defaultScheme: config.passwords.default_scheme, newScheme: config.passwords.scheme }));
+  const getPasswords = () =>
+    (passwords ??= new PasswordService({ threads: 1, defaultScheme: config.passwords.default_scheme, newScheme: config.passwords.scheme }));
   const getBackend = async () => (backend ??= await openBackend(config.directory, silentLogger, { watch: false, createIfMissing: true }));
 
   try {
@@ -151,7 +152,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return 0;
       }
       case 'migrate': {
-        if (config.directory.backend !== 'mysql') throw new UsageError('migrate applies to the mysql backend; this configuration uses the file backend');
+        if (config.directory.backend !== 'mysql')
+          throw new UsageError('migrate applies to the mysql backend; this configuration uses the file backend');
         const db = (await getBackend()) as MysqlDirectory;
         const { applied } = await db.migrate();
         out(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
@@ -171,7 +173,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         }
         const r = await directory.resolve(address!);
         for (const m of r.mailboxes) {
-          out(`${m.email}\tmailbox\t${maildirPath(config.mail.root, config.mail.layout, m)}${m.quotaBytes ? `\tquota=${m.quotaBytes}` : ''}`);
+          out(
+            `${m.email}\tmailbox\t${maildirPath(config.mail.root, config.mail.layout, m)}${m.quotaBytes ? `\tquota=${m.quotaBytes}` : ''}`,
+          );
         }
         for (const remote of r.remote) out(`${remote}\tforward`);
         return 0;

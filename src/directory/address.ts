@@ -31,7 +31,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** What no path component may be or contain: it could leave the mail root or corrupt a name. */
 function isUnsafePathPart(value: string): boolean {
-  return value.length === 0 || value.length > 255 || CONTROL.test(value) || value.includes('/') || value.includes('\\') || value.includes('..');
+  return (
+    value.length === 0 || value.length > 255 || CONTROL.test(value) || value.includes('/') || value.includes('\\') || value.includes('..')
+  );
 }
 
 /** A local part that must never become a path component. Checked before any lookup or file operation. */

@@ -307,7 +307,8 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       }
       const quotaCol = pick('quota', 'quota_bytes');
       const quota = quotaCol ? parseQuota(row.get(quotaCol)) : 0;
-      if (quota === undefined) this.#logger.warn({ user: key, quota: text(row.get(quotaCol!)) }, 'unusable quota value, treating it as unlimited');
+      if (quota === undefined)
+        this.#logger.warn({ user: key, quota: text(row.get(quotaCol!)) }, 'unusable quota value, treating it as unlimited');
       const enabledCol = pick('enable', 'enabled', 'active');
       const maildir = text(row.get('maildir'))?.trim();
       if (maildir && (maildir.startsWith('/') || maildir.split('/').includes('..') || maildir.includes('\0'))) {
@@ -411,7 +412,14 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
     }
     this.#lastWarn = now;
     this.#logger.warn(
-      { query: name, code: e.code, errno: e.errno, err: e.message, host: this.#cfg.socket ?? `${this.#cfg.host}:${this.#cfg.port}`, suppressed: this.#suppressed },
+      {
+        query: name,
+        code: e.code,
+        errno: e.errno,
+        err: e.message,
+        host: this.#cfg.socket ?? `${this.#cfg.host}:${this.#cfg.port}`,
+        suppressed: this.#suppressed,
+      },
       'MySQL lookup failed, answering temporarily failed',
     );
     this.#suppressed = 0;
@@ -523,7 +531,11 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       const res = await this.#write(conn, 'INSERT INTO virtual_domains (name) VALUES (?)', [domain]);
       // The tutorials' alias domain: a catch-all @alias -> @target keeps the local part.
       if (target !== undefined) {
-        await this.#write(conn, 'INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (?, ?, ?)', [res.insertId, `@${domain}`, `@${target}`]);
+        await this.#write(conn, 'INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (?, ?, ?)', [
+          res.insertId,
+          `@${domain}`,
+          `@${target}`,
+        ]);
       }
     });
   }
@@ -536,8 +548,14 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       const ids = locked.map((r) => Number(r.id));
       const all = await this.#domains(conn);
       const self = all.get(domain);
-      const [users] = await this.#rows(conn, `SELECT COUNT(*) AS n FROM virtual_users WHERE domain_id IN (${ids.map(() => '?').join(', ')})`, ids);
-      const aliases = (await this.#rows(conn, `SELECT source FROM virtual_aliases WHERE domain_id IN (${ids.map(() => '?').join(', ')})`, ids)).filter(
+      const [users] = await this.#rows(
+        conn,
+        `SELECT COUNT(*) AS n FROM virtual_users WHERE domain_id IN (${ids.map(() => '?').join(', ')})`,
+        ids,
+      );
+      const aliases = (
+        await this.#rows(conn, `SELECT source FROM virtual_aliases WHERE domain_id IN (${ids.map(() => '?').join(', ')})`, ids)
+      ).filter(
         // The @alias -> @target row of an alias domain is the domain itself, not one of its aliases.
         (r) => !(self?.aliasFor && String(r.source).toLowerCase() === `@${domain}`),
       );
@@ -565,7 +583,9 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       rows =
         domain === undefined
           ? await this.#rows(this.#pool, base)
-          : await this.#rows(this.#pool, `${base} JOIN virtual_domains d ON d.id = u.domain_id WHERE d.name = ?`, [domain.trim().toLowerCase()]);
+          : await this.#rows(this.#pool, `${base} JOIN virtual_domains d ON d.id = u.domain_id WHERE d.name = ?`, [
+              domain.trim().toLowerCase(),
+            ]);
     } catch (err) {
       throw this.#adminError('list users', err);
     }
@@ -582,7 +602,8 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
   async addUser(user: NewUser): Promise<void> {
     const email = addressKey(user.email.trim());
     const split = splitAddress(email);
-    if (!split || isUnsafeLocalPart(split.local) || isUnsafeDomain(split.domain)) throw new MailError('BAD_ADDRESS', `not a usable address: ${JSON.stringify(user.email)}`);
+    if (!split || isUnsafeLocalPart(split.local) || isUnsafeDomain(split.domain))
+      throw new MailError('BAD_ADDRESS', `not a usable address: ${JSON.stringify(user.email)}`);
     checkQuota(user.quotaBytes);
     await this.#tx(`add user ${email}`, async (conn) => {
       const d = (await this.#domains(conn)).get(split.domain);
@@ -616,7 +637,8 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       set('quota', changes.quotaBytes);
     }
     await this.#tx(`update user ${key}`, async (conn) => {
-      if ((await this.#rows(conn, 'SELECT id FROM virtual_users WHERE email = ? FOR UPDATE', [key])).length === 0) throw new MailError('NOT_FOUND', `no user ${key}`);
+      if ((await this.#rows(conn, 'SELECT id FROM virtual_users WHERE email = ? FOR UPDATE', [key])).length === 0)
+        throw new MailError('NOT_FOUND', `no user ${key}`);
       if (sets.length > 0) await this.#write(conn, `UPDATE virtual_users SET ${sets.join(', ')} WHERE email = ?`, [...values, key]);
     });
   }
@@ -642,26 +664,42 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
     } catch (err) {
       throw this.#adminError('list aliases', err);
     }
-    return rows
-      .map((r) => ({ source: String(r.source).trim().toLowerCase(), destination: String(r.destination).trim(), domain: String(r.name).toLowerCase() }))
-      // Alias domains are listed by listDomains, not as aliases.
-      .filter((a) => !(a.source === `@${a.domain}` && domains.get(a.domain)?.aliasFor))
-      .map(({ source, destination }) => ({ source, destination }))
-      .sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination));
+    return (
+      rows
+        .map((r) => ({
+          source: String(r.source).trim().toLowerCase(),
+          destination: String(r.destination).trim(),
+          domain: String(r.name).toLowerCase(),
+        }))
+        // Alias domains are listed by listDomains, not as aliases.
+        .filter((a) => !(a.source === `@${a.domain}` && domains.get(a.domain)?.aliasFor))
+        .map(({ source, destination }) => ({ source, destination }))
+        .sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination))
+    );
   }
 
   async addAlias(source: string, destination: string): Promise<void> {
     const src = aliasSource(source);
     const dest = destination.trim();
-    if (!dest || /[\s,]/.test(dest) || (!dest.startsWith('@') && !splitAddress(dest)) || (dest.startsWith('@') && isUnsafeDomain(dest.slice(1)))) {
+    if (
+      !dest ||
+      /[\s,]/.test(dest) ||
+      (!dest.startsWith('@') && !splitAddress(dest)) ||
+      (dest.startsWith('@') && isUnsafeDomain(dest.slice(1)))
+    ) {
       throw new MailError('BAD_ADDRESS', `not an address: ${JSON.stringify(destination)}`);
     }
     await this.#tx(`add alias ${src}`, async (conn) => {
       const domainRows = await this.#rows(conn, 'SELECT id FROM virtual_domains WHERE name = ?', [src.domain]);
       if (domainRows.length === 0) throw new MailError('NOT_FOUND', `no domain ${src.domain}`);
       const existing = await this.#rows(conn, 'SELECT destination FROM virtual_aliases WHERE source = ? FOR UPDATE', [src.key]);
-      if (existing.some((r) => String(r.destination).trim().toLowerCase() === dest.toLowerCase())) throw new MailError('ALREADY_EXISTS', `alias ${src.key} -> ${dest} exists`);
-      await this.#write(conn, 'INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (?, ?, ?)', [Number(domainRows[0]!.id), src.key, dest]);
+      if (existing.some((r) => String(r.destination).trim().toLowerCase() === dest.toLowerCase()))
+        throw new MailError('ALREADY_EXISTS', `alias ${src.key} -> ${dest} exists`);
+      await this.#write(conn, 'INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (?, ?, ?)', [
+        Number(domainRows[0]!.id),
+        src.key,
+        dest,
+      ]);
     });
   }
 
@@ -672,7 +710,8 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
         destination === undefined
           ? await this.#write(conn, 'DELETE FROM virtual_aliases WHERE source = ?', [src.key])
           : await this.#write(conn, 'DELETE FROM virtual_aliases WHERE source = ? AND destination = ?', [src.key, destination.trim()]);
-      if (res.affectedRows === 0) throw new MailError('NOT_FOUND', destination === undefined ? `no alias ${src.key}` : `no alias ${src.key} -> ${destination}`);
+      if (res.affectedRows === 0)
+        throw new MailError('NOT_FOUND', destination === undefined ? `no alias ${src.key}` : `no alias ${src.key} -> ${destination}`);
     });
   }
 }
@@ -681,15 +720,18 @@ function aliasSource(source: string): { key: string; domain: string } {
   const s = source.trim();
   if (s.startsWith('@')) {
     const domain = s.slice(1).toLowerCase();
-    if (isUnsafeDomain(domain) || domain.includes('@')) throw new MailError('BAD_ADDRESS', `not an alias source: ${JSON.stringify(source)}`);
+    if (isUnsafeDomain(domain) || domain.includes('@'))
+      throw new MailError('BAD_ADDRESS', `not an alias source: ${JSON.stringify(source)}`);
     return { key: `@${domain}`, domain };
   }
   const key = addressKey(s);
   const split = splitAddress(key);
-  if (!split || isUnsafeLocalPart(split.local) || isUnsafeDomain(split.domain)) throw new MailError('BAD_ADDRESS', `not an alias source: ${JSON.stringify(source)}`);
+  if (!split || isUnsafeLocalPart(split.local) || isUnsafeDomain(split.domain))
+    throw new MailError('BAD_ADDRESS', `not an alias source: ${JSON.stringify(source)}`);
   return { key, domain: split.domain };
 }
 
 function checkQuota(bytes: number): void {
-  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new MailError('CONFIG_INVALID', `quota must be a whole number of bytes, got ${bytes}`);
+  if (!Number.isSafeInteger(bytes) || bytes < 0)
+    throw new MailError('CONFIG_INVALID', `quota must be a whole number of bytes, got ${bytes}`);
 }

@@ -135,7 +135,10 @@ async function migrateOn(conn: Queryable, migrations: Migration[], opts: Migrate
   if (!dbRows[0]?.db) throw new MailError('CONFIG_INVALID', 'no database selected to migrate (mysql.database)');
   const lockName = 'maild_migrate_';
   // Named locks are server-wide: one per database (MD5 keeps the name within 64 characters).
-  const [lockRows] = await conn.query<RowDataPacket[]>(`SELECT GET_LOCK(CONCAT(?, MD5(DATABASE())), ?) AS got`, [lockName, opts.lockTimeoutSeconds ?? 60]);
+  const [lockRows] = await conn.query<RowDataPacket[]>(`SELECT GET_LOCK(CONCAT(?, MD5(DATABASE())), ?) AS got`, [
+    lockName,
+    opts.lockTimeoutSeconds ?? 60,
+  ]);
   if (Number(lockRows[0]?.got) !== 1) throw new MailError('TEMP_FAIL', 'another process is migrating this database');
   const applied: string[] = [];
   try {
@@ -152,7 +155,9 @@ async function migrateOn(conn: Queryable, migrations: Migration[], opts: Migrate
           await conn.query(sql);
         } catch (err) {
           const e = err as Error & { code?: string; fatal?: boolean };
-          throw new MailError(e.fatal ? 'TEMP_FAIL' : 'CONFIG_INVALID', `migration ${m.name}, statement ${i + 1} failed: ${e.message}`, { cause: err });
+          throw new MailError(e.fatal ? 'TEMP_FAIL' : 'CONFIG_INVALID', `migration ${m.name}, statement ${i + 1} failed: ${e.message}`, {
+            cause: err,
+          });
         }
       }
       await conn.query('INSERT INTO `schema_migrations` (`version`) VALUES (?)', [m.name]);

@@ -30,7 +30,12 @@ function describe(cert: string, key: string, where: string): { subject: string; 
   }
 }
 
-export async function loadCredentials(tls: { cert?: string | undefined; key?: string | undefined }, dataDir: string, hostname: string, logger: Logger): Promise<Credentials> {
+export async function loadCredentials(
+  tls: { cert?: string | undefined; key?: string | undefined },
+  dataDir: string,
+  hostname: string,
+  logger: Logger,
+): Promise<Credentials> {
   if (tls.cert && tls.key) {
     const read = async (file: string, key: string) => {
       try {
