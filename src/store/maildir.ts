@@ -26,7 +26,8 @@ export function maildirPath(root: string, layout: string, user: UserRecord): str
       v === 'd' ? split.domain : v === 'n' ? split.local : v === 'u' ? user.email : '%',
     );
   }
-  const normal = path.normalize(relative);
+  // PostfixAdmin stores maildir as 'example.com/bob/': the trailing slash is not part of the name.
+  const normal = path.normalize(relative).replace(/\/+$/, '');
   if (path.isAbsolute(normal) || normal === '.' || normal.split(path.sep).includes('..')) {
     throw new MailError('BAD_ADDRESS', `maildir ${JSON.stringify(relative)} of ${user.email} is outside the mail root`);
   }

@@ -120,7 +120,10 @@ describe('crash safety (kill -9 under load)', () => {
       stop.now = true;
       await Promise.all(senders);
       assert.equal(signal, 'SIGKILL');
-      assert.ok(acknowledged.size >= before + killAfterAcks, `${killAfterAcks} messages acknowledged before the kill (got ${acknowledged.size - before})`);
+      assert.ok(
+        acknowledged.size >= before + killAfterAcks,
+        `${killAfterAcks} messages acknowledged before the kill (got ${acknowledged.size - before})`,
+      );
 
       // Restart on the same mail root; it must come up and deliver again.
       const again = spawnDaemon(['--config', config]);
