@@ -45,9 +45,13 @@ export interface Daemon {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function spawnDaemon(args: string[], opts: { compiled?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Daemon {
+export function spawnDaemon(
+  args: string[],
+  opts: { compiled?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; wrapper?: string[] } = {},
+): Daemon {
   const entry = opts.compiled ? [compiledEntry('src/main.ts')] : ['--import', 'tsx', path.join(ROOT, 'src/main.ts')];
-  const proc = spawn(process.execPath, [...entry, ...args], {
+  const [command, ...prefix] = opts.wrapper ? [...opts.wrapper, process.execPath] : [process.execPath];
+  const proc = spawn(command!, [...prefix, ...entry, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
