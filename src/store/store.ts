@@ -75,30 +75,41 @@ export interface MaildirStoreOptions {
   logger: Logger;
 }
 
-/** CRLF -> LF conversion across chunk boundaries, counting what IMAP will report as the size. */
+/**
+ * CRLF -> LF conversion across chunk boundaries, counting what IMAP will report as the size.
+ * Each input chunk becomes one output buffer (the lines copied together), so a message is
+ * written with a handful of buffers rather than one per line.
+ */
 class LineEndConverter {
   #pendingCR = false;
   bytes = 0;
   lineFeeds = 0;
 
   push(chunk: Buffer, out: Buffer[]): void {
-    let start = 0;
     if (this.#pendingCR) {
       this.#pendingCR = false;
       if (chunk[0] !== 0x0a) this.#emit(CR, out);
     }
-    let i = chunk.indexOf(CRLF);
-    while (i !== -1) {
-      if (i > start) this.#emit(chunk.subarray(start, i), out);
-      start = i + 1; // keep the LF
-      i = chunk.indexOf(CRLF, i + 2);
-    }
     let end = chunk.length;
-    if (end > start && chunk[end - 1] === 0x0d) {
-      this.#pendingCR = true;
+    if (end > 0 && chunk[end - 1] === 0x0d) {
+      this.#pendingCR = true; // might be the CR of a CRLF split across chunks
       end--;
     }
-    if (end > start) this.#emit(chunk.subarray(start, end), out);
+    let crlf = chunk.indexOf(CRLF);
+    if (crlf === -1 || crlf >= end) {
+      if (end > 0) this.#emit(end === chunk.length ? chunk : chunk.subarray(0, end), out);
+      return;
+    }
+    const converted = Buffer.allocUnsafe(end);
+    let written = 0;
+    let from = 0;
+    while (crlf !== -1 && crlf < end) {
+      written += chunk.copy(converted, written, from, crlf);
+      from = crlf + 1; // keep the LF
+      crlf = chunk.indexOf(CRLF, crlf + 2);
+    }
+    written += chunk.copy(converted, written, from, end);
+    this.#emit(converted.subarray(0, written), out);
   }
 
   end(out: Buffer[]): void {
@@ -109,11 +120,7 @@ class LineEndConverter {
   #emit(buf: Buffer, out: Buffer[]): void {
     out.push(buf);
     this.bytes += buf.length;
-    let j = buf.indexOf(0x0a);
-    while (j !== -1) {
-      this.lineFeeds++;
-      j = buf.indexOf(0x0a, j + 1);
-    }
+    for (let j = buf.indexOf(0x0a); j !== -1; j = buf.indexOf(0x0a, j + 1)) this.lineFeeds++;
   }
 }
 

@@ -59,6 +59,30 @@ describe('Maildir store', () => {
     assert.equal(path.join(events[0]!.maildir, 'new', events[0]!.file), result.file);
   });
 
+  it('converts line ends exactly like a whole-message replace, however the input is chunked', async () => {
+    let seed = 42;
+    const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    const alphabet = ['\r', '\n', '\r\n', 'a', 'b', '.', ' '];
+    for (let round = 0; round < 40; round++) {
+      const parts = Array.from({ length: 1 + Math.floor(random() * 300) }, () => alphabet[Math.floor(random() * alphabet.length)]!);
+      const input = Buffer.from(`Subject: r${round}\r\n\r\n${parts.join('')}`, 'latin1');
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < input.length;) {
+        const size = 1 + Math.floor(random() * 7);
+        chunks.push(input.subarray(at, at + size));
+        at += size;
+      }
+      const outcome = await deliver(chunks, [user('erin@example.test')]);
+      const result = outcome.results[0]!;
+      assert.ok(result.ok);
+      const stored = await readFile(result.file, 'latin1');
+      const expected = input.toString('latin1').replaceAll('\r\n', '\n');
+      assert.equal(stored.slice(stored.indexOf(`Subject: r${round}`)), expected, `round ${round}`);
+      const size = Buffer.byteLength(stored, 'latin1');
+      assert.match(path.basename(result.file), new RegExp(`,S=${size},W=${size + stored.split('\n').length - 1}$`));
+    }
+  });
+
   it('spools a large message to disk and copies it for every further mailbox with its own headers', async () => {
     const body = `${'b'.repeat(998)}\r\n`.repeat(400); // ~400 KB: past the in-memory limit
     const outcome = await deliver(
