@@ -31,7 +31,19 @@ export type ErrorCode =
   /** An administrative object already exists. */
   | 'ALREADY_EXISTS'
   /** An operation is not supported by this backend. */
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  /** The mailbox (folder) does not exist. */
+  | 'MAILBOX_NOT_FOUND'
+  /** A mailbox name that is invalid or could escape the user's Maildir. */
+  | 'BAD_MAILBOX_NAME'
+  /** The operation is not allowed on this object (deleting INBOX, writing a read-only mailbox). */
+  | 'NOT_PERMITTED'
+  /** The messages asked for were expunged meanwhile. */
+  | 'EXPUNGED'
+  /** A per-user or per-session limit was reached. */
+  | 'LIMIT'
+  /** Another session holds the mailbox exclusively (POP3). */
+  | 'IN_USE';
 
 const TEMPORARY: ReadonlySet<ErrorCode> = new Set(['TEMP_FAIL', 'QUOTA_FULL', 'STORAGE_ERROR', 'RELAY_UNAVAILABLE']);
 

@@ -25,6 +25,13 @@ const BY_ERROR: Record<ErrorCode, SmtpReply> = {
   NOT_FOUND: { code: 550, text: '5.1.1 Recipient address rejected: user unknown' },
   ALREADY_EXISTS: { code: 451, text: '4.3.0 Local error in processing' },
   UNSUPPORTED: { code: 451, text: '4.3.0 Local error in processing' },
+  // Mailbox-side errors; SMTP delivery does not raise them, but the table covers every code.
+  MAILBOX_NOT_FOUND: { code: 550, text: '5.1.1 Recipient address rejected: user unknown' },
+  BAD_MAILBOX_NAME: { code: 451, text: '4.3.0 Local error in processing' },
+  NOT_PERMITTED: { code: 451, text: '4.3.0 Local error in processing' },
+  EXPUNGED: { code: 451, text: '4.3.0 Local error in processing' },
+  LIMIT: { code: 452, text: '4.5.3 Too many recipients' },
+  IN_USE: { code: 451, text: '4.2.0 Mailbox busy, try again later' },
 };
 
 export const RELAY_DENIED: SmtpReply = { code: 554, text: '5.7.1 Relay access denied' };

@@ -1,0 +1,192 @@
+/**
+ * The Dovecot on-disk formats as the mailbox engine uses them. The formats themselves live in
+ * ../dovecot/ (checked against real Dovecot); this adapter is the one place the engine touches
+ * them, in its own terms (flag bit sets, folder names with '/').
+ */
+import path from 'node:path';
+import {
+  UIDLIST_LOCK,
+  acquireDotlock,
+  appendUidlist,
+  buildMaildirName,
+  createFolder,
+  generateMailboxGuid,
+  listFolders,
+  mailboxNameProblem,
+  nextUid,
+  nextUidValidity,
+  normalizeInbox,
+  parseMailboxName,
+  parseMaildirName,
+  readKeywords,
+  readSubscriptions,
+  readUidlist,
+  setMaildirFlags,
+  setSubscribed,
+  writeKeywords,
+  writeUidlist,
+  type FolderEntry,
+  type KeywordTable,
+  type MaildirSystemFlag,
+} from '../dovecot/index.js';
+import { MailError } from '../../errors.js';
+import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN } from './types.js';
+
+const SEPARATOR = '/' as const;
+const FOLDER_OPTIONS = { separator: SEPARATOR, rejectReserved: true };
+
+// ---- file names ------------------------------------------------------------------------------
+
+const BITS: Array<[number, MaildirSystemFlag]> = [
+  [FLAG_DRAFT, '\\Draft'],
+  [FLAG_FLAGGED, '\\Flagged'],
+  [FLAG_ANSWERED, '\\Answered'],
+  [FLAG_SEEN, '\\Seen'],
+  [FLAG_DELETED, '\\Deleted'],
+];
+
+function flagNames(bits: number): MaildirSystemFlag[] {
+  return BITS.filter(([bit]) => bits & bit).map(([, name]) => name);
+}
+
+export interface ParsedName {
+  base: string;
+  flags: number;
+  /** Keyword indexes into dovecot-keywords (0 = 'a'). */
+  keywords: number[];
+  size?: number;
+  vsize?: number;
+}
+
+export function parseName(name: string): ParsedName {
+  const p = parseMaildirName(name);
+  let flags = 0;
+  for (const [bit, n] of BITS) if (p.flags.includes(n)) flags |= bit;
+  return { base: p.base, flags, keywords: p.keywords, ...(p.size !== undefined ? { size: p.size } : {}), ...(p.vsize !== undefined ? { vsize: p.vsize } : {}) };
+}
+
+/** The name with new flags, as Dovecot rewrites it (letters it does not know keep their place). */
+export function withFlags(name: string, flags: number, keywords: number[]): string {
+  return setMaildirFlags(name, flagNames(flags), keywords);
+}
+
+/** The name of a new file in cur/. */
+export function freshName(base: string, flags: number, keywords: number[]): string {
+  return buildMaildirName({ base, flags: flagNames(flags), keywords });
+}
+
+// ---- dovecot-uidlist -------------------------------------------------------------------------
+
+export interface UidlistState {
+  uidValidity: number;
+  nextUid: number;
+  guid: string | undefined;
+  records: Array<{ uid: number; base: string }>;
+  /** Dovecot would throw such a file away and renumber: the engine rewrites it instead. */
+  corrupt: boolean;
+}
+
+export const UIDLIST = 'dovecot-uidlist';
+export const KEYWORDS = 'dovecot-keywords';
+
+export async function loadUidlist(folder: string): Promise<UidlistState | null> {
+  const parsed = await readUidlist(path.join(folder, UIDLIST));
+  if (!parsed?.uidlist) return null;
+  const u = parsed.uidlist;
+  return { uidValidity: u.uidValidity, nextUid: nextUid(u), guid: u.guid, records: u.records.map((r) => ({ uid: r.uid, base: r.base })), corrupt: parsed.corrupt };
+}
+
+/** Appends new records (caller holds the uidlist lock). */
+export async function appendUids(folder: string, records: Array<{ uid: number; base: string }>): Promise<void> {
+  await appendUidlist(
+    path.join(folder, UIDLIST),
+    records.map((r) => ({ ...r, ext: [] })),
+  );
+}
+
+/** Rewrites the uidlist (caller holds the lock); returns the GUID written. */
+export async function rewriteUidlist(folder: string, state: { uidValidity: number; nextUid: number; guid: string | undefined; records: Array<{ uid: number; base: string }> }): Promise<string> {
+  return writeUidlist(path.join(folder, UIDLIST), {
+    version: 3,
+    uidValidity: state.uidValidity,
+    headerNextUid: state.nextUid,
+    ...(state.guid ? { guid: state.guid } : {}),
+    headerExt: [],
+    records: state.records.map((r) => ({ ...r, ext: [] })),
+  });
+}
+
+/** A new UIDVALIDITY from the Maildir root's counter, as Dovecot gives it. */
+export function newUidValidity(maildirRoot: string): Promise<number> {
+  return nextUidValidity(maildirRoot);
+}
+
+export { generateMailboxGuid };
+
+/** Runs fn holding dovecot-uidlist.lock (Dovecot's dotlock, with its timeouts). */
+export async function withUidlistLock<T>(folder: string, fn: () => Promise<T>): Promise<T> {
+  const lock = await acquireDotlock(path.join(folder, UIDLIST), UIDLIST_LOCK);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+// ---- dovecot-keywords --------------------------------------------------------------------------
+
+export async function loadKeywords(folder: string): Promise<{ table: KeywordTable; mtimeSeconds: number }> {
+  const k = await readKeywords(path.join(folder, KEYWORDS));
+  return { table: k.keywords, mtimeSeconds: k.mtimeSeconds };
+}
+
+/** Writes dovecot-keywords (caller holds the uidlist lock, as Dovecot requires). */
+export async function saveKeywords(folder: string, table: KeywordTable, previousMtimeSeconds: number): Promise<void> {
+  await writeKeywords(path.join(folder, KEYWORDS), table, { previousMtimeSeconds });
+}
+
+// ---- folders and subscriptions -----------------------------------------------------------------
+
+/** Why a name cannot be used (null if it can). `existing`: a name of a mailbox that exists. */
+export function folderProblem(name: string, existing: boolean): string | null {
+  return mailboxNameProblem(name, { ...FOLDER_OPTIONS, existing });
+}
+
+/** The canonical name and directory of a folder; throws BAD_MAILBOX_NAME. */
+export function resolveFolder(maildir: string, name: string, existing: boolean): { name: string; dir: string; levels: string[] } {
+  const mb = parseMailboxName(normalizeInbox(name, SEPARATOR), { ...FOLDER_OPTIONS, existing });
+  return { name: mb.name, dir: mb.dir === '' ? maildir : path.join(maildir, mb.dir), levels: mb.levels };
+}
+
+export function isInboxName(name: string): boolean {
+  return normalizeInbox(name, SEPARATOR) === 'INBOX';
+}
+
+export function canonicalName(name: string): string {
+  return normalizeInbox(name, SEPARATOR);
+}
+
+export async function listAllFolders(maildir: string): Promise<FolderEntry[]> {
+  return listFolders(maildir, { separator: SEPARATOR });
+}
+
+/** Creates a folder as Dovecot does (directories, maildirfolder, a uidlist with a new UIDVALIDITY). */
+export async function makeFolder(maildir: string, name: string): Promise<void> {
+  try {
+    await createFolder(maildir, name, FOLDER_OPTIONS);
+  } catch (err) {
+    if (err instanceof MailError) throw err;
+    throw new MailError('STORAGE_ERROR', `creating ${name}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+  }
+}
+
+const SUBSCRIPTIONS = 'subscriptions';
+
+export async function subscriptionList(maildir: string): Promise<string[]> {
+  const subs = await readSubscriptions(path.join(maildir, SUBSCRIPTIONS));
+  return subs.names.map((levels) => canonicalName(levels.join(SEPARATOR)));
+}
+
+export async function setSubscription(maildir: string, name: string, on: boolean): Promise<void> {
+  await setSubscribed(path.join(maildir, SUBSCRIPTIONS), name.split(SEPARATOR), on);
+}

@@ -1,0 +1,842 @@
+/**
+ * One Maildir folder, shared by every session of this process that uses it (IMAP views, POP3).
+ *
+ * The disk is the truth: file names carry flags and keywords (Maildir info), dovecot-uidlist
+ * maps base names to UIDs (shared with Dovecot, under its dotlock), and our own append-only
+ * index (maild-index) keeps what Dovecot's binary index would: MODSEQs, the expunge history
+ * QRESYNC needs, sizes and dates already computed. sync() brings the in-memory table up to date
+ * with what other processes did; operations change disk and table together, one at a time.
+ */
+import { EventEmitter } from 'node:events';
+import { constants as fsConstants, type ReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { MailError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { DirectorySyncer } from '../dir-sync.js';
+import { uniqueBaseName } from '../maildir.js';
+import { writeAll } from '../store.js';
+import {
+  KEYWORDS,
+  appendUids,
+  freshName,
+  generateMailboxGuid,
+  loadKeywords,
+  loadUidlist,
+  newUidValidity,
+  parseName,
+  rewriteUidlist,
+  saveKeywords,
+  withFlags,
+  withUidlistLock,
+} from './formats.js';
+import type { KeywordTable } from '../dovecot/index.js';
+import { Mutex } from './mutex.js';
+import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
+import { FLAG_DELETED, FLAG_SEEN } from './types.js';
+
+const INDEX_FILE = 'maild-index';
+const MAX_KEYWORDS = 26;
+/** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
+const MAX_EXPUNGE_LOG = 100_000;
+/** A directory changed this recently may change again within its mtime's granularity. */
+const MTIME_SLACK_MS = 2000;
+
+export interface MailboxOptions {
+  logger: Logger;
+  syncer: DirectorySyncer;
+  /** The user's Maildir root (INBOX's directory): where Dovecot's UIDVALIDITY counter lives. */
+  root: string;
+}
+
+export interface StoreResult {
+  modseq: number;
+  /** UIDs whose flags changed. */
+  changed: number[];
+  /** UIDs refused by UNCHANGEDSINCE (RFC 7162 section 3.1.3). */
+  modified: number[];
+}
+
+/** Converts LF line ends to CRLF (IMAP's form of a stored message). */
+export function lfToCrlf(data: Buffer): Buffer {
+  let count = 0;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) count++;
+  if (count === 0) return data;
+  const out = Buffer.allocUnsafe(data.length + count);
+  let w = 0;
+  let from = 0;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) {
+    if (i > 0 && data[i - 1] === 0x0d) continue;
+    w += data.copy(out, w, from, i);
+    out[w++] = 0x0d;
+    out[w++] = 0x0a;
+    from = i + 1;
+  }
+  w += data.copy(out, w, from);
+  return out.subarray(0, w);
+}
+
+/** Converts CRLF to LF (how messages are stored, as Dovecot and Postfix store them). */
+export function crlfToLf(data: Buffer): Buffer {
+  if (data.indexOf('\r\n') === -1) return data;
+  const out = Buffer.allocUnsafe(data.length);
+  let w = 0;
+  let from = 0;
+  for (let i = data.indexOf('\r\n'); i !== -1; i = data.indexOf('\r\n', i + 2)) {
+    w += data.copy(out, w, from, i);
+    from = i + 1;
+  }
+  w += data.copy(out, w, from);
+  return out.subarray(0, w);
+}
+
+/** Line feeds without a CR before them: what CRLF conversion adds to the size (W=). */
+function countLf(data: Buffer): number {
+  let n = 0;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) n++;
+  return n;
+}
+
+export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
+  readonly dir: string;
+  readonly name: string;
+  readonly #opts: MailboxOptions;
+  readonly #mutex = new Mutex();
+  uidValidity = 0;
+  uidNext = 1;
+  highestModseq = 1;
+  #guid = '';
+  #records = new Map<number, MessageRecord>();
+  #uids: number[] = [];
+  #byBase = new Map<string, number>();
+  #keywords: KeywordTable = [];
+  #keywordsMtime = 0;
+  /** The uidlist needs rewriting (Dovecot would renumber a corrupt one; we repair it). */
+  #uidlistCorrupt = false;
+  #expungeLog: Array<{ uid: number; modseq: number }> = [];
+  #indexLines = 0;
+  /** Bases expunged since the uidlist was last rewritten. */
+  readonly #goneBases = new Set<string>();
+  #newMtime = -1;
+  #curMtime = -1;
+  #lastSync = 0;
+  #dirty = true;
+  /** Sessions using this mailbox (the service closes it at zero). */
+  refs = 0;
+
+  private constructor(dir: string, name: string, opts: MailboxOptions) {
+    super();
+    this.dir = dir;
+    this.name = name;
+    this.#opts = opts;
+    this.setMaxListeners(0);
+  }
+
+  /** Opens the folder in `dir`; MAILBOX_NOT_FOUND when it has no cur/ (INBOX is created). */
+  static async open(dir: string, name: string, opts: MailboxOptions, create = false): Promise<Mailbox> {
+    const cur = path.join(dir, 'cur');
+    const exists = await fs.stat(cur).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!exists && !create) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${name}`);
+    // INBOX is created on first use; a Maildir missing new/ or tmp/ is repaired.
+    for (const sub of ['cur', 'new', 'tmp']) await fs.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
+    const mailbox = new Mailbox(dir, name, opts);
+    await mailbox.#mutex.run(() => mailbox.#load());
+    await mailbox.sync(true);
+    return mailbox;
+  }
+
+  // ---- reading -----------------------------------------------------------------------------
+
+  /** UIDs in ascending order (the caller must not modify the array). */
+  get uids(): readonly number[] {
+    return this.#uids;
+  }
+
+  get count(): number {
+    return this.#uids.length;
+  }
+
+  record(uid: number): MessageRecord | undefined {
+    return this.#records.get(uid);
+  }
+
+  keywordNames(): string[] {
+    return this.#keywords.filter((k): k is string => Boolean(k));
+  }
+
+  /** Expunges after `modseq` (QRESYNC): UIDs, ascending. */
+  expungedSince(modseq: number): number[] | undefined {
+    const first = this.#expungeLog[0];
+    if (first && first.modseq > modseq + 1 && this.#expungeLog.length >= MAX_EXPUNGE_LOG) return undefined;
+    return this.#expungeLog.filter((e) => e.modseq > modseq).map((e) => e.uid).sort((a, b) => a - b);
+  }
+
+  filePath(rec: MessageRecord): string {
+    return path.join(this.dir, rec.inNew ? 'new' : 'cur', rec.name);
+  }
+
+  /** The stored message (LF line ends); EXPUNGED when it is gone. */
+  async read(uid: number): Promise<Buffer> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const rec = this.#records.get(uid);
+      if (!rec) break;
+      try {
+        return await fs.readFile(this.filePath(rec));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await this.sync(true); // renamed by another process: find its new name
+      }
+    }
+    throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
+  }
+
+  /** A stream of the stored file, or undefined when it is gone. */
+  async openStream(uid: number): Promise<ReadStream | undefined> {
+    const rec = this.#records.get(uid);
+    if (!rec) return undefined;
+    const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
+    // The stream owns the handle and closes it (a bare fd would be closed again by the GC).
+    return handle ? handle.createReadStream({ autoClose: true }) : undefined;
+  }
+
+  /** Fills in sizes and dates not known from file names (stat, and a read for W=). */
+  async ensureDetails(uids: Iterable<number>): Promise<void> {
+    const lines: string[] = [];
+    for (const uid of uids) {
+      const rec = this.#records.get(uid);
+      if (!rec || (rec.vsize >= 0 && rec.internalDate >= 0)) continue;
+      const file = this.filePath(rec);
+      try {
+        const st = await fs.stat(file);
+        rec.internalDate = st.mtimeMs;
+        if (rec.size < 0) rec.size = st.size;
+        if (rec.vsize < 0) rec.vsize = rec.size + countLf(await fs.readFile(file));
+        lines.push(`s ${uid} ${rec.size} ${rec.vsize} ${Math.round(rec.internalDate)}`);
+      } catch {
+        // Gone meanwhile; the next sync drops it. Report something sane until then.
+        if (rec.size < 0) rec.size = 0;
+        if (rec.vsize < 0) rec.vsize = 0;
+        if (rec.internalDate < 0) rec.internalDate = Date.now();
+      }
+    }
+    if (lines.length) await this.#appendIndex(lines);
+  }
+
+  async status(): Promise<MailboxStatus> {
+    await this.ensureDetails(this.#uids);
+    let unseen = 0;
+    let deleted = 0;
+    let size = 0;
+    for (const uid of this.#uids) {
+      const rec = this.#records.get(uid)!;
+      if (!(rec.flags & FLAG_SEEN)) unseen++;
+      if (rec.flags & FLAG_DELETED) deleted++;
+      size += rec.vsize;
+    }
+    return { messages: this.#uids.length, recent: 0, uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
+  }
+
+  // ---- loading and syncing -------------------------------------------------------------------
+
+  async #load(): Promise<void> {
+    const uidlist = await loadUidlist(this.dir);
+    const keywords = await loadKeywords(this.dir);
+    this.#keywords = keywords.table;
+    this.#keywordsMtime = keywords.mtimeSeconds;
+    if (uidlist) {
+      this.uidValidity = uidlist.uidValidity;
+      this.uidNext = uidlist.nextUid;
+      this.#guid = uidlist.guid ?? '';
+      this.#uidlistCorrupt = uidlist.corrupt;
+      for (const e of uidlist.records) this.#byBase.set(e.base, e.uid);
+    }
+    await this.#loadIndex();
+  }
+
+  /** maild-index: `i <uidvalidity>`, `h <modseq>`, `m <uid> <modseq>`, `x <uid> <modseq>`, `s <uid> <size> <vsize> <date>`. */
+  readonly #indexed = new Map<number, { modseq: number; size?: number; vsize?: number; date?: number }>();
+
+  async #loadIndex(): Promise<void> {
+    let text = '';
+    try {
+      text = await fs.readFile(path.join(this.dir, INDEX_FILE), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const lines = text.split('\n');
+    const header = /^i (\d+)$/.exec(lines[0] ?? '');
+    if (!header || Number(header[1]) !== this.uidValidity || this.uidValidity === 0) {
+      // No index, or one that belongs to an older incarnation of the mailbox: start fresh.
+      this.#indexed.clear();
+      this.#expungeLog = [];
+      this.highestModseq = 1;
+      this.#indexLines = 0;
+      return;
+    }
+    for (const line of lines.slice(1)) {
+      const [kind, a, b, c, d] = line.split(' ');
+      const uid = Number(a);
+      if (kind === 'h') this.highestModseq = Math.max(this.highestModseq, uid);
+      else if (kind === 'm') {
+        const e = this.#indexed.get(uid) ?? { modseq: 0 };
+        e.modseq = Number(b);
+        this.#indexed.set(uid, e);
+        this.highestModseq = Math.max(this.highestModseq, e.modseq);
+      } else if (kind === 'x') {
+        this.#indexed.delete(uid);
+        this.#expungeLog.push({ uid, modseq: Number(b) });
+        this.highestModseq = Math.max(this.highestModseq, Number(b));
+      } else if (kind === 's') {
+        const e = this.#indexed.get(uid) ?? { modseq: 0 };
+        e.size = Number(b);
+        e.vsize = Number(c);
+        e.date = Number(d);
+        this.#indexed.set(uid, e);
+      }
+    }
+    if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog = this.#expungeLog.slice(-MAX_EXPUNGE_LOG);
+    this.#indexLines = lines.length;
+  }
+
+  async #appendIndex(lines: string[]): Promise<void> {
+    if (lines.length === 0) return;
+    const file = path.join(this.dir, INDEX_FILE);
+    if (this.#indexLines === 0) {
+      await this.#rewriteIndex();
+      return;
+    }
+    await fs.appendFile(file, `${lines.join('\n')}\n`);
+    this.#indexLines += lines.length;
+    if (this.#indexLines > 4 * (this.#records.size + this.#expungeLog.length) + 1000) await this.#rewriteIndex();
+  }
+
+  /** Compaction: the current state in one file, replacing the log (temp + rename). */
+  async #rewriteIndex(): Promise<void> {
+    const out = [`i ${this.uidValidity}`, `h ${this.highestModseq}`];
+    for (const e of this.#expungeLog) out.push(`x ${e.uid} ${e.modseq}`);
+    for (const uid of this.#uids) {
+      const r = this.#records.get(uid)!;
+      out.push(`m ${uid} ${r.modseq}`);
+      if (r.vsize >= 0 && r.internalDate >= 0) out.push(`s ${uid} ${r.size} ${r.vsize} ${Math.round(r.internalDate)}`);
+    }
+    const file = path.join(this.dir, INDEX_FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fs.writeFile(tmp, `${out.join('\n')}\n`);
+    await fs.rename(tmp, file);
+    this.#indexLines = out.length;
+  }
+
+  /** Marks the folder as changed by something this process knows about (a delivery). */
+  markDirty(): void {
+    this.#dirty = true;
+  }
+
+  /**
+   * Brings the table up to date with the disk: new files get UIDs (in dovecot-uidlist, under
+   * its dotlock), new/ files move to cur/, vanished files are expunges, renamed files are flag
+   * changes. Cheap when nothing changed (two stats). Emits 'change' when something did.
+   */
+  sync(force = false): Promise<MailboxChange | null> {
+    return this.#mutex.run(() => this.#sync(force));
+  }
+
+  async #sync(force: boolean): Promise<MailboxChange | null> {
+    const newDir = path.join(this.dir, 'new');
+    const curDir = path.join(this.dir, 'cur');
+    let newSt, curSt;
+    try {
+      [newSt, curSt] = await Promise.all([fs.stat(newDir), fs.stat(curDir)]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${this.name} was removed`);
+      throw err;
+    }
+    const now = Date.now();
+    const unchanged = newSt.mtimeMs === this.#newMtime && curSt.mtimeMs === this.#curMtime && now - this.#lastSync > MTIME_SLACK_MS;
+    if (!force && !this.#dirty && unchanged && this.#lastSync - Math.max(newSt.mtimeMs, curSt.mtimeMs) > MTIME_SLACK_MS) return null;
+    this.#dirty = false;
+    this.#newMtime = newSt.mtimeMs;
+    this.#curMtime = curSt.mtimeMs;
+    this.#lastSync = now;
+
+    const [newNames, curNames] = await Promise.all([fs.readdir(newDir), fs.readdir(curDir)]);
+    const onDisk = new Map<string, { name: string; inNew: boolean }>();
+    for (const name of curNames) if (name[0] !== '.') onDisk.set(parseName(name).base, { name, inNew: false });
+    for (const name of newNames) {
+      if (name[0] === '.') continue;
+      const base = parseName(name).base;
+      if (!onDisk.has(base)) onDisk.set(base, { name, inNew: true });
+    }
+
+    // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
+    const unknown = [...onDisk.keys()].filter((b) => !this.#byBase.has(b));
+    if (unknown.length > 0 || this.#uidlistCorrupt) await this.#assignUids(unknown);
+
+    const modseq = this.highestModseq + 1;
+    const change: MailboxChange = { modseq, added: [], expunged: [], flagged: [] };
+    const indexLines: string[] = [];
+    // Vanished files are expunges.
+    for (const uid of this.#uids) {
+      const rec = this.#records.get(uid)!;
+      if (!onDisk.has(rec.base)) change.expunged.push(uid);
+    }
+    for (const uid of change.expunged) this.#forget(uid, modseq, indexLines);
+
+    const added: MessageRecord[] = [];
+    for (const [base, { name, inNew }] of onDisk) {
+      const uid = this.#byBase.get(base);
+      if (uid === undefined) continue; // could not be assigned (lock timeout): next sync
+      const parsed = parseName(name);
+      if (parsed.keywords.some((k) => !this.#keywords[k])) await this.#reloadKeywords();
+      const keywords = this.#keywordsOf(parsed.keywords);
+      const existing = this.#records.get(uid);
+      if (existing) {
+        if (existing.name !== name || existing.inNew !== inNew) {
+          const flagsChanged = existing.flags !== parsed.flags || existing.keywords.join(' ') !== keywords.join(' ');
+          existing.name = name;
+          existing.inNew = inNew;
+          if (flagsChanged) {
+            existing.flags = parsed.flags;
+            existing.keywords = keywords;
+            existing.modseq = modseq;
+            change.flagged.push(uid);
+            indexLines.push(`m ${uid} ${modseq}`);
+          }
+        }
+        continue;
+      }
+      const known = this.#indexed.get(uid);
+      const rec: MessageRecord = {
+        uid,
+        base,
+        name,
+        inNew,
+        flags: parsed.flags,
+        keywords,
+        modseq: known?.modseq || modseq,
+        size: parsed.size ?? known?.size ?? -1,
+        vsize: parsed.vsize ?? known?.vsize ?? -1,
+        internalDate: known?.date ?? -1,
+      };
+      if (!known?.modseq) indexLines.push(`m ${uid} ${modseq}`);
+      added.push(rec);
+    }
+    added.sort((a, b) => a.uid - b.uid);
+    for (const rec of added) {
+      this.#records.set(rec.uid, rec);
+      change.added.push(rec.uid);
+    }
+    if (change.added.length) this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
+    // holds mail not yet seen by any reader).
+    for (const rec of added.filter((r) => r.inNew)) await this.#moveToCur(rec);
+
+    const changed = change.added.length + change.expunged.length + change.flagged.length > 0;
+    if (changed) {
+      this.highestModseq = modseq;
+      indexLines.push(`h ${modseq}`);
+      await this.#appendIndex(indexLines);
+      this.emit('change', change);
+      return change;
+    }
+    if (indexLines.length) await this.#appendIndex(indexLines);
+    return null;
+  }
+
+  /** new/ -> cur/, keeping the name (with its flags, if another program set some). */
+  async #moveToCur(rec: MessageRecord): Promise<void> {
+    const name = rec.name.includes(':') ? rec.name : `${rec.name}:2,`;
+    try {
+      await fs.rename(path.join(this.dir, 'new', rec.name), path.join(this.dir, 'cur', name));
+      rec.name = name;
+      rec.inNew = false;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  /**
+   * Takes the uidlist dotlock, re-reads the uidlist (another process may have added UIDs) and
+   * gives UIDs to the bases that still have none, appending them as Dovecot does. A uidlist
+   * Dovecot would consider corrupt is rewritten from what is known instead of renumbered.
+   */
+  async #assignUids(bases: string[]): Promise<void> {
+    await withUidlistLock(this.dir, async () => {
+      const current = await loadUidlist(this.dir);
+      if (current) {
+        if (this.uidValidity && current.uidValidity !== this.uidValidity) {
+          this.#opts.logger.warn({ mailbox: this.dir }, 'UIDVALIDITY changed on disk');
+        }
+        this.uidValidity = current.uidValidity;
+        this.#guid = current.guid ?? this.#guid;
+        for (const e of current.records) this.#byBase.set(e.base, e.uid);
+        this.uidNext = Math.max(this.uidNext, current.nextUid);
+      }
+      // Delivery order: base names start with the delivery time.
+      const missing = bases.filter((b) => !this.#byBase.has(b)).sort(compareBases);
+      const records = missing.map((base) => ({ uid: this.uidNext++, base }));
+      for (const r of records) this.#byBase.set(r.base, r.uid);
+      if (!current || current.corrupt) {
+        if (!this.uidValidity) this.uidValidity = await newUidValidity(this.#opts.root);
+        this.#guid ||= generateMailboxGuid();
+        await rewriteUidlist(this.dir, { uidValidity: this.uidValidity, nextUid: this.uidNext, guid: this.#guid, records: this.#knownRecords() });
+        this.#uidlistCorrupt = false;
+      } else if (records.length) {
+        await appendUids(this.dir, records);
+      }
+    });
+  }
+
+  /** Every base with a UID this process knows of, ascending. */
+  #knownRecords(): Array<{ uid: number; base: string }> {
+    return [...this.#byBase].map(([base, uid]) => ({ uid, base })).sort((a, b) => a.uid - b.uid);
+  }
+
+  #forget(uid: number, modseq: number, indexLines: string[]): void {
+    const rec = this.#records.get(uid);
+    if (!rec) return;
+    this.#records.delete(uid);
+    this.#byBase.delete(rec.base);
+    this.#expungeLog.push({ uid, modseq });
+    if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
+    this.#goneBases.add(rec.base);
+    indexLines.push(`x ${uid} ${modseq}`);
+    const i = binarySearch(this.#uids, uid);
+    if (i >= 0) this.#uids.splice(i, 1);
+  }
+
+  #keywordsOf(indexes: number[]): string[] {
+    const out: string[] = [];
+    for (const i of indexes) {
+      const name = this.#keywords[i];
+      if (name) out.push(name);
+    }
+    return out;
+  }
+
+  async #reloadKeywords(): Promise<void> {
+    const k = await loadKeywords(this.dir);
+    this.#keywords = k.table;
+    this.#keywordsMtime = k.mtimeSeconds;
+  }
+
+  /**
+   * The dovecot-keywords indexes of keyword names, adding new ones (under the uidlist lock, as
+   * Dovecot requires) up to the 26 a Maildir file name can carry.
+   */
+  async #keywordIndexes(keywords: string[]): Promise<number[]> {
+    const find = (k: string) => this.#keywords.findIndex((n) => n !== undefined && n.toLowerCase() === k.toLowerCase());
+    if (keywords.some((k) => find(k) === -1)) {
+      await withUidlistLock(this.dir, async () => {
+        await this.#reloadKeywords();
+        const missing = keywords.filter((k) => find(k) === -1);
+        if (missing.length === 0) return;
+        for (const k of missing) {
+          let slot = this.#keywords.findIndex((n) => !n);
+          if (slot === -1) slot = this.#keywords.length;
+          if (slot >= MAX_KEYWORDS) throw new MailError('LIMIT', 'too many keywords in this mailbox (Maildir allows 26)');
+          this.#keywords[slot] = k;
+        }
+        await saveKeywords(this.dir, this.#keywords, this.#keywordsMtime);
+        await this.#reloadKeywords();
+      });
+    }
+    return keywords.map(find).filter((i) => i >= 0);
+  }
+
+  // ---- changing --------------------------------------------------------------------------------
+
+  /**
+   * STORE: sets, adds or removes flags and keywords on the given UIDs. With `unchangedSince`,
+   * messages modified after it are left alone and reported (CONDSTORE).
+   */
+  store(uids: number[], mode: 'set' | 'add' | 'remove', flags: number, keywords: string[], unchangedSince?: number): Promise<StoreResult> {
+    return this.#mutex.run(async () => {
+      const modseq = this.highestModseq + 1;
+      const result: StoreResult = { modseq, changed: [], modified: [] };
+      if (mode !== 'remove') await this.#keywordIndexes(keywords);
+      const lowerKeywords = keywords.map((k) => k.toLowerCase());
+      const indexLines: string[] = [];
+      for (const uid of uids) {
+        const rec = this.#records.get(uid);
+        if (!rec) continue;
+        if (unchangedSince !== undefined && rec.modseq > unchangedSince) {
+          result.modified.push(uid);
+          continue;
+        }
+        let newFlags = rec.flags;
+        let newKeywords = rec.keywords;
+        if (mode === 'set') {
+          newFlags = flags;
+          newKeywords = keywords;
+        } else if (mode === 'add') {
+          newFlags = rec.flags | flags;
+          newKeywords = [...rec.keywords, ...keywords.filter((k) => !rec.keywords.some((r) => r.toLowerCase() === k.toLowerCase()))];
+        } else {
+          newFlags = rec.flags & ~flags;
+          newKeywords = rec.keywords.filter((k) => !lowerKeywords.includes(k.toLowerCase()));
+        }
+        if (newFlags === rec.flags && newKeywords.join('\n') === rec.keywords.join('\n')) {
+          // RFC 7162 section 3.1.3: an UNCHANGEDSINCE store that changes nothing still succeeds.
+          continue;
+        }
+        const name = withFlags(rec.name, newFlags, await this.#keywordIndexes(newKeywords));
+        if (!(await this.#renameMessage(rec, name))) continue;
+        rec.flags = newFlags;
+        rec.keywords = newKeywords;
+        rec.modseq = modseq;
+        result.changed.push(uid);
+        indexLines.push(`m ${uid} ${modseq}`);
+      }
+      if (result.changed.length) {
+        this.highestModseq = modseq;
+        indexLines.push(`h ${modseq}`);
+        await this.#appendIndex(indexLines);
+        this.emit('change', { modseq, added: [], expunged: [], flagged: result.changed });
+      }
+      return result;
+    });
+  }
+
+  /** Renames a message file to its new flags; false when it vanished (expunged elsewhere). */
+  async #renameMessage(rec: MessageRecord, name: string): Promise<boolean> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await fs.rename(this.filePath(rec), path.join(this.dir, 'cur', name));
+        rec.name = name;
+        rec.inNew = false;
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        // Another process renamed it: find its current name.
+        const found = await this.#findByBase(rec.base);
+        if (!found) return false;
+        rec.name = found.name;
+        rec.inNew = found.inNew;
+      }
+    }
+    return false;
+  }
+
+  async #findByBase(base: string): Promise<{ name: string; inNew: boolean } | undefined> {
+    for (const [sub, inNew] of [
+      ['cur', false],
+      ['new', true],
+    ] as const) {
+      for (const name of await fs.readdir(path.join(this.dir, sub)).catch(() => [] as string[])) {
+        if (name === base || name.startsWith(`${base}:`)) return { name, inNew };
+      }
+    }
+    return undefined;
+  }
+
+  /** Removes messages (their files) and records the expunges. Returns the UIDs expunged. */
+  expunge(uids: number[]): Promise<number[]> {
+    return this.#mutex.run(async () => {
+      const modseq = this.highestModseq + 1;
+      const done: number[] = [];
+      const indexLines: string[] = [];
+      for (const uid of uids) {
+        const rec = this.#records.get(uid);
+        if (!rec) continue;
+        await fs.unlink(this.filePath(rec)).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          const found = await this.#findByBase(rec.base);
+          if (found) await fs.unlink(path.join(this.dir, found.inNew ? 'new' : 'cur', found.name)).catch(() => undefined);
+        });
+        this.#forget(uid, modseq, indexLines);
+        done.push(uid);
+      }
+      if (done.length) {
+        this.highestModseq = modseq;
+        indexLines.push(`h ${modseq}`);
+        await this.#appendIndex(indexLines);
+        this.emit('change', { modseq, added: [], expunged: done, flagged: [] });
+      }
+      return done;
+    });
+  }
+
+  /**
+   * APPEND: writes the message durably into cur/ with its flags and date, then gives it a UID.
+   * `data` may use CRLF or LF line ends (stored with LF, as Dovecot stores mail).
+   */
+  append(data: Buffer, flags: number, keywords: string[], internalDate?: Date): Promise<number> {
+    return this.#mutex.run(async () => {
+      const stored = crlfToLf(data);
+      const vsize = stored.length + countLf(stored);
+      const keywordIdx = await this.#keywordIndexes(keywords);
+      const base = `${uniqueBaseName()},S=${stored.length},W=${vsize}`;
+      const tmp = path.join(this.dir, 'tmp', base);
+      const fh = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DSYNC, 0o600);
+      try {
+        await writeAll(fh, [stored]);
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        await fs.unlink(tmp).catch(() => undefined);
+        throw new MailError('STORAGE_ERROR', `append: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+      }
+      await fh.close();
+      const date = internalDate ?? new Date();
+      await fs.utimes(tmp, date, date);
+      const name = freshName(base, flags, keywordIdx);
+      await fs.rename(tmp, path.join(this.dir, 'cur', name));
+      await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
+      const [uid] = await this.#adopt([{ base, name, flags, keywords, size: stored.length, vsize, date: date.getTime() }]);
+      return uid!;
+    });
+  }
+
+  /**
+   * Gives UIDs to files this process put into cur/ and records them (caller holds the mutex).
+   * A file that a concurrent sync already picked up keeps the UID it got there.
+   */
+  async #adopt(files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>): Promise<number[]> {
+    await this.#assignUids(files.map((f) => f.base));
+    const modseq = this.highestModseq + 1;
+    const uids: number[] = [];
+    const fresh: number[] = [];
+    const indexLines: string[] = [];
+    for (const f of files) {
+      const uid = this.#byBase.get(f.base)!;
+      uids.push(uid);
+      if (this.#records.has(uid)) continue;
+      this.#records.set(uid, { uid, base: f.base, name: f.name, inNew: false, flags: f.flags, keywords: f.keywords, modseq, size: f.size, vsize: f.vsize, internalDate: f.date });
+      fresh.push(uid);
+      indexLines.push(`m ${uid} ${modseq}`, `s ${uid} ${f.size} ${f.vsize} ${Math.round(f.date)}`);
+    }
+    if (fresh.length === 0) return uids;
+    this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    this.highestModseq = modseq;
+    indexLines.push(`h ${modseq}`);
+    await this.#appendIndex(indexLines);
+    this.emit('change', { modseq, added: fresh, expunged: [], flagged: [] });
+    return uids;
+  }
+
+  /**
+   * COPY or MOVE to another mailbox; returns [source UID, target UID] pairs (UIDPLUS). Copies are
+   * hard links, as Dovecot makes them on one filesystem (a byte copy otherwise); a move renames
+   * the file and records the expunge here. Target directory fsynced before the return. The two
+   * mailboxes' locks are never held together, so opposite transfers cannot deadlock.
+   */
+  async transfer(target: Mailbox, uids: number[], move: boolean): Promise<Array<[number, number]>> {
+    if (target === this && move) throw new MailError('NOT_PERMITTED', 'cannot move messages into the mailbox they are in');
+    await this.ensureDetails(uids);
+    // 1. Put the files into the target's cur/ (under this mailbox's lock).
+    const placed = await this.#mutex.run(async () => {
+      const done: Array<{ source: MessageRecord; base: string; name: string }> = [];
+      try {
+        for (const uid of uids) {
+          const rec = this.#records.get(uid);
+          if (!rec) continue;
+          const base = `${uniqueBaseName()},S=${rec.size},W=${rec.vsize}`;
+          const name = freshName(base, rec.flags, []);
+          await this.#place(rec, path.join(target.dir, 'cur', name), move);
+          done.push({ source: { ...rec }, base, name });
+        }
+      } finally {
+        if (done.length) await this.#opts.syncer.sync(path.join(target.dir, 'cur'));
+      }
+      return done;
+    });
+    if (placed.length === 0) return [];
+    // 2. UIDs in the target (under its lock); keyword letters are per mailbox.
+    const pairs = await target.#mutex.run(async () => {
+      for (const f of placed) {
+        if (f.source.keywords.length === 0) continue;
+        const wanted = withFlags(f.name, f.source.flags, await target.#keywordIndexes(f.source.keywords));
+        await fs.rename(path.join(target.dir, 'cur', f.name), path.join(target.dir, 'cur', wanted));
+        f.name = wanted;
+      }
+      const newUids = await target.#adopt(
+        placed.map((f) => ({ base: f.base, name: f.name, flags: f.source.flags, keywords: f.source.keywords, size: f.source.size, vsize: f.source.vsize, date: f.source.internalDate })),
+      );
+      return placed.map((f, i) => [f.source.uid, newUids[i]!] as [number, number]);
+    });
+    // 3. A move expunges the sources (a sync may have noticed already: then nothing is left to do).
+    if (move) {
+      await this.#mutex.run(async () => {
+        await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
+        const gone = placed.map((f) => f.source.uid).filter((uid) => this.#records.has(uid));
+        if (gone.length === 0) return;
+        const modseq = this.highestModseq + 1;
+        const indexLines: string[] = [];
+        for (const uid of gone) this.#forget(uid, modseq, indexLines);
+        this.highestModseq = modseq;
+        indexLines.push(`h ${modseq}`);
+        await this.#appendIndex(indexLines);
+        this.emit('change', { modseq, added: [], expunged: gone, flagged: [] });
+      });
+    }
+    return pairs;
+  }
+
+  async #place(rec: MessageRecord, to: string, move: boolean): Promise<void> {
+    const from = this.filePath(rec);
+    if (move) {
+      await fs.rename(from, to);
+      return;
+    }
+    try {
+      await fs.link(from, to);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
+      await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
+      await fs.utimes(to, new Date(rec.internalDate), new Date(rec.internalDate));
+      const fh = await fs.open(to, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+
+  /**
+   * Rewrites dovecot-uidlist without the entries of messages known to be gone (Dovecot appends
+   * and compacts the same way). Entries another process added meanwhile are kept.
+   */
+  async compact(): Promise<void> {
+    await this.#mutex.run(async () => {
+      if (this.#goneBases.size === 0 || !this.uidValidity) return;
+      await withUidlistLock(this.dir, async () => {
+        const current = await loadUidlist(this.dir);
+        if (!current) return;
+        const records = current.records.filter((r) => !this.#goneBases.has(r.base));
+        await rewriteUidlist(this.dir, { uidValidity: current.uidValidity, nextUid: Math.max(current.nextUid, this.uidNext), guid: current.guid, records });
+        this.#goneBases.clear();
+      });
+    });
+  }
+
+  /** Message and unseen counts without touching the disk. */
+  totals(): { messages: number; unseen: number } {
+    let unseen = 0;
+    for (const uid of this.#uids) if (!(this.#records.get(uid)!.flags & FLAG_SEEN)) unseen++;
+    return { messages: this.#uids.length, unseen };
+  }
+}
+
+function compareBases(a: string, b: string): number {
+  const ta = Number(a.split('.')[0]);
+  const tb = Number(b.split('.')[0]);
+  if (ta !== tb && Number.isFinite(ta) && Number.isFinite(tb)) return ta - tb;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function binarySearch(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = sorted[mid]!;
+    if (v === value) return mid;
+    if (v < value) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}

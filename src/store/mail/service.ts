@@ -1,0 +1,313 @@
+/**
+ * Accounts and folders over the Maildir store: the folder tree (Maildir++), subscriptions,
+ * special-use folders, quota, and the registry that shares one Mailbox per folder between all
+ * sessions of this process and tells them about deliveries at once.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { MailError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { UserRecord } from '../../directory/types.js';
+import type { DirectorySyncer } from '../dir-sync.js';
+import { maildirPath } from '../maildir.js';
+import { addUsage, readUsage } from '../quota.js';
+import type { DeliveredEvent, MaildirStore } from '../store.js';
+import { canonicalName, isInboxName, listAllFolders, makeFolder, resolveFolder, setSubscription, subscriptionList } from './formats.js';
+import { Mailbox } from './mailbox.js';
+import type { FolderInfo, MailboxStatus } from './types.js';
+
+const SPECIAL_USE_FILE = 'maild-special-use';
+export const SPECIAL_USES = ['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash'];
+/** Idle mailboxes kept in memory (warm) after their last session left. */
+const WARM_MAILBOXES = 64;
+
+export interface MailServiceOptions {
+  root: string;
+  layout: string;
+  logger: Logger;
+  syncer: DirectorySyncer;
+  /** Folders created on first login, with their special use (RFC 6154). */
+  specialFolders: Record<string, string>;
+  store?: MaildirStore;
+}
+
+export class MailService {
+  readonly #opts: MailServiceOptions;
+  readonly #open = new Map<string, Mailbox>();
+  readonly #opening = new Map<string, Promise<Mailbox>>();
+  readonly #syncScheduled = new Set<Mailbox>();
+
+  constructor(opts: MailServiceOptions) {
+    this.#opts = opts;
+    opts.store?.events.on('delivered', (e) => this.#onDelivered(e));
+  }
+
+  get options(): MailServiceOptions {
+    return this.#opts;
+  }
+
+  async account(user: UserRecord): Promise<Account> {
+    const maildir = maildirPath(this.#opts.root, this.#opts.layout, user);
+    return new Account(this, user, maildir);
+  }
+
+  /** A delivery to an INBOX that sessions have open: sync it now so IDLE sees it at once. */
+  #onDelivered(e: DeliveredEvent): void {
+    const mailbox = this.#open.get(e.maildir);
+    if (!mailbox || mailbox.refs === 0) return;
+    mailbox.markDirty();
+    if (this.#syncScheduled.has(mailbox)) return;
+    this.#syncScheduled.add(mailbox);
+    // One sync for a burst of deliveries.
+    setImmediate(() => {
+      this.#syncScheduled.delete(mailbox);
+      mailbox.sync().catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: mailbox.dir }, 'sync after delivery failed'));
+    });
+  }
+
+  /** The shared Mailbox of a folder directory (counted; release() when done). */
+  async acquire(dir: string, name: string, root: string, create = false): Promise<Mailbox> {
+    let mailbox = this.#open.get(dir);
+    if (!mailbox) {
+      let pending = this.#opening.get(dir);
+      if (!pending) {
+        pending = Mailbox.open(dir, name, { logger: this.#opts.logger, syncer: this.#opts.syncer, root }, create).finally(() => this.#opening.delete(dir));
+        this.#opening.set(dir, pending);
+      }
+      mailbox = await pending;
+      this.#open.set(dir, mailbox);
+    }
+    mailbox.refs++;
+    return mailbox;
+  }
+
+  release(mailbox: Mailbox): void {
+    mailbox.refs = Math.max(0, mailbox.refs - 1);
+    if (mailbox.refs > 0) return;
+    mailbox.compact().catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message }, 'uidlist compaction failed'));
+    // Keep recently used mailboxes warm; drop the least recently released beyond the limit.
+    this.#open.delete(mailbox.dir);
+    this.#open.set(mailbox.dir, mailbox);
+    const idle = [...this.#open.values()].filter((m) => m.refs === 0);
+    for (const m of idle.slice(0, Math.max(0, idle.length - WARM_MAILBOXES))) this.#open.delete(m.dir);
+  }
+
+  /** Forgets a folder that was deleted or renamed (its sessions get errors on the next sync). */
+  forget(dir: string): void {
+    this.#open.delete(dir);
+  }
+
+  openMailboxes(): number {
+    return this.#open.size;
+  }
+}
+
+export class Account {
+  readonly service: MailService;
+  readonly user: UserRecord;
+  readonly maildir: string;
+
+  constructor(service: MailService, user: UserRecord, maildir: string) {
+    this.service = service;
+    this.user = user;
+    this.maildir = maildir;
+  }
+
+  /** The canonical spelling: INBOX (and an INBOX first level) in upper case. */
+  static canonical(name: string): string {
+    return canonicalName(name);
+  }
+
+  /** Name and directory of a folder; BAD_MAILBOX_NAME for names that are not allowed. */
+  #resolve(name: string, existing: boolean): { name: string; dir: string; levels: string[] } {
+    return resolveFolder(this.maildir, name, existing);
+  }
+
+  /** Opens a folder; INBOX is created on first use. Release with close(). */
+  async open(name: string): Promise<Mailbox> {
+    const folder = this.#resolve(name, true);
+    return this.service.acquire(folder.dir, folder.name, this.maildir, folder.dir === this.maildir);
+  }
+
+  close(mailbox: Mailbox): void {
+    this.service.release(mailbox);
+  }
+
+  /** Runs fn on an opened folder and releases it. */
+  async with<T>(name: string, fn: (m: Mailbox) => Promise<T>): Promise<T> {
+    const mailbox = await this.open(name);
+    try {
+      return await fn(mailbox);
+    } finally {
+      this.close(mailbox);
+    }
+  }
+
+  async exists(name: string): Promise<boolean> {
+    const folder = this.#resolve(name, true);
+    if (folder.dir === this.maildir) return true;
+    return fs.stat(path.join(folder.dir, 'cur')).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+  }
+
+  async #specialUseOverrides(): Promise<Record<string, string>> {
+    try {
+      return JSON.parse(await fs.readFile(path.join(this.maildir, SPECIAL_USE_FILE), 'utf8')) as Record<string, string>;
+    } catch {
+      return {};
+    }
+  }
+
+  async #writeSpecialUse(map: Record<string, string>): Promise<void> {
+    const file = path.join(this.maildir, SPECIAL_USE_FILE);
+    await fs.writeFile(`${file}.tmp`, JSON.stringify(map, null, 1));
+    await fs.rename(`${file}.tmp`, file);
+  }
+
+  async #ensureRoot(): Promise<void> {
+    for (const sub of ['cur', 'new', 'tmp']) await fs.mkdir(path.join(this.maildir, sub), { recursive: true, mode: 0o700 });
+  }
+
+  /** Every folder with its attributes, INBOX first (parents that exist only as prefixes too). */
+  async list(): Promise<FolderInfo[]> {
+    await this.#ensureRoot();
+    const folders = await listAllFolders(this.maildir);
+    const subscribed = new Set(await this.subscriptions());
+    const special = { ...this.service.options.specialFolders, ...(await this.#specialUseOverrides()) };
+    return folders.map((f) => ({
+      name: f.name,
+      ...(special[f.name] && f.exists ? { specialUse: special[f.name] } : {}),
+      subscribed: subscribed.has(f.name),
+      hasChildren: f.hasChildren,
+      exists: f.exists,
+    }));
+  }
+
+  /** Creates the special-use folders that do not exist yet, subscribed (Dovecot's auto = subscribe). */
+  async ensureSpecialFolders(): Promise<void> {
+    const existing = await this.list();
+    const uses = new Set(existing.filter((f) => f.exists && f.specialUse).map((f) => f.specialUse));
+    for (const [name, use] of Object.entries(this.service.options.specialFolders)) {
+      const folder = existing.find((f) => f.name === name);
+      if (folder?.exists || uses.has(use)) continue;
+      await makeFolder(this.maildir, name);
+      uses.add(use);
+      if (!folder?.subscribed) await setSubscription(this.maildir, name, true);
+    }
+  }
+
+  /** CREATE (RFC 3501 section 6.3.3; RFC 6154 CREATE-SPECIAL-USE). A trailing separator is dropped. */
+  async create(name: string, specialUse?: string): Promise<void> {
+    const trimmed = name.endsWith('/') ? name.slice(0, -1) : name;
+    if (isInboxName(trimmed)) throw new MailError('ALREADY_EXISTS', 'INBOX exists');
+    const folder = this.#resolve(trimmed, false);
+    if (specialUse && !SPECIAL_USES.includes(specialUse)) throw new MailError('BAD_MAILBOX_NAME', `unknown special use ${specialUse}`);
+    await this.#ensureRoot();
+    await makeFolder(this.maildir, folder.name);
+    if (specialUse) {
+      const map = await this.#specialUseOverrides();
+      map[folder.name] = specialUse;
+      await this.#writeSpecialUse(map);
+    }
+  }
+
+  /** DELETE (RFC 3501 section 6.3.4): never INBOX, never a folder that still has children. */
+  async delete(name: string): Promise<void> {
+    const folder = this.#resolve(name, true);
+    if (folder.dir === this.maildir) throw new MailError('NOT_PERMITTED', 'INBOX cannot be deleted');
+    if (!(await this.exists(folder.name))) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${folder.name}`);
+    const all = await listAllFolders(this.maildir);
+    if (all.some((f) => f.exists && f.name.startsWith(`${folder.name}/`))) throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
+    // Out of sight atomically under Dovecot's name for it, then removed.
+    const trash = path.join(this.maildir, '..DOVECOT-TRASHED');
+    await fs.rm(trash, { recursive: true, force: true });
+    await fs.rename(folder.dir, trash);
+    this.service.forget(folder.dir);
+    await fs.rm(trash, { recursive: true, force: true });
+    const map = await this.#specialUseOverrides();
+    if (map[folder.name]) {
+      delete map[folder.name];
+      await this.#writeSpecialUse(map);
+    }
+  }
+
+  /** RENAME (RFC 3501 section 6.3.5): children move along; INBOX's messages move into a new folder. */
+  async rename(from: string, to: string): Promise<void> {
+    const source = this.#resolve(from, true);
+    if (isInboxName(to)) throw new MailError('ALREADY_EXISTS', 'INBOX exists');
+    const target = this.#resolve(to, false);
+    if (!(await this.exists(source.name))) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${source.name}`);
+    if (await this.exists(target.name)) throw new MailError('ALREADY_EXISTS', `${target.name} exists`);
+    if (target.name.startsWith(`${source.name}/`)) throw new MailError('NOT_PERMITTED', 'cannot rename a mailbox into itself');
+    if (source.dir === this.maildir) {
+      await this.create(target.name);
+      const [inbox, dest] = [await this.open('INBOX'), await this.open(target.name)];
+      try {
+        await inbox.transfer(dest, [...inbox.uids], true);
+      } finally {
+        this.close(inbox);
+        this.close(dest);
+      }
+      return;
+    }
+    const children = (await listAllFolders(this.maildir)).filter((f) => f.exists && f.name.startsWith(`${source.name}/`));
+    await fs.rename(source.dir, target.dir);
+    this.service.forget(source.dir);
+    for (const child of children) {
+      const renamed = this.#resolve(target.name + child.name.slice(source.name.length), false);
+      await fs.rename(this.#resolve(child.name, true).dir, renamed.dir);
+      this.service.forget(this.#resolve(child.name, true).dir);
+    }
+    // Subscriptions follow the rename, as Dovecot does.
+    for (const sub of await this.subscriptions()) {
+      if (sub !== source.name && !sub.startsWith(`${source.name}/`)) continue;
+      await setSubscription(this.maildir, sub, false);
+      await setSubscription(this.maildir, target.name + sub.slice(source.name.length), true);
+    }
+    const map = await this.#specialUseOverrides();
+    if (map[source.name]) {
+      map[target.name] = map[source.name]!;
+      delete map[source.name];
+      await this.#writeSpecialUse(map);
+    }
+  }
+
+  async subscriptions(): Promise<string[]> {
+    return subscriptionList(this.maildir);
+  }
+
+  /** SUBSCRIBE/UNSUBSCRIBE: any valid name, existing or not (RFC 3501 section 6.3.6). */
+  async subscribe(name: string, on: boolean): Promise<void> {
+    const folder = this.#resolve(name, true);
+    await this.#ensureRoot();
+    await setSubscription(this.maildir, folder.name, on);
+  }
+
+  async status(name: string): Promise<MailboxStatus> {
+    return this.with(name, async (m) => {
+      await m.sync();
+      return m.status();
+    });
+  }
+
+  /** Storage quota; unlimited accounts report no limit. */
+  async quota(): Promise<{ usedBytes: number; limitBytes: number }> {
+    if (!this.user.quotaBytes) return { usedBytes: 0, limitBytes: 0 };
+    return { usedBytes: (await readUsage(this.maildir, this.user.quotaBytes)).bytes, limitBytes: this.user.quotaBytes };
+  }
+
+  /** Refuses a write of `bytes` that would take the account over its quota. */
+  async checkQuota(bytes: number): Promise<void> {
+    if (!this.user.quotaBytes) return;
+    const used = (await readUsage(this.maildir, this.user.quotaBytes)).bytes;
+    if (used + bytes > this.user.quotaBytes) throw new MailError('QUOTA_EXCEEDED', `${this.user.email}: quota exceeded`);
+  }
+
+  /** Records a change of usage in maildirsize (appends, copies, expunges). */
+  async usage(bytes: number, messages: number): Promise<void> {
+    if (!this.user.quotaBytes) return;
+    await addUsage(this.maildir, this.user.quotaBytes, bytes, messages).catch(() => undefined);
+  }
+}
