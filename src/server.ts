@@ -12,14 +12,29 @@ import type { Logger } from './log.js';
 import { NetworkList } from './net.js';
 import { SmtpListener, type SmtpSettings } from './smtp/server.js';
 import { MaildirStore } from './store/store.js';
+import { MailService } from './store/mail/service.js';
 import { loadCredentials, type Credentials } from './tls/certificates.js';
+import { AuthLimiter } from './auth/limiter.js';
+import { ImapListener } from './imap/server.js';
+import type { ImapContext, ImapSession, ImapSettings } from './imap/session.js';
+import { commandTable } from './imap/commands/index.js';
+import tls from 'node:tls';
+
+/** What the runtime needs of any listener. */
+export interface Listener {
+  readonly spec: { name: string };
+  address(): { port: number; address: string } | string | null;
+  close(graceMs: number): Promise<void>;
+}
 
 export interface Runtime {
   readonly config: LoadedConfig;
   readonly directory: Directory;
   readonly store: MaildirStore;
   readonly passwords: PasswordService;
-  readonly listeners: SmtpListener[];
+  readonly listeners: Listener[];
+  readonly mail: MailService;
+  readonly imapSessions: ReadonlySet<ImapSession>;
   /** The bound TCP port of a listener by name (tests listen on port 0). */
   portOf(name: string): number;
   reload(next: LoadedConfig): Promise<void>;
@@ -36,6 +51,27 @@ function smtpSettings(cfg: LoadedConfig): SmtpSettings {
     limits: cfg.limits,
     trusted: new NetworkList(cfg.trusted_networks),
     shutdownTimeoutMs: cfg.shutdown_timeout,
+  };
+}
+
+function imapSettings(cfg: LoadedConfig, trusted: NetworkList): ImapSettings {
+  return {
+    hostname: cfg.hostname,
+    trusted,
+    cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
+    limits: {
+      lineLength: cfg.imap.line_length,
+      literalSize: cfg.imap.literal_size,
+      literalSizeBeforeLogin: 8192,
+      appendSize: cfg.limits.message_size,
+      badCommandsBeforeLogin: cfg.imap.bad_commands_before_login,
+      badCommandsAfterLogin: cfg.imap.bad_commands,
+      idleBeforeLoginMs: cfg.imap.idle_timeout_before_login,
+      idleAfterLoginMs: cfg.imap.idle_timeout,
+      connectionsPerUserIp: cfg.imap.connections_per_user_ip,
+      outputHighWater: 1024 * 1024,
+      outputStallMs: 5 * 60_000,
+    },
   };
 }
 
@@ -70,20 +106,55 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
 
   const ctx = { settings: () => settings, directory, store, logger };
-  const listeners: SmtpListener[] = [];
+  const mail = new MailService({
+    root: config.mail.root,
+    layout: config.mail.layout,
+    logger: logger.child({ component: 'mail' }),
+    syncer: store.syncer,
+    specialFolders: config.imap.special_folders,
+    store,
+  });
+  const limiter = new AuthLimiter({ baseDelayMs: config.auth.failure_delay, maxDelayMs: config.auth.failure_delay_max, forgetAfterMs: 15 * 60_000, maxEntries: 100_000 });
+  let imapConfig = imapSettings(config, settings.trusted);
+  let secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
+  const imapSessions = new Set<ImapSession>();
+  const imapCtx: ImapContext = {
+    settings: () => imapConfig,
+    directory,
+    mail,
+    limiter,
+    logger: logger.child({ component: 'imap' }),
+    commands: commandTable(),
+    secureContext: () => secureContext,
+    sessions: imapSessions,
+  };
+  const smtpListeners: SmtpListener[] = [];
+  const imapListeners: ImapListener[] = [];
+  const listeners: Listener[] = [];
   try {
     for (const l of config.listeners) {
       const name = listenerName(l);
-      const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
-      if (l.path) {
-        await prepareUnixSocket(l.path);
-        await listener.listen({ path: l.path });
-        await fs.chmod(l.path, parseInt(l.socket_mode, 8));
+      if (l.protocol === 'imap') {
+        const listener = new ImapListener(
+          { name, tls: l.tls, credentials, maxConnections: () => current.limits.connections, maxPerIp: () => current.limits.connections_per_ip },
+          imapCtx,
+        );
+        await listener.listen(l.port!, l.address);
+        imapListeners.push(listener);
+        listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
       } else {
-        await listener.listen({ port: l.port!, address: l.address });
+        const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
+        if (l.path) {
+          await prepareUnixSocket(l.path);
+          await listener.listen({ path: l.path });
+          await fs.chmod(l.path, parseInt(l.socket_mode, 8));
+        } else {
+          await listener.listen({ port: l.port!, address: l.address });
+        }
+        smtpListeners.push(listener);
+        listeners.push(listener);
       }
-      listeners.push(listener);
-      logger.info({ listener: name, protocol: l.protocol, tls: l.tls, at: listener.address() }, 'listening');
+      logger.info({ listener: name, protocol: l.protocol, tls: l.tls, at: listeners[listeners.length - 1]!.address() }, 'listening');
     }
   } catch (err) {
     await Promise.all(listeners.map((x) => x.close(0)));
@@ -102,6 +173,8 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     store,
     passwords,
     listeners,
+    mail,
+    imapSessions,
     portOf(name: string) {
       const l = listeners.find((x) => x.spec.name === name);
       const a = l?.address();
@@ -123,7 +196,10 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
       }
       directory.clearCache();
       settings = smtpSettings(next);
-      for (const l of listeners) l.update(settings, credentials);
+      imapConfig = imapSettings(next, settings.trusted);
+      secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
+      for (const l of smtpListeners) l.update(settings, credentials);
+      for (const l of imapListeners) l.updateCredentials(credentials);
       logger.level = next.log.level;
       current = next;
       logger.info({ certificate: credentials.source, validTo: credentials.validTo }, 'configuration reloaded');
@@ -131,7 +207,10 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     shutdown() {
       shuttingDown ??= (async () => {
         logger.info({ timeoutMs: current.shutdown_timeout }, 'shutting down: no new connections, sessions may finish');
-        await Promise.all(listeners.map((l) => l.close(current.shutdown_timeout)));
+        // IMAP sessions are long-lived: they are told BYE at once (RFC 3501 section 7.1.5).
+        await Promise.all(imapListeners.map((l) => l.close()));
+        for (const session of [...imapSessions]) session.shutdown();
+        await Promise.all(smtpListeners.map((l) => l.close(current.shutdown_timeout)));
         await store.close();
         await directory.close();
         await passwords.close();

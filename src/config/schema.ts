@@ -74,8 +74,8 @@ const cidr = z.string().refine((v) => /^[0-9a-f.:]+(\/\d{1,3})?$/i.test(v.trim()
 
 export const listenerSchema = z
   .strictObject({
-    /** smtp: the MX listener (port 25). lmtp: RFC 2033 hand-off from another MTA. */
-    protocol: z.enum(['smtp', 'lmtp']),
+    /** smtp: the MX listener (port 25). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. */
+    protocol: z.enum(['smtp', 'lmtp', 'imap']),
     /** A name for logs; defaults to protocol:port. */
     name: z.string().min(1).optional(),
     address: z.string().min(1).default('0.0.0.0'),
@@ -158,6 +158,23 @@ const directorySchema = z
 
 const passwordScheme = z.enum(['ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'BLF-CRYPT', 'SSHA512']);
 
+const imapSchema = z.strictObject({
+  /** Folders created on first login, with their special use (RFC 6154), as Dovecot's auto = subscribe. */
+  special_folders: z
+    .record(z.string(), z.enum(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']))
+    .default({ Sent: '\\Sent', Drafts: '\\Drafts', Trash: '\\Trash', Junk: '\\Junk', Archive: '\\Archive' }),
+  line_length: int(8192, 1_048_576).default(65_536),
+  /** Largest literal outside APPEND (APPEND is limited by limits.message_size). */
+  literal_size: size().default(65_536),
+  bad_commands_before_login: int(1).default(3),
+  bad_commands: int(1).default(20),
+  idle_timeout_before_login: duration().default(60_000),
+  /** RFC 3501 section 5.4: at least 30 minutes once logged in. */
+  idle_timeout: duration().default(1_800_000),
+  /** Sessions per user and client address (Dovecot's mail_max_userip_connections). */
+  connections_per_user_ip: int(1).default(10),
+});
+
 export const configSchema = z.strictObject({
   /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
   hostname: z.string().min(1).optional(),
@@ -215,6 +232,19 @@ export const configSchema = z.strictObject({
       errors: 20,
       idle_timeout: 300_000,
     })),
+  auth: z
+    .strictObject({
+      /**
+       * Passwords over cleartext connections: never (TLS first: STARTTLS or an implicit-TLS
+       * port), or from trusted_networks only.
+       */
+      cleartext: z.enum(['never', 'trusted_networks']).default('never'),
+      /** Wait after a failed login from an address; doubles with each further failure. */
+      failure_delay: duration().default(1000),
+      failure_delay_max: duration().default(30_000),
+    })
+    .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
+  imap: imapSchema.default(() => imapSchema.parse({})),
   /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
   trusted_networks: z.array(cidr).default([]),
   log: z

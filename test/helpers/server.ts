@@ -18,6 +18,8 @@ export interface TestServer {
   smtpPort: number;
   lmtpPort: number;
   lmtpSocket: string;
+  imapPort: number;
+  imapsPort: number;
   logs: Array<Record<string, unknown>>;
   logger: Logger;
   /** Messages (file names) in new/ and cur/ of a mailbox, e.g. 'example.test/alice'. */
@@ -74,6 +76,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       { name: 'mx', protocol: 'smtp', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'lmtp', protocol: 'lmtp', address: '127.0.0.1', port: 0 },
       { name: 'lmtp-socket', protocol: 'lmtp', path: lmtpSocket },
+      { name: 'imap', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'starttls' },
+      { name: 'imaps', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'implicit' },
     ],
     directory: { backend: 'file', file: { path: directoryFile }, cache: { positive_ttl: 0, negative_ttl: 0 } },
     limits: { message_size: '1M', idle_timeout: '30s' },
@@ -103,6 +107,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     smtpPort: has('mx') ? runtime.portOf('mx') : 0,
     lmtpPort: has('lmtp') ? runtime.portOf('lmtp') : 0,
     lmtpSocket,
+    imapPort: has('imap') ? runtime.portOf('imap') : 0,
+    imapsPort: has('imaps') ? runtime.portOf('imaps') : 0,
     logs,
     logger,
     messages,

@@ -1,0 +1,46 @@
+import { isMailError } from '../../errors.js';
+import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
+import { ParseError, atom, type ParsedCommand } from '../parser.js';
+import { formatList, parseSequenceSet } from '../sequence.js';
+import type { ImapSession } from '../session.js';
+import { mailboxArg } from './select.js';
+
+async function runTransfer(session: ImapSession, command: ParsedCommand, uid: boolean, move: boolean): Promise<CommandResult> {
+  if (command.args.length !== 2) throw new ParseError(`${move ? 'MOVE' : 'COPY'} needs a sequence set and a mailbox`);
+  const selected = session.selected!;
+  const ranges = parseSequenceSet(atom(command.args[0], 'sequence set'));
+  const targetName = mailboxArg(command.args[1]);
+  if (move && selected.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
+  const uids = selected.select(ranges, uid).map((i) => selected.uids[i]!).filter((u) => !selected.isExpunged(u));
+  const account = session.account!;
+  if (!(await account.exists(targetName))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
+  if (uids.length === 0) return { text: 'No messages to copy' };
+  const source = selected.mailbox;
+  await source.ensureDetails(uids);
+  const bytes = uids.reduce((n, u) => n + (source.record(u)?.size ?? 0), 0);
+  if (!move) await account.checkQuota(bytes);
+  let pairs: Array<[number, number]>;
+  let uidValidity = 0;
+  try {
+    ({ pairs, uidValidity } = await account.with(targetName, async (target) => ({ pairs: await source.transfer(target, uids, move), uidValidity: target.uidValidity })));
+  } catch (err) {
+    if (isMailError(err, 'MAILBOX_NOT_FOUND')) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
+    throw err;
+  }
+  if (!move) await account.usage(bytes, pairs.length);
+  if (pairs.length === 0) return { status: 'NO', code: 'EXPUNGEISSUED', text: 'The messages no longer exist' };
+  const code = `COPYUID ${uidValidity} ${formatList(pairs.map((p) => p[0]))} ${formatList(pairs.map((p) => p[1]))}`;
+  if (move) {
+    // RFC 6851 section 4.3: COPYUID in an untagged OK, then the expunges, then the tagged OK.
+    session.writer.untagged(`OK [${code}] Moved UIDs.`);
+    return { text: 'Move completed' };
+  }
+  return { code, text: 'Copy completed' };
+}
+
+/** COPY (RFC 3501 section 6.4.7; COPYUID, RFC 4315). Copying into the same mailbox is allowed. */
+export const copy: ImapCommand = { name: 'COPY', states: SELECTED, run: (s, c) => runTransfer(s, c, false, false) };
+export const uidCopy: ImapCommand = { name: 'UID COPY', states: SELECTED, run: (s, c) => runTransfer(s, c, true, false) };
+/** MOVE (RFC 6851). */
+export const move: ImapCommand = { name: 'MOVE', states: SELECTED, run: (s, c) => runTransfer(s, c, false, true) };
+export const uidMove: ImapCommand = { name: 'UID MOVE', states: SELECTED, run: (s, c) => runTransfer(s, c, true, true) };

@@ -1,0 +1,20 @@
+import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { ParseError } from '../parser.js';
+import { mailboxArg } from './select.js';
+
+/** DELETE (RFC 3501 section 6.3.4). */
+export const deleteMailbox: ImapCommand = {
+  name: 'DELETE',
+  states: AUTHENTICATED,
+  async run(session, command) {
+    if (command.args.length !== 1) throw new ParseError('DELETE needs a mailbox name');
+    const name = mailboxArg(command.args[0]);
+    if (session.selected?.name === name) {
+      // Deleting the selected mailbox deselects it (Dovecot does the same).
+      session.selected.close();
+      session.selected = undefined;
+      session.state = 'authenticated';
+    }
+    await session.account!.delete(name);
+  },
+};

@@ -1,0 +1,13 @@
+import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { ParseError } from '../parser.js';
+import { mailboxArg } from './select.js';
+
+/** RENAME (RFC 3501 section 6.3.5). */
+export const rename: ImapCommand = {
+  name: 'RENAME',
+  states: AUTHENTICATED,
+  async run(session, command) {
+    if (command.args.length !== 2) throw new ParseError('RENAME needs two mailbox names');
+    await session.account!.rename(mailboxArg(command.args[0]), mailboxArg(command.args[1]));
+  },
+};

@@ -1,0 +1,158 @@
+/**
+ * The selected mailbox as one session sees it: its own sequence numbering (a UID list), and
+ * the changes other sessions made that it still has to announce. Changes are announced only
+ * where RFC 3501 section 7.4.1 allows (no EXPUNGE during FETCH, STORE or SEARCH; VANISHED under
+ * QRESYNC, RFC 7162 section 3.2.10), and never twice for the session's own STOREs.
+ */
+import type { Mailbox } from '../store/mail/mailbox.js';
+import type { MailboxChange, MessageRecord } from '../store/mail/types.js';
+import { SYSTEM_FLAGS } from '../store/mail/types.js';
+import { formatSet, selectIndexes, type SeqRange } from './sequence.js';
+import type { ImapSession } from './session.js';
+
+/** FLAGS (...) text for a message. */
+export function flagList(rec: MessageRecord, recent = false): string {
+  const out: string[] = [];
+  for (const [bit, name] of SYSTEM_FLAGS) if (rec.flags & bit) out.push(name);
+  if (recent) out.push('\\Recent');
+  out.push(...rec.keywords);
+  return `(${out.join(' ')})`;
+}
+
+export class SelectedMailbox {
+  readonly mailbox: Mailbox;
+  readonly name: string;
+  readonly readOnly: boolean;
+  /** This session's view: UIDs in sequence order. */
+  uids: number[];
+  #knownModseq: number;
+  readonly #pendingExpunged = new Set<number>();
+  readonly #pendingFlagged = new Set<number>();
+  /** UID -> MODSEQ of changes this session already answered with FETCH. */
+  readonly #own = new Map<number, number>();
+  readonly #listener: (change: MailboxChange) => void;
+  readonly #release: () => void;
+  #recentCount = 0;
+  #announcedRecent = 0;
+  /** Set while IDLE runs: changes are pushed at once. */
+  onChange: (() => void) | undefined;
+
+  constructor(mailbox: Mailbox, name: string, readOnly: boolean, release: () => void) {
+    this.mailbox = mailbox;
+    this.name = name;
+    this.readOnly = readOnly;
+    this.#release = release;
+    this.uids = [...mailbox.uids];
+    this.#knownModseq = mailbox.highestModseq;
+    this.#listener = (change) => {
+      const inView = new Set(this.uids);
+      for (const uid of change.expunged) if (inView.has(uid)) this.#pendingExpunged.add(uid);
+      for (const uid of change.flagged) if (inView.has(uid) && this.#own.get(uid) !== change.modseq) this.#pendingFlagged.add(uid);
+      this.onChange?.();
+    };
+    mailbox.on('change', this.#listener);
+  }
+
+  get exists(): number {
+    return this.uids.length;
+  }
+
+  get recent(): number {
+    return this.#recentCount;
+  }
+
+  /** Indexes into `uids` selected by a sequence set (UIDs with `uid`). */
+  select(ranges: SeqRange[], uid: boolean): number[] {
+    return selectIndexes(ranges, this.uids, uid);
+  }
+
+  seqOf(uid: number): number {
+    let lo = 0;
+    let hi = this.uids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.uids[mid]!;
+      if (v === uid) return mid + 1;
+      if (v < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return 0;
+  }
+
+  /** Notes changes this session made and answered itself, so they are not announced again. */
+  noteOwn(uids: number[], modseq: number): void {
+    for (const uid of uids) {
+      this.#own.set(uid, modseq);
+      this.#pendingFlagged.delete(uid);
+    }
+    if (this.#own.size > 10_000) this.#own.clear();
+  }
+
+  /** Whether a UID in the view was expunged but not announced yet. */
+  isExpunged(uid: number): boolean {
+    return this.#pendingExpunged.has(uid) || !this.mailbox.record(uid);
+  }
+
+  /** Writes the pending updates (syncing with the disk first). */
+  async flush(session: ImapSession, expungeAllowed: boolean): Promise<void> {
+    await this.mailbox.sync().catch((err: unknown) => {
+      if ((err as { code?: string }).code === 'MAILBOX_NOT_FOUND') {
+        session.writer.untagged('BYE Selected mailbox was deleted, have to disconnect.');
+        session.close();
+        return;
+      }
+      throw err;
+    });
+    if (session.closed) return;
+    const w = session.writer;
+    const condstore = session.condstore;
+    const qresync = session.enabled.has('QRESYNC');
+    if (expungeAllowed && this.#pendingExpunged.size > 0) {
+      const gone = [...this.#pendingExpunged].filter((uid) => this.seqOf(uid) > 0);
+      if (qresync) {
+        if (gone.length) w.untagged(`VANISHED ${formatSet(gone)}`);
+      } else {
+        // Highest first: every number stays valid while the earlier ones are announced.
+        for (const seq of gone.map((uid) => this.seqOf(uid)).sort((a, b) => b - a)) w.untagged(`${seq} EXPUNGE`);
+      }
+      const goneSet = new Set(gone);
+      this.uids = this.uids.filter((uid) => !goneSet.has(uid));
+      this.#pendingExpunged.clear();
+      for (const uid of gone) this.#pendingFlagged.delete(uid);
+    }
+    // New messages: those beyond the view's last UID that still exist.
+    const last = this.uids[this.uids.length - 1] ?? 0;
+    const all = this.mailbox.uids;
+    let added = 0;
+    for (let i = all.length - 1; i >= 0 && all[i]! > last; i--) added++;
+    if (added > 0) {
+      this.uids.push(...all.slice(all.length - added));
+      this.#recentCount += added;
+      w.untagged(`${this.uids.length} EXISTS`);
+    }
+    if (this.#recentCount !== this.#announcedRecent) {
+      w.untagged(`${this.#recentCount} RECENT`);
+      this.#announcedRecent = this.#recentCount;
+    }
+    if (this.#pendingFlagged.size > 0) {
+      for (const uid of [...this.#pendingFlagged].sort((a, b) => a - b)) {
+        const rec = this.mailbox.record(uid);
+        const seq = this.seqOf(uid);
+        if (!rec || seq === 0) continue;
+        w.untagged(`${seq} FETCH (${qresync ? `UID ${uid} ` : ''}FLAGS ${flagList(rec)}${condstore ? ` MODSEQ (${rec.modseq})` : ''})`);
+      }
+      this.#pendingFlagged.clear();
+    }
+    this.#knownModseq = this.mailbox.highestModseq;
+  }
+
+  get knownModseq(): number {
+    return this.#knownModseq;
+  }
+
+  close(): void {
+    this.mailbox.off('change', this.#listener);
+    this.onChange = undefined;
+    this.#release();
+  }
+}

@@ -1,0 +1,392 @@
+/**
+ * One IMAP connection: reads commands one at a time, checks each against the session state,
+ * runs its module, maps errors to responses in one place, and enforces the limits (line and
+ * literal sizes, bad commands, idle time, output buffer).
+ */
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import type { Directory } from '../directory/directory.js';
+import type { UserRecord } from '../directory/types.js';
+import type { AuthLimiter } from '../auth/limiter.js';
+import type { Logger } from '../log.js';
+import { normalizeIp, type NetworkList } from '../net.js';
+import type { ImapCommand, SessionState } from './command.js';
+import { replyForError } from './errors.js';
+import { parseCommand, ParseError, type ParsedCommand } from './parser.js';
+import { ImapReader, type LiteralDecision, type LiteralRequest, type Segment } from './reader.js';
+import { ImapWriter, StalledClientError } from './writer.js';
+import type { MailService, Account } from '../store/mail/service.js';
+import type { SelectedMailbox } from './selected.js';
+
+export interface ImapLimits {
+  /** Longest command line without literals (RFC 7162 section 4 wants at least 8192). */
+  lineLength: number;
+  /** Largest literal outside APPEND once logged in. */
+  literalSize: number;
+  /** Largest literal before login. */
+  literalSizeBeforeLogin: number;
+  /** APPEND's limit: the message size limit (announced as APPENDLIMIT). */
+  appendSize: number;
+  badCommandsBeforeLogin: number;
+  badCommandsAfterLogin: number;
+  idleBeforeLoginMs: number;
+  idleAfterLoginMs: number;
+  connectionsPerUserIp: number;
+  outputHighWater: number;
+  outputStallMs: number;
+}
+
+export interface ImapSettings {
+  hostname: string;
+  trusted: NetworkList;
+  /** 'trusted': cleartext LOGIN/AUTHENTICATE allowed from trusted networks only; 'never': TLS first. */
+  cleartextAuth: 'never' | 'trusted';
+  limits: ImapLimits;
+}
+
+export interface ImapContext {
+  settings(): ImapSettings;
+  directory: Directory;
+  mail: MailService;
+  limiter: AuthLimiter;
+  logger: Logger;
+  commands: ReadonlyMap<string, ImapCommand>;
+  /** The current certificate, for STARTTLS. */
+  secureContext(): tls.SecureContext;
+  /** Sessions register so shutdown can say BYE to them. */
+  sessions: Set<ImapSession>;
+}
+
+export interface SessionOptions {
+  tlsMode: 'none' | 'starttls' | 'implicit';
+  listener: string;
+}
+
+let sessionCounter = 0;
+
+export class ImapSession {
+  readonly ctx: ImapContext;
+  readonly id: string;
+  readonly ip: string;
+  log: Logger;
+  readonly writer: ImapWriter;
+  #socket: Socket | tls.TLSSocket;
+  #reader: ImapReader;
+  readonly #opts: SessionOptions;
+  state: SessionState | 'logout' = 'not-authenticated';
+  secure: boolean;
+  user: UserRecord | undefined;
+  account: Account | undefined;
+  selected: SelectedMailbox | undefined;
+  /** ENABLEd extensions (RFC 5161): CONDSTORE, QRESYNC. */
+  readonly enabled = new Set<string>();
+  /** CONDSTORE was activated by a command that implies it (RFC 7162 section 3.1). */
+  condstore = false;
+  #badCommands = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #lineWaiter: ((line: Buffer | null) => void) | undefined;
+  #closed = false;
+  #userIpCounted = false;
+  #commands = 0;
+  readonly #started = Date.now();
+
+  constructor(socket: Socket | tls.TLSSocket, ctx: ImapContext, opts: SessionOptions) {
+    this.ctx = ctx;
+    this.#opts = opts;
+    this.#socket = socket;
+    this.id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
+    this.ip = normalizeIp(socket.remoteAddress);
+    this.secure = opts.tlsMode === 'implicit';
+    this.log = ctx.logger.child({ session: this.id });
+    const limits = ctx.settings().limits;
+    this.writer = new ImapWriter(socket, { highWaterMark: limits.outputHighWater, stallTimeoutMs: limits.outputStallMs });
+    this.#reader = this.#newReader();
+    ctx.sessions.add(this);
+  }
+
+  get settings(): ImapSettings {
+    return this.ctx.settings();
+  }
+
+  get tlsMode(): SessionOptions['tlsMode'] {
+    return this.#opts.tlsMode;
+  }
+
+  get trusted(): boolean {
+    return this.settings.trusted.contains(this.ip);
+  }
+
+  /** May LOGIN/AUTHENTICATE be used now (RFC 3501 section 6.2.3, RFC 8314)? */
+  get cleartextAllowed(): boolean {
+    return this.secure || (this.settings.cleartextAuth === 'trusted' && this.trusted);
+  }
+
+  start(): void {
+    const socket = this.#socket;
+    this.#attach(socket);
+    this.log.info({ ip: this.ip, listener: this.#opts.listener, tls: this.secure }, 'imap connect');
+    this.writer.untagged(`OK [CAPABILITY ${this.capabilities().join(' ')}] maild IMAP ready`);
+    this.#armIdleTimer();
+  }
+
+  #attach(socket: Socket | tls.TLSSocket): void {
+    socket.on('data', (chunk: Buffer) => {
+      this.#armIdleTimer();
+      this.#reader.push(chunk);
+      // A client that floods while a command runs must not queue without bound.
+      if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
+        this.#bye('Too much input while a command is running');
+      }
+    });
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'imap socket error'));
+    socket.on('close', () => this.#onClose());
+  }
+
+  #newReader(): ImapReader {
+    const limits = this.ctx.settings().limits;
+    return new ImapReader(
+      {
+        onCommand: (segments) => this.#onCommand(segments),
+        onLiteral: (req) => this.#onLiteral(req),
+        onLineTooLong: () => this.#bye('Command line too long'),
+        onProtocolError: (message) => this.#bye(message),
+      },
+      // A refused {N+} literal is read and dropped up to 16 MiB past APPENDLIMIT, so a client a
+      // little over the limit gets a clean NO [TOOBIG]; beyond that the connection closes.
+      { maxLineLength: limits.lineLength, maxDiscard: limits.appendSize + 16 * 1024 * 1024 },
+    );
+  }
+
+  /** The capability list for the current state (RFC 3501 section 7.2.1). */
+  capabilities(): string[] {
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'CREATE-SPECIAL-USE', 'UIDPLUS', 'MOVE', 'LIST-EXTENDED', 'LIST-STATUS', 'ESEARCH', 'QUOTA', 'QUOTA=RES-STORAGE', 'CONDSTORE', 'QRESYNC'];
+    caps.push(`APPENDLIMIT=${this.settings.limits.appendSize}`);
+    if (this.state === 'not-authenticated') {
+      if (!this.secure && this.#opts.tlsMode === 'starttls') caps.push('STARTTLS');
+      if (this.cleartextAllowed) caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
+      else caps.push('LOGINDISABLED');
+    }
+    return caps;
+  }
+
+  #armIdleTimer(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    const limits = this.settings.limits;
+    const ms = this.state === 'not-authenticated' ? limits.idleBeforeLoginMs : limits.idleAfterLoginMs;
+    this.#idleTimer = setTimeout(() => this.#bye('Autologout; idle for too long'), ms);
+    this.#idleTimer.unref();
+  }
+
+  #onLiteral(req: LiteralRequest): LiteralDecision {
+    const limits = this.settings.limits;
+    const head = req.partial.toString('latin1', 0, Math.min(req.partial.length, 200));
+    const m = /^(\S+) +(\S+)/.exec(head);
+    const tag = m?.[1] ?? '*';
+    const name = (m?.[2] ?? '').toUpperCase();
+    const isAppend = name === 'APPEND' && this.state !== 'not-authenticated';
+    const limit = isAppend ? limits.appendSize : this.state === 'not-authenticated' ? limits.literalSizeBeforeLogin : limits.literalSize;
+    if (req.size > limit || req.sizeSoFar + req.size > limit + limits.lineLength * 4) {
+      // Refused before the client sends it (RFC 7888 section 4; RFC 7889 TOOBIG for APPEND).
+      if (isAppend) this.writer.tagged(tag, 'NO', 'Message too large', 'TOOBIG');
+      else this.writer.tagged(tag, 'BAD', 'Literal too large');
+      this.#countBad();
+      return { accept: false };
+    }
+    if (!req.nonSync) this.writer.continuation('Ready for literal data');
+    return { accept: true };
+  }
+
+  #onCommand(segments: Segment[]): void {
+    if (this.#closed) return;
+    if (this.#lineWaiter) {
+      const waiter = this.#lineWaiter;
+      this.#lineWaiter = undefined;
+      this.#reader.pause();
+      const text = segments.map((s) => ('text' in s ? s.text : s.literal));
+      waiter(Buffer.concat(text));
+      return;
+    }
+    this.#reader.pause();
+    void this.#execute(segments).then(
+      () => {
+        if (!this.#closed && this.state !== 'logout') this.#reader.resume();
+      },
+      (err: unknown) => {
+        this.log.error({ err }, 'imap command crashed');
+        this.#bye('Internal error');
+      },
+    );
+  }
+
+  /** Reads one raw line from the client (IDLE's DONE, AUTHENTICATE responses); null when the connection closes. */
+  readLine(): Promise<Buffer | null> {
+    return new Promise((resolve) => {
+      if (this.#closed) return resolve(null);
+      this.#lineWaiter = resolve;
+      this.#reader.resume();
+    });
+  }
+
+  /** Wakes a pending readLine (IDLE) with null, e.g. when the session must end. */
+  #cancelLineWait(): void {
+    const waiter = this.#lineWaiter;
+    this.#lineWaiter = undefined;
+    waiter?.(null);
+  }
+
+  async #execute(segments: Segment[]): Promise<void> {
+    let parsed: ParsedCommand;
+    try {
+      parsed = parseCommand(segments);
+    } catch (err) {
+      const tag = err instanceof ParseError ? (err.tag ?? '*') : '*';
+      this.writer.tagged(tag, 'BAD', err instanceof ParseError ? `Error in IMAP command: ${err.message}` : 'Error in IMAP command');
+      this.#countBad();
+      return;
+    }
+    this.#commands++;
+    const command = this.ctx.commands.get(parsed.name);
+    if (!command) {
+      this.writer.tagged(parsed.tag, 'BAD', `Unknown command ${parsed.name.slice(0, 40)}`);
+      this.#countBad();
+      return;
+    }
+    if (this.state === 'logout' || !command.states.includes(this.state)) {
+      this.writer.tagged(parsed.tag, 'BAD', `${parsed.name} is not valid in this state`);
+      this.#countBad();
+      return;
+    }
+    try {
+      const result = (await command.run(this, parsed)) ?? {};
+      if (this.#closed || result.answered) return;
+      await this.flushUpdates(parsed.name);
+      const status = result.status ?? 'OK';
+      this.writer.tagged(parsed.tag, status, result.text ?? `${parsed.name} completed`, result.code);
+      if (status === 'BAD') this.#countBad();
+    } catch (err) {
+      if (err instanceof StalledClientError) {
+        this.log.info('client stopped reading output; closing');
+        this.close();
+        return;
+      }
+      const reply = replyForError(err);
+      if (reply.unexpected) this.log.error({ err, command: parsed.name }, 'imap command failed');
+      else this.log.debug({ err: (err as Error).message, command: parsed.name }, 'imap command refused');
+      if (this.#closed) return;
+      await this.flushUpdates(parsed.name).catch(() => undefined);
+      this.writer.tagged(parsed.tag, reply.status, reply.text, reply.code);
+      if (reply.status === 'BAD') this.#countBad();
+    }
+  }
+
+  /**
+   * Sends pending mailbox changes (EXISTS, EXPUNGE/VANISHED, FETCH FLAGS) before the tagged
+   * reply. RFC 3501 section 7.4.1: no EXPUNGE during FETCH, STORE and SEARCH (the UID forms may).
+   */
+  async flushUpdates(commandName: string): Promise<void> {
+    if (!this.selected) return;
+    const expungeAllowed = !['FETCH', 'STORE', 'SEARCH'].includes(commandName);
+    await this.selected.flush(this, expungeAllowed);
+  }
+
+  #countBad(): void {
+    this.#badCommands++;
+    const limits = this.settings.limits;
+    const max = this.state === 'not-authenticated' ? limits.badCommandsBeforeLogin : limits.badCommandsAfterLogin;
+    if (this.#badCommands >= max) this.#bye('Too many invalid IMAP commands.');
+  }
+
+  /** Logs in: limits per user+address, then the authenticated state. Returns a refusal text, or undefined. */
+  async loggedIn(user: UserRecord, mechanism: string): Promise<{ code: string; text: string } | undefined> {
+    if (!this.ctx.limiter.openSession(user.email, this.ip, this.settings.limits.connectionsPerUserIp)) {
+      this.log.warn({ user: user.email, ip: this.ip }, 'too many sessions for this user and address');
+      return { code: 'LIMIT', text: 'Too many connections from this user and address' };
+    }
+    this.#userIpCounted = true;
+    this.user = user;
+    this.state = 'authenticated';
+    this.account = await this.ctx.mail.account(user);
+    await this.account.ensureSpecialFolders();
+    this.log = this.log.child({ user: user.email });
+    this.log.info({ mechanism, ip: this.ip, tls: this.secure }, 'imap login');
+    this.#armIdleTimer();
+    return undefined;
+  }
+
+  /** STARTTLS (RFC 3501 section 6.2.1): the plaintext that followed the command is dropped. */
+  async startTls(): Promise<void> {
+    const plain = this.#socket as Socket;
+    this.#reader.close();
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('error');
+    plain.on('error', () => undefined);
+    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('TLS handshake timeout')), 30_000);
+      secure.once('secure', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      secure.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    }).catch((err: unknown) => {
+      this.log.info({ err: (err as Error).message }, 'STARTTLS handshake failed');
+      secure.destroy();
+      this.#onClose();
+      throw err;
+    });
+    this.#socket = secure;
+    this.writer.setSocket(secure);
+    this.secure = true;
+    this.#reader = this.#newReader();
+    this.#reader.pause(); // resumed when the STARTTLS command completes
+    this.#attach(secure);
+  }
+
+  #bye(text: string): void {
+    if (this.#closed) return;
+    this.writer.untagged(`BYE ${text}`);
+    this.close();
+  }
+
+  /** Sends BYE for a server shutdown (RFC 3501 section 7.1.5). */
+  shutdown(): void {
+    this.#bye('Server shutting down.');
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 2000).unref();
+    this.#onClose();
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reader.close();
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#cancelLineWait();
+    this.selected?.close();
+    this.selected = undefined;
+    if (this.#userIpCounted && this.user) this.ctx.limiter.closeSession(this.user.email, this.ip);
+    this.#userIpCounted = false;
+    this.ctx.sessions.delete(this);
+    this.log.info({ commands: this.#commands, bytesOut: this.writer.bytesOut, seconds: Math.round((Date.now() - this.#started) / 1000) }, 'imap disconnect');
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** LOGOUT: BYE, the tagged OK, then close (RFC 3501 section 6.1.3). */
+  logout(tag: string): void {
+    this.state = 'logout';
+    this.writer.untagged('BYE Logging out');
+    this.writer.tagged(tag, 'OK', 'Logout completed');
+    this.close();
+  }
+}

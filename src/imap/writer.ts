@@ -1,0 +1,126 @@
+/**
+ * Writes responses to the client. Untagged data is built from ImapValue trees (values.ts);
+ * message bodies can be streamed as literals without holding them in memory. Output is
+ * bounded: past the high-water mark the writer waits for the client to read, and a client that
+ * reads nothing for `stallTimeoutMs` is disconnected (RFC 3501 leaves flow control to TCP; an
+ * unbounded buffer would let one client exhaust the server's memory).
+ */
+import type { Duplex, Readable } from 'node:stream';
+import { encodeValue, type ImapValue } from './values.js';
+
+/** A literal whose bytes come from a stream of known length (a message file). */
+export class StreamLiteral {
+  constructor(
+    readonly size: number,
+    readonly open: () => Readable,
+  ) {}
+}
+
+export type OutputPart = ImapValue | StreamLiteral;
+
+export interface WriterOptions {
+  highWaterMark: number;
+  stallTimeoutMs: number;
+  utf8?: boolean;
+}
+
+export class StalledClientError extends Error {}
+
+export class ImapWriter {
+  #socket: Duplex;
+  readonly #opts: WriterOptions;
+  utf8: boolean;
+  /** Bytes written over the session, for the logout log line. */
+  bytesOut = 0;
+
+  constructor(socket: Duplex, opts: WriterOptions) {
+    this.#socket = socket;
+    this.#opts = opts;
+    this.utf8 = opts.utf8 ?? false;
+  }
+
+  /** The socket changes after STARTTLS. */
+  setSocket(socket: Duplex): void {
+    this.#socket = socket;
+  }
+
+  get destroyed(): boolean {
+    return this.#socket.destroyed || !this.#socket.writable;
+  }
+
+  #raw(data: string | Buffer): void {
+    if (this.destroyed) return;
+    this.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    this.#socket.write(data);
+  }
+
+  /** Waits while the client is behind by more than the high-water mark. */
+  async flowControl(): Promise<void> {
+    const socket = this.#socket;
+    if (this.destroyed || socket.writableLength <= this.#opts.highWaterMark) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new StalledClientError('client stopped reading'));
+      }, this.#opts.stallTimeoutMs);
+      const done = () => {
+        cleanup();
+        resolve();
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        socket.off('drain', done);
+        socket.off('close', done);
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
+  }
+
+  /** `* <text>` */
+  untagged(text: string): void {
+    this.#raw(`* ${text}\r\n`);
+  }
+
+  tagged(tag: string, status: 'OK' | 'NO' | 'BAD', text: string, code?: string): void {
+    this.#raw(`${tag} ${status} ${code ? `[${code}] ` : ''}${text}\r\n`);
+  }
+
+  continuation(text = ''): void {
+    this.#raw(`+ ${text}\r\n`);
+  }
+
+  /**
+   * Writes one response line made of parts: Atom for verbatim text, other values encoded
+   * (strings quoted or as literals), StreamLiteral streamed. No spaces are added. E.g. one FETCH
+   * response with a BODY[] literal streamed from the message file.
+   */
+  async write(parts: OutputPart[]): Promise<void> {
+    let pending: Array<string | Buffer> = [];
+    const flush = () => {
+      for (const o of pending) this.#raw(o);
+      pending = [];
+    };
+    for (const p of parts) {
+      if (p instanceof StreamLiteral) {
+        pending.push(`{${p.size}}\r\n`);
+        flush();
+        let sent = 0;
+        for await (const chunk of p.open() as AsyncIterable<Buffer>) {
+          if (this.destroyed) break;
+          const piece = sent + chunk.length > p.size ? chunk.subarray(0, p.size - sent) : chunk;
+          this.#raw(piece);
+          sent += piece.length;
+          await this.flowControl();
+        }
+        // The announced size is a promise to the client: pad if the file shrank meanwhile.
+        if (sent < p.size) this.#raw(Buffer.alloc(p.size - sent, 0x20));
+      } else {
+        encodeValue(p, pending, this.utf8);
+      }
+    }
+    pending.push('\r\n');
+    flush();
+    await this.flowControl();
+  }
+}
