@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT, spawnDaemon, type Daemon } from '../helpers/daemon.js';
+import { ImapTestClient } from '../helpers/imap-client.js';
 import { SmtpClient, dotStuff, simpleMessage } from '../helpers/smtp-client.js';
 
 async function tempDir(): Promise<string> {
@@ -103,6 +104,14 @@ describe('quick start', () => {
       assert.equal(files.length, 1);
       const logLine = await d.waitLog((l) => l.msg === 'delivered');
       assert.equal(logLine.to, 'demo@example.test');
+      // ... and demo reads it over IMAPS, as the README shows.
+      const imap = await ImapTestClient.connect(d.port('imaps'), { implicitTls: true });
+      await imap.greeting();
+      assert.equal((await imap.login('demo@example.test', 'maild-demo')).status, 'OK');
+      assert.ok((await imap.cmd('SELECT INBOX')).untagged.includes('1 EXISTS'));
+      const fetched = await imap.cmd('UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+      assert.match(fetched.untagged.join('\n'), /Subject: hello demo/);
+      await imap.logout();
     } finally {
       d.kill('SIGTERM');
       await d.exited;
