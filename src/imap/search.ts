@@ -1,16 +1,20 @@
 /**
  * SEARCH criteria (RFC 3501 section 6.4.4; RFC 9051 section 6.4.4; CONDSTORE MODSEQ, RFC 7162
- * section 3.1.5): parsed into a tree, evaluated per message. Keys that need the message
- * (headers, body, sent dates) load it once per message and only when reached.
+ * section 3.1.5): parsed into a tree, evaluated per message. A message is first judged on what
+ * the index knows (flags, sizes, dates, UIDs); only when the answer still depends on its content
+ * is that loaded: the usual header keys (FROM, TO, CC, BCC, SUBJECT, SENT*, HEADER of the fields
+ * in message-cache.ts) from the metadata cache, other HEADER keys from the header alone (its
+ * length is cached), BODY and TEXT from the whole file. A cache miss parses the file once and
+ * fills the cache.
  */
-import libmime from 'libmime';
 import { simpleParser } from 'mailparser';
 import type { Mailbox } from '../store/mail/mailbox.js';
 import { lfToCrlf } from '../store/mail/mailbox.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN, type MessageRecord } from '../store/mail/types.js';
-import { headerFields, parseStructure } from './mime/index.js';
+import { CACHED_HEADERS, CACHE_SCHEMA, FIELD_SEARCH, SearchMeta, cacheFields, decodedHeaders, isCachedHeader } from './message-cache.js';
+import { parseStructure } from './mime/index.js';
 import { ParseError, astring, atom, number, number64, type Token } from './parser.js';
-import { parseSequenceSet, type SeqRange } from './sequence.js';
+import { parseSequenceSet, selectIndexes, type SeqRange } from './sequence.js';
 
 export type SearchKey =
   | { op: 'all' }
@@ -164,96 +168,196 @@ export class SearchParser {
   }
 }
 
-/** What a key needs: only the index, the header, or the whole message. */
-function needs(key: SearchKey): 'index' | 'header' | 'body' {
+/** What the criteria read beyond the index. */
+interface Needs {
+  /** Header fields or the sent date. */
+  headers: boolean;
+  /** A header field the cache does not hold. */
+  uncached: boolean;
+  /** The header fields named (lower case). */
+  fields: Set<string>;
+  /** The body (BODY, TEXT). */
+  body: boolean;
+}
+
+function analyze(key: SearchKey, n: Needs): Needs {
   switch (key.op) {
     case 'header':
+      n.headers = true;
+      n.fields.add(key.field);
+      if (!isCachedHeader(key.field)) n.uncached = true;
+      break;
     case 'sentbefore':
     case 'senton':
     case 'sentsince':
-      return 'header';
+      n.headers = true;
+      n.fields.add('date');
+      break;
     case 'body':
     case 'text':
-      return 'body';
+      n.body = true;
+      break;
     case 'not':
-      return needs(key.key);
-    case 'or': {
-      const a = needs(key.a);
-      const b = needs(key.b);
-      return a === 'body' || b === 'body' ? 'body' : a === 'header' || b === 'header' ? 'header' : 'index';
-    }
+      analyze(key.key, n);
+      break;
+    case 'or':
+      analyze(key.a, n);
+      analyze(key.b, n);
+      break;
     case 'and':
-      return key.keys.map(needs).reduce((acc, n) => (acc === 'body' || n === 'body' ? 'body' : acc === 'header' || n === 'header' ? 'header' : 'index'), 'index' as 'index' | 'header' | 'body');
+      for (const k of key.keys) analyze(k, n);
+      break;
     default:
-      return 'index';
+      break;
   }
+  return n;
 }
 
 interface Content {
+  /** Every top-level header field, decoded (when the message or its header was read). */
   headers?: Map<string, string[]>;
+  /** The cached fields (when nothing else was needed). */
+  meta?: SearchMeta;
   sentDay?: number | null;
   bodyText?: string;
   headerText?: string;
 }
 
+const NO_CONTENT: Content = {};
 const lower = (s: string) => s.toLowerCase();
+
+function headerValues(c: Content, field: string): string[] | undefined {
+  if (c.headers) return c.headers.get(field);
+  return c.meta?.values(field);
+}
+
+/** The day of the first Date header, or null when it has none or it does not parse. */
+function sentDay(c: Content): number | null {
+  if (c.sentDay === undefined) {
+    const date = headerValues(c, 'date')?.[0];
+    const ms = date ? Date.parse(date) : NaN;
+    c.sentDay = Number.isFinite(ms) ? localDay(ms) : null;
+  }
+  return c.sentDay;
+}
 
 /** Evaluates the criteria for the messages of a view. */
 export class SearchRunner {
   readonly #mailbox: Mailbox;
   readonly #key: SearchKey;
-  readonly #needs: 'index' | 'header' | 'body';
+  readonly #needs: Needs;
+  readonly #decodeOnly: ReadonlySet<string>;
+  /** The view indexes each UID or sequence-set key selects (exactly as FETCH selects them). */
+  #sets = new Map<SearchKey, Set<number>>();
 
   constructor(mailbox: Mailbox, key: SearchKey) {
     this.#mailbox = mailbox;
     this.#key = key;
-    this.#needs = needs(key);
+    this.#needs = analyze(key, { headers: false, uncached: false, body: false, fields: new Set() });
+    this.#decodeOnly = new Set([...CACHED_HEADERS, ...this.#needs.fields]);
   }
 
   /** Indexes (into viewUids) of matching messages. */
   async run(viewUids: readonly number[], recent: (uid: number) => boolean): Promise<number[]> {
     const out: number[] = [];
+    this.#sets = new Map();
+    const collect = (key: SearchKey): void => {
+      if (key.op === 'uid' || key.op === 'seq') this.#sets.set(key, new Set(selectIndexes(key.ranges, viewUids, key.op === 'uid')));
+      else if (key.op === 'not') collect(key.key);
+      else if (key.op === 'or') {
+        collect(key.a);
+        collect(key.b);
+      } else if (key.op === 'and') key.keys.forEach(collect);
+    };
+    collect(this.#key);
     if (needsDetails(this.#key)) await this.#mailbox.ensureDetails(viewUids);
-    for (let i = 0; i < viewUids.length; i++) {
-      const rec = this.#mailbox.record(viewUids[i]!);
-      if (!rec) continue;
-      const content: Content = {};
-      if (this.#needs !== 'index') {
+    // BODY and TEXT read every file anyway; the cache serves searches of header fields.
+    const useCache = this.#needs.headers && !this.#needs.body;
+    if (useCache) await this.#mailbox.loadCache(CACHE_SCHEMA);
+    try {
+      for (let i = 0; i < viewUids.length; i++) {
+        const rec = this.#mailbox.record(viewUids[i]!);
+        if (!rec) continue;
+        const known = this.#indexOnly(this.#key, rec, i + 1, viewUids.length, recent);
+        if (known !== undefined) {
+          if (known) out.push(i);
+          continue;
+        }
+        const content: Content = {};
         try {
-          await this.#load(rec, content);
+          await this.#load(rec, content, useCache);
         } catch {
           continue; // vanished meanwhile
         }
+        if (this.#eval(this.#key, rec, i + 1, viewUids.length, content, recent)) out.push(i);
       }
-      if (this.#eval(this.#key, rec, i + 1, viewUids.length, content, recent)) out.push(i);
+    } finally {
+      if (useCache) await this.#mailbox.flushCache();
     }
     return out;
   }
 
-  async #load(rec: MessageRecord, content: Content): Promise<void> {
-    const data = lfToCrlf(await this.#mailbox.read(rec.uid));
-    const root = parseStructure(data);
-    const headers = new Map<string, string[]>();
-    for (const h of headerFields(data, root)) {
-      const raw = h.raw.toString('utf8');
-      const value = raw.slice(raw.indexOf(':') + 1).replace(/\r?\n[ \t]/g, ' ').trim();
-      let decoded = value;
-      try {
-        decoded = libmime.decodeWords(value);
-      } catch {
-        // keep the raw text
+  async #load(rec: MessageRecord, content: Content, useCache: boolean): Promise<void> {
+    if (useCache) {
+      const cached = this.#mailbox.cached(rec.uid)?.field(FIELD_SEARCH);
+      const meta = cached && SearchMeta.from(cached);
+      if (meta) {
+        if (!this.#needs.uncached) {
+          content.meta = meta;
+          return;
+        }
+        // Other header fields: the header is enough, and the cache knows where it ends.
+        const head = lfToCrlf(await this.#mailbox.readHead(rec.uid, meta.headerBytes));
+        content.headers = decodedHeaders(head, parseStructure(head), this.#needs.fields);
+        return;
       }
-      const k = h.name.toLowerCase();
-      headers.set(k, [...(headers.get(k) ?? []), decoded]);
     }
+    const raw = await this.#mailbox.read(rec.uid);
+    const data = lfToCrlf(raw);
+    const root = parseStructure(data);
+    // TEXT looks at every field; otherwise those asked for and those the cache keeps are enough.
+    const headers = decodedHeaders(data, root, this.#needs.body ? undefined : this.#decodeOnly);
     content.headers = headers;
-    const date = headers.get('date')?.[0];
-    const ms = date ? Date.parse(date) : NaN;
-    content.sentDay = Number.isFinite(ms) ? localDay(ms) : null;
-    if (this.#needs === 'body') {
+    if (useCache && this.#mailbox.putCached(rec.uid, cacheFields(raw, data, root, headers))) await this.#mailbox.flushCache();
+    if (this.#needs.body) {
       const parsed = await simpleParser(data, { skipImageLinks: true, skipTextToHtml: true });
       content.bodyText = `${parsed.text ?? ''}\n${typeof parsed.html === 'string' ? parsed.html.replace(/<[^>]*>/g, ' ') : ''}`;
       content.headerText = [...headers.entries()].map(([k, v]) => v.map((x) => `${k}: ${x}`).join('\n')).join('\n');
+    }
+  }
+
+  /** The answer from the index alone, or undefined when it depends on the message's content. */
+  #indexOnly(key: SearchKey, rec: MessageRecord, seq: number, total: number, recent: (uid: number) => boolean): boolean | undefined {
+    switch (key.op) {
+      case 'header':
+      case 'sentbefore':
+      case 'senton':
+      case 'sentsince':
+      case 'body':
+      case 'text':
+        return undefined;
+      case 'not': {
+        const v = this.#indexOnly(key.key, rec, seq, total, recent);
+        return v === undefined ? undefined : !v;
+      }
+      case 'or': {
+        const a = this.#indexOnly(key.a, rec, seq, total, recent);
+        if (a === true) return true;
+        const b = this.#indexOnly(key.b, rec, seq, total, recent);
+        if (b === true) return true;
+        return a === undefined || b === undefined ? undefined : false;
+      }
+      case 'and': {
+        let unknown = false;
+        for (const k of key.keys) {
+          const v = this.#indexOnly(k, rec, seq, total, recent);
+          if (v === false) return false;
+          if (v === undefined) unknown = true;
+        }
+        return unknown ? undefined : true;
+      }
+      default:
+        return this.#eval(key, rec, seq, total, NO_CONTENT, recent);
     }
   }
 
@@ -279,14 +383,20 @@ export class SearchRunner {
         return localDay(rec.internalDate) === key.day;
       case 'since':
         return localDay(rec.internalDate) >= key.day;
-      case 'sentbefore':
-        return c.sentDay != null && c.sentDay < key.day;
-      case 'senton':
-        return c.sentDay != null && c.sentDay === key.day;
-      case 'sentsince':
-        return c.sentDay != null && c.sentDay >= key.day;
+      case 'sentbefore': {
+        const day = sentDay(c);
+        return day !== null && day < key.day;
+      }
+      case 'senton': {
+        const day = sentDay(c);
+        return day !== null && day === key.day;
+      }
+      case 'sentsince': {
+        const day = sentDay(c);
+        return day !== null && day >= key.day;
+      }
       case 'header': {
-        const values = c.headers?.get(key.field);
+        const values = headerValues(c, key.field);
         if (!values) return false;
         // HEADER field "" matches every message that has the field (RFC 3501).
         const needle = lower(key.value);
@@ -297,9 +407,8 @@ export class SearchRunner {
       case 'text':
         return lower(`${c.headerText ?? ''}\n${c.bodyText ?? ''}`).includes(lower(key.value));
       case 'uid':
-        return key.ranges.some((r) => (r.from === Infinity ? this.#lastUid() : r.from) <= rec.uid && rec.uid <= (r.to === Infinity ? this.#lastUid() : r.to));
       case 'seq':
-        return key.ranges.some((r) => (r.from === Infinity ? total : r.from) <= seq && seq <= (r.to === Infinity ? total : r.to));
+        return this.#sets.get(key)?.has(seq - 1) ?? false;
       case 'modseq':
         return rec.modseq >= key.modseq;
       case 'not':
@@ -309,11 +418,6 @@ export class SearchRunner {
       case 'and':
         return key.keys.every((k) => this.#eval(k, rec, seq, total, c, recent));
     }
-  }
-
-  #lastUid(): number {
-    const uids = this.#mailbox.uids;
-    return uids[uids.length - 1] ?? 0;
   }
 }
 

@@ -24,10 +24,18 @@ export class Concat {
 }
 
 /**
- * null -> NIL; number/bigint -> number; string -> quoted string or literal; Buffer -> literal
- * when it needs one, else quoted; Atom -> verbatim; array -> parenthesized list.
+ * A value already in its wire form (encoded earlier with encodeToBuffer, e.g. an ENVELOPE from
+ * the metadata cache): its bytes are written as they are, literals included.
  */
-export type ImapValue = null | number | bigint | string | Buffer | Atom | Literal | Concat | ImapValue[];
+export class Raw {
+  constructor(readonly data: Buffer) {}
+}
+
+/**
+ * null -> NIL; number/bigint -> number; string -> quoted string or literal; Buffer -> literal
+ * when it needs one, else quoted; Atom -> verbatim; Raw -> its bytes; array -> parenthesized list.
+ */
+export type ImapValue = null | number | bigint | string | Buffer | Atom | Literal | Concat | Raw | ImapValue[];
 
 export const NIL = null;
 
@@ -64,6 +72,8 @@ export function encodeValue(value: ImapValue, out: Array<string | Buffer>, utf8 
     for (const v of value.items) encodeValue(v, out, utf8);
   } else if (value instanceof Literal) {
     out.push(`{${value.data.length}}\r\n`, value.data);
+  } else if (value instanceof Raw) {
+    out.push(value.data);
   } else if (Buffer.isBuffer(value)) {
     const text = value.toString('latin1');
     if (value.length <= MAX_QUOTED && QUOTED_SAFE.test(text)) out.push(quote(text));
@@ -82,5 +92,19 @@ export function encodeValue(value: ImapValue, out: Array<string | Buffer>, utf8 
 export function encodeToBuffer(value: ImapValue, utf8 = false): Buffer {
   const out: Array<string | Buffer> = [];
   encodeValue(value, out, utf8);
-  return Buffer.concat(out.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p)));
+  // One conversion per run of strings, not per string (ENVELOPEs are made of dozens).
+  const parts: Buffer[] = [];
+  let text = '';
+  for (const p of out) {
+    if (typeof p === 'string') {
+      text += p;
+    } else {
+      if (text) parts.push(Buffer.from(text, 'utf8'));
+      text = '';
+      parts.push(p);
+    }
+  }
+  if (parts.length === 0) return Buffer.from(text, 'utf8');
+  if (text) parts.push(Buffer.from(text, 'utf8'));
+  return Buffer.concat(parts);
 }

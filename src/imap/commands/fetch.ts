@@ -1,19 +1,21 @@
 /**
  * FETCH and UID FETCH (RFC 3501 section 6.4.5; CONDSTORE CHANGEDSINCE/MODSEQ and QRESYNC
  * VANISHED, RFC 7162). Items that need only the index (FLAGS, UID, sizes, dates) never open
- * a message file; a whole message (BODY[], RFC822) is streamed from its file; ENVELOPE,
- * BODYSTRUCTURE and sections parse the message once and cache the structure.
+ * a message file; a whole message (BODY[], RFC822) is streamed from its file; ENVELOPE, BODY
+ * and BODYSTRUCTURE come from the mailbox's metadata cache (message-cache.ts), encoded once
+ * when the message was first parsed; sections parse the message.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import { lfToCrlf, type Mailbox } from '../../store/mail/mailbox.js';
 import { FLAG_SEEN, type MessageRecord } from '../../store/mail/types.js';
 import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
-import { bodyStructure, envelope, extractSection, parseSectionSpec, parseStructure, type MimePart, type SectionSpec } from '../mime/index.js';
+import { CACHE_SCHEMA, FIELD_BODY, FIELD_BODYSTRUCTURE, FIELD_ENVELOPE, cacheFields } from '../message-cache.js';
+import { extractSection, parseSectionSpec, parseStructure, type MimePart, type SectionSpec } from '../mime/index.js';
 import { ParseError, atom, list, number64, type AtomToken, type ParsedCommand, type Token } from '../parser.js';
 import { flagList } from '../selected.js';
 import { formatSet, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
-import { Atom, Literal, type ImapValue } from '../values.js';
+import { Atom, Literal, Raw, encodeValue, quote, type ImapValue } from '../values.js';
 import { StreamLiteral, type OutputPart } from '../writer.js';
 
 type Item =
@@ -61,28 +63,66 @@ function sectionItem(t: AtomToken): Item {
   return { kind: 'section', name: of, spec, peek: of === 'BODY.PEEK', ...(t.partial ? { partial: t.partial } : {}), label };
 }
 
-/** The parsed form of one message, computed once per message per fetch (and cached). */
+/** The parsed form of one message, computed at most once per message per fetch. */
 interface Loaded {
+  /** As stored (LF line ends). */
+  raw: Buffer;
+  /** CRLF, as IMAP sees it. */
   data: Buffer;
   root: MimePart;
 }
 
-/** A small LRU of parsed structures: clients fetch ENVELOPE/BODYSTRUCTURE again and again. */
-const structureCache = new Map<string, { envelope?: ImapValue; body?: ImapValue; bodystructure?: ImapValue }>();
-const STRUCTURE_CACHE_MAX = 20_000;
+const CACHED_ITEMS = { ENVELOPE: FIELD_ENVELOPE, BODY: FIELD_BODY, BODYSTRUCTURE: FIELD_BODYSTRUCTURE } as const;
 
-function cached(mailbox: Mailbox, rec: MessageRecord) {
-  const key = `${mailbox.dir}\u0000${rec.base}`;
-  let entry = structureCache.get(key);
-  if (entry) {
-    structureCache.delete(key);
-    structureCache.set(key, entry);
-  } else {
-    entry = {};
-    structureCache.set(key, entry);
-    if (structureCache.size > STRUCTURE_CACHE_MAX) structureCache.delete(structureCache.keys().next().value as string);
+/** Bytes of FETCH responses gathered before they go to the writer. */
+const BATCH_BYTES = 64 * 1024;
+
+/**
+ * FETCH responses encoded here and handed to the writer in batches: a listing of a large
+ * mailbox is a hundred thousand short responses, and a socket write per response part would
+ * cost more than the responses themselves. Responses with a streamed literal go on their own.
+ */
+class ResponseBatch {
+  readonly #session: ImapSession;
+  #buffers: Buffer[] = [];
+  #text = '';
+  #bytes = 0;
+
+  constructor(session: ImapSession) {
+    this.#session = session;
   }
-  return entry;
+
+  get full(): boolean {
+    return this.#bytes >= BATCH_BYTES;
+  }
+
+  add(parts: ImapValue[]): void {
+    const out: Array<string | Buffer> = [];
+    for (const p of parts) encodeValue(p, out, this.#session.writer.utf8);
+    for (const o of out) {
+      if (typeof o === 'string') {
+        this.#text += o;
+      } else {
+        if (this.#text) this.#buffers.push(Buffer.from(this.#text, 'utf8'));
+        this.#text = '';
+        this.#buffers.push(o);
+      }
+      this.#bytes += o.length;
+    }
+    this.#text += '\r\n';
+    this.#bytes += 2;
+  }
+
+  async flush(): Promise<void> {
+    if (this.#bytes === 0) return;
+    if (this.#text) this.#buffers.push(Buffer.from(this.#text, 'utf8'));
+    const data = Buffer.concat(this.#buffers);
+    this.#buffers = [];
+    this.#text = '';
+    this.#bytes = 0;
+    // The writer ends the line itself.
+    await this.#session.writer.write([new Raw(data.subarray(0, data.length - 2))]);
+  }
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -176,21 +216,42 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
   const needDetails = items.some((i) => i.kind === 'INTERNALDATE' || i.kind === 'RFC822.SIZE' || i.kind === 'section');
   if (needDetails) await mailbox.ensureDetails(indexes.map((i) => selected.uids[i]!));
 
-  const needParse = items.some((i) => i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE' || (i.kind === 'section' && !isWholeMessage(i)));
+  const needCache = items.some((i) => i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE');
+  const needParse = needCache || items.some((i) => i.kind === 'section' && !isWholeMessage(i));
+  if (needCache && indexes.length > 0) await mailbox.loadCache(CACHE_SCHEMA);
   let missing = 0;
-  for (const ix of indexes) {
-    const u = selected.uids[ix]!;
-    const rec = mailbox.record(u);
-    if (!rec) {
-      missing++;
-      continue;
+  const batch = new ResponseBatch(session);
+  const plan: FetchPlan = { mailbox, items, needParse, addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ') };
+  const streams = !needParse && items.some(isWholeMessage);
+  try {
+    for (const ix of indexes) {
+      const u = selected.uids[ix]!;
+      const rec = mailbox.record(u);
+      if (!rec) {
+        missing++;
+        continue;
+      }
+      const response = await fetchOne(plan, rec, ix + 1, seenNow.has(u));
+      if (!response) {
+        missing++;
+        continue;
+      }
+      if (streams) {
+        await batch.flush();
+        await session.writer.write(response);
+      } else {
+        batch.add(response as ImapValue[]);
+        if (batch.full) await batch.flush();
+      }
     }
-    const parts = await fetchOne(session, mailbox, rec, items, needParse, seenNow.has(u));
-    if (!parts) {
-      missing++;
-      continue;
-    }
-    await session.writer.write([new Atom(`* ${ix + 1} FETCH (`), ...parts, new Atom(')')]);
+    await batch.flush();
+  } catch (err) {
+    // What was answered before the failure still goes out, ahead of the tagged reply.
+    await batch.flush().catch(() => undefined);
+    throw err;
+  } finally {
+    // What this command parsed goes to the cache in one write.
+    if (needCache) await mailbox.flushCache();
   }
   if (missing > 0 && missing === indexes.length && indexes.length > 0) {
     return { status: 'NO', code: 'EXPUNGEISSUED', text: 'Some messages were expunged' };
@@ -202,67 +263,117 @@ function isWholeMessage(item: Item): boolean {
   return item.kind === 'section' && item.spec.path.length === 0 && item.spec.text === undefined && item.partial === undefined;
 }
 
-async function fetchOne(session: ImapSession, mailbox: Mailbox, rec: MessageRecord, items: Item[], needParse: boolean, flagsChanged: boolean): Promise<OutputPart[] | undefined> {
-  const out: OutputPart[] = [];
-  let loaded: Loaded | undefined;
-  const load = async (): Promise<Loaded | undefined> => {
-    if (loaded) return loaded;
+/** What every message of one FETCH shares. */
+interface FetchPlan {
+  mailbox: Mailbox;
+  items: Item[];
+  needParse: boolean;
+  /** MODSEQ goes into every response without being asked for (CONDSTORE, RFC 7162 3.1.4). */
+  addModseq: boolean;
+}
+
+/**
+ * One message's FETCH response: plain items are gathered as text, what the message file or the
+ * cache gives is read at most once. (A class rather than closures: this runs for every message
+ * of a listing.)
+ */
+class MessageFetch {
+  readonly #plan: FetchPlan;
+  readonly #rec: MessageRecord;
+  readonly #out: OutputPart[] = [];
+  #text: string;
+  #first = true;
+  #loaded: Loaded | undefined;
+  #fields: Map<number, Buffer> | undefined;
+
+  constructor(plan: FetchPlan, rec: MessageRecord, seq: number) {
+    this.#plan = plan;
+    this.#rec = rec;
+    this.#text = `* ${seq} FETCH (`;
+  }
+
+  /** `label text`, text in wire form. */
+  addText(label: string, text: string): void {
+    this.#text += this.#first ? `${label} ${text}` : ` ${label} ${text}`;
+    this.#first = false;
+  }
+
+  addValue(label: string, value: OutputPart): void {
+    this.addText(label, '');
+    this.#out.push(new Atom(this.#text), value);
+    this.#text = '';
+  }
+
+  finish(): OutputPart[] {
+    this.#out.push(new Atom(`${this.#text})`));
+    return this.#out;
+  }
+
+  /** The message, parsed (undefined when it is gone). */
+  async load(): Promise<Loaded | undefined> {
+    if (this.#loaded) return this.#loaded;
     let raw: Buffer;
     try {
-      raw = await mailbox.read(rec.uid);
+      raw = await this.#plan.mailbox.read(this.#rec.uid);
     } catch {
       return undefined;
     }
     const data = lfToCrlf(raw);
-    loaded = { data, root: parseStructure(data) };
-    return loaded;
-  };
-  const cache = cached(mailbox, rec);
-  const add = (label: string, value: OutputPart) => {
-    if (out.length) out.push(new Atom(' '));
-    out.push(new Atom(`${label} `), value);
-  };
+    this.#loaded = { raw, data, root: parseStructure(data) };
+    return this.#loaded;
+  }
+
+  /** A cached field; on a miss the message is parsed once and every field cached. */
+  async cachedField(id: number): Promise<Buffer | undefined> {
+    const mailbox = this.#plan.mailbox;
+    const hit = this.#fields ? this.#fields.get(id) : mailbox.cached(this.#rec.uid)?.field(id);
+    if (hit) return hit;
+    const l = await this.load();
+    if (!l) return undefined;
+    const fields = cacheFields(l.raw, l.data, l.root);
+    this.#fields = new Map(fields);
+    if (mailbox.putCached(this.#rec.uid, fields)) await mailbox.flushCache();
+    return this.#fields.get(id);
+  }
+}
+
+async function fetchOne(plan: FetchPlan, rec: MessageRecord, seq: number, flagsChanged: boolean): Promise<OutputPart[] | undefined> {
+  const m = new MessageFetch(plan, rec, seq);
   let flagsDone = false;
-  for (const item of items) {
+  for (const item of plan.items) {
     switch (item.kind) {
       case 'UID':
-        add('UID', rec.uid);
+        m.addText('UID', String(rec.uid));
         break;
       case 'FLAGS':
-        add('FLAGS', new Atom(flagList(rec)));
+        m.addText('FLAGS', flagList(rec));
         flagsDone = true;
         break;
       case 'INTERNALDATE':
-        add('INTERNALDATE', imapDate(rec.internalDate));
+        m.addText('INTERNALDATE', quote(imapDate(rec.internalDate)));
         break;
       case 'RFC822.SIZE':
-        add('RFC822.SIZE', rec.vsize);
+        m.addText('RFC822.SIZE', String(rec.vsize));
         break;
       case 'MODSEQ':
-        add('MODSEQ', new Atom(`(${rec.modseq})`));
+        m.addText('MODSEQ', `(${rec.modseq})`);
         break;
       case 'ENVELOPE':
       case 'BODY':
       case 'BODYSTRUCTURE': {
-        const key = item.kind === 'ENVELOPE' ? 'envelope' : item.kind === 'BODY' ? 'body' : 'bodystructure';
-        let value = cache[key];
-        if (value === undefined) {
-          const l = await load();
-          if (!l) return undefined;
-          value = item.kind === 'ENVELOPE' ? envelope(l.data, l.root) : bodyStructure(l.data, l.root, item.kind === 'BODYSTRUCTURE');
-          cache[key] = value;
-        }
-        add(item.kind, value);
+        const value = await m.cachedField(CACHED_ITEMS[item.kind]);
+        if (!value) return undefined;
+        m.addValue(item.kind, new Raw(value));
         break;
       }
       case 'section': {
-        if (isWholeMessage(item) && !needParse) {
-          const stream = await mailbox.openStream(rec.uid);
+        if (isWholeMessage(item) && !plan.needParse) {
+          const stream = await plan.mailbox.openStream(rec.uid);
           if (!stream) return undefined;
-          add(item.label, new StreamLiteral(rec.vsize, () => stream.pipe(new CrlfStream())));
+          m.addValue(item.label, new StreamLiteral(rec.vsize, () => pipeline(stream, new CrlfStream(), () => undefined)));
           break;
         }
-        const l = await load();
+        const l = await m.load();
         if (!l) return undefined;
         let data = extractSection(l.data, l.root, item.spec);
         if (item.partial && data) {
@@ -270,14 +381,14 @@ async function fetchOne(session: ImapSession, mailbox: Mailbox, rec: MessageReco
           data = data.subarray(start, item.partial.length === undefined ? undefined : start + item.partial.length);
         }
         // A section that does not exist is an empty string, as Dovecot answers.
-        add(item.label, new Literal(data ?? Buffer.alloc(0)));
+        m.addValue(item.label, new Literal(data ?? Buffer.alloc(0)));
         break;
       }
     }
   }
-  if (flagsChanged && !flagsDone) add('FLAGS', new Atom(flagList(rec)));
-  if (session.condstore && !items.some((i) => i.kind === 'MODSEQ')) add('MODSEQ', new Atom(`(${rec.modseq})`));
-  return out;
+  if (flagsChanged && !flagsDone) m.addText('FLAGS', flagList(rec));
+  if (plan.addModseq) m.addText('MODSEQ', `(${rec.modseq})`);
+  return m.finish();
 }
 
 export const fetch: ImapCommand = { name: 'FETCH', states: SELECTED, run: (s, c) => runFetch(s, c, false) };

@@ -6,6 +6,8 @@
  * index (maild-index) keeps what Dovecot's binary index would: MODSEQs, the expunge history
  * QRESYNC needs, sizes and dates already computed. sync() brings the in-memory table up to date
  * with what other processes did; operations change disk and table together, one at a time.
+ * maild-cache (cache.ts) keeps what the protocol layer computed from message files (ENVELOPE,
+ * BODYSTRUCTURE, header fields for SEARCH), loaded the first time a command asks for it.
  */
 import { EventEmitter } from 'node:events';
 import { constants as fsConstants, type ReadStream } from 'node:fs';
@@ -31,6 +33,7 @@ import {
   withUidlistLock,
 } from './formats.js';
 import type { KeywordTable } from '../dovecot/index.js';
+import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
@@ -41,6 +44,9 @@ const MAX_KEYWORDS = 26;
 const MAX_EXPUNGE_LOG = 100_000;
 /** A directory changed this recently may change again within its mtime's granularity. */
 const MTIME_SLACK_MS = 2000;
+
+/** Counts the message files this process opened (tests prove what a command did not read). */
+export const messageFileAccess = { opens: 0 };
 
 export interface MailboxOptions {
   logger: Logger;
@@ -123,12 +129,19 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   #dirty = true;
   /** Sessions using this mailbox (the service closes it at zero). */
   refs = 0;
+  readonly #cache: MetaCache;
+  /** Whether a base names a message of the mailbox (what the metadata cache keeps). */
+  readonly #isLive = (base: string): boolean => {
+    const uid = this.#byBase.get(base);
+    return uid !== undefined && this.#records.get(uid)?.base === base;
+  };
 
   private constructor(dir: string, name: string, opts: MailboxOptions) {
     super();
     this.dir = dir;
     this.name = name;
     this.#opts = opts;
+    this.#cache = new MetaCache(dir, { logger: opts.logger });
     this.setMaxListeners(0);
   }
 
@@ -184,6 +197,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const rec = this.#records.get(uid);
       if (!rec) break;
       try {
+        messageFileAccess.opens++;
         return await fs.readFile(this.filePath(rec));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -197,9 +211,82 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async openStream(uid: number): Promise<ReadStream | undefined> {
     const rec = this.#records.get(uid);
     if (!rec) return undefined;
+    messageFileAccess.opens++;
     const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
     // The stream owns the handle and closes it (a bare fd would be closed again by the GC).
     return handle ? handle.createReadStream({ autoClose: true }) : undefined;
+  }
+
+  /**
+   * The first `bytes` bytes of the stored message (its header, when the caller knows its
+   * length); EXPUNGED when it is gone.
+   */
+  async readHead(uid: number, bytes: number): Promise<Buffer> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const rec = this.#records.get(uid);
+      if (!rec) break;
+      let fh: fs.FileHandle;
+      try {
+        messageFileAccess.opens++;
+        fh = await fs.open(this.filePath(rec), 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await this.sync(true);
+        continue;
+      }
+      try {
+        const buf = Buffer.allocUnsafe(bytes);
+        let got = 0;
+        while (got < bytes) {
+          const { bytesRead } = await fh.read(buf, got, bytes - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return buf.subarray(0, got);
+      } finally {
+        await fh.close();
+      }
+    }
+    throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
+  }
+
+  // ---- metadata cache (maild-cache) ------------------------------------------------------------
+
+  /**
+   * Makes the cached metadata available to cached() (a no-op once loaded). `schema` names the
+   * caller's encoding of the fields; records of another schema are misses.
+   */
+  loadCache(schema: string): Promise<void> {
+    return this.#cache.load(schema, this.#isLive);
+  }
+
+  /** The cached fields of a message, if loaded and present (a view: use it at once). */
+  cached(uid: number): CacheEntry | undefined {
+    const rec = this.#records.get(uid);
+    if (!rec) return undefined;
+    return this.#cache.lookup(rec.base, rec.size);
+  }
+
+  /**
+   * Queues fields of a message for the cache (merged over what it has); flushCache() writes
+   * them. Returns true when enough is queued that the caller should flush before going on.
+   */
+  putCached(uid: number, fields: CacheFields): boolean {
+    const rec = this.#records.get(uid);
+    if (!rec) return false;
+    this.#cache.put(rec.base, rec.size, fields);
+    return this.#cache.wantsFlush;
+  }
+
+  /** Writes what putCached() queued (one append), compacting the file when garbage dominates. */
+  async flushCache(): Promise<void> {
+    await this.#cache.flush();
+    if (this.#cache.needsCompaction) await this.#cache.compact(this.#isLive);
+  }
+
+  /** Records, sizes and state of the metadata cache (for logs and tests). */
+  cacheStats(): CacheStats {
+    return this.#cache.stats();
   }
 
   /** Fills in sizes and dates not known from file names (stat, and a read for W=). */
@@ -213,7 +300,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         const st = await fs.stat(file);
         rec.internalDate = st.mtimeMs;
         if (rec.size < 0) rec.size = st.size;
-        if (rec.vsize < 0) rec.vsize = rec.size + countLf(await fs.readFile(file));
+        if (rec.vsize < 0) {
+          messageFileAccess.opens++;
+          rec.vsize = rec.size + countLf(await fs.readFile(file));
+        }
         lines.push(`s ${uid} ${rec.size} ${rec.vsize} ${Math.round(rec.internalDate)}`);
       } catch {
         // Gone meanwhile; the next sync drops it. Report something sane until then.
@@ -354,7 +444,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       throw err;
     }
     const now = Date.now();
-    const unchanged = newSt.mtimeMs === this.#newMtime && curSt.mtimeMs === this.#curMtime && now - this.#lastSync > MTIME_SLACK_MS;
+    // Unchanged mtimes prove nothing changed only if the last scan came well after them (a change
+    // within the mtime's granularity of an earlier one keeps the mtime); then any later change
+    // shows as a newer mtime, however soon after that scan it comes.
+    const unchanged = newSt.mtimeMs === this.#newMtime && curSt.mtimeMs === this.#curMtime;
     if (!force && !this.#dirty && unchanged && this.#lastSync - Math.max(newSt.mtimeMs, curSt.mtimeMs) > MTIME_SLACK_MS) return null;
     this.#dirty = false;
     this.#newMtime = newSt.mtimeMs;
@@ -372,7 +465,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
     // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
     const unknown = [...onDisk.keys()].filter((b) => !this.#byBase.has(b));
-    if (unknown.length > 0 || this.#uidlistCorrupt) await this.#assignUids(unknown);
+    if (unknown.length > 0 || this.#uidlistCorrupt || !this.uidValidity) await this.#assignUids(unknown);
 
     const modseq = this.highestModseq + 1;
     const change: MailboxChange = { modseq, added: [], expunged: [], flagged: [] };
@@ -502,6 +595,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.#expungeLog.push({ uid, modseq });
     if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
     this.#goneBases.add(rec.base);
+    this.#cache.forget(rec.base);
     indexLines.push(`x ${uid} ${modseq}`);
     const i = binarySearch(this.#uids, uid);
     if (i >= 0) this.#uids.splice(i, 1);
@@ -727,15 +821,29 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     await this.ensureDetails(uids);
     // 1. Put the files into the target's cur/ (under this mailbox's lock).
     const placed = await this.#mutex.run(async () => {
-      const done: Array<{ source: MessageRecord; base: string; name: string }> = [];
+      const done: Array<{ source: MessageRecord; base: string; name: string; meta: CacheFields | undefined }> = [];
       try {
         for (const uid of uids) {
-          const rec = this.#records.get(uid);
+          let rec = this.#records.get(uid);
           if (!rec) continue;
           const base = `${uniqueBaseName()},S=${rec.size},W=${rec.vsize}`;
-          const name = freshName(base, rec.flags, []);
-          await this.#place(rec, path.join(target.dir, 'cur', name), move);
-          done.push({ source: { ...rec }, base, name });
+          let name = freshName(base, rec.flags, []);
+          try {
+            await this.#place(rec, path.join(target.dir, 'cur', name), move);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+            // The target folder was removed, or the source file was renamed (another process set
+            // a flag) or moved away (another session's MOVE, not yet expunged here): a rescan tells.
+            const targetCur = await fs.stat(path.join(target.dir, 'cur')).catch(() => undefined);
+            if (!targetCur) throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${target.name} was removed`);
+            await this.#sync(true);
+            rec = this.#records.get(uid);
+            if (!rec) continue;
+            name = freshName(base, rec.flags, []);
+            await this.#place(rec, path.join(target.dir, 'cur', name), move);
+          }
+          const meta = this.#cache.lookup(rec.base, rec.size)?.fields();
+          done.push({ source: { ...rec }, base, name, meta });
         }
       } finally {
         if (done.length) await this.#opts.syncer.sync(path.join(target.dir, 'cur'));
@@ -756,6 +864,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       );
       return placed.map((f, i) => [f.source.uid, newUids[i]!] as [number, number]);
     });
+    // The copies have the same content: their cached metadata comes along.
+    const schema = this.#cache.schema;
+    if (placed.some((f) => f.meta) && schema !== undefined && target.#cache.adopt(schema)) {
+      for (const f of placed) if (f.meta) target.#cache.put(f.base, f.source.size, f.meta);
+      await target.#cache.flush();
+    }
     // 3. A move expunges the sources (a sync may have noticed already: then nothing is left to do).
     if (move) {
       await this.#mutex.run(async () => {
@@ -798,9 +912,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /**
    * Rewrites dovecot-uidlist without the entries of messages known to be gone (Dovecot appends
-   * and compacts the same way). Entries another process added meanwhile are kept.
+   * and compacts the same way). Entries another process added meanwhile are kept. maild-cache
+   * is compacted too when records of gone messages dominate it.
    */
   async compact(): Promise<void> {
+    if (this.#cache.needsCompaction) await this.#cache.compact(this.#isLive);
     await this.#mutex.run(async () => {
       if (this.#goneBases.size === 0 || !this.uidValidity) return;
       await withUidlistLock(this.dir, async () => {
