@@ -46,8 +46,22 @@ export class ParseError extends Error {
 export const MAX_NESTING = 32;
 /** Commands whose second word is a command (RFC 3501 section 6.4.8). */
 const UID_COMMANDS = new Set(['FETCH', 'STORE', 'COPY', 'MOVE', 'SEARCH', 'EXPUNGE', 'SORT', 'THREAD']);
+/**
+ * The FETCH items with a section in brackets (RFC 3501 section 9 fetch-att, RFC 3516 BINARY).
+ * Anywhere else '[' and ']' are ordinary astring characters, as in `SELECT [Gmail]/Sent`.
+ */
+const SECTION_ITEMS = new Set(['BODY', 'BODY.PEEK', 'BINARY', 'BINARY.PEEK', 'BINARY.SIZE']);
 
-/** A character that ends an atom: SP, parentheses, quote, controls, ']' (resp-special), '{'. */
+/**
+ * tag = 1*<any ASTRING-CHAR except "+"> (RFC 3501 section 9). Like Dovecot, ']' is refused too
+ * (it would make "tag]" ambiguous in a response code), and so is anything outside 7-bit ASCII:
+ * the tag is echoed in the tagged response.
+ */
+export function isValidTag(tag: string): boolean {
+  return /^[\x21\x23-\x24\x26-\x27\x2c-\x5b\x5e-\x7a\x7c-\x7e]+$/.test(tag);
+}
+
+/** A character that ends an atom: SP, parentheses, quote, controls, '{' (a literal). */
 function endsAtom(c: number): boolean {
   return c <= 0x20 || c === 0x28 || c === 0x29 || c === 0x22 || c === 0x7b || c === 0x7f;
 }
@@ -118,7 +132,7 @@ function readAtom(c: Cursor): AtomToken {
   let token: AtomToken | undefined;
   while (!c.done && !c.atLiteral()) {
     const ch = c.peek();
-    if (ch === 0x5b /* [ */) {
+    if (ch === 0x5b /* [ */ && SECTION_ITEMS.has(value.toUpperCase())) {
       const sectionOf = value.toUpperCase();
       c.next();
       let depth = 0;
@@ -127,9 +141,13 @@ function readAtom(c: Cursor): AtomToken {
       for (;;) {
         if (c.done || c.atLiteral()) c.fail('unterminated section [');
         const x = c.next();
+        // section-spec is 7-bit text (header names are astrings): it is echoed in the response.
+        if (x < 0x20 || x > 0x7e) c.fail(x === 0x0d || x === 0x0a ? 'line break inside a section' : 'invalid character in a section');
         if (inQuote) {
           if (x === 0x5c /* \ */) {
-            section += String.fromCharCode(x, c.next());
+            const esc = c.done || c.atLiteral() ? -1 : c.next();
+            if (esc !== 0x22 && esc !== 0x5c) c.fail('invalid escape in a section');
+            section += String.fromCharCode(x, esc);
             continue;
           }
           if (x === 0x22) inQuote = false;
@@ -141,7 +159,6 @@ function readAtom(c: Cursor): AtomToken {
           if (++depth > MAX_NESTING) c.fail('too deeply nested');
         } else if (x === 0x29) depth--;
         else if (x === 0x5d /* ] */ && depth === 0) break;
-        else if (x === 0x0d || x === 0x0a) c.fail('line break inside a section');
         section += String.fromCharCode(x);
       }
       value += `[${section}]`;
@@ -167,7 +184,6 @@ function readAtom(c: Cursor): AtomToken {
       return token;
     }
     if (endsAtom(ch)) break;
-    if (ch === 0x5d) c.fail("unexpected ']'");
     value += String.fromCharCode(c.next());
   }
   if (value === '') c.fail('expected an atom');
@@ -238,9 +254,7 @@ export function parseCommand(segments: Segment[]): ParsedCommand {
   const c: Cursor = new Cursor(segments);
   if (c.done) throw new ParseError('empty command');
   const tagToken = readToken(c, 0);
-  if (tagToken.type !== 'atom' || tagToken.section !== undefined || tagToken.value.includes('+') || tagToken.value === '*') {
-    throw new ParseError('invalid tag');
-  }
+  if (tagToken.type !== 'atom' || tagToken.section !== undefined || !isValidTag(tagToken.value)) throw new ParseError('invalid tag');
   c.tag = tagToken.value;
   if (c.peek() !== 0x20) c.fail('missing command');
   c.next();

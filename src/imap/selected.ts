@@ -42,12 +42,13 @@ export class SelectedMailbox {
     this.name = name;
     this.readOnly = readOnly;
     this.#release = release;
-    this.uids = [...mailbox.uids];
+    this.uids = mailbox.uids.slice();
     this.#knownModseq = mailbox.highestModseq;
+    // Every session on the mailbox runs this for every change: a lookup per changed UID (the
+    // view is sorted), never a copy of the view (10k idle sessions on a large mailbox).
     this.#listener = (change) => {
-      const inView = new Set(this.uids);
-      for (const uid of change.expunged) if (inView.has(uid)) this.#pendingExpunged.add(uid);
-      for (const uid of change.flagged) if (inView.has(uid) && this.#own.get(uid) !== change.modseq) this.#pendingFlagged.add(uid);
+      for (const uid of change.expunged) if (this.seqOf(uid) > 0) this.#pendingExpunged.add(uid);
+      for (const uid of change.flagged) if (this.#own.get(uid) !== change.modseq && this.seqOf(uid) > 0) this.#pendingFlagged.add(uid);
       this.onChange?.();
     };
     mailbox.on('change', this.#listener);
@@ -93,8 +94,16 @@ export class SelectedMailbox {
     return this.#pendingExpunged.has(uid) || !this.mailbox.record(uid);
   }
 
-  /** Writes the pending updates (syncing with the disk first). */
-  async flush(session: ImapSession, expungeAllowed: boolean): Promise<void> {
+  /**
+   * Writes the pending updates, syncing with the disk first unless `sync` is false: a push
+   * caused by a change event needs no sync, the change came from one (or from an operation of
+   * this process), and ten thousand IDLE sessions would each rescan the directory.
+   */
+  async flush(session: ImapSession, expungeAllowed: boolean, sync = true): Promise<void> {
+    if (!sync) {
+      if (!session.closed) this.#write(session, expungeAllowed);
+      return;
+    }
     await this.mailbox.sync().catch((err: unknown) => {
       if ((err as { code?: string }).code === 'MAILBOX_NOT_FOUND') {
         session.writer.untagged('BYE Selected mailbox was deleted, have to disconnect.');
@@ -104,6 +113,10 @@ export class SelectedMailbox {
       throw err;
     });
     if (session.closed) return;
+    this.#write(session, expungeAllowed);
+  }
+
+  #write(session: ImapSession, expungeAllowed: boolean): void {
     const w = session.writer;
     const condstore = session.condstore;
     const qresync = session.enabled.has('QRESYNC');

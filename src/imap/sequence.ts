@@ -34,12 +34,13 @@ export function parseSequenceSet(text: string): SeqRange[] {
 }
 
 /**
- * The members of `values` (ascending) that the set selects; `*` is the last of them. Returns
- * the matching indexes in ascending order, each once.
+ * The members of `values` (a mailbox's UIDs, ascending) that the set selects, as indexes in
+ * ascending order, each once. `*` is the largest number in use (RFC 3501 section 9): the last UID
+ * for UIDs, the number of messages for sequence numbers.
  */
 export function selectIndexes(ranges: SeqRange[], values: readonly number[], isUid: boolean): number[] {
   if (values.length === 0) return [];
-  const max = values[values.length - 1]!;
+  const max = isUid ? values[values.length - 1]! : values.length;
   const out = new Set<number>();
   for (const r of ranges) {
     let from = r.from === Infinity ? max : r.from;

@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import { normalizeIp, type NetworkList } from '../net.js';
 import type { ImapCommand, SessionState } from './command.js';
 import { replyForError } from './errors.js';
-import { parseCommand, ParseError, type ParsedCommand } from './parser.js';
+import { isValidTag, parseCommand, ParseError, type ParsedCommand } from './parser.js';
 import { ImapReader, type LiteralDecision, type LiteralRequest, type Segment } from './reader.js';
 import { ImapWriter, StalledClientError } from './writer.js';
 import type { MailService, Account } from '../store/mail/service.js';
@@ -84,6 +84,8 @@ export class ImapSession {
   condstore = false;
   #badCommands = 0;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** A command is running: the idle timer waits (it measures the client's silence, not our work). */
+  #busy = false;
   #lineWaiter: ((line: Buffer | null) => void) | undefined;
   #closed = false;
   #userIpCounted = false;
@@ -131,8 +133,11 @@ export class ImapSession {
 
   #attach(socket: Socket | tls.TLSSocket): void {
     socket.on('data', (chunk: Buffer) => {
-      this.#armIdleTimer();
+      if (!this.#busy) this.#armIdleTimer();
       this.#reader.push(chunk);
+      // Input that arrives while a command runs waits in the reader; past a line's worth the
+      // socket stops reading, so TCP holds the client back rather than our memory growing.
+      if (this.#reader.queuedBytes > this.#inputQueueMax) socket.pause();
       // A client that floods while a command runs must not queue without bound.
       if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
         this.#bye('Too much input while a command is running');
@@ -140,6 +145,16 @@ export class ImapSession {
     });
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'imap socket error'));
     socket.on('close', () => this.#onClose());
+  }
+
+  get #inputQueueMax(): number {
+    return this.settings.limits.lineLength + 65_536;
+  }
+
+  /** Lets the reader go on with queued input, and the socket read again once that is small. */
+  #resumeInput(): void {
+    this.#reader.resume();
+    if (!this.#closed && this.#reader.queuedBytes <= this.#inputQueueMax && this.#socket.isPaused()) this.#socket.resume();
   }
 
   #newReader(): ImapReader {
@@ -169,7 +184,14 @@ export class ImapSession {
     return caps;
   }
 
+  #disarmIdleTimer(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  /** (Re)starts the idle timeout: only while the session waits for the client. */
   #armIdleTimer(): void {
+    if (this.#closed) return;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     const limits = this.settings.limits;
     const ms = this.state === 'not-authenticated' ? limits.idleBeforeLoginMs : limits.idleAfterLoginMs;
@@ -181,7 +203,7 @@ export class ImapSession {
     const limits = this.settings.limits;
     const head = req.partial.toString('latin1', 0, Math.min(req.partial.length, 200));
     const m = /^(\S+) +(\S+)/.exec(head);
-    const tag = m?.[1] ?? '*';
+    const tag = m && isValidTag(m[1]!) ? m[1]! : '*';
     const name = (m?.[2] ?? '').toUpperCase();
     const isAppend = name === 'APPEND' && this.state !== 'not-authenticated';
     const limit = isAppend ? limits.appendSize : this.state === 'not-authenticated' ? limits.literalSizeBeforeLogin : limits.literalSize;
@@ -202,20 +224,46 @@ export class ImapSession {
       const waiter = this.#lineWaiter;
       this.#lineWaiter = undefined;
       this.#reader.pause();
+      this.#disarmIdleTimer();
       const text = segments.map((s) => ('text' in s ? s.text : s.literal));
       waiter(Buffer.concat(text));
       return;
     }
     this.#reader.pause();
-    void this.#execute(segments).then(
-      () => {
-        if (!this.#closed && this.state !== 'logout') this.#reader.resume();
-      },
-      (err: unknown) => {
-        this.log.error({ err }, 'imap command crashed');
-        this.#bye('Internal error');
-      },
-    );
+    // A slow command (a login that waits out failure delays, a big SEARCH) is not the client
+    // being idle: the timer runs again once the answer is out and the next command is awaited.
+    this.#busy = true;
+    this.#disarmIdleTimer();
+    void this.#execute(segments)
+      .then(() => this.#drainOutput())
+      .then(
+        () => {
+          this.#busy = false;
+          if (this.#closed || this.state === 'logout') return;
+          this.#armIdleTimer();
+          this.#resumeInput();
+        },
+        (err: unknown) => {
+          this.log.error({ err }, 'imap command crashed');
+          this.#bye('Internal error');
+        },
+      );
+  }
+
+  /**
+   * Holds the next command back while the client is behind on reading our output. Without it a
+   * client that pipelines commands and reads nothing (CAPABILITY answers 20 times its size) makes
+   * the socket's buffer grow without end; with it input waits in the reader, whose queue is
+   * bounded, and a client that reads nothing for outputStallMs is dropped.
+   */
+  async #drainOutput(): Promise<void> {
+    try {
+      await this.writer.flowControl();
+    } catch (err) {
+      if (!(err instanceof StalledClientError)) throw err;
+      this.log.info('client stopped reading output; closing');
+      this.close();
+    }
   }
 
   /** Reads one raw line from the client (IDLE's DONE, AUTHENTICATE responses); null when the connection closes. */
@@ -223,7 +271,8 @@ export class ImapSession {
     return new Promise((resolve) => {
       if (this.#closed) return resolve(null);
       this.#lineWaiter = resolve;
-      this.#reader.resume();
+      this.#armIdleTimer();
+      this.#resumeInput();
     });
   }
 
@@ -309,7 +358,6 @@ export class ImapSession {
     await this.account.ensureSpecialFolders();
     this.log = this.log.child({ user: user.email });
     this.log.info({ mechanism, ip: this.ip, tls: this.secure }, 'imap login');
-    this.#armIdleTimer();
     return undefined;
   }
 
@@ -323,7 +371,9 @@ export class ImapSession {
     plain.on('error', () => undefined);
     const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('TLS handshake timeout')), 30_000);
+      // The client owes us its ClientHello: that wait is the client's silence, so the idle timeout
+      // before login bounds it too (the idle timer itself rests while a command runs).
+      const timer = setTimeout(() => reject(new Error('TLS handshake timeout')), Math.min(30_000, this.settings.limits.idleBeforeLoginMs));
       secure.once('secure', () => {
         clearTimeout(timer);
         resolve();
@@ -348,7 +398,8 @@ export class ImapSession {
 
   #bye(text: string): void {
     if (this.#closed) return;
-    this.writer.untagged(`BYE ${text}`);
+    if (!this.writer.inLiteral) this.writer.untagged(`BYE ${text}`);
+    else this.log.info({ reason: text }, 'closing in the middle of a literal, without BYE');
     this.close();
   }
 
@@ -360,6 +411,9 @@ export class ImapSession {
   close(): void {
     if (this.#closed) return;
     this.#socket.end();
+    // A socket paused for backpressure must read on, or the client's FIN is never seen and the
+    // connection never closes (what comes in is dropped: the reader is closed).
+    this.#socket.resume();
     setTimeout(() => this.#socket.destroy(), 2000).unref();
     this.#onClose();
   }

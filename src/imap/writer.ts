@@ -26,12 +26,19 @@ export interface WriterOptions {
 
 export class StalledClientError extends Error {}
 
+/** Text safe inside a response line: printable ASCII only. */
+export function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?');
+}
+
 export class ImapWriter {
   #socket: Duplex;
   readonly #opts: WriterOptions;
   utf8: boolean;
   /** Bytes written over the session, for the logout log line. */
   bytesOut = 0;
+  /** A streamed literal is half sent: nothing else may go out until it is complete. */
+  #inLiteral = false;
 
   constructor(socket: Duplex, opts: WriterOptions) {
     this.#socket = socket;
@@ -42,6 +49,15 @@ export class ImapWriter {
   /** The socket changes after STARTTLS. */
   setSocket(socket: Duplex): void {
     this.#socket = socket;
+  }
+
+  /**
+   * True while a message literal is being streamed. A BYE that must go out now (the client
+   * floods, the server shuts down) would land inside the literal's bytes and be read as message
+   * data, so the session closes without it then.
+   */
+  get inLiteral(): boolean {
+    return this.#inLiteral;
   }
 
   get destroyed(): boolean {
@@ -82,8 +98,12 @@ export class ImapWriter {
     this.#raw(`* ${text}\r\n`);
   }
 
+  /**
+   * The tagged completion. Its text is resp-text, printable 7-bit only (RFC 3501 section 9:
+   * TEXT-CHAR); error texts may quote what the client sent, so anything else becomes '?'.
+   */
   tagged(tag: string, status: 'OK' | 'NO' | 'BAD', text: string, code?: string): void {
-    this.#raw(`${tag} ${status} ${code ? `[${code}] ` : ''}${text}\r\n`);
+    this.#raw(`${tag} ${status} ${code ? `[${code}] ` : ''}${printable(text)}\r\n`);
   }
 
   continuation(text = ''): void {
@@ -106,15 +126,25 @@ export class ImapWriter {
         pending.push(`{${p.size}}\r\n`);
         flush();
         let sent = 0;
-        for await (const chunk of p.open() as AsyncIterable<Buffer>) {
-          if (this.destroyed) break;
-          const piece = sent + chunk.length > p.size ? chunk.subarray(0, p.size - sent) : chunk;
-          this.#raw(piece);
-          sent += piece.length;
-          await this.flowControl();
+        this.#inLiteral = true;
+        try {
+          for await (const chunk of p.open() as AsyncIterable<Buffer>) {
+            if (this.destroyed) break;
+            const piece = sent + chunk.length > p.size ? chunk.subarray(0, p.size - sent) : chunk;
+            this.#raw(piece);
+            sent += piece.length;
+            await this.flowControl();
+          }
+          // The announced size is a promise to the client: pad if the file shrank meanwhile.
+          if (sent < p.size) this.#raw(Buffer.alloc(p.size - sent, 0x20));
+        } catch (err) {
+          // Half a literal cannot be taken back, and anything written now would be read as its
+          // bytes: the connection ends here (a read error, or a client that stopped reading).
+          this.#socket.destroy();
+          throw err;
+        } finally {
+          this.#inLiteral = false;
         }
-        // The announced size is a promise to the client: pad if the file shrank meanwhile.
-        if (sent < p.size) this.#raw(Buffer.alloc(p.size - sent, 0x20));
       } else {
         encodeValue(p, pending, this.utf8);
       }

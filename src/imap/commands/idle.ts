@@ -1,12 +1,10 @@
 import { AUTHENTICATED, type ImapCommand } from '../command.js';
 import { ParseError } from '../parser.js';
 
-/** How often an idle session looks at the disk for changes other processes made. */
-const IDLE_POLL_MS = 5000;
-
 /**
  * IDLE (RFC 2177): changes are pushed as they happen, deliveries of this process at once
- * (the store's event), other processes' within the poll interval, until the client sends DONE.
+ * (the store's event), other processes' within the poll interval of the mail service (one
+ * poll per mailbox, however many sessions idle on it), until the client sends DONE.
  */
 export const idle: ImapCommand = {
   name: 'IDLE',
@@ -16,20 +14,27 @@ export const idle: ImapCommand = {
     session.writer.continuation('idling');
     const selected = session.selected;
     let pushing = Promise.resolve();
-    const push = () => {
-      pushing = pushing.then(() => (session.selected && !session.closed ? session.selected.flush(session, true) : undefined)).catch(() => undefined);
+    let queued = false;
+    // A burst of changes is one push; a change during a push is another push after it.
+    const push = (sync: boolean) => {
+      if (queued) return;
+      queued = true;
+      pushing = pushing
+        .then(() => {
+          queued = false;
+          return session.selected && !session.closed ? session.selected.flush(session, true, sync) : undefined;
+        })
+        .catch(() => undefined);
     };
-    let timer: NodeJS.Timeout | undefined;
+    let unwatch: (() => void) | undefined;
     if (selected) {
-      selected.onChange = push;
-      timer = setInterval(() => {
-        void selected.mailbox.sync().catch(() => undefined);
-      }, IDLE_POLL_MS);
-      timer.unref();
-      push(); // whatever is pending already
+      // The change event comes from a sync or an operation: the table is current already.
+      selected.onChange = () => push(false);
+      unwatch = session.ctx.mail.watch(selected.mailbox);
+      push(true); // whatever is pending already, other processes' changes included
     }
     const line = await session.readLine();
-    if (timer) clearInterval(timer);
+    unwatch?.();
     if (selected) selected.onChange = undefined;
     await pushing;
     if (line === null) return { answered: true };

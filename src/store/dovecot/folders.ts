@@ -29,7 +29,7 @@ import { MailError } from '../../errors.js';
 import { acquireDotlock, UIDLIST_LOCK } from './dotlock.js';
 import { isErrno } from './fsutil.js';
 import { decodeMUtf7Checked, encodeMUtf7 } from './mutf7.js';
-import { newUidlist, UIDLIST_NAME, writeUidlist } from './uidlist.js';
+import { newUidlist, readUidlist, UIDLIST_NAME, writeUidlist } from './uidlist.js';
 import { nextUidValidity } from './uidvalidity.js';
 
 export type HierarchySeparator = '/' | '.';
@@ -295,6 +295,9 @@ export async function createFolder(
   const file = path.join(dir, UIDLIST_NAME);
   const lock = await acquireDotlock(file, UIDLIST_LOCK);
   try {
+    // Someone who opened the folder between our mkdir and this lock may have written it already.
+    const existing = await readUidlist(file);
+    if (existing?.uidlist && !existing.corrupt) return { ...mb, uidValidity: existing.uidlist.uidValidity };
     const uidValidity = await nextUidValidity(root);
     await writeUidlist(file, newUidlist(uidValidity));
     return { ...mb, uidValidity };

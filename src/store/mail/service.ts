@@ -20,6 +20,8 @@ const SPECIAL_USE_FILE = 'maild-special-use';
 export const SPECIAL_USES = ['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash'];
 /** Idle mailboxes kept in memory (warm) after their last session left. */
 const WARM_MAILBOXES = 64;
+/** How often a mailbox with IDLE sessions is looked at for changes other processes made. */
+export const IDLE_POLL_MS = 5000;
 
 export interface MailServiceOptions {
   root: string;
@@ -36,6 +38,10 @@ export class MailService {
   readonly #open = new Map<string, Mailbox>();
   readonly #opening = new Map<string, Promise<Mailbox>>();
   readonly #syncScheduled = new Set<Mailbox>();
+  /** Work in flight per key (one maildir's special folders), shared by concurrent callers. */
+  readonly #inFlight = new Map<string, Promise<void>>();
+  /** Mailboxes polled for other processes' changes, with how many sessions watch each. */
+  readonly #watched = new Map<Mailbox, { watchers: number; timer: NodeJS.Timeout }>();
 
   constructor(opts: MailServiceOptions) {
     this.#opts = opts;
@@ -90,6 +96,52 @@ export class MailService {
     this.#open.set(mailbox.dir, mailbox);
     const idle = [...this.#open.values()].filter((m) => m.refs === 0);
     for (const m of idle.slice(0, Math.max(0, idle.length - WARM_MAILBOXES))) this.#open.delete(m.dir);
+  }
+
+  /**
+   * Polls a mailbox for changes other processes make (Dovecot, a second maild) while sessions
+   * IDLE on it: one timer per mailbox, not one per session, and no poll starts while the last
+   * one runs. Changes reach the sessions as the mailbox's change events. Returns the unwatch.
+   */
+  watch(mailbox: Mailbox, intervalMs = IDLE_POLL_MS): () => void {
+    let w = this.#watched.get(mailbox);
+    if (!w) {
+      let running = false;
+      const timer = setInterval(() => {
+        if (running) return;
+        running = true;
+        mailbox
+          .sync()
+          .catch(() => undefined) // a removed mailbox: each session finds out at its next command
+          .finally(() => (running = false));
+      }, intervalMs);
+      timer.unref();
+      w = { watchers: 0, timer };
+      this.#watched.set(mailbox, w);
+    }
+    const entry = w;
+    entry.watchers++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--entry.watchers > 0) return;
+      clearInterval(entry.timer);
+      if (this.#watched.get(mailbox) === entry) this.#watched.delete(mailbox);
+    };
+  }
+
+  /**
+   * Runs fn once for concurrent callers with the same key: a burst of logins of one user does
+   * the folder checks once, and never races itself creating the same folder.
+   */
+  coalesce(key: string, fn: () => Promise<void>): Promise<void> {
+    let running = this.#inFlight.get(key);
+    if (!running) {
+      running = fn().finally(() => this.#inFlight.delete(key));
+      this.#inFlight.set(key, running);
+    }
+    return running;
   }
 
   /** Forgets a folder that was deleted or renamed (its sessions get errors on the next sync). */
@@ -186,13 +238,22 @@ export class Account {
   }
 
   /** Creates the special-use folders that do not exist yet, subscribed (Dovecot's auto = subscribe). */
-  async ensureSpecialFolders(): Promise<void> {
+  ensureSpecialFolders(): Promise<void> {
+    return this.service.coalesce(`special-folders\u0000${this.maildir}`, () => this.#ensureSpecialFolders());
+  }
+
+  async #ensureSpecialFolders(): Promise<void> {
     const existing = await this.list();
     const uses = new Set(existing.filter((f) => f.exists && f.specialUse).map((f) => f.specialUse));
     for (const [name, use] of Object.entries(this.service.options.specialFolders)) {
       const folder = existing.find((f) => f.name === name);
       if (folder?.exists || uses.has(use)) continue;
-      await makeFolder(this.maildir, name);
+      try {
+        await makeFolder(this.maildir, name);
+      } catch (err) {
+        // Another process (or Dovecot) made it meanwhile: it exists, which is all we want.
+        if (!(err instanceof MailError && err.code === 'ALREADY_EXISTS')) throw err;
+      }
       uses.add(use);
       if (!folder?.subscribed) await setSubscription(this.maildir, name, true);
     }
@@ -222,8 +283,20 @@ export class Account {
     if (all.some((f) => f.exists && f.name.startsWith(`${folder.name}/`))) throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
     // Out of sight atomically under Dovecot's name for it, then removed.
     const trash = path.join(this.maildir, '..DOVECOT-TRASHED');
-    await fs.rm(trash, { recursive: true, force: true });
-    await fs.rename(folder.dir, trash);
+    for (let attempt = 0; ; attempt++) {
+      await fs.rm(trash, { recursive: true, force: true });
+      try {
+        await fs.rename(folder.dir, trash);
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // Deleted (or renamed) meanwhile by another session or process.
+        if (code === 'ENOENT') throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${folder.name}`);
+        // Another DELETE's trash is in the way: remove it and try again, as Dovecot does.
+        if ((code === 'ENOTEMPTY' || code === 'EEXIST') && attempt < 5) continue;
+        throw err;
+      }
+    }
     this.service.forget(folder.dir);
     await fs.rm(trash, { recursive: true, force: true });
     const map = await this.#specialUseOverrides();
@@ -253,11 +326,22 @@ export class Account {
       return;
     }
     const children = (await listAllFolders(this.maildir)).filter((f) => f.exists && f.name.startsWith(`${source.name}/`));
-    await fs.rename(source.dir, target.dir);
+    try {
+      await fs.rename(source.dir, target.dir);
+    } catch (err) {
+      // Another session or process got there first: the source went, or the target came.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${source.name}`);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new MailError('ALREADY_EXISTS', `${target.name} exists`);
+      throw err;
+    }
     this.service.forget(source.dir);
     for (const child of children) {
       const renamed = this.#resolve(target.name + child.name.slice(source.name.length), false);
-      await fs.rename(this.#resolve(child.name, true).dir, renamed.dir);
+      // A child removed meanwhile has nothing left to move.
+      await fs.rename(this.#resolve(child.name, true).dir, renamed.dir).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
       this.service.forget(this.#resolve(child.name, true).dir);
     }
     // Subscriptions follow the rename, as Dovecot does.
