@@ -1,5 +1,5 @@
 import { FLAG_DELETED } from '../../store/mail/types.js';
-import { SELECTED, type ImapCommand } from '../command.js';
+import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
 import { ParseError, atom } from '../parser.js';
 import type { ImapSession } from '../session.js';
 import { parseSequenceSet } from '../sequence.js';
@@ -16,6 +16,19 @@ export async function expungeDeleted(session: ImapSession, uids: readonly number
   return done;
 }
 
+/**
+ * With QRESYNC enabled, the tagged OK carries the mailbox's new HIGHESTMODSEQ once something was
+ * expunged (RFC 7162 section 3.2.7), so the client's next SELECT (QRESYNC ...) does not ask for
+ * its own expunges again. The pending updates go out first: the value then covers only changes
+ * this session has been told about.
+ */
+async function expungeResult(session: ImapSession, done: number[]): Promise<CommandResult | undefined> {
+  if (done.length === 0 || !session.enabled.has('QRESYNC') || !session.selected) return undefined;
+  await session.flushUpdates('EXPUNGE');
+  if (!session.selected) return undefined;
+  return { code: `HIGHESTMODSEQ ${session.selected.knownModseq}`, text: 'Expunge completed' };
+}
+
 /** EXPUNGE (RFC 3501 section 6.4.3): the EXPUNGE (or VANISHED) responses come from the flush. */
 export const expunge: ImapCommand = {
   name: 'EXPUNGE',
@@ -23,7 +36,7 @@ export const expunge: ImapCommand = {
   async run(session, command) {
     if (command.args.length) throw new ParseError('EXPUNGE takes no arguments');
     if (session.selected!.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
-    await expungeDeleted(session, session.selected!.mailbox.uids);
+    return expungeResult(session, await expungeDeleted(session, session.selected!.mailbox.uids));
   },
 };
 
@@ -35,7 +48,7 @@ export const uidExpunge: ImapCommand = {
     if (command.args.length !== 1) throw new ParseError('UID EXPUNGE needs a UID set');
     if (session.selected!.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
     const selected = session.selected!;
-    const indexes = selected.select(parseSequenceSet(atom(command.args[0], 'UID set')), true);
-    await expungeDeleted(session, indexes.map((i) => selected.uids[i]!));
+    const uids = selected.select(parseSequenceSet(atom(command.args[0], 'UID set')), true).map((i) => selected.uids[i]!);
+    return expungeResult(session, await expungeDeleted(session, uids));
   },
 };

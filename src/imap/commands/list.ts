@@ -91,6 +91,11 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
 
   const regexes = patterns.filter((p) => p !== '').map((p) => patternToRegExp(reference && !p.startsWith(SEPARATOR) ? reference + p : p));
   for (const f of folders) {
+    // A subscription to a mailbox that is gone is listed only when subscriptions are what is
+    // selected (LSUB, LIST (SUBSCRIBED)); RETURN (SUBSCRIBED) only reports the state of the
+    // mailboxes LIST returns anyway (RFC 5258 section 3.2). Parents that exist only because
+    // they have children stay (\NonExistent \HasChildren).
+    if (!f.exists && !f.hasChildren && !opts.subscribedOnly) continue;
     let childInfo = false;
     let hit = regexes.some((re) => matches(f.name, re));
     if (opts.subscribedOnly && !f.subscribed) {

@@ -23,6 +23,22 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
   const m = /^([+-]?)FLAGS(\.SILENT)?$/.exec(item);
   if (!m) throw new ParseError(`unknown STORE data item ${item.slice(0, 30)}`);
   const rest = args.slice(i);
+  const trailing = rest.length >= 2 ? rest[rest.length - 1]! : undefined;
+  if (
+    unchangedSince === undefined &&
+    trailing?.type === 'list' &&
+    trailing.items[0]?.type === 'atom' &&
+    trailing.items[0].value.toUpperCase() === 'UNCHANGEDSINCE'
+  ) {
+    // imapflow (2.x) sends the modifier after the flags: `STORE 1 +FLAGS (\Seen) (UNCHANGEDSINCE 5)`.
+    // RFC 7162 puts it before the data item, but a list after the flags has no other meaning
+    // (flags are atoms), so it is taken as the modifier rather than refused or ignored.
+    const mods = trailing.items;
+    if (mods.length !== 2) throw new ParseError('unknown STORE modifier');
+    unchangedSince = Number(number64(mods[1], 'UNCHANGEDSINCE'));
+    session.condstore = true;
+    rest.pop();
+  }
   const tokens: Token[] = rest.length === 1 && rest[0]!.type === 'list' ? rest[0]!.items : rest;
   if (rest.length === 0) throw new ParseError('flags expected');
   const { flags, keywords } = parseFlags(tokens);
