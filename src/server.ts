@@ -18,6 +18,10 @@ import { AuthLimiter } from './auth/limiter.js';
 import { ImapListener } from './imap/server.js';
 import type { ImapContext, ImapSession, ImapSettings } from './imap/session.js';
 import { commandTable } from './imap/commands/index.js';
+import { Pop3Listener, shutdownPop3Sessions } from './pop3/server.js';
+import type { Pop3Context, Pop3Session, Pop3Settings } from './pop3/session.js';
+import { pop3Commands } from './pop3/commands/index.js';
+import { LoginDelay } from './pop3/login-delay.js';
 import tls from 'node:tls';
 
 /** What the runtime needs of any listener. */
@@ -35,6 +39,7 @@ export interface Runtime {
   readonly listeners: Listener[];
   readonly mail: MailService;
   readonly imapSessions: ReadonlySet<ImapSession>;
+  readonly pop3Sessions: ReadonlySet<Pop3Session>;
   /** The bound TCP port of a listener by name (tests listen on port 0). */
   portOf(name: string): number;
   reload(next: LoadedConfig): Promise<void>;
@@ -70,6 +75,22 @@ function imapSettings(cfg: LoadedConfig, trusted: NetworkList): ImapSettings {
       idleAfterLoginMs: cfg.imap.idle_timeout,
       connectionsPerUserIp: cfg.imap.connections_per_user_ip,
       outputHighWater: 1024 * 1024,
+      outputStallMs: 5 * 60_000,
+    },
+  };
+}
+
+function pop3Settings(cfg: LoadedConfig, trusted: NetworkList): Pop3Settings {
+  return {
+    hostname: cfg.hostname,
+    trusted,
+    cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
+    limits: {
+      lineLength: cfg.pop3.line_length,
+      badCommands: cfg.pop3.bad_commands,
+      idleMs: cfg.pop3.idle_timeout,
+      loginDelayMs: cfg.pop3.login_delay,
+      outputHighWater: 256 * 1024,
       outputStallMs: 5 * 60_000,
     },
   };
@@ -128,8 +149,22 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     secureContext: () => secureContext,
     sessions: imapSessions,
   };
+  let pop3Config = pop3Settings(config, settings.trusted);
+  const pop3Sessions = new Set<Pop3Session>();
+  const pop3Ctx: Pop3Context = {
+    settings: () => pop3Config,
+    directory,
+    mail,
+    limiter,
+    loginDelay: new LoginDelay(),
+    logger: logger.child({ component: 'pop3' }),
+    commands: pop3Commands(),
+    secureContext: () => secureContext,
+    sessions: pop3Sessions,
+  };
   const smtpListeners: SmtpListener[] = [];
   const imapListeners: ImapListener[] = [];
+  const pop3Listeners: Pop3Listener[] = [];
   const listeners: Listener[] = [];
   try {
     for (const l of config.listeners) {
@@ -141,6 +176,14 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
         );
         await listener.listen(l.port!, l.address);
         imapListeners.push(listener);
+        listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
+      } else if (l.protocol === 'pop3') {
+        const listener = new Pop3Listener(
+          { name, tls: l.tls, credentials, maxConnections: () => current.limits.connections, maxPerIp: () => current.limits.connections_per_ip },
+          pop3Ctx,
+        );
+        await listener.listen(l.port!, l.address);
+        pop3Listeners.push(listener);
         listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
       } else {
         const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
@@ -175,6 +218,7 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     listeners,
     mail,
     imapSessions,
+    pop3Sessions,
     portOf(name: string) {
       const l = listeners.find((x) => x.spec.name === name);
       const a = l?.address();
@@ -197,9 +241,11 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
       directory.clearCache();
       settings = smtpSettings(next);
       imapConfig = imapSettings(next, settings.trusted);
+      pop3Config = pop3Settings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
       for (const l of smtpListeners) l.update(settings, credentials);
       for (const l of imapListeners) l.updateCredentials(credentials);
+      for (const l of pop3Listeners) l.updateCredentials(credentials);
       logger.level = next.log.level;
       current = next;
       logger.info({ certificate: credentials.source, validTo: credentials.validTo }, 'configuration reloaded');
@@ -208,9 +254,16 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
       shuttingDown ??= (async () => {
         logger.info({ timeoutMs: current.shutdown_timeout }, 'shutting down: no new connections, sessions may finish');
         // IMAP sessions are long-lived: they are told BYE at once (RFC 3501 section 7.1.5).
-        await Promise.all(imapListeners.map((l) => l.close()));
+        // net.Server.close() resolves once every connection has ended: the sessions are told first.
+        const listenersClosed = Promise.all([...imapListeners, ...pop3Listeners].map((l) => l.close()));
         for (const session of [...imapSessions]) session.shutdown();
-        await Promise.all(smtpListeners.map((l) => l.close(current.shutdown_timeout)));
+        // POP3 sessions waiting for a command end at once (without UPDATE: nothing is deleted);
+        // a running RETR or QUIT may finish within the shutdown timeout.
+        await Promise.all([
+          shutdownPop3Sessions(pop3Sessions, current.shutdown_timeout),
+          ...smtpListeners.map((l) => l.close(current.shutdown_timeout)),
+        ]);
+        await listenersClosed;
         await store.close();
         await directory.close();
         await passwords.close();

@@ -74,8 +74,8 @@ const cidr = z.string().refine((v) => /^[0-9a-f.:]+(\/\d{1,3})?$/i.test(v.trim()
 
 export const listenerSchema = z
   .strictObject({
-    /** smtp: the MX listener (port 25). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. */
-    protocol: z.enum(['smtp', 'lmtp', 'imap']),
+    /** smtp: the MX listener (port 25). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. pop3: 110/995. */
+    protocol: z.enum(['smtp', 'lmtp', 'imap', 'pop3']),
     /** A name for logs; defaults to protocol:port. */
     name: z.string().min(1).optional(),
     address: z.string().min(1).default('0.0.0.0'),
@@ -87,7 +87,7 @@ export const listenerSchema = z
       .string()
       .regex(/^0?[0-7]{3}$/, 'expected an octal file mode such as "0660"')
       .default('0660'),
-    /** none: cleartext only; starttls: offer STARTTLS; implicit: TLS from the first byte (SMTPS). */
+    /** none: cleartext only; starttls: offer STARTTLS (STLS for pop3); implicit: TLS from the first byte (SMTPS, 993, 995). */
     tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
   })
   .superRefine((l, ctx) => {
@@ -175,6 +175,23 @@ const imapSchema = z.strictObject({
   connections_per_user_ip: int(1).default(10),
 });
 
+const pop3Schema = z.strictObject({
+  /**
+   * Longest command line. RFC 2449 section 4 limits commands to 255 octets; a little more is
+   * allowed for AUTH PLAIN initial responses with long addresses and passwords.
+   */
+  line_length: int(255, 65_536).default(1024),
+  /** Failed commands in a row before the connection is closed (Dovecot's limit: 20). */
+  bad_commands: int(1).default(20),
+  /** RFC 1939 section 3: an inactivity autologout timer of at least 10 minutes. */
+  idle_timeout: duration().default(600_000),
+  /**
+   * RFC 2449 LOGIN-DELAY: the least time between two logins of one user (announced in CAPA;
+   * a login that comes sooner gets -ERR [LOGIN-DELAY]). 0: no limit.
+   */
+  login_delay: duration().default(0),
+});
+
 export const configSchema = z.strictObject({
   /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
   hostname: z.string().min(1).optional(),
@@ -245,6 +262,7 @@ export const configSchema = z.strictObject({
     })
     .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
   imap: imapSchema.default(() => imapSchema.parse({})),
+  pop3: pop3Schema.default(() => pop3Schema.parse({})),
   /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
   trusted_networks: z.array(cidr).default([]),
   log: z

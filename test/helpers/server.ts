@@ -20,6 +20,8 @@ export interface TestServer {
   lmtpSocket: string;
   imapPort: number;
   imapsPort: number;
+  pop3Port: number;
+  pop3sPort: number;
   logs: Array<Record<string, unknown>>;
   logger: Logger;
   /** Messages (file names) in new/ and cur/ of a mailbox, e.g. 'example.test/alice'. */
@@ -78,6 +80,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       { name: 'lmtp-socket', protocol: 'lmtp', path: lmtpSocket },
       { name: 'imap', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'imaps', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'implicit' },
+      { name: 'pop3', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'starttls' },
+      { name: 'pop3s', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'implicit' },
     ],
     directory: { backend: 'file', file: { path: directoryFile }, cache: { positive_ttl: 0, negative_ttl: 0 } },
     limits: { message_size: '1M', idle_timeout: '30s' },
@@ -109,6 +113,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     lmtpSocket,
     imapPort: has('imap') ? runtime.portOf('imap') : 0,
     imapsPort: has('imaps') ? runtime.portOf('imaps') : 0,
+    pop3Port: has('pop3') ? runtime.portOf('pop3') : 0,
+    pop3sPort: has('pop3s') ? runtime.portOf('pop3s') : 0,
     logs,
     logger,
     messages,

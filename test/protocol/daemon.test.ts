@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT, spawnDaemon, type Daemon } from '../helpers/daemon.js';
 import { ImapTestClient } from '../helpers/imap-client.js';
+import { Pop3TestClient } from '../helpers/pop3-client.js';
 import { SmtpClient, dotStuff, simpleMessage } from '../helpers/smtp-client.js';
 
 async function tempDir(): Promise<string> {
@@ -112,6 +113,12 @@ describe('quick start', () => {
       const fetched = await imap.cmd('UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
       assert.match(fetched.untagged.join('\n'), /Subject: hello demo/);
       await imap.logout();
+      // ... and over POP3S (port 1995 in the quick start), which keeps it.
+      const pop = await Pop3TestClient.connect(d.port('pop3s'), { implicitTls: true });
+      await pop.greeting();
+      assert.equal((await pop.login('demo@example.test', 'maild-demo')).line, '+OK Logged in.');
+      assert.match((await pop.multi('RETR 1')).lines.join('\n'), /Subject: hello demo/);
+      assert.equal((await pop.quit())?.line, '+OK Logging out.');
     } finally {
       d.kill('SIGTERM');
       await d.exited;
