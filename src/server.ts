@@ -133,6 +133,7 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     logger: logger.child({ component: 'mail' }),
     syncer: store.syncer,
     specialFolders: config.imap.special_folders,
+    separator: config.imap.hierarchy_separator,
     store,
   });
   const limiter = new AuthLimiter({ baseDelayMs: config.auth.failure_delay, maxDelayMs: config.auth.failure_delay_max, forgetAfterMs: 15 * 60_000, maxEntries: 100_000 });

@@ -159,6 +159,12 @@ const directorySchema = z
 const passwordScheme = z.enum(['ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'BLF-CRYPT', 'SSHA512']);
 
 const imapSchema = z.strictObject({
+  /**
+   * The hierarchy separator clients see. Dovecot's default for Maildir++ is "." (keep it when
+   * Dovecot served these Maildirs with no `separator` set); "/" if its namespace had `separator = /`.
+   * The folders on disk are the same either way.
+   */
+  hierarchy_separator: z.enum(['.', '/']).default('.'),
   /** Folders created on first login, with their special use (RFC 6154), as Dovecot's auto = subscribe. */
   special_folders: z
     .record(z.string(), z.enum(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']))

@@ -87,6 +87,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     limits: { message_size: '1M', idle_timeout: '30s' },
     shutdown_timeout: '2s',
     ...opts.config,
+    // The tests speak "/" as the hierarchy separator unless they ask for another (the default is ".").
+    imap: { hierarchy_separator: '/', ...(opts.config?.imap as Record<string, unknown> | undefined) },
   };
   const configPath = path.join(dir, 'maild.yaml');
   const text = stringify(config);

@@ -347,3 +347,31 @@ describe('IMAP mailboxes', () => {
   });
 });
 
+
+describe('IMAP with the default hierarchy separator "." (Dovecot\'s for Maildir++)', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({ config: { imap: { hierarchy_separator: '.' } } });
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it('announces ".", maps Work.Projects onto .Work.Projects, and matches % up to a dot', async () => {
+    const c = await loggedIn(srv);
+    assert.deepEqual((await c.cmd('NAMESPACE')).untagged, ['NAMESPACE (("" ".")) NIL NIL']);
+    assert.deepEqual((await c.cmd('LIST "" ""')).untagged, ['LIST (\\Noselect) "." ""']);
+    assert.equal((await c.cmd('CREATE Work.Projects')).status, 'OK');
+    const dirs = await readdir(path.join(srv.mailRoot, 'example.test/alice'));
+    assert.ok(dirs.includes('.Work.Projects'), dirs.join(' '));
+    assert.deepEqual((await c.cmd('LIST "Work." "%"')).untagged, ['LIST (\\HasNoChildren) "." "Work.Projects"']);
+    assert.ok((await c.cmd('LIST "" "%"')).untagged.includes('LIST (\\NonExistent \\HasChildren) "." "Work"'));
+    assert.equal((await c.cmd('RENAME Work.Projects Work.Done')).status, 'OK');
+    assert.equal((await c.cmd('SELECT Work.Done')).status, 'OK');
+    assert.equal((await c.cmd('SUBSCRIBE Work.Done')).status, 'OK');
+    assert.deepEqual((await c.cmd('LSUB "" "Work.*"')).untagged, ['LSUB () "." "Work.Done"']);
+    // The subscriptions file keeps levels, not separators: what Dovecot wrote reads either way.
+    assert.match(await readFile(path.join(srv.mailRoot, 'example.test/alice/subscriptions'), 'utf8'), /Work\tDone/);
+    await c.logout();
+  });
+});

@@ -44,6 +44,9 @@ describe('configuration', () => {
     assert.equal(cfg.limits.message_size, 26_214_400);
     assert.deepEqual(cfg.trusted_networks, [], 'nobody may relay by default');
     assert.equal(cfg.directory.backend, 'file');
+    assert.equal(cfg.imap.hierarchy_separator, '.', "Dovecot's separator for Maildir++ when its config sets none");
+    assert.equal(cfg.auth.cleartext, 'never', 'no passwords before TLS by default');
+    assert.equal(cfg.imap.connections_per_user_ip, 10);
   });
 
   it('refuses listeners that make no sense', () => {

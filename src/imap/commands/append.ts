@@ -23,7 +23,7 @@ export const append: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     const args = [...command.args];
-    const name = mailboxArg(args.shift());
+    const name = mailboxArg(session, args.shift());
     let flagTokens: Token[] = [];
     let date: Date | undefined;
     if (args[0]?.type === 'list') flagTokens = (args.shift() as ListToken).items;

@@ -9,7 +9,7 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
   if (command.args.length !== 2) throw new ParseError(`${move ? 'MOVE' : 'COPY'} needs a sequence set and a mailbox`);
   const selected = session.selected!;
   const ranges = parseSequenceSet(atom(command.args[0], 'sequence set'));
-  const targetName = mailboxArg(command.args[1]);
+  const targetName = mailboxArg(session, command.args[1]);
   if (move && selected.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
   const uids = selected.select(ranges, uid).map((i) => selected.uids[i]!).filter((u) => !selected.isExpunged(u));
   const account = session.account!;

@@ -7,7 +7,7 @@ export const create: ImapCommand = {
   name: 'CREATE',
   states: AUTHENTICATED,
   async run(session, command) {
-    const name = mailboxArg(command.args[0]);
+    const name = mailboxArg(session, command.args[0]);
     let specialUse: string | undefined;
     if (command.args[1]) {
       const params = list(command.args[1], 'CREATE parameters');

@@ -8,7 +8,7 @@ export const deleteMailbox: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     if (command.args.length !== 1) throw new ParseError('DELETE needs a mailbox name');
-    const name = mailboxArg(command.args[0]);
+    const name = mailboxArg(session, command.args[0]);
     if (session.selected?.name === name) {
       // Deleting the selected mailbox deselects it (Dovecot does the same).
       session.selected.close();

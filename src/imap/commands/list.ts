@@ -5,19 +5,18 @@ import type { ImapSession } from '../session.js';
 import { encodeToBuffer } from '../values.js';
 import { parseStatusItems, statusLine } from './status.js';
 
-const SEPARATOR = '/';
-
 /**
  * A LIST pattern as a regular expression: '*' anything, '%' anything but the separator. INBOX
  * is case-insensitive (RFC 3501 section 5.1): a leading "inbox" in any case means INBOX, the
  * spelling folder names already have.
  */
-export function patternToRegExp(pattern: string): RegExp {
-  const canonical = /^inbox(?=\/|$)/i.test(pattern) ? `INBOX${pattern.slice(5)}` : pattern;
+export function patternToRegExp(pattern: string, separator: string): RegExp {
+  const canonical = /^inbox$/i.test(pattern.slice(0, 5)) && (pattern.length === 5 || pattern[5] === separator) ? `INBOX${pattern.slice(5)}` : pattern;
+  const notSeparator = `[^${separator === '/' ? '/' : '.'}]*`;
   let re = '';
   for (const ch of canonical) {
     if (ch === '*') re += '.*';
-    else if (ch === '%') re += '[^/]*';
+    else if (ch === '%') re += notSeparator;
     else re += ch.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
   }
   return new RegExp(`^${re}$`);
@@ -77,9 +76,11 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
 
   const w = session.writer;
   const verb = lsub ? 'LSUB' : 'LIST';
+  const sep = session.account!.separator;
+  const isChild = (name: string, parent: string) => name.startsWith(parent + sep);
   if (patterns.length === 1 && patterns[0] === '' && !extended) {
     // RFC 3501 section 6.3.8: the hierarchy delimiter and root.
-    w.untagged(`${verb} (\\Noselect) "${SEPARATOR}" ""`);
+    w.untagged(`${verb} (\\Noselect) "${sep}" ""`);
     return {};
   }
   const folders = await session.account!.list();
@@ -89,7 +90,7 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
   for (const s of subscribed) if (!known.has(s)) folders.push({ name: s, subscribed: true, hasChildren: false, exists: false });
   for (const f of folders) f.subscribed = subscribed.has(f.name);
 
-  const regexes = patterns.filter((p) => p !== '').map((p) => patternToRegExp(reference && !p.startsWith(SEPARATOR) ? reference + p : p));
+  const regexes = patterns.filter((p) => p !== '').map((p) => patternToRegExp(reference && !p.startsWith(sep) ? reference + p : p, sep));
   for (const f of folders) {
     // A subscription to a mailbox that is gone is listed only when subscriptions are what is
     // selected (LSUB, LIST (SUBSCRIBED)); RETURN (SUBSCRIBED) only reports the state of the
@@ -100,15 +101,15 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
     let hit = regexes.some((re) => matches(f.name, re));
     if (opts.subscribedOnly && !f.subscribed) {
       // RECURSIVEMATCH: a parent whose subscribed child matched (RFC 5258 CHILDINFO).
-      if (opts.recursiveMatch && hit && folders.some((c) => c.subscribed && c.name.startsWith(`${f.name}/`))) childInfo = true;
-      else if (lsub && hit && folders.some((c) => c.subscribed && c.name.startsWith(`${f.name}/`)) && patterns.some((p) => p.endsWith('%'))) childInfo = true;
+      if (opts.recursiveMatch && hit && folders.some((c) => c.subscribed && isChild(c.name, f.name))) childInfo = true;
+      else if (lsub && hit && folders.some((c) => c.subscribed && isChild(c.name, f.name)) && patterns.some((p) => p.endsWith('%'))) childInfo = true;
       else hit = false;
     }
     if (!hit) continue;
     if (opts.specialUseOnly && !f.specialUse) continue;
     const attrs = attributes(f, opts, lsub, childInfo);
     const extendedData = childInfo && !lsub ? ' ("CHILDINFO" ("SUBSCRIBED"))' : '';
-    w.untagged(`${verb} (${attrs.join(' ')}) "${SEPARATOR}" ${quoteName(f.name)}${extendedData}`);
+    w.untagged(`${verb} (${attrs.join(' ')}) "${sep}" ${quoteName(f.name)}${extendedData}`);
     if (opts.statusItems && f.exists) {
       try {
         statusLine(session, f.name, opts.statusItems, await session.account!.status(f.name));

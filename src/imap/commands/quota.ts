@@ -18,7 +18,7 @@ export const getQuotaRoot: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     if (command.args.length !== 1) throw new ParseError('GETQUOTAROOT needs a mailbox name');
-    const name = mailboxArg(command.args[0]);
+    const name = mailboxArg(session, command.args[0]);
     if (!(await session.account!.exists(name))) return { status: 'NO', code: 'NONEXISTENT', text: 'Mailbox does not exist' };
     const q = await session.account!.quota();
     const quoted = encodeToBuffer(name).toString('utf8');

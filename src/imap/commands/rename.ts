@@ -8,6 +8,6 @@ export const rename: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     if (command.args.length !== 2) throw new ParseError('RENAME needs two mailbox names');
-    await session.account!.rename(mailboxArg(command.args[0]), mailboxArg(command.args[1]));
+    await session.account!.rename(mailboxArg(session, command.args[0]), mailboxArg(session, command.args[1]));
   },
 };

@@ -1,4 +1,3 @@
-import { Account } from '../../store/mail/service.js';
 import { FLAG_SEEN } from '../../store/mail/types.js';
 import { AUTHENTICATED, type CommandResult, type ImapCommand } from '../command.js';
 import { ParseError, astring, atom, list, number, number64, type Token } from '../parser.js';
@@ -7,8 +6,8 @@ import { formatSet, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
 
 /** A mailbox name argument: modified UTF-7 is 7-bit, so 8-bit bytes make the name invalid. */
-export function mailboxArg(t: Token | undefined): string {
-  return Account.canonical(astring(t, 'mailbox name', false));
+export function mailboxArg(session: ImapSession, t: Token | undefined): string {
+  return session.ctx.mail.names.canonical(astring(t, 'mailbox name', false));
 }
 
 interface QresyncParams {
@@ -43,7 +42,7 @@ function parseParams(session: ImapSession, t: Token | undefined): { condstore: b
 }
 
 async function selectMailbox(session: ImapSession, args: Token[], readOnly: boolean): Promise<CommandResult> {
-  const name = mailboxArg(args[0]);
+  const name = mailboxArg(session, args[0]);
   if (args.length > 2) throw new ParseError('too many arguments');
   const params = parseParams(session, args[1]);
   // A SELECT first closes the current mailbox, successful or not (RFC 3501 section 6.3.1).

@@ -37,7 +37,7 @@ export const status: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     if (command.args.length !== 2) throw new ParseError('STATUS needs a mailbox name and items');
-    const name = mailboxArg(command.args[0]);
+    const name = mailboxArg(session, command.args[0]);
     const items = parseStatusItems(command.args[1]);
     const st = await session.account!.status(name);
     statusLine(session, name, items, st);

@@ -8,7 +8,7 @@ export const subscribe: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     if (command.args.length !== 1) throw new ParseError('SUBSCRIBE needs a mailbox name');
-    await session.account!.subscribe(mailboxArg(command.args[0]), true);
+    await session.account!.subscribe(mailboxArg(session, command.args[0]), true);
   },
 };
 
@@ -18,6 +18,6 @@ export const unsubscribe: ImapCommand = {
   states: AUTHENTICATED,
   async run(session, command) {
     if (command.args.length !== 1) throw new ParseError('UNSUBSCRIBE needs a mailbox name');
-    await session.account!.subscribe(mailboxArg(command.args[0]), false);
+    await session.account!.subscribe(mailboxArg(session, command.args[0]), false);
   },
 };

@@ -32,8 +32,6 @@ import {
 import { MailError } from '../../errors.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN } from './types.js';
 
-const SEPARATOR = '/' as const;
-const FOLDER_OPTIONS = { separator: SEPARATOR, rejectReserved: true };
 
 // ---- file names ------------------------------------------------------------------------------
 
@@ -147,46 +145,70 @@ export async function saveKeywords(folder: string, table: KeywordTable, previous
 
 // ---- folders and subscriptions -----------------------------------------------------------------
 
-/** Why a name cannot be used (null if it can). `existing`: a name of a mailbox that exists. */
-export function folderProblem(name: string, existing: boolean): string | null {
-  return mailboxNameProblem(name, { ...FOLDER_OPTIONS, existing });
-}
-
-/** The canonical name and directory of a folder; throws BAD_MAILBOX_NAME. */
-export function resolveFolder(maildir: string, name: string, existing: boolean): { name: string; dir: string; levels: string[] } {
-  const mb = parseMailboxName(normalizeInbox(name, SEPARATOR), { ...FOLDER_OPTIONS, existing });
-  return { name: mb.name, dir: mb.dir === '' ? maildir : path.join(maildir, mb.dir), levels: mb.levels };
-}
-
-export function isInboxName(name: string): boolean {
-  return normalizeInbox(name, SEPARATOR) === 'INBOX';
-}
-
-export function canonicalName(name: string): string {
-  return normalizeInbox(name, SEPARATOR);
-}
-
-export async function listAllFolders(maildir: string): Promise<FolderEntry[]> {
-  return listFolders(maildir, { separator: SEPARATOR });
-}
-
-/** Creates a folder as Dovecot does (directories, maildirfolder, a uidlist with a new UIDVALIDITY). */
-export async function makeFolder(maildir: string, name: string): Promise<void> {
-  try {
-    await createFolder(maildir, name, FOLDER_OPTIONS);
-  } catch (err) {
-    if (err instanceof MailError) throw err;
-    throw new MailError('STORAGE_ERROR', `creating ${name}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
-  }
-}
+/** The hierarchy separator clients see: Dovecot's default for Maildir++ is '.', '/' a common choice. */
+export type Separator = '/' | '.';
 
 const SUBSCRIPTIONS = 'subscriptions';
 
-export async function subscriptionList(maildir: string): Promise<string[]> {
-  const subs = await readSubscriptions(path.join(maildir, SUBSCRIPTIONS));
-  return subs.names.map((levels) => canonicalName(levels.join(SEPARATOR)));
-}
+/**
+ * Folder names as clients spell them, with the configured separator, mapped onto Dovecot's
+ * Maildir++ layout (which always uses '.' on disk, escaped as Dovecot escapes it).
+ */
+export class FolderNames {
+  readonly separator: Separator;
+  readonly #options: { separator: Separator; rejectReserved: true };
 
-export async function setSubscription(maildir: string, name: string, on: boolean): Promise<void> {
-  await setSubscribed(path.join(maildir, SUBSCRIPTIONS), name.split(SEPARATOR), on);
+  constructor(separator: Separator) {
+    this.separator = separator;
+    this.#options = { separator, rejectReserved: true };
+  }
+
+  /** Why a name cannot be used (null if it can). `existing`: a name of a mailbox that exists. */
+  problem(name: string, existing: boolean): string | null {
+    return mailboxNameProblem(name, { ...this.#options, existing });
+  }
+
+  /** The canonical name and directory of a folder; throws BAD_MAILBOX_NAME. */
+  resolve(maildir: string, name: string, existing: boolean): { name: string; dir: string; levels: string[] } {
+    const mb = parseMailboxName(normalizeInbox(name, this.separator), { ...this.#options, existing });
+    return { name: mb.name, dir: mb.dir === '' ? maildir : path.join(maildir, mb.dir), levels: mb.levels };
+  }
+
+  isInbox(name: string): boolean {
+    return normalizeInbox(name, this.separator) === 'INBOX';
+  }
+
+  /** The canonical spelling: INBOX (and an INBOX first level) in upper case. */
+  canonical(name: string): string {
+    return normalizeInbox(name, this.separator);
+  }
+
+  /** Is `name` below `parent` in the hierarchy? */
+  isChildOf(name: string, parent: string): boolean {
+    return name.startsWith(parent + this.separator);
+  }
+
+  list(maildir: string): Promise<FolderEntry[]> {
+    return listFolders(maildir, { separator: this.separator });
+  }
+
+  /** Creates a folder as Dovecot does (directories, maildirfolder, a uidlist with a new UIDVALIDITY). */
+  async make(maildir: string, name: string): Promise<void> {
+    try {
+      await createFolder(maildir, name, this.#options);
+    } catch (err) {
+      if (err instanceof MailError) throw err;
+      throw new MailError('STORAGE_ERROR', `creating ${name}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+    }
+  }
+
+  /** The subscribed names; the file keeps levels, not separators, so either separator reads it. */
+  async subscriptions(maildir: string): Promise<string[]> {
+    const subs = await readSubscriptions(path.join(maildir, SUBSCRIPTIONS));
+    return subs.names.map((levels) => this.canonical(levels.join(this.separator)));
+  }
+
+  async setSubscription(maildir: string, name: string, on: boolean): Promise<void> {
+    await setSubscribed(path.join(maildir, SUBSCRIPTIONS), name.split(this.separator), on);
+  }
 }

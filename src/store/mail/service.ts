@@ -12,7 +12,7 @@ import type { DirectorySyncer } from '../dir-sync.js';
 import { maildirPath } from '../maildir.js';
 import { addUsage, readUsage } from '../quota.js';
 import type { DeliveredEvent, MaildirStore } from '../store.js';
-import { canonicalName, isInboxName, listAllFolders, makeFolder, resolveFolder, setSubscription, subscriptionList } from './formats.js';
+import { FolderNames, type Separator } from './formats.js';
 import { Mailbox } from './mailbox.js';
 import type { FolderInfo, MailboxStatus } from './types.js';
 
@@ -30,6 +30,8 @@ export interface MailServiceOptions {
   syncer: DirectorySyncer;
   /** Folders created on first login, with their special use (RFC 6154). */
   specialFolders: Record<string, string>;
+  /** The hierarchy separator clients see (default '.', Dovecot's for Maildir++). */
+  separator?: Separator;
   store?: MaildirStore;
 }
 
@@ -43,8 +45,12 @@ export class MailService {
   /** Mailboxes polled for other processes' changes, with how many sessions watch each. */
   readonly #watched = new Map<Mailbox, { watchers: number; timer: NodeJS.Timeout }>();
 
+  /** Folder names with the configured hierarchy separator. */
+  readonly names: FolderNames;
+
   constructor(opts: MailServiceOptions) {
     this.#opts = opts;
+    this.names = new FolderNames(opts.separator ?? '.');
     opts.store?.events.on('delivered', (e) => this.#onDelivered(e));
   }
 
@@ -166,13 +172,18 @@ export class Account {
   }
 
   /** The canonical spelling: INBOX (and an INBOX first level) in upper case. */
-  static canonical(name: string): string {
-    return canonicalName(name);
+  canonical(name: string): string {
+    return this.service.names.canonical(name);
+  }
+
+  /** The hierarchy separator of folder names. */
+  get separator(): Separator {
+    return this.service.names.separator;
   }
 
   /** Name and directory of a folder; BAD_MAILBOX_NAME for names that are not allowed. */
   #resolve(name: string, existing: boolean): { name: string; dir: string; levels: string[] } {
-    return resolveFolder(this.maildir, name, existing);
+    return this.service.names.resolve(this.maildir, name, existing);
   }
 
   /** Opens a folder; INBOX is created on first use. Release with close(). */
@@ -225,7 +236,7 @@ export class Account {
   /** Every folder with its attributes, INBOX first (parents that exist only as prefixes too). */
   async list(): Promise<FolderInfo[]> {
     await this.#ensureRoot();
-    const folders = await listAllFolders(this.maildir);
+    const folders = await this.service.names.list(this.maildir);
     const subscribed = new Set(await this.subscriptions());
     const special = { ...this.service.options.specialFolders, ...(await this.#specialUseOverrides()) };
     return folders.map((f) => ({
@@ -249,24 +260,24 @@ export class Account {
       const folder = existing.find((f) => f.name === name);
       if (folder?.exists || uses.has(use)) continue;
       try {
-        await makeFolder(this.maildir, name);
+        await this.service.names.make(this.maildir, name);
       } catch (err) {
         // Another process (or Dovecot) made it meanwhile: it exists, which is all we want.
         if (!(err instanceof MailError && err.code === 'ALREADY_EXISTS')) throw err;
       }
       uses.add(use);
-      if (!folder?.subscribed) await setSubscription(this.maildir, name, true);
+      if (!folder?.subscribed) await this.service.names.setSubscription(this.maildir, name, true);
     }
   }
 
   /** CREATE (RFC 3501 section 6.3.3; RFC 6154 CREATE-SPECIAL-USE). A trailing separator is dropped. */
   async create(name: string, specialUse?: string): Promise<void> {
-    const trimmed = name.endsWith('/') ? name.slice(0, -1) : name;
-    if (isInboxName(trimmed)) throw new MailError('ALREADY_EXISTS', 'INBOX exists');
+    const trimmed = name.endsWith(this.separator) ? name.slice(0, -1) : name;
+    if (this.service.names.isInbox(trimmed)) throw new MailError('ALREADY_EXISTS', 'INBOX exists');
     const folder = this.#resolve(trimmed, false);
     if (specialUse && !SPECIAL_USES.includes(specialUse)) throw new MailError('BAD_MAILBOX_NAME', `unknown special use ${specialUse}`);
     await this.#ensureRoot();
-    await makeFolder(this.maildir, folder.name);
+    await this.service.names.make(this.maildir, folder.name);
     if (specialUse) {
       const map = await this.#specialUseOverrides();
       map[folder.name] = specialUse;
@@ -279,8 +290,8 @@ export class Account {
     const folder = this.#resolve(name, true);
     if (folder.dir === this.maildir) throw new MailError('NOT_PERMITTED', 'INBOX cannot be deleted');
     if (!(await this.exists(folder.name))) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${folder.name}`);
-    const all = await listAllFolders(this.maildir);
-    if (all.some((f) => f.exists && f.name.startsWith(`${folder.name}/`))) throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
+    const all = await this.service.names.list(this.maildir);
+    if (all.some((f) => f.exists && this.service.names.isChildOf(f.name, folder.name))) throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
     // Out of sight atomically under Dovecot's name for it, then removed.
     const trash = path.join(this.maildir, '..DOVECOT-TRASHED');
     for (let attempt = 0; ; attempt++) {
@@ -309,11 +320,11 @@ export class Account {
   /** RENAME (RFC 3501 section 6.3.5): children move along; INBOX's messages move into a new folder. */
   async rename(from: string, to: string): Promise<void> {
     const source = this.#resolve(from, true);
-    if (isInboxName(to)) throw new MailError('ALREADY_EXISTS', 'INBOX exists');
+    if (this.service.names.isInbox(to)) throw new MailError('ALREADY_EXISTS', 'INBOX exists');
     const target = this.#resolve(to, false);
     if (!(await this.exists(source.name))) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${source.name}`);
     if (await this.exists(target.name)) throw new MailError('ALREADY_EXISTS', `${target.name} exists`);
-    if (target.name.startsWith(`${source.name}/`)) throw new MailError('NOT_PERMITTED', 'cannot rename a mailbox into itself');
+    if (this.service.names.isChildOf(target.name, source.name)) throw new MailError('NOT_PERMITTED', 'cannot rename a mailbox into itself');
     if (source.dir === this.maildir) {
       await this.create(target.name);
       const [inbox, dest] = [await this.open('INBOX'), await this.open(target.name)];
@@ -325,7 +336,7 @@ export class Account {
       }
       return;
     }
-    const children = (await listAllFolders(this.maildir)).filter((f) => f.exists && f.name.startsWith(`${source.name}/`));
+    const children = (await this.service.names.list(this.maildir)).filter((f) => f.exists && this.service.names.isChildOf(f.name, source.name));
     try {
       await fs.rename(source.dir, target.dir);
     } catch (err) {
@@ -346,9 +357,9 @@ export class Account {
     }
     // Subscriptions follow the rename, as Dovecot does.
     for (const sub of await this.subscriptions()) {
-      if (sub !== source.name && !sub.startsWith(`${source.name}/`)) continue;
-      await setSubscription(this.maildir, sub, false);
-      await setSubscription(this.maildir, target.name + sub.slice(source.name.length), true);
+      if (sub !== source.name && !this.service.names.isChildOf(sub, source.name)) continue;
+      await this.service.names.setSubscription(this.maildir, sub, false);
+      await this.service.names.setSubscription(this.maildir, target.name + sub.slice(source.name.length), true);
     }
     const map = await this.#specialUseOverrides();
     if (map[source.name]) {
@@ -359,14 +370,14 @@ export class Account {
   }
 
   async subscriptions(): Promise<string[]> {
-    return subscriptionList(this.maildir);
+    return this.service.names.subscriptions(this.maildir);
   }
 
   /** SUBSCRIBE/UNSUBSCRIBE: any valid name, existing or not (RFC 3501 section 6.3.6). */
   async subscribe(name: string, on: boolean): Promise<void> {
     const folder = this.#resolve(name, true);
     await this.#ensureRoot();
-    await setSubscription(this.maildir, folder.name, on);
+    await this.service.names.setSubscription(this.maildir, folder.name, on);
   }
 
   async status(name: string): Promise<MailboxStatus> {
