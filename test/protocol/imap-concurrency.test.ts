@@ -25,7 +25,11 @@ describe('IMAP concurrency', () => {
     for (const c of clients) {
       const list = await c.cmd('LIST "" "*"');
       assert.equal(list.status, 'OK');
-      for (const name of ['Sent', 'Drafts', 'Trash', 'Junk', 'Archive']) assert.ok(list.untagged.some((l) => l.endsWith(` "${name}"`) || l.endsWith(` ${name}`)), name);
+      for (const name of ['Sent', 'Drafts', 'Trash', 'Junk', 'Archive'])
+        assert.ok(
+          list.untagged.some((l) => l.endsWith(` "${name}"`) || l.endsWith(` ${name}`)),
+          name,
+        );
     }
     await Promise.all(clients.map((c) => c.logout()));
   });
