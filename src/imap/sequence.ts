@@ -41,28 +41,37 @@ export function parseSequenceSet(text: string): SeqRange[] {
 export function selectIndexes(ranges: SeqRange[], values: readonly number[], isUid: boolean): number[] {
   if (values.length === 0) return [];
   const max = isUid ? values[values.length - 1]! : values.length;
-  const out = new Set<number>();
-  for (const r of ranges) {
-    let from = r.from === Infinity ? max : r.from;
-    let to = r.to === Infinity ? max : r.to;
-    if (from > to) [from, to] = [to, from];
-    if (isUid) {
-      // Binary search for the first value >= from, walk to <= to.
-      let lo = 0;
-      let hi = values.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (values[mid]! < from) lo = mid + 1;
-        else hi = mid;
-      }
-      for (let i = lo; i < values.length && values[i]! <= to; i++) out.add(i);
-      // n:* with n beyond the last UID still means the last message.
-      if (r.to === Infinity && r.from > max) out.add(values.length - 1);
-    } else {
-      for (let seq = Math.max(1, from); seq <= Math.min(to, values.length); seq++) out.add(seq - 1);
-    }
+  if (ranges.length === 1) {
+    // One range (1:*, the common case) selects ascending indexes once each: no set, no sort.
+    const only: number[] = [];
+    addRange(ranges[0]!, values, isUid, max, (i) => only.push(i));
+    return only;
   }
+  const out = new Set<number>();
+  for (const r of ranges) addRange(r, values, isUid, max, (i) => out.add(i));
   return [...out].sort((a, b) => a - b);
+}
+
+/**
+ * Calls add(index) for the indexes one range selects, ascending. A range is taken in either
+ * order, so n:* with n beyond the last UID still means the last message (RFC 3501 section 6.4.8).
+ */
+function addRange(r: SeqRange, values: readonly number[], isUid: boolean, max: number, add: (i: number) => void): void {
+  let from = r.from === Infinity ? max : r.from;
+  let to = r.to === Infinity ? max : r.to;
+  if (from > to) [from, to] = [to, from];
+  if (isUid) {
+    let lo = 0;
+    let hi = values.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (values[mid]! < from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < values.length && values[i]! <= to; i++) add(i);
+  } else {
+    for (let seq = Math.max(1, from); seq <= Math.min(to, values.length); seq++) add(seq - 1);
+  }
 }
 
 /** Compact UID set text for responses (COPYUID, VANISHED, ESEARCH ALL): 1:3,7,9:10. */

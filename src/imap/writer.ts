@@ -48,7 +48,36 @@ export class ImapWriter {
 
   /** The socket changes after STARTTLS. */
   setSocket(socket: Duplex): void {
+    this.#uncork();
     this.#socket = socket;
+  }
+
+  /** The socket while its writes are held back (corked) until the end of this tick. */
+  #corked: Duplex | undefined;
+
+  /**
+   * Holds writes back until the end of the current tick, so the lines one command (or one
+   * IDLE push) produces leave in one write: a response, its literal and its closing parenthesis
+   * are one system call and, over TLS, one record (the socket has TCP_NODELAY).
+   */
+  #cork(): void {
+    if (this.#corked) return;
+    const socket = this.#socket;
+    this.#corked = socket;
+    socket.cork();
+    process.nextTick(() => {
+      if (this.#corked !== socket) return;
+      this.#corked = undefined;
+      socket.uncork();
+    });
+  }
+
+  /** Sends what is held back now (before a tagged reply, a continuation, or a wait for drain). */
+  #uncork(): void {
+    const socket = this.#corked;
+    if (!socket) return;
+    this.#corked = undefined;
+    socket.uncork();
   }
 
   /**
@@ -67,6 +96,7 @@ export class ImapWriter {
   #raw(data: string | Buffer): void {
     if (this.destroyed) return;
     this.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    this.#cork();
     this.#socket.write(data);
   }
 
@@ -74,6 +104,7 @@ export class ImapWriter {
   async flowControl(): Promise<void> {
     const socket = this.#socket;
     if (this.destroyed || socket.writableLength <= this.#opts.highWaterMark) return;
+    this.#uncork();
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         cleanup();
@@ -104,10 +135,12 @@ export class ImapWriter {
    */
   tagged(tag: string, status: 'OK' | 'NO' | 'BAD', text: string, code?: string): void {
     this.#raw(`${tag} ${status} ${code ? `[${code}] ` : ''}${printable(text)}\r\n`);
+    this.#uncork();
   }
 
   continuation(text = ''): void {
     this.#raw(`+ ${text}\r\n`);
+    this.#uncork();
   }
 
   /**
@@ -118,7 +151,17 @@ export class ImapWriter {
   async write(parts: OutputPart[]): Promise<void> {
     let pending: Array<string | Buffer> = [];
     const flush = () => {
-      for (const o of pending) this.#raw(o);
+      // One write per run of text, not one per part.
+      let text = '';
+      for (const o of pending) {
+        if (typeof o === 'string') text += o;
+        else {
+          if (text) this.#raw(text);
+          text = '';
+          this.#raw(o);
+        }
+      }
+      if (text) this.#raw(text);
       pending = [];
     };
     for (const p of parts) {

@@ -220,10 +220,11 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
   const needParse = needCache || items.some((i) => i.kind === 'section' && !isWholeMessage(i));
   if (needCache && indexes.length > 0) await mailbox.loadCache(CACHE_SCHEMA);
   let missing = 0;
-  const batch = new ResponseBatch(session);
-  const plan: FetchPlan = { mailbox, items, needParse, addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ') };
-  const streams = !needParse && items.some(isWholeMessage);
-  try {
+  if (items.every((i) => INDEX_ITEMS.has(i.kind))) {
+    // Only what the index knows (UID, FLAGS, sizes, dates, MODSEQ), the whole-mailbox listing
+    // of every client: each response is one string, no object per message, 64 KB per write.
+    const addModseq = session.condstore && !items.some((i) => i.kind === 'MODSEQ');
+    let chunk = '';
     for (const ix of indexes) {
       const u = selected.uids[ix]!;
       const rec = mailbox.record(u);
@@ -231,7 +232,41 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
         missing++;
         continue;
       }
-      const response = await fetchOne(plan, rec, ix + 1, seenNow.has(u));
+      chunk += `${chunk ? '\r\n' : ''}* ${ix + 1} FETCH (${indexItems(rec, items, seenNow.has(u), addModseq)})`;
+      if (chunk.length >= BATCH_BYTES) {
+        await session.writer.write([new Atom(chunk)]);
+        chunk = '';
+      }
+    }
+    if (chunk) await session.writer.write([new Atom(chunk)]);
+    return missing > 0 && missing === indexes.length ? { status: 'NO', code: 'EXPUNGEISSUED', text: 'Some messages were expunged' } : {};
+  }
+  const batch = new ResponseBatch(session);
+  const plan: FetchPlan = { mailbox, items, needParse, addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ') };
+  const streams = !needParse && items.some(isWholeMessage);
+  // Whole small messages are read ahead, READ_AHEAD files at once: one file at a time leaves
+  // the loop waiting on the thread pool (open, read, close) for every message.
+  const ahead = new Map<number, Promise<Buffer | undefined>>();
+  let next = 0;
+  try {
+    for (let k = 0; k < indexes.length; k++) {
+      const ix = indexes[k]!;
+      const u = selected.uids[ix]!;
+      if (streams) {
+        for (; next < indexes.length && next <= k + READ_AHEAD; next++) {
+          const nu = selected.uids[indexes[next]!]!;
+          const r = mailbox.record(nu);
+          if (r && r.size >= 0 && r.size <= SMALL_MESSAGE) ahead.set(nu, mailbox.read(nu).catch(() => undefined));
+        }
+      }
+      const body = ahead.get(u);
+      ahead.delete(u);
+      const rec = mailbox.record(u);
+      if (!rec) {
+        missing++;
+        continue;
+      }
+      const response = await fetchOne(plan, rec, ix + 1, seenNow.has(u), body);
       if (!response) {
         missing++;
         continue;
@@ -337,7 +372,52 @@ class MessageFetch {
   }
 }
 
-async function fetchOne(plan: FetchPlan, rec: MessageRecord, seq: number, flagsChanged: boolean): Promise<OutputPart[] | undefined> {
+const INDEX_ITEMS = new Set<Item['kind']>(['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ']);
+
+/** The FETCH data of index-only items, as fetchOne writes them. */
+function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, addModseq: boolean): string {
+  let out = '';
+  let flagsDone = false;
+  for (const item of items) {
+    if (out) out += ' ';
+    switch (item.kind) {
+      case 'UID':
+        out += `UID ${rec.uid}`;
+        break;
+      case 'FLAGS':
+        out += `FLAGS ${flagList(rec)}`;
+        flagsDone = true;
+        break;
+      case 'INTERNALDATE':
+        out += `INTERNALDATE ${quote(imapDate(rec.internalDate))}`;
+        break;
+      case 'RFC822.SIZE':
+        out += `RFC822.SIZE ${rec.vsize}`;
+        break;
+      case 'MODSEQ':
+        out += `MODSEQ (${rec.modseq})`;
+        break;
+    }
+  }
+  if (flagsChanged && !flagsDone) out += `${out ? ' ' : ''}FLAGS ${flagList(rec)}`;
+  if (addModseq) out += `${out ? ' ' : ''}MODSEQ (${rec.modseq})`;
+  return out;
+}
+
+const SMALL_MESSAGE = 256 * 1024;
+const READ_AHEAD = 16;
+
+/** A stored message as IMAP presents it, in memory: what CrlfStream does to a stream. */
+function imapBody(raw: Buffer): Buffer {
+  let out = lfToCrlf(raw);
+  if (out.indexOf(0) !== -1) {
+    if (out === raw) out = Buffer.from(out);
+    for (let i = out.indexOf(0); i !== -1; i = out.indexOf(0, i + 1)) out[i] = 0x80;
+  }
+  return out;
+}
+
+async function fetchOne(plan: FetchPlan, rec: MessageRecord, seq: number, flagsChanged: boolean, body?: Promise<Buffer | undefined>): Promise<OutputPart[] | undefined> {
   const m = new MessageFetch(plan, rec, seq);
   let flagsDone = false;
   for (const item of plan.items) {
@@ -367,6 +447,12 @@ async function fetchOne(plan: FetchPlan, rec: MessageRecord, seq: number, flagsC
         break;
       }
       case 'section': {
+        if (isWholeMessage(item) && !plan.needParse && body) {
+          const raw = await body;
+          if (!raw) return undefined;
+          m.addValue(item.label, new Literal(imapBody(raw)));
+          break;
+        }
         if (isWholeMessage(item) && !plan.needParse) {
           const stream = await plan.mailbox.openStream(rec.uid);
           if (!stream) return undefined;

@@ -456,10 +456,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
     const [newNames, curNames] = await Promise.all([fs.readdir(newDir), fs.readdir(curDir)]);
     const onDisk = new Map<string, { name: string; inNew: boolean }>();
-    for (const name of curNames) if (name[0] !== '.') onDisk.set(parseName(name).base, { name, inNew: false });
+    for (const name of curNames) if (name[0] !== '.') onDisk.set(baseOf(name), { name, inNew: false });
     for (const name of newNames) {
       if (name[0] === '.') continue;
-      const base = parseName(name).base;
+      const base = baseOf(name);
       if (!onDisk.has(base)) onDisk.set(base, { name, inNew: true });
     }
 
@@ -481,6 +481,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     for (const [base, { name, inNew }] of onDisk) {
       const uid = this.#byBase.get(base);
       if (uid === undefined) continue; // could not be assigned (lock timeout): next sync
+      const same = this.#records.get(uid);
+      if (same && same.name === name && same.inNew === inNew) continue; // nothing to parse
       const parsed = parseName(name);
       if (parsed.keywords.some((k) => !this.#keywords[k])) await this.#reloadKeywords();
       const keywords = this.#keywordsOf(parsed.keywords);
@@ -935,6 +937,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     for (const uid of this.#uids) if (!(this.#records.get(uid)!.flags & FLAG_SEEN)) unseen++;
     return { messages: this.#uids.length, unseen };
   }
+}
+
+/** The base of a Maildir file name (before the last ':'), as parseName(name).base. */
+function baseOf(name: string): string {
+  const at = name.lastIndexOf(':');
+  return at < 0 ? name : name.slice(0, at);
 }
 
 function compareBases(a: string, b: string): number {
