@@ -33,12 +33,16 @@ import {
   withUidlistLock,
 } from './formats.js';
 import type { KeywordTable } from '../dovecot/index.js';
+import { acquireDotlock } from '../dovecot/dotlock.js';
+import { replaceFile } from '../dovecot/fsutil.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
 const INDEX_FILE = 'maild-index';
+/** A line of maild-index: i/h <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
+const INDEX_LINE = /^([ihmxs]) (\d{1,15})(?: (\d{1,15}))?(?: (\d{1,15}) (\d{1,15}))?$/;
 const MAX_KEYWORDS = 26;
 /** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
 const MAX_EXPUNGE_LOG = 100_000;
@@ -121,6 +125,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   #uidlistCorrupt = false;
   #expungeLog: Array<{ uid: number; modseq: number }> = [];
   #indexLines = 0;
+  /** maild-index ends in a cut line (a crash mid-write): the next append starts a new line. */
+  #tornTail = false;
   /** Bases expunged since the uidlist was last rewritten. */
   readonly #goneBases = new Set<string>();
   #newMtime = -1;
@@ -366,20 +372,26 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       this.#indexLines = 0;
       return;
     }
-    for (const line of lines.slice(1)) {
-      const [kind, a, b, c, d] = line.split(' ');
+    // Only whole lines count: a write cut by a crash leaves an unterminated tail, which is
+    // ignored (and the next append starts on a fresh line). Lines that do not parse are skipped.
+    const complete = lines.length - 1; // the last element: '' or the torn tail
+    this.#tornTail = text.length > 0 && !text.endsWith('\n');
+    for (let i = 1; i < complete; i++) {
+      const m = INDEX_LINE.exec(lines[i]!);
+      if (!m) continue;
+      const [, kind, a, b, c, d] = m;
       const uid = Number(a);
       if (kind === 'h') this.highestModseq = Math.max(this.highestModseq, uid);
-      else if (kind === 'm') {
+      else if (kind === 'm' && b !== undefined && c === undefined) {
         const e = this.#indexed.get(uid) ?? { modseq: 0 };
         e.modseq = Number(b);
         this.#indexed.set(uid, e);
         this.highestModseq = Math.max(this.highestModseq, e.modseq);
-      } else if (kind === 'x') {
+      } else if (kind === 'x' && b !== undefined && c === undefined) {
         this.#indexed.delete(uid);
         this.#expungeLog.push({ uid, modseq: Number(b) });
         this.highestModseq = Math.max(this.highestModseq, Number(b));
-      } else if (kind === 's') {
+      } else if (kind === 's' && d !== undefined) {
         const e = this.#indexed.get(uid) ?? { modseq: 0 };
         e.size = Number(b);
         e.vsize = Number(c);
@@ -398,7 +410,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       await this.#rewriteIndex();
       return;
     }
-    await fs.appendFile(file, `${lines.join('\n')}\n`);
+    // One write with O_APPEND, so other processes' lines never interleave inside ours.
+    await fs.appendFile(file, `${this.#tornTail ? '\n' : ''}${lines.join('\n')}\n`);
+    this.#tornTail = false;
     this.#indexLines += lines.length;
     if (this.#indexLines > 4 * (this.#records.size + this.#expungeLog.length) + 1000) await this.#rewriteIndex();
   }
@@ -413,9 +427,15 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (r.vsize >= 0 && r.internalDate >= 0) out.push(`s ${uid} ${r.size} ${r.vsize} ${Math.round(r.internalDate)}`);
     }
     const file = path.join(this.dir, INDEX_FILE);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await fs.writeFile(tmp, `${out.join('\n')}\n`);
-    await fs.rename(tmp, file);
+    // Under a dot-lock against another process compacting at once; written to a temp file,
+    // fsynced and renamed over the log, so a crash leaves the old log or the new one.
+    const lock = await acquireDotlock(file, { timeoutMs: 5000, staleMs: 30_000 });
+    try {
+      await replaceFile(file, `${out.join('\n')}\n`, `${file}.${process.pid}.tmp`, { fsync: true });
+    } finally {
+      await lock.release();
+    }
+    this.#tornTail = false;
     this.#indexLines = out.length;
   }
 
