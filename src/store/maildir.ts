@@ -46,7 +46,9 @@ const hostPart = os
  * The Q counter keeps names unique within one microsecond of one process.
  */
 export function uniqueBaseName(now = Date.now()): string {
-  const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000) % 1_000_000;
+  // The microseconds belong to the same clock reading as the seconds (Dovecot orders new files by
+  // both): the milliseconds of `now`, and the sub-millisecond part of the monotonic clock.
+  const micros = (now % 1000) * 1000 + (Math.floor(performance.now() * 1000) % 1000);
   sequence = (sequence + 1) % 1_000_000_000;
   return `${Math.floor(now / 1000)}.M${micros}P${process.pid}Q${sequence}.${hostPart}`;
 }

@@ -590,7 +590,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         this.uidNext = Math.max(this.uidNext, current.nextUid);
       }
       // Delivery order: base names start with the delivery time.
-      const missing = bases.filter((b) => !this.#byBase.has(b)).sort(compareBases);
+      const missing = sortBases(bases.filter((b) => !this.#byBase.has(b)));
       const records = missing.map((base) => ({ uid: this.uidNext++, base }));
       for (const r of records) this.#byBase.set(r.base, r.uid);
       if (!current || current.corrupt) {
@@ -965,11 +965,23 @@ function baseOf(name: string): string {
   return at < 0 ? name : name.slice(0, at);
 }
 
-function compareBases(a: string, b: string): number {
-  const ta = Number(a.split('.')[0]);
-  const tb = Number(b.split('.')[0]);
-  if (ta !== tb && Number.isFinite(ta) && Number.isFinite(tb)) return ta - tb;
-  return a < b ? -1 : a > b ? 1 : 0;
+/**
+ * New files in the order Dovecot gives them UIDs (maildir_filename_sort_cmp): by the seconds,
+ * then the microseconds of M<usec>, numerically, then by name. Keys are computed once per name.
+ */
+function sortBases(bases: string[]): string[] {
+  const keyed = bases.map((base) => {
+    const dot = base.indexOf('.');
+    const secs = Number(dot < 0 ? base : base.slice(0, dot));
+    const usecs = dot >= 0 && base[dot + 1] === 'M' ? parseInt(base.slice(dot + 2), 10) : NaN;
+    return { base, secs, usecs };
+  });
+  keyed.sort((x, y) => {
+    if (Number.isFinite(x.secs) && Number.isFinite(y.secs) && x.secs !== y.secs) return x.secs - y.secs;
+    if (Number.isFinite(x.usecs) && Number.isFinite(y.usecs) && x.usecs !== y.usecs) return x.usecs - y.usecs;
+    return x.base < y.base ? -1 : x.base > y.base ? 1 : 0;
+  });
+  return keyed.map((k) => k.base);
 }
 
 export function binarySearch(sorted: readonly number[], value: number): number {
