@@ -46,12 +46,22 @@ const hostPart = os
  * The Q counter keeps names unique within one microsecond of one process.
  */
 export function uniqueBaseName(now = Date.now()): string {
-  // The microseconds belong to the same clock reading as the seconds (Dovecot orders new files by
-  // both): the milliseconds of `now`, and the sub-millisecond part of the monotonic clock.
-  const micros = (now % 1000) * 1000 + (Math.floor(performance.now() * 1000) % 1000);
+  // Dovecot gives new files their UIDs ordered by the seconds, then the microseconds: the
+  // microseconds belong to the same clock reading as the seconds (the milliseconds of `now` and
+  // the sub-millisecond part of the monotonic clock), and never go back within one second, so
+  // the names of one process sort in the order they were made.
+  const seconds = Math.floor(now / 1000);
+  let micros = (now % 1000) * 1000 + (Math.floor(performance.now() * 1000) % 1000);
+  if (seconds === lastSeconds && micros <= lastMicros) micros = Math.min(lastMicros + 1, 999_999);
+  if (seconds >= lastSeconds) {
+    lastSeconds = seconds;
+    lastMicros = micros;
+  }
   sequence = (sequence + 1) % 1_000_000_000;
-  return `${Math.floor(now / 1000)}.M${micros}P${process.pid}Q${sequence}.${hostPart}`;
+  return `${seconds}.M${micros}P${process.pid}Q${sequence}.${hostPart}`;
 }
+let lastSeconds = 0;
+let lastMicros = -1;
 
 /** The name in new/: the base plus Dovecot's size fields (S= bytes on disk, W= size with CRLF line ends). */
 export function deliveredName(base: string, size: number, virtualSize: number): string {

@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import type { UserRecord } from '../../src/directory/types.js';
 import { silentLogger } from '../../src/log.js';
 import { DirectorySyncer } from '../../src/store/dir-sync.js';
-import { maildirPath, sizeFromName } from '../../src/store/maildir.js';
+import { maildirPath, sizeFromName, uniqueBaseName } from '../../src/store/maildir.js';
+import { compareMaildirNames } from '../../src/store/dovecot/filename.js';
 import { readUsage } from '../../src/store/quota.js';
 import { MaildirStore, type DeliveredEvent } from '../../src/store/store.js';
 
@@ -182,5 +183,15 @@ describe('directory fsync group commit', () => {
       await syncer.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('unique names', () => {
+  it("sort in the order they were made by Dovecot's rule (seconds, then microseconds), so UIDs follow delivery order", () => {
+    const made: string[] = [];
+    for (let i = 0; i < 5000; i++) made.push(uniqueBaseName());
+    assert.equal(new Set(made).size, made.length, 'unique');
+    assert.deepEqual([...made].sort(compareMaildirNames), made);
+    for (const name of made) assert.match(name, /^\d+\.M\d{1,6}P\d+Q\d+\./);
   });
 });
