@@ -3,16 +3,29 @@
  * ignored, sizes and MODSEQs stay right, and the next append starts on a line of its own.
  */
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loggedIn } from '../helpers/imap-client.js';
-import { startTestServer } from '../helpers/server.js';
+import { startTestServer as startServer, type TestServer } from '../helpers/server.js';
 
 describe('maild-index', () => {
   const roots: string[] = [];
+  // Servers still running when a test fails are stopped here, so a failure never hangs the run.
+  const running = new Set<TestServer>();
+  const startTestServer = async (opts: { mailRoot: string }) => {
+    const srv = await startServer(opts);
+    running.add(srv);
+    const stop = srv.stop.bind(srv);
+    srv.stop = async () => {
+      running.delete(srv);
+      await stop();
+    };
+    return srv;
+  };
   after(async () => {
+    for (const srv of running) await srv.stop();
     for (const r of roots) await rm(r, { recursive: true, force: true });
   });
 
@@ -48,5 +61,30 @@ describe('maild-index', () => {
     const valid = /^([ihmxs]) (\d+)(?: (\d+))?(?: (\d+) (\d+))?$/;
     const after = lines.slice(lines.indexOf('s 1 5 5') + 1, -1);
     assert.ok(after.length > 0 && after.every((l) => valid.test(l)), JSON.stringify(after));
+  });
+
+  it('starts MODSEQs above what clients knew when the index is lost (or was Dovecot\'s), so CHANGEDSINCE returns every message', async () => {
+    const mailRoot = await mkdtemp(path.join(os.tmpdir(), 'maild-index-'));
+    roots.push(mailRoot);
+    const message = 'From: a@remote.example\r\nSubject: modseq\r\n\r\nbody\r\n';
+    let srv = await startTestServer({ mailRoot });
+    let c = await loggedIn(srv);
+    for (let i = 0; i < 3; i++) await c.cmd(`APPEND INBOX {${message.length}+}\r\n${message}`);
+    const first = await c.cmd('SELECT INBOX (CONDSTORE)');
+    const known = BigInt(/HIGHESTMODSEQ (\d+)/.exec(first.untagged.join('\n'))![1]!);
+    await c.logout();
+    await srv.stop();
+
+    await unlink(path.join(mailRoot, 'example.test/alice/maild-index'));
+    srv = await startTestServer({ mailRoot });
+    c = await loggedIn(srv);
+    const again = await c.cmd('SELECT INBOX (CONDSTORE)');
+    assert.match(again.untagged.join('\n'), /UIDVALIDITY/);
+    const now = BigInt(/HIGHESTMODSEQ (\d+)/.exec(again.untagged.join('\n'))![1]!);
+    assert.ok(now > known, `${now} > ${known}`);
+    const changed = await c.cmd(`UID FETCH 1:* (FLAGS) (CHANGEDSINCE ${known})`);
+    assert.equal(changed.untagged.filter((l) => / FETCH /.test(l)).length, 3, changed.untagged.join('\n'));
+    await c.logout();
+    await srv.stop();
   });
 });

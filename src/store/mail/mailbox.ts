@@ -42,7 +42,7 @@ import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
 const INDEX_FILE = 'maild-index';
 /** A line of maild-index: i/h <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
-const INDEX_LINE = /^([ihmxs]) (\d{1,15})(?: (\d{1,15}))?(?: (\d{1,15}) (\d{1,15}))?$/;
+const INDEX_LINE = /^([ihmxs]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
 const MAX_KEYWORDS = 26;
 /** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
 const MAX_EXPUNGE_LOG = 100_000;
@@ -365,10 +365,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const lines = text.split('\n');
     const header = /^i (\d+)$/.exec(lines[0] ?? '');
     if (!header || Number(header[1]) !== this.uidValidity || this.uidValidity === 0) {
-      // No index, or one that belongs to an older incarnation of the mailbox: start fresh.
+      // No index, or one that belongs to an older incarnation of the mailbox: start fresh. The
+      // first MODSEQ comes from the clock, above any a client may know for this UIDVALIDITY
+      // (Dovecot's, or ours before the index was lost), so a CONDSTORE/QRESYNC client asking for
+      // changes since what it knew gets every message's flags again instead of missing changes.
       this.#indexed.clear();
       this.#expungeLog = [];
-      this.highestModseq = 1;
+      this.highestModseq = Date.now() * 1000;
       this.#indexLines = 0;
       return;
     }
