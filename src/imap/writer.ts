@@ -5,6 +5,7 @@
  * reads nothing for `stallTimeoutMs` is disconnected (RFC 3501 leaves flow control to TCP; an
  * unbounded buffer would let one client exhaust the server's memory).
  */
+import { waitForDrain } from '../flow-control.js';
 import type { Duplex, Readable } from 'node:stream';
 import { encodeValue, type ImapValue } from './values.js';
 
@@ -24,7 +25,7 @@ export interface WriterOptions {
   utf8?: boolean;
 }
 
-export class StalledClientError extends Error {}
+export { StalledClientError } from '../flow-control.js';
 
 /** Text safe inside a response line: printable ASCII only. */
 export function printable(text: string): string {
@@ -105,23 +106,7 @@ export class ImapWriter {
     const socket = this.#socket;
     if (this.destroyed || socket.writableLength <= this.#opts.highWaterMark) return;
     this.#uncork();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new StalledClientError('client stopped reading'));
-      }, this.#opts.stallTimeoutMs);
-      const done = () => {
-        cleanup();
-        resolve();
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        socket.off('drain', done);
-        socket.off('close', done);
-      };
-      socket.on('drain', done);
-      socket.on('close', done);
-    });
+    await waitForDrain(socket, this.#opts.highWaterMark, this.#opts.stallTimeoutMs);
   }
 
   /** `* <text>` */

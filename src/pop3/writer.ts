@@ -4,6 +4,7 @@
  * read (RETR of a large message streams at the client's pace), and a client that reads nothing
  * for `stallTimeoutMs` is disconnected.
  */
+import { waitForDrain } from '../flow-control.js';
 import type { Duplex } from 'node:stream';
 
 export interface Pop3WriterOptions {
@@ -11,7 +12,7 @@ export interface Pop3WriterOptions {
   stallTimeoutMs: number;
 }
 
-export class StalledClientError extends Error {}
+export { StalledClientError } from '../flow-control.js';
 
 /** Text safe in a response line: printable ASCII only (RFC 2449 section 4: responses are 7-bit). */
 export function printable(text: string, max = 200): string {
@@ -86,22 +87,6 @@ export class Pop3Writer {
   async flowControl(): Promise<void> {
     const socket = this.#socket;
     if (this.destroyed || socket.writableLength <= this.#opts.highWaterMark) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new StalledClientError('client stopped reading'));
-      }, this.#opts.stallTimeoutMs);
-      const done = () => {
-        cleanup();
-        resolve();
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        socket.off('drain', done);
-        socket.off('close', done);
-      };
-      socket.on('drain', done);
-      socket.on('close', done);
-    });
+    await waitForDrain(socket, this.#opts.highWaterMark, this.#opts.stallTimeoutMs);
   }
 }
