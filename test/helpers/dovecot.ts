@@ -35,16 +35,31 @@ export interface Doveadm {
   chownTree(p: string): Promise<void>;
 }
 
+/** The uid/gid Dovecot runs mail processes as in the tests: nobody as root (Dovecot refuses root). */
+export function dovecotIds(): { uid: number; gid: number } {
+  const root = process.getuid!() === 0;
+  return { uid: root ? 65534 : process.getuid!(), gid: root ? 65534 : process.getgid!() };
+}
+
+/** Hands a tree to Dovecot's user (as root only); files removed meanwhile are skipped. */
+export async function chownForDovecot(p: string): Promise<void> {
+  if (process.getuid!() !== 0) return;
+  const { uid, gid } = dovecotIds();
+  try {
+    await chown(p, uid, gid);
+    if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await chownForDovecot(path.join(p, e));
+  } catch (err) {
+    // e.g. a lock file maild just removed
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
 /**
- * doveadm for the Maildir at `root` (Maildir++ layout, '/' as the separator). Its configuration
- * and runtime directories go to `work` (by default the Maildir's parent). Dovecot refuses to
- * touch mail as root, so as root the tree is handed to nobody (65534), which root still reaches.
+ * A minimal dovecot.conf in `work` serving the Maildir `maildir` (Maildir++, "/" as separator,
+ * in-memory indexes) with `extra` settings; returns its path.
  */
-export async function doveadmOn(root: string, work = path.dirname(root)): Promise<Doveadm> {
-  const doveadm = requireDoveadm();
-  const uid = process.getuid!() === 0 ? 65534 : process.getuid!();
-  const gid = process.getuid!() === 0 ? 65534 : process.getgid!();
-  await mkdir(work, { recursive: true });
+export async function writeDovecotConfig(work: string, maildir: string, extra: string[] = []): Promise<string> {
+  const { uid, gid } = dovecotIds();
   const conf = path.join(work, 'dovecot.conf');
   await writeFile(
     conf,
@@ -59,7 +74,8 @@ export async function doveadmOn(root: string, work = path.dirname(root)): Promis
       'first_valid_uid = 1',
       'first_valid_gid = 1',
       'mailbox_list_index = no',
-      `mail_location = maildir:${root}:LAYOUT=maildir++:INDEX=MEMORY`,
+      `mail_location = maildir:${maildir}:LAYOUT=maildir++:INDEX=MEMORY`,
+      ...extra,
       'namespace inbox {',
       '  inbox = yes',
       '  separator = /',
@@ -67,13 +83,20 @@ export async function doveadmOn(root: string, work = path.dirname(root)): Promis
       '',
     ].join('\n'),
   );
-  const chownTree = async (p: string): Promise<void> => {
-    if (process.getuid!() !== 0) return;
-    await chown(p, uid, gid);
-    if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await chownTree(path.join(p, e));
-  };
+  return conf;
+}
+
+/**
+ * doveadm for the Maildir at `root` (Maildir++ layout, '/' as the separator). Its configuration
+ * and runtime directories go to `work` (by default the Maildir's parent). Dovecot refuses to
+ * touch mail as root, so as root the tree is handed to nobody (65534), which root still reaches.
+ */
+export async function doveadmOn(root: string, work = path.dirname(root)): Promise<Doveadm> {
+  const doveadm = requireDoveadm();
+  await mkdir(work, { recursive: true });
+  const conf = await writeDovecotConfig(work, root);
   await chmod(work, 0o755);
-  await chownTree(root);
+  await chownForDovecot(root);
   const env = { ...process.env, USER: 'fixture', HOME: work };
   return {
     json: async (...args: string[]) =>
@@ -82,6 +105,6 @@ export async function doveadmOn(root: string, work = path.dirname(root)): Promis
       const child = spawn(doveadm, ['-c', conf, ...args], { env, stdio: ['ignore', 'ignore', 'inherit'] });
       return new Promise<number | null>((r) => child.on('exit', r));
     },
-    chownTree,
+    chownTree: chownForDovecot,
   };
 }

@@ -10,9 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { access, chmod, chown, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { chownForDovecot, writeDovecotConfig } from '../helpers/dovecot.js';
 import { Pop3TestClient } from '../helpers/pop3-client.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
@@ -66,44 +67,10 @@ async function dovecotProcess(work: string, maildir: string, top: string, opts: 
       `${DOVECOT_POP3} is missing: the Dovecot interop test needs the dovecot-pop3d package (apt-get install dovecot-pop3d; .ci/run installs it)`,
     );
   });
-  const uid = process.getuid!() === 0 ? 65534 : process.getuid!();
-  const gid = process.getuid!() === 0 ? 65534 : process.getgid!();
   await mkdir(work, { recursive: true });
   await chmod(work, 0o755);
-  const conf = path.join(work, 'dovecot.conf');
-  await writeFile(
-    conf,
-    [
-      `base_dir = ${work}/run`,
-      `state_dir = ${work}/state`,
-      'log_path = /dev/stderr',
-      'ssl = no',
-      'protocols =',
-      `mail_uid = ${uid}`,
-      `mail_gid = ${gid}`,
-      'first_valid_uid = 1',
-      'first_valid_gid = 1',
-      'mailbox_list_index = no',
-      `mail_location = maildir:${maildir}:LAYOUT=maildir++:INDEX=MEMORY`,
-      `pop3_lock_session = ${opts.lockSession ? 'yes' : 'no'}`,
-      'namespace inbox {',
-      '  inbox = yes',
-      '  separator = /',
-      '}',
-      '',
-    ].join('\n'),
-  );
-  const chownTree = async (p: string): Promise<void> => {
-    if (process.getuid!() !== 0) return;
-    try {
-      await chown(p, uid, gid);
-      if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await chownTree(path.join(p, e));
-    } catch (err) {
-      // A lock file maild just removed (its uidlist compaction after the session).
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-  };
-  await chownTree(maildir);
+  const conf = await writeDovecotConfig(work, maildir, [`pop3_lock_session = ${opts.lockSession ? 'yes' : 'no'}`]);
+  await chownForDovecot(maildir);
   // Dovecot (as nobody) must reach the Maildir through the test's private directories (up to `top`).
   for (let dir = path.dirname(maildir); dir.startsWith(top); dir = path.dirname(dir)) await chmod(dir, 0o755);
   // Through pipes, as Dovecot's own tests drive a preauthenticated process.
