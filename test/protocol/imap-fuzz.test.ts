@@ -31,22 +31,12 @@ import { formatSet, parseSequenceSet, selectIndexes } from '../../src/imap/seque
 import type { ImapSession } from '../../src/imap/session.js';
 import { ImapTestClient, loggedIn } from '../helpers/imap-client.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
+import { seededRandom as rng } from '../helpers/prng.js';
 
 const SEED = Number(process.env.MAILD_FUZZ_SEED ?? Date.now() % 1_000_000);
 /** MAILD_FUZZ_SCALE=10 fuzzes ten times as long (for a hunt; CI runs the default). */
 const SCALE = Number(process.env.MAILD_FUZZ_SCALE ?? 1);
 
-/** A small seeded PRNG (mulberry32), as in smtp-fuzz.test.ts. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rng = () => number;
 const int = (r: Rng, n: number) => Math.floor(r() * n);
 const pick = <T>(r: Rng, xs: readonly T[]): T => xs[int(r, xs.length)]!;

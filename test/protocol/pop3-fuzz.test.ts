@@ -9,18 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Pop3TestClient } from '../helpers/pop3-client.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from '../helpers/prng.js';
 
 const COMMANDS = [
   'USER',

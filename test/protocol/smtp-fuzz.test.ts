@@ -9,18 +9,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-
-/** A small seeded PRNG (mulberry32) so a failing run can be repeated with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as rng } from '../helpers/prng.js';
 
 const VERBS = [
   'HELO',
