@@ -11,31 +11,11 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { messageFileAccess } from '../../src/store/mail/mailbox.js';
 import { loggedIn, type ImapTestClient } from '../helpers/imap-client.js';
+import { MIME_MESSAGE_LINES } from '../helpers/messages.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const MESSAGES = [
-  [
-    'From: "Zoë Example" <zoe@remote.example>',
-    'To: alice@example.test, "Bob B" <bob@example.test>',
-    'Subject: =?UTF-8?B?R3LDvMOfZQ==?= from Zoë',
-    'Date: Sun, 22 Nov 2026 04:01:00 +0000',
-    'Message-ID: <mime-1@remote.example>',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    'The quick brown fox jumps over the lazy dog.',
-    '--b1',
-    'Content-Type: application/octet-stream; name="data.bin"',
-    'Content-Disposition: attachment; filename="data.bin"',
-    'Content-Transfer-Encoding: base64',
-    '',
-    'AAECAwQFBgc=',
-    '--b1--',
-    '',
-  ],
+  MIME_MESSAGE_LINES,
   [
     'From: Carol <carol@example.test>',
     'To: alice@example.test',
@@ -150,7 +130,8 @@ describe('IMAP metadata cache', () => {
     SEARCHES.forEach(([cmd, expected], i) => assert.equal(first.searches[i], expected, cmd));
     assert.equal(first.fetch.length, MESSAGES.length);
     // What FETCH always answered for it (test/protocol/imap-mailbox.test.ts), now from the cache.
-    const utf8Literals = (text: string) => text.replace(/"([^"]*ë[^"]*)"/g, (_m, t: string) => `{${Buffer.byteLength(t)}}\r\n${Buffer.from(t).toString('latin1')}`);
+    const utf8Literals = (text: string) =>
+      text.replace(/"([^"]*ë[^"]*)"/g, (_m, t: string) => `{${Buffer.byteLength(t)}}\r\n${Buffer.from(t).toString('latin1')}`);
     assert.equal(
       first.fetch[0]!.replace(/UID \d+ /, ''),
       utf8Literals(

@@ -9,30 +9,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loggedIn } from '../helpers/imap-client.js';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
+import { MIME_MESSAGE } from '../helpers/messages.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-
-const MIME_MESSAGE = [
-  'From: "Zoë Example" <zoe@remote.example>',
-  'To: alice@example.test, "Bob B" <bob@example.test>',
-  'Subject: =?UTF-8?B?R3LDvMOfZQ==?= from Zoë',
-  'Date: Sun, 22 Nov 2026 04:01:00 +0000',
-  'Message-ID: <mime-1@remote.example>',
-  'MIME-Version: 1.0',
-  'Content-Type: multipart/mixed; boundary="b1"',
-  '',
-  '--b1',
-  'Content-Type: text/plain; charset=utf-8',
-  '',
-  'The quick brown fox jumps over the lazy dog.',
-  '--b1',
-  'Content-Type: application/octet-stream; name="data.bin"',
-  'Content-Disposition: attachment; filename="data.bin"',
-  'Content-Transfer-Encoding: base64',
-  '',
-  'AAECAwQFBgc=',
-  '--b1--',
-  '',
-].join('\r\n');
 
 describe('IMAP mailboxes', () => {
   let srv: TestServer;
@@ -129,7 +107,9 @@ describe('IMAP mailboxes', () => {
 
   it('APPENDs with flags, keywords and date, and FETCHes what it stored', async () => {
     const c = await loggedIn(srv);
-    const app = await c.cmd(`APPEND Notes (\\Flagged $Forwarded Project-X) "05-Nov-2026 13:14:15 +0100" {${Buffer.byteLength(MIME_MESSAGE)}}\r\n${MIME_MESSAGE}`);
+    const app = await c.cmd(
+      `APPEND Notes (\\Flagged $Forwarded Project-X) "05-Nov-2026 13:14:15 +0100" {${Buffer.byteLength(MIME_MESSAGE)}}\r\n${MIME_MESSAGE}`,
+    );
     assert.equal(app.status, 'OK', app.text);
     const m = /^APPENDUID (\d+) (\d+)$/.exec(app.code!);
     assert.ok(m, app.code);
@@ -137,11 +117,17 @@ describe('IMAP mailboxes', () => {
     await c.cmd('SELECT Notes');
     const f = await c.cmd('UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE)');
     assert.equal(f.untagged.length, 1);
-    assert.match(f.untagged[0]!, /^1 FETCH \(UID 1 FLAGS \(\\Flagged \$Forwarded Project-X\) INTERNALDATE "05-Nov-2026 \d\d:14:15 [+-]\d{4}" RFC822\.SIZE (\d+)\)$/);
+    assert.match(
+      f.untagged[0]!,
+      /^1 FETCH \(UID 1 FLAGS \(\\Flagged \$Forwarded Project-X\) INTERNALDATE "05-Nov-2026 \d\d:14:15 [+-]\d{4}" RFC822\.SIZE (\d+)\)$/,
+    );
     const size = Number(/RFC822\.SIZE (\d+)/.exec(f.untagged[0]!)![1]);
     assert.equal(size, Buffer.byteLength(MIME_MESSAGE), 'RFC822.SIZE counts CRLF');
     const whole = await c.cmd('FETCH 1 BODY.PEEK[]');
-    assert.ok(whole.untagged[0]!.endsWith(`BODY[] {${size}}\r\n${Buffer.from(MIME_MESSAGE).toString('latin1')})`), 'the whole message, byte for byte');
+    assert.ok(
+      whole.untagged[0]!.endsWith(`BODY[] {${size}}\r\n${Buffer.from(MIME_MESSAGE).toString('latin1')})`),
+      'the whole message, byte for byte',
+    );
     // Stored with LF line ends, Dovecot-style name with S= and W=.
     const files = await readdir(path.join(srv.mailRoot, 'example.test/alice/.Notes/cur'));
     assert.equal(files.length, 1);
@@ -158,10 +144,16 @@ describe('IMAP mailboxes', () => {
     assert.equal(env.untagged.length, 1, JSON.stringify(env));
     assert.equal(
       env.untagged[0],
-      '1 FETCH (ENVELOPE ("Sun, 22 Nov 2026 04:01:00 +0000" "=?UTF-8?B?R3LDvMOfZQ==?= from Zoë" (("Zoë Example" NIL "zoe" "remote.example")) (("Zoë Example" NIL "zoe" "remote.example")) (("Zoë Example" NIL "zoe" "remote.example")) ((NIL NIL "alice" "example.test")("Bob B" NIL "bob" "example.test")) NIL NIL NIL "<mime-1@remote.example>"))'.replace(/"([^"]*ë[^"]*)"/g, (_m, s: string) => `{${Buffer.byteLength(s)}}\r\n${Buffer.from(s).toString('latin1')}`),
+      '1 FETCH (ENVELOPE ("Sun, 22 Nov 2026 04:01:00 +0000" "=?UTF-8?B?R3LDvMOfZQ==?= from Zoë" (("Zoë Example" NIL "zoe" "remote.example")) (("Zoë Example" NIL "zoe" "remote.example")) (("Zoë Example" NIL "zoe" "remote.example")) ((NIL NIL "alice" "example.test")("Bob B" NIL "bob" "example.test")) NIL NIL NIL "<mime-1@remote.example>"))'.replace(
+        /"([^"]*ë[^"]*)"/g,
+        (_m, s: string) => `{${Buffer.byteLength(s)}}\r\n${Buffer.from(s).toString('latin1')}`,
+      ),
     );
     const bs = await c.cmd('FETCH 1 (BODYSTRUCTURE)');
-    assert.match(bs.untagged[0]!, /^1 FETCH \(BODYSTRUCTURE \(\("text" "plain" \("charset" "utf-8"\) NIL NIL "7bit" 44 0 NIL NIL NIL NIL\)\("application" "octet-stream" \("name" "data\.bin"\) NIL NIL "base64" 12 NIL \("attachment" \("filename" "data\.bin"\)\) NIL NIL\) "mixed" \("boundary" "b1"\) NIL NIL NIL\)\)$/);
+    assert.match(
+      bs.untagged[0]!,
+      /^1 FETCH \(BODYSTRUCTURE \(\("text" "plain" \("charset" "utf-8"\) NIL NIL "7bit" 44 0 NIL NIL NIL NIL\)\("application" "octet-stream" \("name" "data\.bin"\) NIL NIL "base64" 12 NIL \("attachment" \("filename" "data\.bin"\)\) NIL NIL\) "mixed" \("boundary" "b1"\) NIL NIL NIL\)\)$/,
+    );
     const part = await c.cmd('FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[1]<4.5> BODY.PEEK[9])');
     const text = part.untagged[0]!;
     // The CRLF before a boundary belongs to the boundary (RFC 2046 section 5.1.1).
@@ -228,7 +220,12 @@ describe('IMAP mailboxes', () => {
     assert.equal(await search('LARGER 10'), 'SEARCH 1 2 3');
     assert.equal(await search('HEADER To erin'), 'SEARCH 1 2 3');
     assert.equal(await search('HEADER X-Missing ""'), 'SEARCH');
-    assert.equal(await search(`SINCE ${new Date().getDate()}-${['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][new Date().getMonth()]}-${new Date().getFullYear()}`), 'SEARCH 1 2 3');
+    assert.equal(
+      await search(
+        `SINCE ${new Date().getDate()}-${['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][new Date().getMonth()]}-${new Date().getFullYear()}`,
+      ),
+      'SEARCH 1 2 3',
+    );
     assert.equal((await c.cmd('UID SEARCH UID 2:*')).untagged[0], 'SEARCH 2 3');
     const esearch = await c.cmd('SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN');
     assert.equal(esearch.untagged[0], `ESEARCH (TAG "${esearch.tag}") MIN 1 MAX 2 ALL 1:2 COUNT 2`);
@@ -276,14 +273,20 @@ describe('IMAP mailboxes', () => {
     // A sets a flag: B hears about it at its next command.
     await a.cmd(`STORE ${exists} +FLAGS (\\Flagged)`);
     const noop = await b.cmd('NOOP');
-    assert.ok(noop.untagged.some((l) => new RegExp(`^${exists} FETCH \\(UID \\d+ FLAGS \\(\\\\Flagged\\) MODSEQ \\(\\d+\\)\\)$`).test(l)), noop.untagged.join('\n'));
+    assert.ok(
+      noop.untagged.some((l) => new RegExp(`^${exists} FETCH \\(UID \\d+ FLAGS \\(\\\\Flagged\\) MODSEQ \\(\\d+\\)\\)$`).test(l)),
+      noop.untagged.join('\n'),
+    );
     // A expunges: B must not be told during FETCH, but at the next NOOP (as VANISHED).
     await a.cmd(`STORE ${exists} +FLAGS.SILENT (\\Deleted)`);
     assert.deepEqual((await a.cmd('EXPUNGE')).untagged, [`${exists} EXPUNGE`]);
     const fetch = await b.cmd('FETCH 1:* (FLAGS)');
     assert.ok(!fetch.untagged.some((l) => /EXPUNGE|VANISHED/.test(l)), 'no EXPUNGE during FETCH');
     const later = await b.cmd('NOOP');
-    assert.ok(later.untagged.some((l) => /^VANISHED \d+$/.test(l)), later.untagged.join('\n'));
+    assert.ok(
+      later.untagged.some((l) => /^VANISHED \d+$/.test(l)),
+      later.untagged.join('\n'),
+    );
     // A new message from A: B sees EXISTS.
     await a.cmd('APPEND INBOX {16}\r\nSubject: conc9\r\n\r\n');
     const seen = await b.cmd('NOOP');
@@ -305,7 +308,10 @@ describe('IMAP mailboxes', () => {
     await c.cmd('UNSELECT');
     const re = await c.cmd(`SELECT INBOX (QRESYNC (${uidValidity} ${modseq}))`);
     assert.ok(re.untagged.includes(`VANISHED (EARLIER) ${vanishedUid}`), re.untagged.join('\n'));
-    assert.ok(re.untagged.some((l) => /^1 FETCH \(UID \d+ FLAGS \([^)]*\\Answered[^)]*\) MODSEQ \(\d+\)\)$/.test(l)), re.untagged.join('\n'));
+    assert.ok(
+      re.untagged.some((l) => /^1 FETCH \(UID \d+ FLAGS \([^)]*\\Answered[^)]*\) MODSEQ \(\d+\)\)$/.test(l)),
+      re.untagged.join('\n'),
+    );
     const changed = await c.cmd(`UID FETCH 1:* (FLAGS) (CHANGEDSINCE ${modseq} VANISHED)`);
     assert.ok(changed.untagged.includes(`VANISHED (EARLIER) ${vanishedUid}`));
     assert.ok(changed.untagged.some((l) => /\\Answered/.test(l) && /MODSEQ/.test(l)));
@@ -346,7 +352,6 @@ describe('IMAP mailboxes', () => {
     await c.logout();
   });
 });
-
 
 describe('IMAP with the default hierarchy separator "." (Dovecot\'s for Maildir++)', () => {
   let srv: TestServer;
