@@ -137,6 +137,16 @@ export function imapDate(ms: number): string {
   return `${pad(d.getDate())}-${MONTHS[d.getMonth()]}-${d.getFullYear()} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${sign}${pad(Math.floor(a / 60))}${pad(a % 60)}`;
 }
 
+/** A stored message (or a chunk of one) as IMAP presents it: LF -> CRLF, NUL -> 0x80. */
+function imapBody(raw: Buffer): Buffer {
+  let out = lfToCrlf(raw);
+  if (out.indexOf(0) !== -1) {
+    if (out === raw) out = Buffer.from(out);
+    for (let i = out.indexOf(0); i !== -1; i = out.indexOf(0, i + 1)) out[i] = 0x80;
+  }
+  return out;
+}
+
 /**
  * A stored message as IMAP presents it: LF -> CRLF, and NUL -> 0x80, since a literal must not
  * contain NUL (RFC 3501 section 4.3; Dovecot does the same).
@@ -145,13 +155,9 @@ class CrlfStream extends Transform {
   #lastCr = false;
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const continuesCrlf = this.#lastCr && chunk[0] === 0x0a;
-    let out = lfToCrlf(continuesCrlf ? chunk.subarray(1) : chunk);
+    let out = imapBody(continuesCrlf ? chunk.subarray(1) : chunk);
     if (continuesCrlf) out = Buffer.concat([Buffer.from('\n'), out]);
     this.#lastCr = chunk[chunk.length - 1] === 0x0d;
-    if (out.indexOf(0) !== -1) {
-      if (out === chunk) out = Buffer.from(out);
-      for (let i = out.indexOf(0); i !== -1; i = out.indexOf(0, i + 1)) out[i] = 0x80;
-    }
     done(null, out);
   }
 }
@@ -203,10 +209,12 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
   const seenNow = new Set<number>();
   const setsSeen = !selected.readOnly && items.some((i) => i.kind === 'section' && !i.peek);
   if (setsSeen) {
-    const unseen = indexes.map((i) => selected.uids[i]!).filter((u) => {
-      const rec = mailbox.record(u);
-      return rec && !(rec.flags & FLAG_SEEN);
-    });
+    const unseen = indexes
+      .map((i) => selected.uids[i]!)
+      .filter((u) => {
+        const rec = mailbox.record(u);
+        return rec && !(rec.flags & FLAG_SEEN);
+      });
     if (unseen.length) {
       const r = await mailbox.store(unseen, 'add', FLAG_SEEN, []);
       selected.noteOwn(r.changed, r.modseq);
@@ -256,7 +264,11 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
         for (; next < indexes.length && next <= k + READ_AHEAD; next++) {
           const nu = selected.uids[indexes[next]!]!;
           const r = mailbox.record(nu);
-          if (r && r.size >= 0 && r.size <= SMALL_MESSAGE) ahead.set(nu, mailbox.read(nu).catch(() => undefined));
+          if (r && r.size >= 0 && r.size <= SMALL_MESSAGE)
+            ahead.set(
+              nu,
+              mailbox.read(nu).catch(() => undefined),
+            );
         }
       }
       const body = ahead.get(u);
@@ -407,17 +419,13 @@ function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, ad
 const SMALL_MESSAGE = 256 * 1024;
 const READ_AHEAD = 16;
 
-/** A stored message as IMAP presents it, in memory: what CrlfStream does to a stream. */
-function imapBody(raw: Buffer): Buffer {
-  let out = lfToCrlf(raw);
-  if (out.indexOf(0) !== -1) {
-    if (out === raw) out = Buffer.from(out);
-    for (let i = out.indexOf(0); i !== -1; i = out.indexOf(0, i + 1)) out[i] = 0x80;
-  }
-  return out;
-}
-
-async function fetchOne(plan: FetchPlan, rec: MessageRecord, seq: number, flagsChanged: boolean, body?: Promise<Buffer | undefined>): Promise<OutputPart[] | undefined> {
+async function fetchOne(
+  plan: FetchPlan,
+  rec: MessageRecord,
+  seq: number,
+  flagsChanged: boolean,
+  body?: Promise<Buffer | undefined>,
+): Promise<OutputPart[] | undefined> {
   const m = new MessageFetch(plan, rec, seq);
   let flagsDone = false;
   for (const item of plan.items) {
