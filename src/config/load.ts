@@ -81,6 +81,8 @@ export function parseConfig(text: string, configPath: string, env: NodeJS.Proces
     hostname: cfg.hostname ?? os.hostname(),
     data_dir: dataDir,
     mail: { ...cfg.mail, root: abs(cfg.mail.root) },
+    queue: { ...cfg.queue, dir: abs(cfg.queue.dir ?? path.join(cfg.mail.root, '.queue')) },
+    dkim: { ...cfg.dkim, keys_dir: abs(cfg.dkim.keys_dir ?? path.join(cfg.data_dir, 'dkim')) },
     tls: { cert: cfg.tls.cert && abs(cfg.tls.cert), key: cfg.tls.key && abs(cfg.tls.key) },
     listeners: cfg.listeners.map((l) => ({ ...l, path: l.path && abs(l.path) })),
     directory: {

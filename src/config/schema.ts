@@ -74,8 +74,11 @@ const cidr = z.string().refine((v) => /^[0-9a-f.:]+(\/\d{1,3})?$/i.test(v.trim()
 
 export const listenerSchema = z
   .strictObject({
-    /** smtp: the MX listener (port 25). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. pop3: 110/995. */
-    protocol: z.enum(['smtp', 'lmtp', 'imap', 'pop3']),
+    /**
+     * smtp: the MX listener (port 25). submission: authenticated sending (587 with starttls, 465
+     * with implicit TLS). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. pop3: 110/995.
+     */
+    protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3']),
     /** A name for logs; defaults to protocol:port. */
     name: z.string().min(1).optional(),
     address: z.string().min(1).default('0.0.0.0'),
@@ -113,6 +116,11 @@ const mysqlQueries = z.strictObject({
   alias: z.string().default("SELECT destination FROM virtual_aliases WHERE source = '%s'"),
   /** Optional: the target domain of an alias domain (PostfixAdmin's alias_domain). */
   alias_domain: z.string().optional(),
+  /**
+   * Optional: the transport of a recipient domain, in Postfix syntax ("smtp:[relay.example]:587",
+   * "[10.0.0.5]", "relay.example"), the tutorials' transport table. Unset: no transport table.
+   */
+  transport: z.string().optional(),
 });
 
 const mysqlSchema = z.strictObject({
@@ -157,6 +165,70 @@ const directorySchema = z
   });
 
 const passwordScheme = z.enum(['ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'BLF-CRYPT', 'SSHA512']);
+
+const tlsPolicy = z.enum(['none', 'may', 'encrypt', 'verify']);
+
+const submissionSchema = z.strictObject({
+  /**
+   * Extra envelope/From: addresses a login may send as, beyond its own address and the aliases
+   * that resolve to it (Postfix's smtpd_sender_login_maps). Keys are logins; values are
+   * addresses or "@domain" for any address of a domain.
+   */
+  extra_senders: z.record(z.string(), z.array(z.string())).default({}),
+  /** Leave the client's address out of the Received header of authenticated submissions. */
+  hide_client_ip: z.boolean().default(false),
+  /** Recipients one login may send to per window; 0: no limit. */
+  rate_limit: z
+    .strictObject({ recipients: int(0).default(1000), window: duration().default(3_600_000) })
+    .default({ recipients: 1000, window: 3_600_000 }),
+});
+
+const queueSchema = z.strictObject({
+  /** The spool directory; default: .queue under the mail root. */
+  dir: z.string().optional(),
+  /** Simultaneous outbound transactions in all. */
+  concurrency: int(1, 1000).default(20),
+  /** Simultaneous transactions to one destination (domain or relay). */
+  destination_concurrency: int(1, 100).default(5),
+  /** Recipients in one transaction (Postfix's smtp_destination_recipient_limit). */
+  recipients_per_transaction: int(1, 1000).default(50),
+  /** First retry after a temporary failure; each further one waits twice as long, up to retry_max. */
+  retry_min: duration().default(300_000),
+  retry_max: duration().default(3_600_000),
+  /** How long a message may wait before it is bounced (Postfix's maximal_queue_lifetime). */
+  max_lifetime: duration().default(5 * 86_400_000),
+  /** Tell the sender a message is still waiting after this long (0: never). */
+  delay_warning: duration().default(4 * 3_600_000),
+  connect_timeout: duration().default(30_000),
+  /** Timeout of each command and of the whole DATA phase's replies. */
+  command_timeout: duration().default(300_000),
+  /** Keep a session open this long after a transaction for the next one to the same host (0: never; Postfix's smtp_connection_cache_time_limit). */
+  connection_reuse_time: duration().default(5000),
+  /** Transactions per session at most (Postfix's smtp_connection_reuse_count_limit). */
+  connection_reuse_limit: int(1, 10_000).default(100),
+  /** Nameservers for MX lookups ("192.0.2.53" or "127.0.0.1:5353"); empty: the system's. */
+  resolver: z.array(z.string()).default([]),
+  /** Send all remote mail through this host (Postfix syntax: "[smtp.provider.example]:587"). */
+  relayhost: z.string().default(''),
+  /** TLS towards remote servers unless a tls_policy entry says otherwise. */
+  tls: tlsPolicy.default('may'),
+  /** Per destination domain or relay host ("[host]:port"): none, may, encrypt, verify. */
+  tls_policy: z.record(z.string(), tlsPolicy).default({}),
+  /** AUTH towards relays, keyed by "[host]:port" or "host" (Postfix's smtp_sasl_password_maps). */
+  relay_auth: z.record(z.string(), z.strictObject({ user: z.string().min(1), password: z.string() })).default({}),
+  /** The port remote MX hosts are reached on (25; tests use another). */
+  mx_port: port.default(25),
+});
+
+const dkimSchema = z.strictObject({
+  /** Selector of keys created by `maild dkim generate`. */
+  selector: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]*$/i)
+    .default('mail'),
+  /** Where keys live: DIR/DOMAIN/SELECTOR.pem; default: dkim under data_dir. */
+  keys_dir: z.string().optional(),
+});
 
 const imapSchema = z.strictObject({
   /**
@@ -269,6 +341,9 @@ export const configSchema = z.strictObject({
     .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
   imap: imapSchema.default(() => imapSchema.parse({})),
   pop3: pop3Schema.default(() => pop3Schema.parse({})),
+  submission: submissionSchema.default(() => submissionSchema.parse({})),
+  queue: queueSchema.default(() => queueSchema.parse({})),
+  dkim: dkimSchema.default(() => dkimSchema.parse({})),
   /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
   trusted_networks: z.array(cidr).default([]),
   log: z
@@ -283,3 +358,5 @@ export type ListenerConfig = z.output<typeof listenerSchema>;
 export type DirectoryConfig = Config['directory'];
 export type MysqlConfig = z.output<typeof mysqlSchema>;
 export type PasswordScheme = z.output<typeof passwordScheme>;
+export type QueueConfig = z.output<typeof queueSchema>;
+export type SubmissionConfig = z.output<typeof submissionSchema>;

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import { MailError } from '../errors.js';
-import { addressKey, isUnsafeDomain, isUnsafeLocalPart, splitAddress } from './address.js';
+import { addressKey, isAddressLiteral, isUnsafeDomain, isUnsafeLocalPart, splitAddress } from './address.js';
 import { LookupCache, type CacheOptions } from './cache.js';
 import type { PasswordService } from './passwords/index.js';
 import type { DirectorySource, DomainRecord, Resolution, UserRecord } from './types.js';
@@ -8,6 +8,18 @@ import type { DirectorySource, DomainRecord, Resolution, UserRecord } from './ty
 /** Postfix's virtual_alias_recursion_limit and virtual_alias_expansion_limit. */
 const MAX_ALIAS_DEPTH = 100;
 const MAX_ALIAS_EXPANSION = 1000;
+
+/** Longest transport value accepted (the tutorials' transport.transport is VARCHAR(128)). */
+const MAX_TRANSPORT_LENGTH = 255;
+
+/**
+ * A transport value as transport(5) writes it: `transport:nexthop`, `[host]:port`, `host`.
+ * Nothing that could split an SMTP command or a log line: no white space, no control characters.
+ */
+export function isUsableTransport(value: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return value.length > 0 && value.length <= MAX_TRANSPORT_LENGTH && !/[\s\u0000-\u001f\u007f]/.test(value);
+}
 
 export interface DirectoryOptions {
   /** Postfix's recipient_delimiter; empty disables extensions. */
@@ -79,6 +91,32 @@ export class Directory {
 
   #alias(address: string): Promise<string[] | null> {
     return this.#cache.get(`a:${address}`, () => this.#source.lookupAlias(address));
+  }
+
+  #transport(key: string): Promise<string | null> {
+    const source = this.#source;
+    if (!source.lookupTransport) return Promise.resolve(null);
+    return this.#cache.get(`t:${key}`, () => source.lookupTransport!(key));
+  }
+
+  /**
+   * Where mail for a recipient domain goes, from the transport table (Postfix's transport_maps), or
+   * null when no entry applies. Search order of transport(5) with parent_domain_matches_subdomains
+   * not covering transport_maps: the domain itself, then ".parent" for each parent domain, nearest
+   * first (a.b.example.com: a.b.example.com, .b.example.com, .example.com, .com). A plain
+   * "example.com" entry does not match its subdomains. Throws TEMP_FAIL when the backend cannot answer.
+   */
+  async transportFor(domain: string): Promise<string | null> {
+    const d = domain.toLowerCase().replace(/\.$/, '');
+    if (isUnsafeDomain(d) || d.includes('@') || /\s/.test(d)) return null;
+    const exact = await this.#transport(d);
+    // An address literal ([192.0.2.1]) has no parent domains.
+    if (exact !== null || isAddressLiteral(d)) return exact;
+    for (let dot = d.indexOf('.'); dot >= 0; dot = d.indexOf('.', dot + 1)) {
+      const found = await this.#transport(d.slice(dot));
+      if (found !== null) return found;
+    }
+    return null;
   }
 
   /** Is mail for this domain ours (a hosted domain or an alias domain)? */

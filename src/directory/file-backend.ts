@@ -15,6 +15,9 @@
  *   aliases:
  *     all@example.com: [alice@example.com, bob@example.com]
  *     "@example.com": postmaster@example.com     # catch-all
+ *   transports:                # optional, Postfix transport(5): where mail for a domain goes
+ *     partner.example: "smtp:[mx.partner.example]:587"
+ *     .partner.example: "[10.0.0.5]"              # its subdomains (not partner.example itself)
  */
 import { constants as fsConstants, watch, type FSWatcher } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -26,6 +29,7 @@ import { size } from '../config/schema.js';
 import { MailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { addressKey, isUnsafeDomain, isUnsafeLocalPart, splitAddress } from './address.js';
+import { isUsableTransport } from './directory.js';
 import type { AliasRecord, DirectoryAdmin, DirectorySource, DomainRecord, NewUser, UserRecord } from './types.js';
 
 const domainEntry = z.union([z.string(), z.strictObject({ name: z.string(), alias_for: z.string().optional() })]);
@@ -43,6 +47,7 @@ const fileSchema = z
       .record(z.string(), z.union([z.string(), z.array(z.string())]))
       .nullable()
       .default({}),
+    transports: z.record(z.string(), z.string()).nullable().default({}),
   })
   .nullable();
 
@@ -50,6 +55,8 @@ interface Snapshot {
   domains: Map<string, DomainRecord>;
   users: Map<string, UserRecord>;
   aliases: Map<string, string[]>;
+  /** Domain or ".domain" (its subdomains), lower case, without a trailing dot -> transport. */
+  transports: Map<string, string>;
 }
 
 /** Parses and checks directory text; throws MailError CONFIG_INVALID naming each problem. */
@@ -62,9 +69,9 @@ export function parseDirectoryText(text: string, where: string): Snapshot {
   if (!parsed.success) {
     throw new MailError('CONFIG_INVALID', `${where}: ${describeIssues(parsed.error.issues).join('; ')}`);
   }
-  const data = parsed.data ?? { domains: [], users: {}, aliases: {} };
+  const data = parsed.data ?? { domains: [], users: {}, aliases: {}, transports: {} };
   const problems: string[] = [];
-  const snap: Snapshot = { domains: new Map(), users: new Map(), aliases: new Map() };
+  const snap: Snapshot = { domains: new Map(), users: new Map(), aliases: new Map(), transports: new Map() };
 
   for (const [i, entry] of (data.domains ?? []).entries()) {
     const rec: DomainRecord =
@@ -119,6 +126,25 @@ export function parseDirectoryText(text: string, where: string): Snapshot {
     }
     if (snap.aliases.has(key)) problems.push(`aliases.${source}: listed twice (addresses are case-insensitive)`);
     snap.aliases.set(key, list);
+  }
+
+  // transport(5) keys: "domain" or ".domain"; they need not be hosted domains (relaying is their point).
+  for (const [domain, transport] of Object.entries(data.transports ?? {})) {
+    const key = domain.trim().toLowerCase().replace(/\.$/, '');
+    const name = key.startsWith('.') ? key.slice(1) : key;
+    if (key === '*') {
+      // transport(5)'s catch-all default entry: the queue's relayhost setting is that here.
+      problems.push(`transports.*: the "*" default entry is not supported (use queue.relayhost)`);
+      continue;
+    }
+    if (isUnsafeDomain(name) || name.includes('@') || /\s/.test(name)) {
+      problems.push(`transports.${domain}: not a domain name or .domain`);
+      continue;
+    }
+    if (!isUsableTransport(transport))
+      problems.push(`transports.${domain}: ${JSON.stringify(transport)} is not a transport (empty, or white space)`);
+    if (snap.transports.has(key)) problems.push(`transports.${domain}: listed twice (domains are case-insensitive)`);
+    snap.transports.set(key, transport);
   }
 
   if (problems.length > 0) throw new MailError('CONFIG_INVALID', `${where}: ${problems.join('; ')}`);
@@ -200,6 +226,10 @@ export class FileDirectory implements DirectorySource, DirectoryAdmin {
     return this.#snap.aliases.get(address) ?? null;
   }
 
+  async lookupTransport(domain: string): Promise<string | null> {
+    return this.#snap.transports.get(domain) ?? null;
+  }
+
   onChange(listener: () => void): void {
     this.#listeners.push(listener);
   }
@@ -271,7 +301,13 @@ export class FileDirectory implements DirectorySource, DirectoryAdmin {
       return;
     }
     this.#logger.info(
-      { path: this.path, domains: this.#snap.domains.size, users: this.#snap.users.size, aliases: this.#snap.aliases.size },
+      {
+        path: this.path,
+        domains: this.#snap.domains.size,
+        users: this.#snap.users.size,
+        aliases: this.#snap.aliases.size,
+        transports: this.#snap.transports.size,
+      },
       'directory file reloaded',
     );
     for (const listener of this.#listeners) listener();

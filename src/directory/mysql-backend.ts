@@ -9,10 +9,11 @@ import { parseSize, type MysqlConfig } from '../config/schema.js';
 import { MailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { addressKey, isUnsafeDomain, isUnsafeLocalPart, splitAddress } from './address.js';
+import { isUsableTransport } from './directory.js';
 import { migrate, type MigrateOptions, type MigrateResult } from './mysql-migrate.js';
 import type { AliasRecord, DirectoryAdmin, DirectorySource, DomainRecord, NewUser, UserRecord } from './types.js';
 
-export type QueryName = 'domain' | 'user' | 'alias' | 'alias_domain';
+export type QueryName = 'domain' | 'user' | 'alias' | 'alias_domain' | 'transport';
 type Part = 's' | 'u' | 'd';
 type SqlValue = string | number | null;
 
@@ -209,7 +210,7 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
    */
   static async open(cfg: MysqlConfig, opts: MysqlDirectoryOptions): Promise<MysqlDirectory> {
     const queries = new Map<QueryName, CompiledQuery>();
-    for (const name of ['domain', 'user', 'alias', 'alias_domain'] as const) {
+    for (const name of ['domain', 'user', 'alias', 'alias_domain', 'transport'] as const) {
       const q = cfg.queries[name];
       if (q !== undefined) queries.set(name, compileQuery(name, q));
     }
@@ -336,14 +337,40 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
     return out.length > 0 ? out : null;
   }
 
+  /**
+   * The transport table (queries.transport, e.g. "SELECT transport FROM transport WHERE domain =
+   * '%s'"): the column named transport or nexthop, else the first column, of the first row that
+   * has a value. Null when the query is not configured. A row that returns its domain column must
+   * match the key exactly (accent-insensitive collations would let 'exämple.com' match).
+   */
+  async lookupTransport(domain: string): Promise<string | null> {
+    const key = domain.toLowerCase();
+    const rows = await this.#lookup('transport', key, true, false);
+    for (const raw of rows) {
+      const entries = Object.entries(raw as Record<string, unknown>);
+      const row = new Map(entries.map(([k, v]) => [k.toLowerCase(), v] as const));
+      if (row.has('domain') && text(row.get('domain'))?.trim().toLowerCase() !== key) continue;
+      const col = ['transport', 'nexthop'].find((k) => row.has(k));
+      const value = text(col ? row.get(col) : entries[0]?.[1])?.trim();
+      if (!value) continue;
+      if (!isUsableTransport(value)) {
+        // Refuse rather than guess: the value would end up in an SMTP session or a log line.
+        this.#logger.error({ domain: key, transport: JSON.stringify(value).slice(0, 100) }, 'unusable transport value, refusing it');
+        throw new MailError('TEMP_FAIL', `transport of ${key} is not usable (white space or control characters)`);
+      }
+      return value;
+    }
+    return null;
+  }
+
   /** Runs a lookup query; every failure becomes TEMP_FAIL (never "not found"). */
-  async #lookup(name: QueryName, key: string, keyIsDomain: boolean): Promise<unknown[]> {
+  async #lookup(name: QueryName, key: string, keyIsDomain: boolean, rowsAsArray = name !== 'user'): Promise<unknown[]> {
     const q = this.#queries.get(name);
     if (!q) return [];
     const values = bind(q, key, keyIsDomain);
     if (!values) return [];
     try {
-      const rows = await this.#withDeadline((expired) => this.#execute(q.sql, values, name !== 'user', expired, this.#cfg.pool_size));
+      const rows = await this.#withDeadline((expired) => this.#execute(q.sql, values, rowsAsArray, expired, this.#cfg.pool_size));
       if (this.#failing) {
         this.#failing = false;
         this.#logger.info({ suppressed: this.#suppressed }, 'MySQL lookups work again');

@@ -43,6 +43,13 @@ export interface DirectorySource {
   lookupUser(email: string): Promise<UserRecord | null>;
   /** Destinations of an alias, or null when there is none. `address` may be `@domain` (catch-all). */
   lookupAlias(address: string): Promise<string[] | null>;
+  /**
+   * The transport of a recipient domain in Postfix transport(5) syntax ("smtp:[relay.example]:587",
+   * "[10.0.0.5]", "relay.example"), or null. `domain` is an exact lower-case key: "example.com", or
+   * ".example.com" for the entry that covers its subdomains. Optional: without it there is no
+   * transport table. Directory.transportFor does the parent-domain search and the caching.
+   */
+  lookupTransport?(domain: string): Promise<string | null>;
   /** Called by the cache owner when the backend's data changed underneath (file reload). */
   onChange?(listener: () => void): void;
   close(): Promise<void>;

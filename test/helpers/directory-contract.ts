@@ -16,7 +16,20 @@ export type Backend = DirectorySource & DirectoryAdmin;
 export interface BackendFactory {
   create(): Promise<Backend>;
   destroy(backend: Backend): Promise<void>;
+  /** Replaces the backend's transport table (the admin side has no transport editing). */
+  setTransports(backend: Backend, entries: Record<string, string>): Promise<void>;
 }
+
+/** The transport table every backend is loaded with; one key in mixed case, as an admin may write it. */
+export const contractTransports: Record<string, string> = {
+  'relay.example': 'smtp:[relay.example.com]:587',
+  '.relay.example': 'smtp:[sub-relay.example.com]',
+  'lan.example': '[10.0.0.5]',
+  '.corp.example': 'relay.corp.example',
+  'deep.corp.example': 'lmtp:inet:127.0.0.1:24',
+  '.deep2.corp.example': 'smtp:[deep2.relay.example]:2525',
+  'Mixed.Example': 'smtp:[mixed.relay.example]',
+};
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
@@ -70,6 +83,7 @@ export function runDirectoryContract(name: string, factory: BackendFactory): voi
       await backend.addAlias('onlydisabled@example.com', 'dave@example.com');
       await backend.addAlias('@example.org', 'erin@example.org');
       await backend.addAlias('@example.com', 'catchall@example.com');
+      await factory.setTransports(backend, contractTransports);
     });
 
     after(async () => {
@@ -177,6 +191,65 @@ export function runDirectoryContract(name: string, factory: BackendFactory): voi
       assert.deepEqual(await directory.authenticate('ghost@example.com', 's3cret pass'), { ok: false, reason: 'unknown-user' });
       assert.deepEqual(await directory.authenticate('dave@example.com', 's3cret pass'), { ok: false, reason: 'disabled' });
       assert.deepEqual(await directory.authenticate('no-at-sign', 's3cret pass'), { ok: false, reason: 'bad-login' });
+    });
+
+    it('finds the transport of a domain by its exact entry, case-insensitively', async () => {
+      assert.equal(await directory.transportFor('relay.example'), 'smtp:[relay.example.com]:587');
+      assert.equal(await directory.transportFor('RELAY.Example'), 'smtp:[relay.example.com]:587');
+      assert.equal(await directory.transportFor('relay.example.'), 'smtp:[relay.example.com]:587');
+      assert.equal(await directory.transportFor('lan.example'), '[10.0.0.5]');
+      assert.equal(await directory.transportFor('deep.corp.example'), 'lmtp:inet:127.0.0.1:24');
+      // The key was written Mixed.Example.
+      assert.equal(await directory.transportFor('mixed.example'), 'smtp:[mixed.relay.example]');
+      assert.equal(await directory.transportFor('MIXED.EXAMPLE'), 'smtp:[mixed.relay.example]');
+    });
+
+    it('matches subdomains through ".parent" entries only, the nearest parent first (transport(5))', async () => {
+      // The exact entry wins over the .parent entry for the domain itself...
+      assert.equal(await directory.transportFor('a.relay.example'), 'smtp:[sub-relay.example.com]');
+      assert.equal(await directory.transportFor('X.Y.Relay.Example.'), 'smtp:[sub-relay.example.com]');
+      // ...".corp.example" covers subdomains at any depth, but not corp.example itself...
+      assert.equal(await directory.transportFor('a.corp.example'), 'relay.corp.example');
+      assert.equal(await directory.transportFor('b.a.corp.example'), 'relay.corp.example');
+      assert.equal(await directory.transportFor('corp.example'), null);
+      // ...an exact "deep.corp.example" does not cover its own subdomains, so ".corp.example" does...
+      assert.equal(await directory.transportFor('x.deep.corp.example'), 'relay.corp.example');
+      // ...and the nearest .parent wins over a farther one.
+      assert.equal(await directory.transportFor('x.deep2.corp.example'), 'smtp:[deep2.relay.example]:2525');
+      assert.equal(await directory.transportFor('deep2.corp.example'), 'relay.corp.example');
+      // A plain "lan.example" entry does not match sub.lan.example (no parent_domain_matches_subdomains).
+      assert.equal(await directory.transportFor('sub.lan.example'), null);
+    });
+
+    it('answers null for domains without an entry and for unusable or hostile domains', async () => {
+      assert.equal(await directory.transportFor('elsewhere.example'), null);
+      assert.equal(await directory.transportFor('example.com'), null);
+      assert.equal(await directory.transportFor('example'), null);
+      for (const bad of [
+        '',
+        '.',
+        '.relay.example',
+        '../relay.example',
+        'a/b.relay.example',
+        'a\u0000.relay.example',
+        'x@relay.example',
+        'a b.relay.example',
+      ]) {
+        assert.equal(await directory.transportFor(bad), null, JSON.stringify(bad));
+      }
+      for (const hostile of [
+        "relay.example' OR '1'='1",
+        '%',
+        'relay.exampl_',
+        '%.example',
+        'relay.example ',
+        '\\',
+        "'",
+        '"',
+        'relay.examplé',
+      ]) {
+        assert.equal(await directory.transportFor(hostile), null, JSON.stringify(hostile));
+      }
     });
 
     it('administers domains, users and aliases', async () => {

@@ -3,6 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { parseDocument } from 'yaml';
+import { Directory } from '../../src/directory/directory.js';
+import { PasswordService } from '../../src/directory/passwords/index.js';
+import type { DirectorySource } from '../../src/directory/types.js';
 import { FileDirectory } from '../../src/directory/file-backend.js';
 import { isMailError } from '../../src/errors.js';
 import { pino } from 'pino';
@@ -21,6 +25,14 @@ runDirectoryContract('file', {
   async destroy(backend) {
     await backend.close();
     await rm(dirs.get(backend)!, { recursive: true, force: true });
+  },
+  async setTransports(backend, entries) {
+    // As an operator would: edit the file (keeping the rest), then the daemon reloads it.
+    const file = (backend as FileDirectory).path;
+    const doc = parseDocument(await readFile(file, 'utf8'));
+    doc.set('transports', doc.createNode(entries));
+    await writeFile(file, doc.toString());
+    await (backend as FileDirectory).reload();
   },
 });
 
@@ -129,5 +141,151 @@ aliases: {}
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('file directory transports', () => {
+  const base = 'domains: [example.com]\nusers: {}\naliases: {}\n';
+
+  async function withFile(text: string, run: (file: string) => Promise<void>): Promise<void> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-dir-'));
+    try {
+      const file = path.join(dir, 'directory.yaml');
+      await writeFile(file, text);
+      await run(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('loads transports: with lower-cased keys, without requiring hosted domains', async () => {
+    const text = `${base}transports:\n  Partner.Example.: "smtp:[mx.partner.example]:587"\n  .partner.example: "[10.0.0.5]"\n  example.com: "lmtp:unix:/run/lmtp"\n`;
+    await withFile(text, async (file) => {
+      const backend = await FileDirectory.open(file, { logger: silentLogger });
+      assert.equal(await backend.lookupTransport('partner.example'), 'smtp:[mx.partner.example]:587');
+      assert.equal(await backend.lookupTransport('.partner.example'), '[10.0.0.5]');
+      assert.equal(await backend.lookupTransport('example.com'), 'lmtp:unix:/run/lmtp');
+      // Exact keys only: the parent search is the Directory's.
+      assert.equal(await backend.lookupTransport('a.partner.example'), null);
+      assert.equal(await backend.lookupTransport('Partner.Example'), null);
+      await backend.close();
+    });
+    // The section is optional, and may be empty.
+    for (const t of [base, `${base}transports:\n`, `${base}transports: {}\n`]) {
+      await withFile(t, async (file) => {
+        const backend = await FileDirectory.open(file, { logger: silentLogger });
+        assert.equal(await backend.lookupTransport('example.com'), null);
+        await backend.close();
+      });
+    }
+  });
+
+  it('refuses bad transports: entries, naming them', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['  a.example: smtp:x\n  A.EXAMPLE: smtp:y\n', /transports\.A\.EXAMPLE: listed twice/],
+      ['  a.example: ""\n', /transports\.a\.example: "" is not a transport/],
+      ['  a.example: "smtp:[x] extra"\n', /is not a transport/],
+      ['  a.example: "smtp:x\\r\\nRCPT TO:<y>"\n', /is not a transport/],
+      ['  a.example: "smtp:x\\ty"\n', /is not a transport/],
+      ['  "../etc": smtp:x\n', /transports\.\.\.\/etc: not a domain/],
+      ['  "a b.example": smtp:x\n', /not a domain/],
+      ['  "x@a.example": smtp:x\n', /not a domain/],
+      ['  "..a.example": smtp:x\n', /not a domain/],
+      ['  ".": smtp:x\n', /not a domain/],
+      ['  "*": smtp:[relay.example]\n', /"\*" default entry is not supported/],
+      // Unquoted [10.0.0.5] is a YAML list, not a string.
+      ['  a.example: [10.0.0.5]\n', /transports/],
+      ['  a.example: 25\n', /transports/],
+    ];
+    for (const [entries, message] of cases) {
+      await withFile(`${base}transports:\n${entries}`, async (file) => {
+        await assert.rejects(FileDirectory.open(file, { logger: silentLogger }), (e: unknown) => {
+          assert.ok(isMailError(e, 'CONFIG_INVALID'), String(e));
+          assert.match(e.message, message, entries);
+          return true;
+        });
+      });
+    }
+  });
+
+  it('picks up edited transports on reload, through the cache, and keeps them when an edit is broken', async () => {
+    await withFile(`${base}transports:\n  .partner.example: smtp:[old.relay]\n`, async (file) => {
+      const { logger, lines } = recordingLogger();
+      const backend = await FileDirectory.open(file, { logger, watch: true });
+      // Count what reaches the backend, to see the cache at work.
+      const asked: string[] = [];
+      const counting: DirectorySource = {
+        kind: 'file',
+        lookupDomain: (d) => backend.lookupDomain(d),
+        lookupUser: (e) => backend.lookupUser(e),
+        lookupAlias: (a) => backend.lookupAlias(a),
+        lookupTransport: (d) => (asked.push(d), backend.lookupTransport(d)),
+        onChange: (l) => backend.onChange(l),
+        close: () => backend.close(),
+      };
+      const passwords = new PasswordService({ threads: 1 });
+      const directory = new Directory(counting, {
+        recipientDelimiter: '+',
+        cache: { positiveTtlMs: 60_000, negativeTtlMs: 60_000, maxEntries: 100 },
+        passwords,
+        logger: silentLogger,
+      });
+      try {
+        assert.equal(await directory.transportFor('a.partner.example'), 'smtp:[old.relay]');
+        assert.deepEqual(asked, ['a.partner.example', '.partner.example']);
+        // Hits and misses are cached; b.partner.example asks only for its own exact key.
+        assert.equal(await directory.transportFor('A.Partner.Example'), 'smtp:[old.relay]');
+        assert.equal(await directory.transportFor('b.partner.example'), 'smtp:[old.relay]');
+        assert.deepEqual(asked, ['a.partner.example', '.partner.example', 'b.partner.example']);
+        // An address literal has no parent domains to search.
+        assert.equal(await directory.transportFor('[192.0.2.1]'), null);
+        assert.deepEqual(asked.slice(3), ['[192.0.2.1]']);
+
+        await writeFile(file, `${base}transports:\n  .partner.example: smtp:[new.relay]\n  a.partner.example: "[192.0.2.7]:2525"\n`);
+        await waitFor(async () => (await directory.transportFor('b.partner.example')) === 'smtp:[new.relay]');
+        assert.equal(await directory.transportFor('a.partner.example'), '[192.0.2.7]:2525');
+
+        await writeFile(file, `${base}transports:\n  .partner.example: "smtp:[broken] relay"\n`);
+        await waitFor(() => lines.some((l) => String(l.msg).includes('keeping the last good version')));
+        assert.match(String(lines.find((l) => String(l.msg).includes('keeping'))?.err), /transports\.\.partner\.example/);
+        assert.equal(await directory.transportFor('b.partner.example'), 'smtp:[new.relay]');
+        assert.equal(await backend.lookupTransport('.partner.example'), 'smtp:[new.relay]');
+      } finally {
+        await directory.close();
+        await passwords.close();
+      }
+    });
+  });
+
+  it('answers null without asking a backend that has no transport table', async () => {
+    const passwords = new PasswordService({ threads: 1 });
+    const source: DirectorySource = {
+      kind: 'mysql',
+      lookupDomain: async () => null,
+      lookupUser: async () => null,
+      lookupAlias: async () => null,
+      close: async () => undefined,
+    };
+    const directory = new Directory(source, {
+      recipientDelimiter: '+',
+      cache: { positiveTtlMs: 60_000, negativeTtlMs: 60_000, maxEntries: 100 },
+      passwords,
+      logger: silentLogger,
+    });
+    try {
+      assert.equal(await directory.transportFor('a.partner.example'), null);
+    } finally {
+      await passwords.close();
+    }
+  });
+
+  it('keeps the transports when the CLI edits the file', async () => {
+    await withFile(`${base}transports:\n  partner.example: "smtp:[mx.partner.example]:587"  # the partner\n`, async (file) => {
+      const backend = await FileDirectory.open(file, { logger: silentLogger });
+      await backend.addUser({ email: 'bob@example.com', password: '{PLAIN}y', quotaBytes: 0, enabled: true });
+      assert.equal(await backend.lookupTransport('partner.example'), 'smtp:[mx.partner.example]:587');
+      assert.match(await readFile(file, 'utf8'), /partner\.example: "smtp:\[mx\.partner\.example\]:587" # the partner/);
+      await backend.close();
+    });
   });
 });

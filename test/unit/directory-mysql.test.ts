@@ -56,9 +56,12 @@ function recordingLogger() {
 
 const backendDbs = new Map<Backend, TestDatabase>();
 
+/** The tutorial's transport query, returning the domain too so that only exact keys match. */
+const transportQuery = "SELECT domain, transport FROM transport WHERE domain = '%s'";
+
 runDirectoryContract('mysql', {
   async create() {
-    const db = await newDatabase();
+    const db = await newDatabase({ config: { queries: { transport: transportQuery } } });
     const backend = await MysqlDirectory.open(db.config, { logger: silentLogger });
     backendDbs.set(backend, db);
     return backend;
@@ -66,6 +69,12 @@ runDirectoryContract('mysql', {
   async destroy(backend) {
     await backend.close();
     await backendDbs.get(backend)?.drop();
+  },
+  async setTransports(backend, entries) {
+    const db = backendDbs.get(backend)!;
+    await db.sql('DELETE FROM transport');
+    for (const [domain, transport] of Object.entries(entries))
+      await db.sql('INSERT INTO transport (domain, transport) VALUES (?, ?)', [domain, transport]);
   },
 });
 
@@ -361,9 +370,25 @@ describe('mysql directory when the database goes away', () => {
 
   it('fails every lookup temporarily within the timeouts, then recovers with the same instance', async () => {
     const { logger, lines } = recordingLogger();
-    const cfg = { ...db.config, host: '127.0.0.1', port: proxy.port, connect_timeout: 500, query_timeout: 1000, pool_size: 4 };
+    const cfg = {
+      ...db.config,
+      host: '127.0.0.1',
+      port: proxy.port,
+      connect_timeout: 500,
+      query_timeout: 1000,
+      pool_size: 4,
+      queries: { ...db.config.queries, transport: "SELECT transport FROM transport WHERE domain = '%s'" },
+    };
     const dir = await MysqlDirectory.open(cfg, { logger });
+    const passwords = new PasswordService({ threads: 1 });
+    const directory = new Directory(dir, {
+      recipientDelimiter: '+',
+      cache: { positiveTtlMs: 60_000, negativeTtlMs: 60_000, maxEntries: 100 },
+      passwords,
+      logger: silentLogger,
+    });
     try {
+      await db.sql("INSERT INTO transport (domain, transport) VALUES ('.partner.example', 'smtp:[relay.partner.example]:587')");
       await dir.addDomain('example.com');
       await dir.addUser({ email: 'alice@example.com', password: '{PLAIN}x', quotaBytes: 0, enabled: true });
       await dir.addAlias('all@example.com', 'alice@example.com');
@@ -376,12 +401,16 @@ describe('mysql directory when the database goes away', () => {
         () => dir.lookupUser('alice@example.com'),
         () => dir.lookupAlias('all@example.com'),
         () => dir.lookupAlias('@example.com'),
+        () => dir.lookupTransport('.partner.example'),
+        () => dir.lookupTransport('nothing.example'),
       ];
       for (let round = 0; round < 3; round++) {
         const started = Date.now();
         await Promise.all([...lookups, ...lookups].map((run) => rejectsWith(run(), 'TEMP_FAIL')));
         assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
       }
+      // The Directory passes the failure on (never "no transport") and does not cache it.
+      await rejectsWith(directory.transportFor('a.partner.example'), 'TEMP_FAIL');
       // Admin operations fail temporarily as well.
       await rejectsWith(dir.listDomains(), 'TEMP_FAIL');
       await rejectsWith(dir.addAlias('x@example.com', 'alice@example.com'), 'TEMP_FAIL');
@@ -396,9 +425,11 @@ describe('mysql directory when the database goes away', () => {
       assert.deepEqual(await dir.lookupDomain('example.com'), { name: 'example.com' });
       assert.equal((await dir.lookupUser('alice@example.com'))?.email, 'alice@example.com');
       assert.deepEqual(await dir.lookupAlias('all@example.com'), ['alice@example.com']);
+      assert.equal(await directory.transportFor('a.partner.example'), 'smtp:[relay.partner.example]:587');
       assert.ok(lines.some((l) => /work again/.test(String(l.msg))));
     } finally {
       await dir.close();
+      await passwords.close();
     }
   });
 
@@ -430,6 +461,126 @@ describe('mysql directory when the database goes away', () => {
     } finally {
       await dir.close();
     }
+  });
+});
+
+describe('mysql transport table', () => {
+  /** As the tutorials write it: no domain column in the result. */
+  const tutorialQuery = "SELECT transport FROM transport WHERE domain = '%s'";
+  let db: TestDatabase;
+  const opened: MysqlDirectory[] = [];
+  const open = async (queries: Record<string, string | undefined>, verify = false) => {
+    const dir = await MysqlDirectory.open(
+      { ...db.config, queries: { ...db.config.queries, ...queries } },
+      { logger: silentLogger, verify },
+    );
+    opened.push(dir);
+    return dir;
+  };
+
+  before(async () => {
+    db = await newDatabase();
+    await db.sql(
+      "INSERT INTO transport (domain, transport) VALUES ('partner.example', 'smtp:[mx.partner.example]:587'), ('.partner.example', '[10.0.0.5]'), ('Upper.Example', 'relay.example')",
+    );
+  });
+
+  after(async () => {
+    for (const d of opened) await d.close();
+    await db?.drop();
+  });
+
+  it('answers null when queries.transport is not set, even with rows in the table', async () => {
+    const dir = await open({});
+    assert.equal(db.config.queries.transport, undefined);
+    assert.equal(await dir.lookupTransport('partner.example'), null);
+    const passwords = new PasswordService({ threads: 1 });
+    try {
+      const directory = new Directory(dir, {
+        recipientDelimiter: '+',
+        cache: { positiveTtlMs: 0, negativeTtlMs: 0, maxEntries: 0 },
+        passwords,
+        logger: silentLogger,
+      });
+      assert.equal(await directory.transportFor('partner.example'), null);
+      assert.equal(await directory.transportFor('a.partner.example'), null);
+    } finally {
+      await passwords.close();
+    }
+  });
+
+  it("reads the tutorials' transport table with their query, exact keys only, hostile keys matching nothing", async () => {
+    const dir = await open({ transport: tutorialQuery }, true);
+    assert.equal(await dir.lookupTransport('partner.example'), 'smtp:[mx.partner.example]:587');
+    assert.equal(await dir.lookupTransport('.partner.example'), '[10.0.0.5]');
+    assert.equal(await dir.lookupTransport('upper.example'), 'relay.example');
+    assert.equal(await dir.lookupTransport('a.partner.example'), null);
+    for (const key of [
+      "partner.example' OR '1'='1",
+      "x' OR 1=1 -- ",
+      '%',
+      '%.example',
+      'partner.exampl_',
+      'partner.example ',
+      '\\',
+      "'",
+      '"',
+      '?',
+    ]) {
+      assert.equal(await dir.lookupTransport(key), null, JSON.stringify(key));
+    }
+    assert.equal((await db.sql('SELECT COUNT(*) AS n FROM transport'))[0]!.n, 3);
+  });
+
+  it('takes the transport or nexthop column, else the first one, and skips empty values', async () => {
+    assert.equal(
+      await (
+        await open({ transport: "SELECT id, transport AS nexthop FROM transport WHERE domain = '%s'" })
+      ).lookupTransport('partner.example'),
+      'smtp:[mx.partner.example]:587',
+    );
+    assert.equal(
+      await (
+        await open({ transport: "SELECT CONCAT('relay:', transport) AS t, id FROM transport WHERE domain = '%s'" })
+      ).lookupTransport('upper.example'),
+      'relay:relay.example',
+    );
+    // A first row with NULL or '' is no answer; the next row is.
+    const multi = await open({
+      transport: "SELECT NULL AS transport UNION ALL SELECT '' UNION ALL SELECT transport FROM transport WHERE domain = '%s'",
+    });
+    assert.equal(await multi.lookupTransport('partner.example'), 'smtp:[mx.partner.example]:587');
+    assert.equal(await multi.lookupTransport('nothing.example'), null);
+  });
+
+  it('with a domain column, ignores rows an accent-insensitive collation matched', async () => {
+    const withDomain = await open({ transport: "SELECT domain, transport FROM transport WHERE domain = '%s'" });
+    assert.equal(await withDomain.lookupTransport('partner.example'), 'smtp:[mx.partner.example]:587');
+    assert.equal(await withDomain.lookupTransport('pärtner.example'), null);
+    // Without it the collation decides (utf8mb4_general_ci: ä = a), as it does for Postfix's mysql_table.
+    const bare = await open({ transport: tutorialQuery });
+    assert.equal(await bare.lookupTransport('pärtner.example'), 'smtp:[mx.partner.example]:587');
+  });
+
+  it('refuses a transport value with white space or line breaks (TEMP_FAIL, logged)', async () => {
+    await db.sql(
+      "INSERT INTO transport (domain, transport) VALUES ('bad.example', 'smtp:[x]\r\nRCPT TO:<y>'), ('bad2.example', 'smtp:[x] y')",
+    );
+    const { logger, lines } = recordingLogger();
+    const dir = await MysqlDirectory.open({ ...db.config, queries: { ...db.config.queries, transport: tutorialQuery } }, { logger });
+    opened.push(dir);
+    await rejectsWith(dir.lookupTransport('bad.example'), 'TEMP_FAIL', /bad\.example/);
+    await rejectsWith(dir.lookupTransport('bad2.example'), 'TEMP_FAIL');
+    assert.ok(lines.some((l) => l.level === 50 && l.domain === 'bad.example'));
+  });
+
+  it('with verify, refuses a transport query MySQL cannot prepare, naming the key', async () => {
+    await rejectsWith(
+      open({ transport: "SELECT nexthop FROM transports WHERE domain = '%s'" }, true),
+      'CONFIG_INVALID',
+      /queries\.transport/,
+    );
+    await rejectsWith(open({ transport: "SELECT transport FROM transport WHERE domain = '%x'" }), 'CONFIG_INVALID', /queries\.transport/);
   });
 });
 
@@ -469,6 +620,14 @@ describe('mysql migrations', () => {
     assert.match(users.get('quota')!.type, /^bigint/);
     assert.equal(users.get('password')!.type, 'varchar(255)');
     assert.equal((await columns(db, 'virtual_domains')).get('name')!.type, 'varchar(50)');
+    const transport = await columns(db, 'transport');
+    assert.deepEqual([...transport.keys()].sort(), ['domain', 'id', 'transport']);
+    assert.equal(transport.get('domain')!.type, 'varchar(128)');
+    assert.equal(transport.get('domain')!.nullable, 'NO');
+    assert.equal(transport.get('transport')!.type, 'varchar(128)');
+    assert.equal(transport.get('transport')!.nullable, 'NO');
+    await db.sql("INSERT INTO transport (domain, transport) VALUES ('a.example', 'smtp:[b.example]')");
+    await assert.rejects(db.sql("INSERT INTO transport (domain, transport) VALUES ('A.example', 'x')"), /Duplicate entry/);
     const engines = await db.sql(
       "SELECT TABLE_NAME AS t, ENGINE AS e, TABLE_COLLATION AS c FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE 'virtual_%'",
       [db.name],
@@ -544,6 +703,8 @@ describe('mysql migrations', () => {
       [db.name],
     );
     assert.equal(unique.length, 1);
+    // The transport table is new to such a database.
+    assert.deepEqual(await db.sql('SELECT * FROM transport'), []);
 
     // The upgraded database works with the default queries and the admin methods.
     const dir = await MysqlDirectory.open(db.config, { logger: silentLogger });
