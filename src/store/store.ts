@@ -229,7 +229,7 @@ export class MaildirStore {
       try {
         const maildir = this.maildirOf(mailbox);
         await this.ensureMaildir(maildir);
-        const header = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n${req.received}\n`;
+        const header = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n${req.received ? `${req.received}\n` : ''}`;
         targets.push({ mailbox, maildir, header, base: uniqueBaseName() });
       } catch (err) {
         results.set(mailbox.email, { mailbox, ok: false, error: storageError(err, `preparing ${mailbox.email}`) });

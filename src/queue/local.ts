@@ -1,0 +1,99 @@
+/**
+ * Local delivery from the queue (Postfix's virtual(8) behind qmgr): recipients in hosted
+ * domains are resolved through the directory (aliases, catch-alls, extensions) and written to
+ * their Maildirs by the store. Remote destinations that an alias leads to come back as
+ * forwards, which the queue adds as new recipients of the same message.
+ */
+import type { Readable } from 'node:stream';
+import type { Directory } from '../directory/directory.js';
+import type { UserRecord } from '../directory/types.js';
+import { MailError, isMailError } from '../errors.js';
+import type { MaildirStore } from '../store/store.js';
+import type { RecipientResult } from './types.js';
+
+/** SMTP-style code and RFC 3463 status for an error of the directory or store. */
+export function resultForError(address: string, err: unknown): RecipientResult {
+  const e = isMailError(err) ? err : new MailError('STORAGE_ERROR', String((err as Error)?.message ?? err));
+  const table: Partial<Record<MailError['code'], [number, string, string]>> = {
+    RECIPIENT_NOT_FOUND: [550, '5.1.1', 'user unknown'],
+    NOT_FOUND: [550, '5.1.1', 'user unknown'],
+    MAILBOX_DISABLED: [550, '5.2.1', 'mailbox disabled'],
+    ALIAS_LOOP: [550, '5.4.6', 'mail forwarding loop'],
+    BAD_ADDRESS: [553, '5.1.3', 'bad address syntax'],
+    QUOTA_FULL: [452, '4.2.2', 'mailbox full'],
+    QUOTA_EXCEEDED: [552, '5.2.2', 'message exceeds the mailbox quota'],
+    MESSAGE_TOO_BIG: [552, '5.3.4', 'message too big'],
+    TEMP_FAIL: [451, '4.3.0', 'directory temporarily unavailable'],
+    STORAGE_ERROR: [452, '4.3.1', 'insufficient system storage'],
+  };
+  const [code, enhanced, text] = table[e.code] ?? [451, '4.3.0', 'local error in processing'];
+  return { address, status: code >= 500 ? 'failed' : 'deferred', code, enhanced, text: `${text} (${e.message.replace(/[\r\n]/g, ' ')})` };
+}
+
+export class LocalDelivery {
+  readonly #directory: Directory;
+  readonly #store: MaildirStore;
+
+  constructor(directory: Directory, store: MaildirStore) {
+    this.#directory = directory;
+    this.#store = store;
+  }
+
+  /**
+   * What a local address stands for: its mailboxes and the remote addresses its aliases lead
+   * to. The queue replaces the recipient by these (Postfix expands virtual aliases before
+   * queueing), so a mailbox that fails is retried alone and one reached twice gets one copy.
+   */
+  async expand(address: string): Promise<{ mailboxes: string[]; remote: string[] }> {
+    const resolution = await this.#directory.resolve(address);
+    return { mailboxes: resolution.mailboxes.map((m) => m.email), remote: resolution.remote };
+  }
+
+  /**
+   * Delivers one message to mailboxes (addresses expand() returned); one result per mailbox, in
+   * order. `prepend` is the header block this server adds (Received etc.), written after
+   * Return-Path and Delivered-To.
+   */
+  async deliver(
+    req: { queueId: string; sender: string; prepend: string; size: number },
+    mailboxes: string[],
+    openMessage: () => Readable,
+  ): Promise<RecipientResult[]> {
+    const results = new Map<string, RecipientResult>();
+    const users: UserRecord[] = [];
+    for (const address of mailboxes) {
+      try {
+        const user = await this.#directory.findUser(address);
+        if (!user) throw new MailError('RECIPIENT_NOT_FOUND', `mailbox ${address} no longer exists`);
+        if (!user.enabled) throw new MailError('MAILBOX_DISABLED', `mailbox ${address} is disabled`);
+        users.push(user);
+      } catch (err) {
+        results.set(address, resultForError(address, err));
+      }
+    }
+    if (users.length > 0) {
+      const received = req.prepend.replace(/\r\n/g, '\n').replace(/\n$/, '');
+      try {
+        const outcome = await this.#store.deliver(openMessage(), {
+          queueId: req.queueId,
+          sender: req.sender,
+          received,
+          mailboxes: users,
+          maxBytes: req.size + 1,
+          atomic: false,
+        });
+        for (const r of outcome.results) {
+          results.set(
+            r.mailbox.email,
+            r.ok
+              ? { address: r.mailbox.email, status: 'sent', code: 250, enhanced: '2.0.0', text: 'delivered to maildir' }
+              : resultForError(r.mailbox.email, r.error),
+          );
+        }
+      } catch (err) {
+        for (const u of users) results.set(u.email, resultForError(u.email, err));
+      }
+    }
+    return mailboxes.map((a) => results.get(a) ?? resultForError(a, new MailError('STORAGE_ERROR', 'no result')));
+  }
+}
