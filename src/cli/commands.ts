@@ -13,6 +13,8 @@ import { openBackend, type Backend } from '../directory/open.js';
 import { PasswordService } from '../directory/passwords/index.js';
 import type { MysqlDirectory } from '../directory/mysql-backend.js';
 import { isMailError } from '../errors.js';
+import { generateKey } from '../queue/dkim.js';
+import { QueueUsageError, runQueueCommand } from './queue.js';
 import { silentLogger } from '../log.js';
 import { defaultConfigPath } from '../paths.js';
 import { maildirPath } from '../store/maildir.js';
@@ -42,6 +44,11 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
   lookup ADDRESS                          what an address resolves to, like postmap -q
   migrate                                 create or upgrade the MySQL schema (idempotent)
   check-config                            print the effective configuration, secrets masked
+  queue list                              the outbound queue, like postqueue -p (! marks held messages)
+  queue flush [ID]                        try every deferred message (or one) now, like postqueue -f / -i
+  queue delete ID|ALL                     remove without notice, like postsuper -d
+  queue hold ID | queue release ID        keep a message from delivery until released (postsuper -h / -H)
+  dkim generate DOMAIN [--selector S]     create a DKIM key and print the DNS TXT record to publish
 
 The configuration defaults to config/quickstart.yaml (or $MAILD_CONFIG).
 Schemes: ARGON2ID (default), ARGON2I, SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, SSHA512.
@@ -111,6 +118,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         disabled: { type: 'boolean' },
         scheme: { type: 'string', short: 's' },
         password: { type: 'string', short: 'p' },
+        selector: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -269,6 +277,28 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           return 0;
         }
         throw new UsageError('alias add|list|del');
+      }
+      case 'dkim': {
+        if (sub !== 'generate') throw new UsageError('dkim generate DOMAIN [--selector S]');
+        const [domain] = need(rest, 1, 'DOMAIN');
+        // keys_dir was made absolute (relative to the configuration file) when the config was loaded.
+        const dir = config.dkim.keys_dir!;
+        const key = await generateKey(dir, domain!, opts.selector ?? config.dkim.selector);
+        out(`private key: ${key.path}`);
+        out('publish this DNS TXT record:');
+        out(`  name:  ${key.name}`);
+        out(`  value: ${key.record}`);
+        out('zone file line:');
+        out(key.zone);
+        return 0;
+      }
+      case 'queue': {
+        try {
+          return await runQueueCommand(positionals.slice(1), config, io);
+        } catch (err) {
+          if (err instanceof QueueUsageError) throw new UsageError(err.message);
+          throw err;
+        }
       }
       default:
         throw new UsageError(`unknown command ${command}`);
