@@ -23,6 +23,15 @@ import type { Pop3Context, Pop3Session, Pop3Settings } from './pop3/session.js';
 import { pop3Commands } from './pop3/commands/index.js';
 import { LoginDelay } from './pop3/login-delay.js';
 import tls from 'node:tls';
+import path from 'node:path';
+import { Queue, type QueueSettings } from './queue/queue.js';
+import { Spool } from './queue/spool.js';
+import { Router, type RouteSettings } from './queue/route.js';
+import { LocalDelivery } from './queue/local.js';
+import { RemoteDelivery } from './queue/remote.js';
+import { MxResolver } from './queue/mx.js';
+import { startControlServer } from './control.js';
+import { DkimKeys } from './queue/dkim.js';
 
 /** What the runtime needs of any listener. */
 export interface Listener {
@@ -40,6 +49,7 @@ export interface Runtime {
   readonly mail: MailService;
   readonly imapSessions: ReadonlySet<ImapSession>;
   readonly pop3Sessions: ReadonlySet<Pop3Session>;
+  readonly queue: Queue;
   /** The bound TCP port of a listener by name (tests listen on port 0). */
   portOf(name: string): number;
   reload(next: LoadedConfig): Promise<void>;
@@ -56,7 +66,33 @@ function smtpSettings(cfg: LoadedConfig): SmtpSettings {
     limits: cfg.limits,
     trusted: new NetworkList(cfg.trusted_networks),
     shutdownTimeoutMs: cfg.shutdown_timeout,
+    cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
+    submission: cfg.submission,
   };
+}
+
+function queueSettings(cfg: LoadedConfig): QueueSettings {
+  const q = cfg.queue;
+  return {
+    hostname: cfg.hostname,
+    concurrency: q.concurrency,
+    destinationConcurrency: q.destination_concurrency,
+    recipientsPerTransaction: q.recipients_per_transaction,
+    retryMinMs: q.retry_min,
+    retryMaxMs: q.retry_max,
+    maxLifetimeMs: q.max_lifetime,
+    delayWarningMs: q.delay_warning,
+  };
+}
+
+function routeSettings(cfg: LoadedConfig): RouteSettings {
+  const q = cfg.queue;
+  return { relayhost: q.relayhost, tls: q.tls, tlsPolicy: q.tls_policy, relayAuth: q.relay_auth, mxPort: q.mx_port };
+}
+
+/** The spool directory: queue.dir, or .queue under the mail root (made absolute by the loader). */
+export function spoolDir(cfg: LoadedConfig): string {
+  return cfg.queue.dir ?? path.join(cfg.mail.root, '.queue');
 }
 
 function imapSettings(cfg: LoadedConfig, trusted: NetworkList): ImapSettings {
@@ -113,7 +149,12 @@ async function prepareUnixSocket(path: string): Promise<void> {
   if (st?.isSocket()) await fs.unlink(path);
 }
 
-export async function startServer(config: LoadedConfig, logger: Logger): Promise<Runtime> {
+/** Test hooks: a clock for the queue (retry times, expiry). */
+export interface ServerHooks {
+  now?: () => number;
+}
+
+export async function startServer(config: LoadedConfig, logger: Logger, hooks: ServerHooks = {}): Promise<Runtime> {
   let current = config;
   let settings = smtpSettings(config);
   await fs.mkdir(config.data_dir, { recursive: true, mode: 0o750 });
@@ -126,7 +167,36 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
   let credentials: Credentials = await loadCredentials(config.tls, config.data_dir, config.hostname, logger);
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
 
-  const ctx = { settings: () => settings, directory, store, logger };
+  let queueConfig = queueSettings(config);
+  let routeConfig = routeSettings(config);
+  const queueLog = logger.child({ component: 'queue' });
+  const queue = new Queue({
+    spool: new Spool(spoolDir(config)),
+    router: new Router(directory, () => routeConfig),
+    local: new LocalDelivery(directory, store),
+    remote: new RemoteDelivery({
+      heloName: config.hostname,
+      connectTimeoutMs: config.queue.connect_timeout,
+      commandTimeoutMs: config.queue.command_timeout,
+      reuseIdleMs: config.queue.connection_reuse_time,
+      reuseLimit: config.queue.connection_reuse_limit,
+      mx: new MxResolver({ servers: config.queue.resolver }),
+      logger: queueLog,
+    }),
+    settings: () => queueConfig,
+    logger: queueLog,
+    ...(hooks.now ? { now: hooks.now } : {}),
+  });
+  await queue.start();
+  const control = await startControlServer(config.data_dir, queue, logger.child({ component: 'control' }));
+  const limiter = new AuthLimiter({
+    baseDelayMs: config.auth.failure_delay,
+    maxDelayMs: config.auth.failure_delay_max,
+    forgetAfterMs: 15 * 60_000,
+    maxEntries: 100_000,
+  });
+  const dkim = new DkimKeys({ dir: config.dkim.keys_dir!, selector: config.dkim.selector, logger: logger.child({ component: 'dkim' }) });
+  const ctx = { settings: () => settings, directory, store, queue, limiter, dkim, logger };
   const mail = new MailService({
     root: config.mail.root,
     layout: config.mail.layout,
@@ -136,7 +206,6 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     separator: config.imap.hierarchy_separator,
     store,
   });
-  const limiter = new AuthLimiter({ baseDelayMs: config.auth.failure_delay, maxDelayMs: config.auth.failure_delay_max, forgetAfterMs: 15 * 60_000, maxEntries: 100_000 });
   let imapConfig = imapSettings(config, settings.trusted);
   let secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
   const imapSessions = new Set<ImapSession>();
@@ -172,7 +241,13 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
       const name = listenerName(l);
       if (l.protocol === 'imap') {
         const listener = new ImapListener(
-          { name, tls: l.tls, credentials, maxConnections: () => current.limits.connections, maxPerIp: () => current.limits.connections_per_ip },
+          {
+            name,
+            tls: l.tls,
+            credentials,
+            maxConnections: () => current.limits.connections,
+            maxPerIp: () => current.limits.connections_per_ip,
+          },
           imapCtx,
         );
         await listener.listen(l.port!, l.address);
@@ -180,7 +255,13 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
         listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
       } else if (l.protocol === 'pop3') {
         const listener = new Pop3Listener(
-          { name, tls: l.tls, credentials, maxConnections: () => current.limits.connections, maxPerIp: () => current.limits.connections_per_ip },
+          {
+            name,
+            tls: l.tls,
+            credentials,
+            maxConnections: () => current.limits.connections,
+            maxPerIp: () => current.limits.connections_per_ip,
+          },
           pop3Ctx,
         );
         await listener.listen(l.port!, l.address);
@@ -202,6 +283,8 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     }
   } catch (err) {
     await Promise.all(listeners.map((x) => x.close(0)));
+    await control.close();
+    await queue.stop();
     await directory.close();
     await passwords.close();
     throw err;
@@ -220,6 +303,7 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
     mail,
     imapSessions,
     pop3Sessions,
+    queue,
     portOf(name: string) {
       const l = listeners.find((x) => x.spec.name === name);
       const a = l?.address();
@@ -241,6 +325,8 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
       }
       directory.clearCache();
       settings = smtpSettings(next);
+      queueConfig = queueSettings(next);
+      routeConfig = routeSettings(next);
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
@@ -265,6 +351,9 @@ export async function startServer(config: LoadedConfig, logger: Logger): Promise
           ...smtpListeners.map((l) => l.close(current.shutdown_timeout)),
         ]);
         await listenersClosed;
+        // Deliveries in progress finish and are recorded; nothing new starts.
+        await control.close();
+        await queue.stop();
         await store.close();
         await directory.close();
         await passwords.close();

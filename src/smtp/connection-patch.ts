@@ -1,5 +1,5 @@
 /**
- * Two behaviours smtp-server has no option for, added at its single reply choke point
+ * Behaviours smtp-server has no option for, added at its single reply choke point
  * (SMTPConnection.send). smtp-server is pinned to an exact version because of this; the
  * protocol tests cover both behaviours, so an upgrade that breaks them fails CI.
  *
@@ -12,6 +12,11 @@
  * 3. Reply coalescing: the replies to pipelined commands (RFC 2920) leave in one write, as
  *    Postfix flushes only once it has answered what the client sent. Each reply corks the socket
  *    until the end of the current event-loop turn; a write costs a syscall on loopback and LAN.
+ * 4. AUTH per connection (RFC 4954 section 4, RFC 6409 section 4.3): smtp-server offers AUTH in
+ *    EHLO before STARTTLS and answers a premature AUTH with a non-standard 538. With the
+ *    `maildAuthAllowed(session)` option set (submission listeners), EHLO lists AUTH only when it
+ *    returns true (inside TLS, or cleartext from a trusted network when allowed), and AUTH
+ *    otherwise gets Postfix's "530 5.7.0 Must issue a STARTTLS command first".
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
@@ -23,8 +28,12 @@ interface PatchedConnection {
   __maildCorked?: boolean;
   _socket?: { cork(): void; uncork(): void; destroyed: boolean; writableCorked: number };
   _upgrading?: boolean;
-  _server: { options: { maildErrorLimit?: number } };
+  _server: { options: { maildErrorLimit?: number; maildAuthAllowed?: (session: unknown) => boolean; authMethods: string[] } };
+  session: unknown;
+  send(code: number, data?: string | string[] | null, context?: string | false): void;
 }
+
+type Handler = (this: PatchedConnection, command: Buffer | string, callback: () => void) => void;
 
 function corkUntilNextTurn(conn: PatchedConnection): void {
   const socket = conn._socket;
@@ -62,5 +71,29 @@ export function applyConnectionPatch(): void {
     } else if (code === 250 && context === 'DATA_OK') {
       this.__maildErrors = 0;
     }
+  };
+
+  const handlers = SMTPConnection.prototype as unknown as { handler_EHLO: Handler; handler_AUTH: Handler };
+  const ehlo = handlers.handler_EHLO;
+  handlers.handler_EHLO = function patchedEhlo(this: PatchedConnection, command, callback) {
+    const options = this._server.options;
+    if (!options.maildAuthAllowed || options.maildAuthAllowed(this.session)) return ehlo.call(this, command, callback);
+    // handler_EHLO is synchronous: the mechanism list is hidden for this one reply only.
+    const methods = options.authMethods;
+    options.authMethods = [];
+    try {
+      ehlo.call(this, command, callback);
+    } finally {
+      options.authMethods = methods;
+    }
+  };
+  const auth = handlers.handler_AUTH;
+  handlers.handler_AUTH = function patchedAuth(this: PatchedConnection, command, callback) {
+    const allowed = this._server.options.maildAuthAllowed;
+    if (allowed && !allowed(this.session)) {
+      this.send(530, '5.7.0 Must issue a STARTTLS command first');
+      return callback();
+    }
+    return auth.call(this, command, callback);
   };
 }

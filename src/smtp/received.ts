@@ -15,6 +15,11 @@ export interface ReceivedInfo {
   /** The recipient, only when the transaction has exactly one. */
   forAddress?: string;
   date?: Date;
+  /**
+   * Leave out the client's name and address (and its TLS parameters): authenticated submissions
+   * with submission.hide_client_ip, so a message does not reveal where its author was.
+   */
+  hideClient?: boolean;
 }
 
 /** RFC 5322 section 3.3 date-time: "Sun, 22 Nov 2026 04:01:00 +0000". */
@@ -34,16 +39,29 @@ export function rfc5322Date(date: Date): string {
  *           (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
  *           by mx.example.com (maild) with ESMTPS id 4F2A9C1B07E3
  *           for <bob@example.com>; Sun, 22 Nov 2026 04:01:00 +0000
+ * With hideClient the from clause is left out (RFC 5322 section 3.6.7 allows any tokens):
+ *   Received: by mx.example.com (maild) with ESMTPSA id 4F2A9C1B07E3
+ *           for <bob@example.com>; Sun, 22 Nov 2026 04:01:00 +0000
  * Every client-supplied value is stripped of control characters, so no header can be injected.
+ * Lines are joined with LF and the last one has no line end.
  */
 export function receivedHeader(info: ReceivedInfo): string {
-  const helo = headerSafe(info.helo || 'unknown').slice(0, 255);
-  const client = info.ip ? `(${headerSafe(info.reverseName || 'unknown')} [${headerSafe(info.ip)}])` : '(localhost)';
-  const lines = [`Received: from ${helo} ${client}`];
-  if (info.tls) lines.push(`\t(using ${headerSafe(info.tls.version)} with cipher ${headerSafe(info.tls.cipher)})`);
-  const by = `\tby ${headerSafe(info.hostname)} (maild) with ${info.protocol} id ${info.queueId}`;
+  const by = `by ${headerSafe(info.hostname)} (maild) with ${headerSafe(info.protocol)} id ${headerSafe(info.queueId)}`;
+  const lines: string[] = [];
+  if (info.hideClient) {
+    lines.push(`Received: ${by}`);
+  } else {
+    const helo = headerSafe(info.helo || 'unknown').slice(0, 255);
+    const client = info.ip ? `(${headerSafe(info.reverseName || 'unknown')} [${headerSafe(info.ip)}])` : '(localhost)';
+    lines.push(`Received: from ${helo} ${client}`);
+    if (info.tls) lines.push(`\t(using ${headerSafe(info.tls.version)} with cipher ${headerSafe(info.tls.cipher)})`);
+    lines.push(`\t${by}`);
+  }
   const date = rfc5322Date(info.date ?? new Date());
-  if (info.forAddress) lines.push(by, `\tfor <${headerSafe(info.forAddress)}>; ${date}`);
-  else lines.push(`${by};`, `\t${date}`);
+  if (info.forAddress) lines.push(`\tfor <${headerSafe(info.forAddress)}>; ${date}`);
+  else {
+    lines[lines.length - 1] += ';';
+    lines.push(`\t${date}`);
+  }
   return lines.join('\n');
 }

@@ -3,6 +3,7 @@
  * detail goes to the log, never to the client (smtp-server sends an error's message verbatim).
  * Each text starts with its RFC 3463 enhanced status code (see connection-patch.ts).
  */
+import { headerSafe } from '../directory/address.js';
 import { isMailError, type ErrorCode } from '../errors.js';
 
 export interface SmtpReply {
@@ -38,8 +39,36 @@ export const RELAY_DENIED: SmtpReply = { code: 554, text: '5.7.1 Relay access de
 export const TOO_MANY_CONNECTIONS: SmtpReply = { code: 421, text: '4.7.0 Too many connections from your address, try again later' };
 export const LOCAL_ERROR: SmtpReply = { code: 451, text: '4.3.0 Local error in processing, try again later' };
 
+// Submission (RFC 6409) and AUTH (RFC 4954 section 6) replies, worded as Postfix words them.
+export const STARTTLS_FIRST: SmtpReply = { code: 530, text: '5.7.0 Must issue a STARTTLS command first' };
+export const AUTH_REQUIRED: SmtpReply = { code: 530, text: '5.7.0 Authentication required' };
+export const AUTH_INVALID: SmtpReply = { code: 535, text: '5.7.8 Authentication credentials invalid' };
+export const AUTH_TEMPORARY: SmtpReply = { code: 454, text: '4.7.0 Temporary authentication failure' };
+export const RATE_LIMITED: SmtpReply = { code: 450, text: '4.7.1 Recipient rate limit exceeded, try again later' };
+
+/**
+ * An envelope sender or From: address the authenticated user may not use (Postfix's
+ * reject_sender_login_mismatch). Thrown by submission's sender checks, also from the queue's
+ * beforeCommit hook, and answered with 553 5.7.1.
+ */
+export class SenderNotOwnedError extends Error {
+  readonly login: string;
+  readonly address: string;
+  constructor(login: string, address: string, where: 'envelope' | 'From:') {
+    super(`${where} address <${address}> not owned by user ${login}`);
+    this.name = 'SenderNotOwnedError';
+    this.login = login;
+    this.address = address;
+  }
+}
+
+export function senderNotOwned(login: string): SmtpReply {
+  return { code: 553, text: `5.7.1 Sender address rejected: not owned by user ${headerSafe(login).slice(0, 256)}` };
+}
+
 /** The reply for an error thrown below the protocol; anything unexpected is a temporary local error. */
 export function replyFor(err: unknown): SmtpReply {
+  if (err instanceof SenderNotOwnedError) return senderNotOwned(err.login);
   return isMailError(err) ? BY_ERROR[err.code] : LOCAL_ERROR;
 }
 

@@ -1,13 +1,21 @@
 /**
- * SMTP (the MX listener) and LMTP (RFC 2033) sessions on smtp-server. This is the only module
- * that imports smtp-server; it talks to the directory and the store through their interfaces.
+ * SMTP (the MX listener), submission (RFC 6409) and LMTP (RFC 2033) sessions on smtp-server.
+ * This is the only module that imports smtp-server; it talks to the directory, the store and
+ * the outbound queue through their interfaces.
  *
  * RCPT resolves the address (aliases, catch-all, extensions) and checks quota, so every refusal
  * happens at RCPT time where SMTP can report it per recipient. DATA streams the message into the
- * store, which acknowledges only once the message is durable; the reply follows from that.
+ * store (local mailboxes only) or the queue (anything leaving the server, and everything
+ * submitted), which acknowledge only once the message is durable; the reply follows from that.
  */
-import { randomBytes } from 'node:crypto';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerAuthentication,
+  type SMTPServerDataStream,
+  type SMTPServerOptions,
+  type SMTPServerSession,
+} from 'smtp-server';
 import { hasSenderRouting, isAddressLiteral, isUnsafeLocalPart, splitAddress } from '../directory/address.js';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
@@ -15,9 +23,25 @@ import { MailError, isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ConnectionCounter, normalizeIp, type NetworkList } from '../net.js';
 import type { MaildirStore } from '../store/store.js';
+import { newQueueId } from '../queue/ids.js';
+import type { OutboundQueue } from '../queue/types.js';
+import type { AuthLimiter } from '../auth/limiter.js';
+import type { SubmissionConfig } from '../config/schema.js';
 import { applyConnectionPatch } from './connection-patch.js';
 import { receivedHeader } from './received.js';
-import { RELAY_DENIED, TOO_MANY_CONNECTIONS, replyError, replyFor, type SmtpReply } from './replies.js';
+import {
+  AUTH_REQUIRED,
+  RATE_LIMITED,
+  RELAY_DENIED,
+  STARTTLS_FIRST,
+  SenderNotOwnedError,
+  TOO_MANY_CONNECTIONS,
+  replyError,
+  replyFor,
+  type SmtpReply,
+} from './replies.js';
+import { RecipientRateLimiter, ownsAddress } from './sender-check.js';
+import { saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
 
 applyConnectionPatch();
 
@@ -37,18 +61,27 @@ export interface SmtpSettings {
   limits: SmtpLimits;
   trusted: NetworkList;
   shutdownTimeoutMs: number;
+  /** Passwords over cleartext connections: never, or from trusted networks only (auth.cleartext). */
+  cleartextAuth: 'never' | 'trusted';
+  submission: SubmissionConfig;
 }
 
 export interface SmtpContext {
   settings(): SmtpSettings;
   directory: Directory;
   store: MaildirStore;
+  /** Remote recipients (and everything submitted) go here; durable before the 250. */
+  queue: OutboundQueue;
+  /** Failed-login delays shared with IMAP and POP3. */
+  limiter: AuthLimiter;
+  /** DKIM signing of submitted mail (src/queue/dkim.ts DkimKeys); unsigned without it. */
+  dkim?: DkimSigner;
   logger: Logger;
 }
 
 export interface SmtpListenerSpec {
   name: string;
-  protocol: 'smtp' | 'lmtp';
+  protocol: 'smtp' | 'submission' | 'lmtp';
   tls: 'none' | 'starttls' | 'implicit';
   credentials: { key: string | Buffer; cert: string | Buffer };
 }
@@ -60,27 +93,27 @@ interface SessionState {
   log: Logger;
   messages: number;
   declaredSize: number;
+  /** Submission: the authenticated login (the mailbox address). */
+  login?: string;
+  /** Submission: sender addresses found to belong to the login (saves lookups). */
+  owned: Set<string>;
 }
 
 /** What RCPT decided for a recipient, carried on smtp-server's recipient object until DATA. */
 interface ResolvedRcpt extends SMTPServerAddress {
   mailboxes?: UserRecord[];
+  /** Needs the outbound queue: a remote address, or an alias that forwards to one. */
+  queue?: boolean;
+  /** A remote address relayed for a trusted or authenticated client. */
+  relayed?: boolean;
+  /** The address as it is delivered to (<postmaster> gets the server's domain). */
+  target?: string;
 }
 
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
-let idPool = Buffer.alloc(0);
-let idOffset = 0;
-
-/** A queue id: 12 random hex digits, from a pool so each id costs no system call. */
-export function newQueueId(): string {
-  if (idOffset + 6 > idPool.length) {
-    idPool = randomBytes(6 * 1024);
-    idOffset = 0;
-  }
-  idOffset += 6;
-  return idPool.toString('hex', idOffset - 6, idOffset).toUpperCase();
-}
+/** One recipient rate limiter per server (both submission listeners count together). */
+const rateLimiters = new WeakMap<SmtpContext, RecipientRateLimiter>();
 
 function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & { maildErrorLimit: number } {
   return {
@@ -106,10 +139,14 @@ export class SmtpListener {
     this.#ctx = ctx;
     this.#log = ctx.logger.child({ listener: spec.name });
     const lmtp = spec.protocol === 'lmtp';
-    const disabled = ['AUTH']; // RFC 5321 MX and LMTP hand-off: no AUTH (submission has its own listener)
+    const submission = spec.protocol === 'submission';
+    if (submission && !rateLimiters.has(ctx)) rateLimiters.set(ctx, new RecipientRateLimiter());
+    // RFC 5321 MX and LMTP hand-off: no AUTH. Submission: AUTH PLAIN and LOGIN (RFC 4954),
+    // offered per connection by maildAuthAllowed (connection-patch.ts).
+    const disabled = submission ? [] : ['AUTH'];
     if (spec.tls === 'none') disabled.push('STARTTLS');
     const settings = ctx.settings();
-    const options: SMTPServerOptions & { maildErrorLimit: number } = {
+    const options: SMTPServerOptions & { maildErrorLimit: number; maildAuthAllowed?: (session: SMTPServerSession) => boolean } = {
       ...settingsToOptions(settings),
       lmtp,
       name: settings.hostname,
@@ -118,7 +155,12 @@ export class SmtpListener {
       key: spec.credentials.key,
       cert: spec.credentials.cert,
       disabledCommands: disabled,
+      // MAIL without AUTH is refused in onMailFrom (530 5.7.0), where it can be logged.
       authOptional: true,
+      authMethods: ['PLAIN', 'LOGIN'],
+      // Whether passwords may cross this connection is decided by maildAuthAllowed instead.
+      allowInsecureAuth: true,
+      ...(submission ? { maildAuthAllowed: (session: SMTPServerSession) => this.#authAllowed(session) } : {}),
       disableReverseLookup: true,
       rejectOversized: true,
       hideENHANCEDSTATUSCODES: false,
@@ -130,10 +172,17 @@ export class SmtpListener {
       logger: false,
       onConnect: (session, cb) => this.#onConnect(session, cb),
       onClose: (session) => this.#onClose(session),
-      onMailFrom: (address, session, cb) => this.#onMailFrom(address, session, cb),
+      onAuth: (auth, session, cb) => this.#onAuth(auth, session, cb),
+      onMailFrom: (address, session, cb) => void this.#onMailFrom(address, session).then(() => cb(), cb),
       onRcptTo: (address, session, cb) => void this.#onRcptTo(address as ResolvedRcpt, session).then(() => cb(), cb),
       onData: (stream, session, cb) => this.#onData(stream, session, cb),
     };
+    if (submission && spec.tls === 'none') {
+      this.#log.warn(
+        { cleartext: settings.cleartextAuth },
+        'submission listener without TLS: AUTH only from trusted networks with auth.cleartext: trusted_networks',
+      );
+    }
     this.server = new SMTPServer(options);
     this.server.on('error', (err: Error & { remoteAddress?: string }) => {
       this.#log.debug({ err: err.message, ip: err.remoteAddress }, 'connection error');
@@ -157,6 +206,7 @@ export class SmtpListener {
         log: this.#log.child({ session: session.id }),
         messages: 0,
         declaredSize: 0,
+        owned: new Set(),
       };
       states.set(session, st);
     }
@@ -184,11 +234,77 @@ export class SmtpListener {
     }
   }
 
-  #onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+  /** The authenticated login of a submission session (smtp-server forgets it at STARTTLS). */
+  #login(session: SMTPServerSession): string | undefined {
+    const st = this.#state(session);
+    return session.user && st.login ? st.login : undefined;
+  }
+
+  /**
+   * Whether passwords may be sent on this connection (RFC 4954 section 4, RFC 6409 section 4.3):
+   * inside TLS, or in cleartext from trusted networks when auth.cleartext allows that.
+   */
+  #authAllowed(session: SMTPServerSession): boolean {
+    if (session.secure) return true;
+    return this.#ctx.settings().cleartextAuth === 'trusted' && this.#state(session).trusted;
+  }
+
+  #onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    cb: (err: Error | null | undefined, response?: { user: string }) => void,
+  ): void {
+    const st = this.#state(session);
+    if (!this.#authAllowed(session)) return cb(replyError(STARTTLS_FIRST));
+    const creds = {
+      method: auth.method,
+      username: auth.username ?? '',
+      password: auth.password ?? '',
+      ...(auth.authzid ? { authzid: auth.authzid } : {}),
+      ...(auth.authcid ? { authcid: auth.authcid } : {}),
+    };
+    void saslLogin({ directory: this.#ctx.directory, limiter: this.#ctx.limiter, log: st.log }, st.ip, creds).then((outcome) => {
+      if (!outcome.ok) return cb(replyError(outcome.reply));
+      st.login = outcome.login;
+      st.owned.clear();
+      st.log.info({ ip: st.ip || 'unix', sasl_method: auth.method, sasl_username: outcome.login }, 'authenticated');
+      cb(null, { user: outcome.login });
+    });
+  }
+
+  async #onMailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const st = this.#state(session);
     const declared = address.args && typeof address.args.SIZE === 'string' ? Number(address.args.SIZE) : 0;
     st.declaredSize = Number.isSafeInteger(declared) ? declared : 0;
-    cb();
+    if (this.spec.protocol !== 'submission') return;
+    // RFC 6409 section 4.3 / RFC 4954 section 6: nothing is accepted for relaying without AUTH.
+    const login = this.#login(session);
+    if (!login) {
+      st.log.info({ ip: st.ip || 'unix', from: address.address }, 'sender refused: not authenticated');
+      throw replyError(AUTH_REQUIRED);
+    }
+    // The null sender is allowed (Postfix allows it too); the From: header is still checked.
+    const sender = address.address;
+    if (sender === '' || st.owned.has(sender.toLowerCase())) return;
+    let owned: boolean;
+    try {
+      owned = await ownsAddress(
+        { directory: this.#ctx.directory, extraSenders: this.#ctx.settings().submission.extra_senders },
+        login,
+        sender,
+      );
+    } catch (err) {
+      if (!isMailError(err)) st.log.error({ err, from: sender }, 'sender lookup failed');
+      const reply = replyFor(err);
+      st.log.warn({ from: sender, sasl_username: login, reply: `${reply.code} ${reply.text}` }, 'sender refused');
+      throw replyError(reply);
+    }
+    if (!owned) {
+      const reply = replyFor(new SenderNotOwnedError(login, sender, 'envelope'));
+      st.log.info({ from: sender, sasl_username: login, reply: `${reply.code} ${reply.text}` }, 'sender refused: not owned by user');
+      throw replyError(reply);
+    }
+    st.owned.add(sender.toLowerCase());
   }
 
   async #onRcptTo(address: ResolvedRcpt, session: SMTPServerSession): Promise<void> {
@@ -198,6 +314,34 @@ export class SmtpListener {
       st.log[level]({ rcpt: address.address, reply: `${reply.code} ${reply.text}`, why }, 'recipient refused');
       return replyError(reply);
     };
+    if (this.spec.protocol !== 'submission') return this.#checkRcpt(address, st, refuse, false);
+    const login = this.#login(session);
+    if (!login) throw refuse(AUTH_REQUIRED, 'not authenticated'); // MAIL needs AUTH already
+    // Per-login recipient rate; a recipient refused below does not count.
+    const limits = this.#ctx.settings().submission.rate_limit;
+    const rate = rateLimiters.get(this.#ctx)!;
+    if (!rate.take(login, limits.recipients, limits.window))
+      throw refuse(RATE_LIMITED, `rate limit: ${limits.recipients} recipients per ${limits.window} ms`);
+    try {
+      await this.#checkRcpt(address, st, refuse, true);
+    } catch (err) {
+      rate.giveBack(login);
+      throw err;
+    }
+  }
+
+  /**
+   * Decides one recipient. Local ones are resolved and their quota checked, for every
+   * protocol; remote ones are relayed only for trusted and authenticated clients (`relay`).
+   */
+  async #checkRcpt(
+    address: ResolvedRcpt,
+    st: SessionState,
+    refuse: (reply: SmtpReply, why: string, err?: unknown) => Error,
+    authenticated: boolean,
+  ): Promise<void> {
+    const lmtp = this.spec.protocol === 'lmtp';
+    const relay = st.trusted || authenticated;
     let rcpt = address.address;
     // RFC 5321 section 4.1.1.3: the domainless <postmaster> must be accepted.
     if (!rcpt.includes('@') && rcpt.toLowerCase() === 'postmaster') rcpt = `postmaster@${this.#ctx.settings().hostname}`;
@@ -211,23 +355,30 @@ export class SmtpListener {
     } catch (err) {
       throw refuse(replyFor(err), (err as Error).message, err);
     }
+    address.target = rcpt;
     if (!local) {
-      // No relaying yet: remote recipients need the outbound queue. Untrusted clients get the
-      // permanent refusal Postfix's reject_unauth_destination gives.
-      if (!st.trusted) throw refuse(RELAY_DENIED, `not a local domain: ${split.domain}`);
-      if (this.spec.protocol === 'lmtp') throw refuse(replyFor(new MailError('RECIPIENT_NOT_FOUND', 'not local')), 'lmtp: not local');
-      throw refuse(replyFor(new MailError('RELAY_UNAVAILABLE', 'no queue')), 'relay from trusted client: no outbound queue');
+      // Untrusted, unauthenticated clients get the permanent refusal Postfix's
+      // reject_unauth_destination gives. LMTP is a local hand-off: nothing remote.
+      if (!relay) throw refuse(RELAY_DENIED, `not a local domain: ${split.domain}`);
+      if (lmtp) throw refuse(replyFor(new MailError('RECIPIENT_NOT_FOUND', 'not local')), 'lmtp: not local');
+      // Relaying (permit_mynetworks, permit_sasl_authenticated): the queue delivers it.
+      address.queue = true;
+      address.relayed = true;
+      return;
     }
     // Sender-specified routing (user%host@, host!user@, "user@host"@) is a relay attempt
     // (Postfix: allow_untrusted_routing = no).
-    if (hasSenderRouting(split.local) && !st.trusted) throw refuse(RELAY_DENIED, 'sender-specified routing');
+    if (hasSenderRouting(split.local) && !relay) throw refuse(RELAY_DENIED, 'sender-specified routing');
     if (isUnsafeLocalPart(split.local)) throw refuse(replyFor(new MailError('BAD_ADDRESS', 'unsafe')), 'unsafe local part');
 
     let mailboxes: UserRecord[];
     try {
       const resolution = await directory.resolve(rcpt);
       if (resolution.remote.length > 0) {
-        throw new MailError('RELAY_UNAVAILABLE', `alias forwards to ${resolution.remote.join(', ')}; no outbound queue`);
+        // An alias that forwards off the server: the whole message goes through the queue
+        // (which re-resolves the local recipients). LMTP hands off to local mailboxes only.
+        if (lmtp) throw new MailError('RELAY_UNAVAILABLE', `alias forwards to ${resolution.remote.join(', ')}; not over LMTP`);
+        address.queue = true;
       }
       mailboxes = resolution.mailboxes;
       for (const mailbox of mailboxes) await this.#ctx.store.checkQuota(mailbox, st.declaredSize);
@@ -247,21 +398,16 @@ export class SmtpListener {
     const settings = this.#ctx.settings();
     const lmtp = this.spec.protocol === 'lmtp';
     const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
+    // Submitted mail, and any message with a recipient off this server, goes through the queue;
+    // a message only for local mailboxes is written to them directly (the fast path).
+    if (this.spec.protocol === 'submission') return this.#enqueue(stream, session, cb, 'submission');
+    if (!lmtp && rcpts.some((r) => r.queue)) return this.#enqueue(stream, session, cb, rcpts.some((r) => r.relayed) ? 'relay' : 'forward');
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const queueId = newQueueId();
     const started = Date.now();
     const mailboxes = new Map<string, UserRecord>();
     for (const r of rcpts) for (const m of r.mailboxes ?? []) if (!mailboxes.has(m.email)) mailboxes.set(m.email, m);
-    const cipher = session.secure && session.tlsOptions ? session.tlsOptions : undefined;
-    const received = receivedHeader({
-      helo: session.hostNameAppearsAs,
-      ip: st.ip,
-      hostname: settings.hostname,
-      protocol: session.transmissionType,
-      ...(cipher ? { tls: { version: cipher.version, cipher: cipher.standardName || cipher.name } } : {}),
-      queueId,
-      ...(rcpts.length === 1 ? { forAddress: rcpts[0]!.address } : {}),
-    });
+    const received = this.#received(session, st, queueId, false);
 
     const logResult = (rcpt: string, mailbox: string, reply: string, ok: boolean, size: number) => {
       // The maillog line operators grep for: one per recipient, with the queue id.
@@ -326,6 +472,97 @@ export class SmtpListener {
               false,
               stream.byteLength,
             );
+          cb(replyError(reply));
+        },
+      );
+  }
+
+  /**
+   * Hands the whole transaction to the outbound queue: every recipient as the client gave it
+   * (the queue resolves local ones itself, as Postfix's cleanup/qmgr do), our Received header
+   * in front. For submissions, the queue's beforeCommit hook checks the From: header, adds a
+   * missing Date/Message-ID and signs (submission.ts). The reply waits for the queue's fsync.
+   */
+  /** The Received: field this hop adds (RFC 5321 section 4.4; RFC 3848 names ESMTPA/ESMTPSA once authenticated). */
+  #received(session: SMTPServerSession, st: SessionState, queueId: string, hideClient: boolean): string {
+    const rcpts = session.envelope.rcptTo;
+    const cipher = session.secure && session.tlsOptions ? session.tlsOptions : undefined;
+    return receivedHeader({
+      helo: session.hostNameAppearsAs,
+      ip: st.ip,
+      hostname: this.#ctx.settings().hostname,
+      protocol: session.transmissionType,
+      ...(cipher ? { tls: { version: cipher.version, cipher: cipher.standardName || cipher.name } } : {}),
+      queueId,
+      ...(rcpts.length === 1 ? { forAddress: rcpts[0]!.address } : {}),
+      ...(hideClient ? { hideClient } : {}),
+    });
+  }
+
+  #enqueue(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    cb: (err?: Error | null, message?: string) => void,
+    origin: 'submission' | 'relay' | 'forward',
+  ): void {
+    const st = this.#state(session);
+    const settings = this.#ctx.settings();
+    const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const queueId = newQueueId();
+    const started = Date.now();
+    const login = origin === 'submission' ? this.#login(session) : undefined;
+    if (origin === 'submission' && !login) {
+      // Unreachable (MAIL needs AUTH), but never queue a submission without its author.
+      cb(replyError(AUTH_REQUIRED));
+      return;
+    }
+    const received =
+      this.#received(session, st, queueId, Boolean(login) && settings.submission.hide_client_ip).replace(/\n/g, '\r\n') + '\r\n';
+    const beforeCommit = login
+      ? submissionBeforeCommit({
+          directory: this.#ctx.directory,
+          extraSenders: settings.submission.extra_senders,
+          login,
+          sender,
+          hostname: settings.hostname,
+          queueId,
+          prepend: received,
+          dkim: this.#ctx.dkim,
+          log: st.log,
+          owned: st.owned,
+        })
+      : undefined;
+    const recipients = rcpts.map((r) => ({ address: r.target ?? r.address }));
+    const logged = { qid: queueId, from: sender, nrcpt: recipients.length, origin, ...(login ? { sasl_username: login } : {}) };
+    this.#ctx.queue
+      .enqueue({
+        sender,
+        recipients,
+        message: stream,
+        prepend: received,
+        maxBytes: settings.limits.message_size,
+        queueId,
+        origin,
+        ...(login ? { authUser: login } : {}),
+        ...(beforeCommit ? { beforeCommit } : {}),
+      })
+      .then(
+        (result) => {
+          st.messages++;
+          st.log.info(
+            { ...logged, to: recipients.map((r) => r.address), size: result.size, delay: Date.now() - started },
+            'accepted for the queue',
+          );
+          cb(null, `2.0.0 Ok: queued as ${result.queueId}`);
+        },
+        (err: unknown) => {
+          if (stream.sizeExceeded) err = new MailError('MESSAGE_TOO_BIG', 'size exceeded');
+          const reply = replyFor(err);
+          if (!isMailError(err) && !(err instanceof SenderNotOwnedError))
+            st.log.error({ err, qid: queueId }, 'enqueue failed unexpectedly');
+          const level = reply.code >= 500 ? 'info' : 'warn';
+          st.log[level]({ ...logged, reply: `${reply.code} ${reply.text}`, why: (err as Error).message }, 'message refused');
           cb(replyError(reply));
         },
       );

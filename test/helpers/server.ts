@@ -22,6 +22,9 @@ export interface TestServer {
   imapsPort: number;
   pop3Port: number;
   pop3sPort: number;
+  /** Submission with STARTTLS (587) and with implicit TLS (465). */
+  submissionPort: number;
+  submissionsPort: number;
   logs: Array<Record<string, unknown>>;
   logger: Logger;
   /** Messages (file names) in new/ and cur/ of a mailbox, e.g. 'example.test/alice'. */
@@ -40,6 +43,8 @@ export interface TestServerOptions {
   config?: Record<string, unknown>;
   /** Use this mail root instead of a fresh temporary one. */
   mailRoot?: string;
+  /** The queue's clock (tests move it to reach retry times and expiry). */
+  now?: () => number;
 }
 
 export const DEMO_DIRECTORY = `
@@ -82,6 +87,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       { name: 'imaps', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'implicit' },
       { name: 'pop3', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'pop3s', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'implicit' },
+      { name: 'submission', protocol: 'submission', address: '127.0.0.1', port: 0, tls: 'starttls' },
+      { name: 'submissions', protocol: 'submission', address: '127.0.0.1', port: 0, tls: 'implicit' },
     ],
     directory: { backend: 'file', file: { path: directoryFile }, cache: { positive_ttl: 0, negative_ttl: 0 } },
     limits: { message_size: '1M', idle_timeout: '30s' },
@@ -96,7 +103,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const loaded = parseConfig(text, configPath, {});
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s)) });
-  const runtime = await startServer(loaded, logger);
+  const runtime = await startServer(loaded, logger, opts.now ? { now: opts.now } : {});
   const has = (name: string) => runtime.listeners.some((l) => l.spec.name === name);
 
   const maildir = (mailbox: string) => path.join(mailRoot, mailbox);
@@ -117,6 +124,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     imapsPort: has('imaps') ? runtime.portOf('imaps') : 0,
     pop3Port: has('pop3') ? runtime.portOf('pop3') : 0,
     pop3sPort: has('pop3s') ? runtime.portOf('pop3s') : 0,
+    submissionPort: has('submission') ? runtime.portOf('submission') : 0,
+    submissionsPort: has('submissions') ? runtime.portOf('submissions') : 0,
     logs,
     logger,
     messages,
