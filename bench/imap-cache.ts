@@ -35,7 +35,9 @@ function message(i: number): string {
     multipart ? 'Content-Type: multipart/alternative; boundary="b"' : 'Content-Type: text/plain; charset=utf-8',
   ].filter(Boolean);
   const text = `Hello,\n\nthis is message ${i}.\n${'Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n'.repeat(20)}`;
-  const body = multipart ? `--b\nContent-Type: text/plain; charset=utf-8\n\n${text}\n--b\nContent-Type: text/html; charset=utf-8\n\n<p>${text}</p>\n--b--\n` : text;
+  const body = multipart
+    ? `--b\nContent-Type: text/plain; charset=utf-8\n\n${text}\n--b\nContent-Type: text/html; charset=utf-8\n\n<p>${text}</p>\n--b--\n`
+    : text;
   return `${head.join('\n')}\n\n${body}`;
 }
 
@@ -114,7 +116,10 @@ async function main(): Promise<void> {
           const n = i + k;
           const data = Buffer.from(message(n));
           const lines = data.toString('latin1').split('\n').length - 1;
-          return writeFile(path.join(maildir, 'cur', `${1700000000 + n}.M${n}P1Q1.bench,S=${data.length},W=${data.length + lines}:2,${n % 4 ? 'S' : ''}`), data);
+          return writeFile(
+            path.join(maildir, 'cur', `${1700000000 + n}.M${n}P1Q1.bench,S=${data.length},W=${data.length + lines}:2,${n % 4 ? 'S' : ''}`),
+            data,
+          );
         }),
       );
     }
@@ -152,7 +157,9 @@ async function main(): Promise<void> {
   const cacheSize = (await stat(path.join(maildir, 'maild-cache'))).size;
   console.log(`maild-cache: ${(cacheSize / 1e6).toFixed(1)} MB (${(cacheSize / N).toFixed(0)} bytes/message)`);
   const mem = process.memoryUsage();
-  console.log(`process: rss ${(mem.rss / 1e6).toFixed(0)} MB, heap ${(mem.heapUsed / 1e6).toFixed(0)} MB, external+buffers ${((mem.external + mem.arrayBuffers) / 1e6).toFixed(0)} MB`);
+  console.log(
+    `process: rss ${(mem.rss / 1e6).toFixed(0)} MB, heap ${(mem.heapUsed / 1e6).toFixed(0)} MB, external+buffers ${((mem.external + mem.arrayBuffers) / 1e6).toFixed(0)} MB`,
+  );
   c.close();
 
   await srv.stop();

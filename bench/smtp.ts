@@ -5,19 +5,11 @@
  * connections (MAIL/RCPT/DATA pipelined, as Postfix's smtp client does), checks that every
  * acknowledged message is in new/, and prints messages/s and the daemon's peak RSS.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-
-const ROOT = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '..',
-  path.basename(path.dirname(path.dirname(fileURLToPath(import.meta.url)))) === 'dist' ? '..' : '.',
-);
+import { peakRssMb, runSender, startDaemon, stopDaemon } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,22 +47,7 @@ async function main(): Promise<void> {
     `hostname: bench.test\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {connections_per_ip: ${CONNECTIONS + 5}}\nlog: {level: info}\n`,
   );
   const profileArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
-  const daemon = spawn(process.execPath, [...profileArgs, path.join(ROOT, 'dist/src/main.js'), '--config', path.join(dir, 'maild.yaml')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  // Logging stays at info, as in production (one maillog line per delivery); the port comes
-  // from the 'listening' line and the rest of the log is read and discarded.
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    daemon.stdout!.setEncoding('utf8');
-    daemon.stdout!.on('data', (d: string) => {
-      buf += d;
-      const m = /"port":(\d+)[^\n]*"msg":"listening"/.exec(buf);
-      if (m) resolve(Number(m[1]));
-      if (buf.length > 1 << 20) buf = '';
-    });
-    daemon.on('exit', (code) => reject(new Error(`daemon exited with ${code}: ${buf}`)));
-  });
+  const { daemon, port } = await startDaemon(path.join(dir, 'maild.yaml'), profileArgs);
 
   const payloads = Array.from({ length: 16 }, (_, i) => message(i));
   let next = 0;
@@ -79,64 +56,25 @@ async function main(): Promise<void> {
   const started = process.hrtime.bigint();
 
   const runConnection = () =>
-    new Promise<void>((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.setNoDelay(true);
-      let buffer = '';
-      let state: 'greeting' | 'ehlo' | 'envelope' | 'data' | 'quit' = 'greeting';
-      let pending = 0;
-      let current = -1;
-      const send = () => {
-        if (next >= MESSAGES) {
-          state = 'quit';
-          socket.end('QUIT\r\n');
-          return;
-        }
-        current = next++;
-        socket.write(`MAIL FROM:<bench@remote.example>\r\nRCPT TO:<${users[current % users.length]}>\r\nDATA\r\n`);
-        state = 'envelope';
-        pending = 3;
-      };
-      socket.setEncoding('latin1');
-      socket.on('data', (chunk: string) => {
-        buffer += chunk;
-        let nl;
-        while ((nl = buffer.indexOf('\r\n')) !== -1) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 2);
-          if (line[3] === '-') continue;
-          const code = Number(line.slice(0, 3));
-          if (state === 'greeting') {
-            socket.write('EHLO bench.client\r\n');
-            state = 'ehlo';
-          } else if (state === 'ehlo') {
-            send();
-          } else if (state === 'envelope') {
-            if (--pending > 0) continue;
-            if (code !== 354) return reject(new Error(`DATA refused: ${line}`));
-            socket.write(`${payloads[current % payloads.length]}.\r\n`);
-            state = 'data';
-          } else if (state === 'data') {
-            if (code === 250) acknowledged++;
-            else failed++;
-            send();
-          }
-        }
-      });
-      socket.on('error', reject);
-      socket.on('close', () => resolve());
+    runSender({
+      port,
+      sender: 'bench@remote.example',
+      next: () => {
+        if (next >= MESSAGES) return undefined;
+        const i = next++;
+        return { rcpt: users[i % users.length]!, payload: payloads[i % payloads.length]! };
+      },
+      onResult: (ok) => (ok ? acknowledged++ : failed++),
     });
 
   await Promise.all(Array.from({ length: CONNECTIONS }, runConnection));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const status = await readFile(`/proc/${daemon.pid}/status`, 'utf8').catch(() => '');
   // utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks (100/s on Linux).
   const statFields = (await readFile(`/proc/${daemon.pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ') ?? [];
   const daemonCpu = { user: Number(statFields[11]) / 100, system: Number(statFields[12]) / 100 };
   const clientCpu = process.cpuUsage();
-  const peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-  daemon.kill('SIGTERM');
-  await new Promise((r) => daemon.on('exit', r));
+  const peakMb = await peakRssMb(daemon.pid);
+  await stopDaemon(daemon);
 
   let stored = 0;
   for (const u of users) stored += (await readdir(path.join(dir, 'mail/bench.example', u.split('@')[0]!, 'new')).catch(() => [])).length;
@@ -153,7 +91,7 @@ async function main(): Promise<void> {
         stored_in_new: stored,
         seconds: Number(seconds.toFixed(2)),
         messages_per_second: Math.round(acknowledged / seconds),
-        peak_rss_mb: Number((peakKb / 1024).toFixed(1)),
+        peak_rss_mb: peakMb,
         daemon_cpu_seconds: daemonCpu,
         loadgen_cpu_seconds: { user: Number((clientCpu.user / 1e6).toFixed(2)), system: Number((clientCpu.system / 1e6).toFixed(2)) },
         cpus: os.cpus().length,
