@@ -594,11 +594,20 @@ export class SmtpListener {
    */
   async close(graceMs: number): Promise<void> {
     const net = this.server.server;
-    await new Promise<void>((resolve) => (net.listening ? net.close(() => resolve()) : resolve()));
+    // Stop listening at once; net.Server's close callback would wait for every session to end.
+    const stopped = new Promise<void>((resolve) => (net.listening ? net.close(() => resolve()) : resolve()));
     const deadline = Date.now() + graceMs;
     while (this.server.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (this.server.connections.size === 0) return;
-    this.server.options.closeTimeout = 1;
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.server.connections.size > 0) {
+      this.server.options.closeTimeout = 1;
+      // smtp-server sends 421 and ends each session; a client that never closes its side is cut off.
+      this.server.close(() => undefined);
+      const force = setTimeout(() => {
+        for (const connection of this.server.connections as Set<{ _socket?: { destroy(): void } }>) connection._socket?.destroy();
+      }, 1000);
+      await stopped;
+      clearTimeout(force);
+    }
+    await stopped;
   }
 }
