@@ -89,7 +89,8 @@ export function parseNextHop(text: string, defaults: { port: number; tls: TlsPol
   } else {
     host = host.toLowerCase().replace(/\.$/, '');
   }
-  return { lookup, host, port, tls: defaults.tls };
+  // Port 465 speaks TLS from the first byte (RFC 8314 section 3.3; Postfix's smtp_tls_wrappermode).
+  return { lookup, host, port, tls: defaults.tls, ...(port === 465 ? { implicitTls: true } : {}) };
 }
 
 /**

@@ -342,7 +342,7 @@ export class RemoteDelivery {
     const auth = hop.auth ? [hop.auth.user, createHash('sha256').update(hop.auth.pass).digest('base64')] : null;
     // Only 'verify' checked the certificate against the name; the other policies never look at it.
     const verified = hop.tls === 'verify' ? target.name.toLowerCase() : '';
-    return JSON.stringify([target.ip, hop.port, hop.tls, verified, auth, this.#opts.heloName]);
+    return JSON.stringify([target.ip, hop.port, hop.implicitTls === true, hop.tls, verified, auth, this.#opts.heloName]);
   }
 
   /** The most recently used idle session for `key`, taken out of the pool. */
@@ -411,7 +411,7 @@ export class RemoteDelivery {
     const conn = new SMTPConnection({
       host: target.ip,
       port: hop.port,
-      secure: false,
+      secure: hop.implicitTls === true,
       name: this.#opts.heloName,
       ...(servername ? { servername } : {}),
       ignoreTLS: hop.tls === 'none',

@@ -75,6 +75,11 @@ export interface NextHop {
   host: string;
   port: number;
   tls: TlsPolicy;
+  /**
+   * TLS from the first byte (a relay on port 465, RFC 8314) instead of STARTTLS; the policy then
+   * only decides whether the certificate is verified.
+   */
+  implicitTls?: boolean;
   /** SMTP AUTH towards a relay (only ever sent inside TLS). */
   auth?: { user: string; pass: string };
 }

@@ -48,6 +48,8 @@ export interface SinkRule {
 export interface SmtpSinkOptions {
   /** Offer STARTTLS (default true). Without it the STARTTLS command is refused, too. */
   starttls?: boolean;
+  /** TLS from the first byte (SMTPS, port 465 style) instead of STARTTLS. */
+  implicitTls?: boolean;
   /** Require AUTH (PLAIN/LOGIN, only inside TLS) with these credentials before MAIL FROM. */
   auth?: { user: string; pass: string };
   /** Certificate and key; a cached self-signed one for "localhost" by default. */
@@ -163,7 +165,8 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     authMethods: ['PLAIN', 'LOGIN'],
     authOptional: !opts.auth,
     allowInsecureAuth: false,
-    hideSTARTTLS: opts.starttls === false,
+    hideSTARTTLS: opts.starttls === false || opts.implicitTls === true,
+    secure: opts.implicitTls === true,
     disableReverseLookup: true,
     closeTimeout: 500,
     logger: false,

@@ -168,6 +168,16 @@ describe('next hop syntax', () => {
     }
     assert.equal(parseNextHop('[relay.example]', { port: 587, tls: 'encrypt' }).port, 587);
     assert.equal(parseNextHop('[relay.example]', { port: 587, tls: 'encrypt' }).tls, 'encrypt');
+    // RFC 8314: port 465 is TLS from the first byte.
+    assert.deepEqual(parseNextHop('[smtp.provider.example]:465', defaults), {
+      host: 'smtp.provider.example',
+      port: 465,
+      lookup: 'host',
+      tls: 'may',
+      implicitTls: true,
+    });
+    assert.equal(parseNextHop('[smtp.provider.example]:smtps', defaults).implicitTls, true);
+    assert.equal(parseNextHop('[smtp.provider.example]:587', defaults).implicitTls, undefined);
   });
 
   it('refuses other transports, whitespace, CR/LF and malformed hops with CONFIG_INVALID', () => {

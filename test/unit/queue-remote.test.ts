@@ -311,6 +311,19 @@ describe('remote delivery over SMTP', () => {
     assert.equal(sink.stats.mailFrom, mailFrom, 'no transaction started');
   });
 
+  it('speaks TLS from the first byte to a relay on the SMTPS port (implicitTls), with AUTH', async () => {
+    const smtps = await startSmtpSink({ implicitTls: true, auth: { user: 'relayuser', pass: 's3cret' } });
+    try {
+      const auth = { user: 'relayuser', pass: 's3cret' };
+      const sent = await delivery().deliver(hop(smtps.port, 'may', { auth, implicitTls: true }), transaction(['far@example.com'], BODY));
+      assert.equal(sent[0]!.status, 'sent', sent[0]!.text);
+      assert.equal(smtps.messages[0]!.secure, true);
+      assert.equal(smtps.messages[0]!.authUser, 'relayuser');
+    } finally {
+      await smtps.close();
+    }
+  });
+
   it('relays with AUTH inside TLS, and refuses to send credentials otherwise', async () => {
     const relay = await startSmtpSink({ auth: { user: 'relayuser', pass: 's3cret' } });
     const plain = await startSmtpSink({ starttls: false, auth: { user: 'relayuser', pass: 's3cret' } });
