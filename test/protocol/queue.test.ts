@@ -273,3 +273,49 @@ describe('outbound queue: restart', () => {
     await first.stop();
   });
 });
+
+describe('outbound queue: limits per destination', () => {
+  let env: Env;
+  before(async () => {
+    env = await setup({ destination_concurrency: 2, recipients_per_transaction: 2 });
+  });
+  after(async () => {
+    await teardown(env);
+  });
+
+  it('opens at most destination_concurrency connections to one destination', async () => {
+    env.sink.setDelay(20);
+    for (let i = 0; i < 10; i++) {
+      await env.server.runtime.queue.enqueue({
+        sender: 'alice@example.test',
+        recipients: [{ address: `c${i}@remote.example` }],
+        message: message(`concurrency ${i}`),
+        maxBytes: 1 << 20,
+        origin: 'submission',
+      });
+    }
+    await env.sink.waitForMessages(10, 20_000);
+    env.sink.setDelay(0);
+    assert.ok(env.sink.stats.maxActive <= 2, `at most two sessions at once (saw ${env.sink.stats.maxActive})`);
+    assert.ok(env.sink.stats.connections < 10, `sessions were reused (${env.sink.stats.connections} connections for 10 messages)`);
+  });
+
+  it('splits a message into transactions of recipients_per_transaction recipients', async () => {
+    const before = env.sink.messages.length;
+    await env.server.runtime.queue.enqueue({
+      sender: 'alice@example.test',
+      recipients: ['a', 'b', 'c', 'd', 'e'].map((l) => ({ address: `${l}@remote.example` })),
+      message: message('split'),
+      maxBytes: 1 << 20,
+      origin: 'submission',
+    });
+    await env.sink.waitForMessages(before + 3);
+    await settled(env);
+    const sent = env.sink.messages.slice(before);
+    assert.deepEqual(sent.map((m) => m.to.length).sort(), [1, 2, 2]);
+    assert.deepEqual(
+      sent.flatMap((m) => m.to).sort(),
+      ['a', 'b', 'c', 'd', 'e'].map((l) => `${l}@remote.example`),
+    );
+  });
+});
