@@ -25,7 +25,7 @@ RUN ln -s /app/dist/src/cli/index.js /usr/local/bin/maild && chmod +x /app/dist/
  && cp /app/config/container.yaml /etc/maild/maild.yaml && cp /app/config/quickstart-directory.yaml /etc/maild/
 USER vmail
 VOLUME ["/var/mail/vhosts", "/var/lib/maild", "/etc/maild"]
-EXPOSE 2525 2424 1143 1993 1110 1995
+EXPOSE 2525 1587 1465 2424 1143 1993 1110 1995
 ENV MAILD_CONFIG=/etc/maild/maild.yaml
 STOPSIGNAL SIGTERM
 CMD ["node", "/app/dist/src/main.js", "--config", "/etc/maild/maild.yaml"]

@@ -119,6 +119,26 @@ describe('quick start', () => {
       assert.equal((await pop.login('demo@example.test', 'maild-demo')).line, '+OK Logged in.');
       assert.match((await pop.multi('RETR 1')).lines.join('\n'), /Subject: hello demo/);
       assert.equal((await pop.quit())?.line, '+OK Logging out.');
+      // ... and demo sends one as a mail client does: submission, STARTTLS, AUTH (the README's swaks line).
+      const sub = await SmtpClient.connect(d.port('submission'));
+      await sub.greeting();
+      await sub.command('EHLO quickstart.test');
+      assert.equal((await sub.startTls()).code, 220);
+      assert.match((await sub.command('EHLO quickstart.test')).lines.join('\n'), /AUTH PLAIN LOGIN/);
+      assert.equal((await sub.command(`AUTH PLAIN ${Buffer.from('\0demo@example.test\0maild-demo').toString('base64')}`)).code, 235);
+      const sent = await sub.sendMail(
+        'demo@example.test',
+        ['demo@example.test'],
+        'From: demo@example.test\nTo: demo@example.test\nSubject: sent by demo\n\nHi.\n',
+      );
+      assert.match(sent.final![0]!.lines.join(' '), /^250 2\.0\.0 Ok: queued as [0-9A-F]{12}$/);
+      await sub.quit();
+      await d.waitLog((l) => l.msg === 'delivered' && l.relay === 'local');
+      assert.equal(
+        (await readdir(path.join(dir, 'data/mail/example.test/demo/new'))).length +
+          (await readdir(path.join(dir, 'data/mail/example.test/demo/cur'))).length,
+        2,
+      );
     } finally {
       d.kill('SIGTERM');
       await d.exited;
