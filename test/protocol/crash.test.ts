@@ -3,37 +3,18 @@
  * exactly once after a restart, and no file in new/ may be partial.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
-import { SmtpClient, dotStuff } from '../helpers/smtp-client.js';
+import { SmtpClient } from '../helpers/smtp-client.js';
+import { digestMessage, killUnderLoad, loadSender, verifyDigestMessage } from '../helpers/crash-load.js';
 
 const USERS = ['u0', 'u1', 'u2', 'u3'];
 
-function makeMessage(id: string): string {
-  // Bodies from 1 KB to ~300 KB: both the in-memory and the spooled write paths.
-  const size = 1024 + Math.floor(Math.random() * 300_000);
-  const body = randomBytes(Math.ceil(size * 0.75))
-    .toString('base64')
-    .replace(/(.{76})/g, '$1\n');
-  const digest = createHash('sha256').update(body).digest('hex');
-  return `Subject: crash-test ${id}\nX-Digest: ${digest}\n\n${body}\nEND ${id}\n`;
-}
-
-/** Parses a stored message; returns its id when it is complete and intact. */
-function verifyStored(text: string): { id: string; intact: boolean } | undefined {
-  const id = /^Subject: crash-test (\S+)$/m.exec(text)?.[1];
-  if (!id) return undefined;
-  const digest = /^X-Digest: ([0-9a-f]+)$/m.exec(text)?.[1];
-  const start = text.indexOf('\n\n') + 2;
-  const end = text.lastIndexOf(`\nEND ${id}\n`);
-  if (!digest || end < start) return { id, intact: false };
-  const body = text.slice(start, end);
-  return { id, intact: createHash('sha256').update(body).digest('hex') === digest && text.endsWith(`END ${id}\n`) };
-}
+const makeMessage = (id: string) => digestMessage('crash-test', id);
+const verifyStored = (text: string) => verifyDigestMessage('crash-test', text);
 
 describe('crash safety (kill -9 under load)', () => {
   let dir: string;
@@ -56,31 +37,16 @@ describe('crash safety (kill -9 under load)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function sender(port: number, prefix: string, stop: { now: boolean }): Promise<void> {
-    let c: SmtpClient;
-    try {
-      c = await SmtpClient.connect(port, { timeoutMs: 5000 });
-      await c.greeting();
-      await c.command('EHLO loadgen.example');
-    } catch {
-      return;
-    }
-    for (let n = 0; !stop.now; n++) {
-      const id = `${prefix}-${n}`;
-      const rcpt = `${USERS[n % USERS.length]}@crash.example`;
-      try {
-        c.write(`MAIL FROM:<load@remote.example>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n`);
-        const replies = [await c.reply(), await c.reply(), await c.reply()];
-        if (replies[2]!.code !== 354) return;
-        c.write(`${dotStuff(makeMessage(id))}.\r\n`);
-        const final = await c.reply();
-        if (final.code === 250) acknowledged.add(id);
-      } catch {
-        return; // the server died
-      }
-    }
-    await c.quit().catch(() => undefined);
-  }
+  const sender = (port: number, prefix: string, stop: { now: boolean }) =>
+    loadSender({
+      port,
+      prefix,
+      stop,
+      acknowledged,
+      sender: 'load@remote.example',
+      recipient: (n) => `${USERS[n % USERS.length]}@crash.example`,
+      message: makeMessage,
+    });
 
   async function scan(): Promise<{ counts: Map<string, number>; broken: string[] }> {
     const counts = new Map<string, number>();
@@ -110,20 +76,13 @@ describe('crash safety (kill -9 under load)', () => {
       const d: Daemon = spawnDaemon(['--config', config], { env: { UV_THREADPOOL_SIZE: '16' } });
       await d.waitLog((l) => l.msg === 'ready');
       const port = d.port('mx');
-      const stop = { now: false };
-      const before = acknowledged.size;
-      const senders = Array.from({ length: 12 }, (_, i) => sender(port, `r${round}s${i}`, stop));
-      const deadline = Date.now() + 60_000;
-      while (acknowledged.size < before + killAfterAcks && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
-      d.kill('SIGKILL');
-      const { signal } = await d.exited;
-      stop.now = true;
-      await Promise.all(senders);
-      assert.equal(signal, 'SIGKILL');
-      assert.ok(
-        acknowledged.size >= before + killAfterAcks,
-        `${killAfterAcks} messages acknowledged before the kill (got ${acknowledged.size - before})`,
-      );
+      const before = await killUnderLoad({
+        daemon: d,
+        acknowledged,
+        killAfterAcks,
+        round,
+        sender: (prefix, stop) => sender(port, prefix, stop),
+      });
 
       // Restart on the same mail root; it must come up and deliver again.
       const again = spawnDaemon(['--config', config]);

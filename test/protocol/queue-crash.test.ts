@@ -5,37 +5,17 @@
  * RFC 5321 section 6.1 prefers a duplicate to a loss); never more of those than were in flight.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
-import { SmtpClient, dotStuff } from '../helpers/smtp-client.js';
+import { digestMessage, killUnderLoad, loadSender, verifyDigestMessage } from '../helpers/crash-load.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 
 const CONCURRENCY = 8;
 
-function makeMessage(id: string): string {
-  const size = 1024 + Math.floor(Math.random() * 200_000);
-  const body = randomBytes(Math.ceil(size * 0.75))
-    .toString('base64')
-    .replace(/(.{76})/g, '$1\n');
-  const digest = createHash('sha256').update(body).digest('hex');
-  return `Subject: queue-crash ${id}\nX-Digest: ${digest}\n\n${body}\nEND ${id}\n`;
-}
-
-/** The id of a message as the sink got it, when it arrived complete and intact. */
-function verifyReceived(data: Buffer): { id: string; intact: boolean } | undefined {
-  const text = data.toString('latin1').replace(/\r\n/g, '\n');
-  const id = /^Subject: queue-crash (\S+)$/m.exec(text)?.[1];
-  if (!id) return undefined;
-  const digest = /^X-Digest: ([0-9a-f]+)$/m.exec(text)?.[1];
-  const start = text.indexOf('\n\n') + 2;
-  const end = text.lastIndexOf(`\nEND ${id}\n`);
-  if (!digest || end < start) return { id, intact: false };
-  return { id, intact: createHash('sha256').update(text.slice(start, end)).digest('hex') === digest };
-}
+const makeMessage = (id: string) => digestMessage('queue-crash', id, 200_000);
 
 describe('queue crash safety (kill -9 under load)', () => {
   let dir: string;
@@ -71,30 +51,16 @@ describe('queue crash safety (kill -9 under load)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function sender(port: number, prefix: string, stop: { now: boolean }): Promise<void> {
-    let c: SmtpClient;
-    try {
-      c = await SmtpClient.connect(port, { timeoutMs: 5000 });
-      await c.greeting();
-      await c.command('EHLO loadgen.example');
-    } catch {
-      return;
-    }
-    for (let n = 0; !stop.now; n++) {
-      const id = `${prefix}-${n}`;
-      try {
-        c.write(`MAIL FROM:<load@crash.example>\r\nRCPT TO:<r${n % 3}@remote.example>\r\nDATA\r\n`);
-        const replies = [await c.reply(), await c.reply(), await c.reply()];
-        if (replies[2]!.code !== 354) return;
-        c.write(`${dotStuff(makeMessage(id))}.\r\n`);
-        const final = await c.reply();
-        if (final.code === 250) acknowledged.add(id);
-      } catch {
-        return; // the server died
-      }
-    }
-    await c.quit().catch(() => undefined);
-  }
+  const sender = (port: number, prefix: string, stop: { now: boolean }) =>
+    loadSender({
+      port,
+      prefix,
+      stop,
+      acknowledged,
+      sender: 'load@crash.example',
+      recipient: (n) => `r${n % 3}@remote.example`,
+      message: makeMessage,
+    });
 
   for (const [round, killAfterAcks] of [
     [1, 3],
@@ -106,17 +72,13 @@ describe('queue crash safety (kill -9 under load)', () => {
       sink.setDelay(5);
       const d: Daemon = spawnDaemon(['--config', config]);
       await d.waitLog((l) => l.msg === 'ready');
-      const stop = { now: false };
-      const before = acknowledged.size;
-      const senders = Array.from({ length: 12 }, (_, i) => sender(d.port('mx'), `r${round}s${i}`, stop));
-      const deadline = Date.now() + 60_000;
-      while (acknowledged.size < before + killAfterAcks && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
-      d.kill('SIGKILL');
-      const { signal } = await d.exited;
-      stop.now = true;
-      await Promise.all(senders);
-      assert.equal(signal, 'SIGKILL');
-      assert.ok(acknowledged.size >= before + killAfterAcks, `${killAfterAcks} acknowledged before the kill (got ${acknowledged.size - before})`);
+      const before = await killUnderLoad({
+        daemon: d,
+        acknowledged,
+        killAfterAcks,
+        round,
+        sender: (prefix, stop) => sender(d.port('mx'), prefix, stop),
+      });
       const sentBeforeRestart = sink.messages.length;
 
       sink.setDelay(0);
@@ -131,7 +93,7 @@ describe('queue crash safety (kill -9 under load)', () => {
         const counts = new Map<string, number>();
         const broken: string[] = [];
         for (const m of sink.messages) {
-          const v = verifyReceived(m.data);
+          const v = verifyDigestMessage('queue-crash', m.data.toString('latin1'));
           if (!v) continue;
           if (!v.intact) broken.push(v.id);
           counts.set(v.id, (counts.get(v.id) ?? 0) + 1);
