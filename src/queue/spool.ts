@@ -44,7 +44,7 @@ export interface Envelope {
   size: number;
   /** Header fields prepended on the way out, LF or CRLF line ends, ending with a line end (or ''). */
   prepend: string;
-  origin: 'submission' | 'forward' | 'bounce' | 'relay';
+  origin: 'submission' | 'forward' | 'bounce' | 'relay' | 'inbound';
   authUser?: string;
   eightBit: boolean;
   /** Held by the administrator (`queue hold`): not tried until released. */

@@ -31,8 +31,12 @@ export interface EnqueueRequest {
   queueId?: string;
   /** The authenticated user who submitted it, for logs and `queue list`. */
   authUser?: string;
-  /** What produced it: a client's submission, a forward by an alias, a bounce we generated. */
-  origin: 'submission' | 'forward' | 'bounce' | 'relay';
+  /**
+   * What produced it: a client's submission, a forward by an alias, a relay for a trusted
+   * client, a bounce we generated, or inbound mail for several local mailboxes that is delivered
+   * to each on its own (so one over quota is bounced alone).
+   */
+  origin: 'submission' | 'forward' | 'bounce' | 'relay' | 'inbound';
   /**
    * Called with the header block of the message (up to the first empty line, at most 256 KiB)
    * once it has arrived and before the message is committed; whatever it returns is appended to

@@ -112,6 +112,18 @@ interface ResolvedRcpt extends SMTPServerAddress {
 
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
+/**
+ * SMTP has one reply for all recipients after DATA (RFC 5321 section 3.3). A message for several
+ * mailboxes where one has a quota could fit some and not others; such a message goes through
+ * the queue, which delivers to each mailbox on its own and bounces only for the one over quota
+ * (as Postfix's virtual delivery does). Everything else is written to the mailboxes directly.
+ */
+function needsPerMailboxDelivery(rcpts: ResolvedRcpt[]): boolean {
+  const mailboxes = new Map<string, UserRecord>();
+  for (const r of rcpts) for (const m of r.mailboxes ?? []) mailboxes.set(m.email, m);
+  return mailboxes.size > 1 && [...mailboxes.values()].some((m) => m.quotaBytes > 0);
+}
+
 /** One recipient rate limiter per server (both submission listeners count together). */
 const rateLimiters = new WeakMap<SmtpContext, RecipientRateLimiter>();
 
@@ -402,6 +414,7 @@ export class SmtpListener {
     // a message only for local mailboxes is written to them directly (the fast path).
     if (this.spec.protocol === 'submission') return this.#enqueue(stream, session, cb, 'submission');
     if (!lmtp && rcpts.some((r) => r.queue)) return this.#enqueue(stream, session, cb, rcpts.some((r) => r.relayed) ? 'relay' : 'forward');
+    if (!lmtp && needsPerMailboxDelivery(rcpts)) return this.#enqueue(stream, session, cb, 'inbound');
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const queueId = newQueueId();
     const started = Date.now();
@@ -503,7 +516,7 @@ export class SmtpListener {
     stream: SMTPServerDataStream,
     session: SMTPServerSession,
     cb: (err?: Error | null, message?: string) => void,
-    origin: 'submission' | 'relay' | 'forward',
+    origin: 'submission' | 'relay' | 'forward' | 'inbound',
   ): void {
     const st = this.#state(session);
     const settings = this.#ctx.settings();

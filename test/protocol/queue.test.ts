@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { simpleParser } from 'mailparser';
 import { message, reportsIn, settled, setup, teardown, type QueueEnv as Env } from '../helpers/queue-env.js';
 import { waitFor } from '../helpers/server.js';
+import { SmtpClient } from '../helpers/smtp-client.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -177,6 +178,38 @@ describe('outbound queue', () => {
     assert.equal((await env.server.messages('example.test/carol')).length, 1);
     const [copy] = await env.server.read('example.test/carol');
     assert.match(copy!, /^Return-Path: <alice@example\.test>\nDelivered-To: carol@example\.test\n/);
+  });
+});
+
+describe('inbound mail for several mailboxes, one of them over quota', () => {
+  let env: Env;
+  before(async () => {
+    env = await setup();
+  });
+  after(async () => {
+    await teardown(env);
+  });
+
+  it('is delivered to the others and bounced for that one alone', async () => {
+    const c = await SmtpClient.connect(env.server.smtpPort);
+    await c.greeting();
+    await c.command('EHLO client.example');
+    // small@ has a quota of 2000 bytes; no SIZE= is declared, so RCPT cannot know.
+    const res = await c.sendMail(
+      'alice@example.test',
+      ['small@example.test', 'bob@example.test'],
+      `From: alice@example.test\nSubject: too big for small\n\n${'x'.repeat(3000)}\n`,
+    );
+    assert.equal(res.final![0]!.code, 250);
+    await c.quit();
+    await waitFor(async () => (await env.server.messages('example.test/alice')).length === 1, 10_000, 'report to alice');
+    await settled(env);
+    assert.equal((await env.server.messages('example.test/bob')).length, 1, 'bob has it');
+    assert.equal((await env.server.messages('example.test/small')).length, 0, 'small does not');
+    const [report] = await env.server.read('example.test/alice');
+    assert.match(report!, /^Final-Recipient: rfc822; ?small@example\.test$/m);
+    assert.match(report!, /^Status: 5\.2\.2$/m);
+    assert.doesNotMatch(report!, /bob@example\.test/);
   });
 });
 
