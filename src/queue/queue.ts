@@ -132,6 +132,8 @@ class DueHeap {
 }
 
 const BOUNCE_HEADER_LIMIT = 64 * 1024;
+/** Received: fields after which a message is taken to be looping. */
+const MAX_HOPS = 50;
 
 function oneLine(text: string, max = 500): string {
   // eslint-disable-next-line no-control-regex
@@ -203,6 +205,9 @@ export class Queue implements OutboundQueue {
     const written = await spool.writeMessage(id, req.message, req.maxBytes);
     let prepend = req.prepend ?? '';
     try {
+      // A message that has passed this many servers is in a loop (Postfix's hopcount_limit, RFC 5321 section 6.3).
+      const hops = written.headers.toString('latin1').match(/^Received:/gim)?.length ?? 0;
+      if (hops >= MAX_HOPS) throw new MailError('ALIAS_LOOP', `${hops} Received: header fields: mail forwarding loop`);
       if (req.beforeCommit) {
         const extra = await req.beforeCommit(written.headers, () => spool.open({ id, prepend: '' } as Envelope));
         if (extra) prepend += extra;

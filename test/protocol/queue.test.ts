@@ -163,6 +163,24 @@ describe('outbound queue', () => {
     assert.equal((await env.server.messages('example.test/bob')).length, before);
   });
 
+  it('refuses a message that has passed 50 servers: a forwarding loop', async () => {
+    const hops = Array.from(
+      { length: 50 },
+      (_, i) => `Received: from hop${i}.example by hop${i + 1}.example; Sun, 29 Nov 2026 07:00:00 +0000\r\n`,
+    ).join('');
+    await assert.rejects(
+      env.server.runtime.queue.enqueue({
+        sender: 'alice@example.test',
+        recipients: [{ address: 'loop@remote.example' }],
+        message: Buffer.concat([Buffer.from(hops), message('looping')]),
+        maxBytes: 1 << 20,
+        origin: 'forward',
+      }),
+      (err: Error & { code?: string }) => err.code === 'ALIAS_LOOP',
+    );
+    assert.ok(!(await settled(env)).some((m) => m.recipients.some((r) => r.address === 'loop@remote.example')), 'nothing queued');
+  });
+
   it('keeps local recipients local even with a remote route configured', async () => {
     const before = env.sink.messages.length;
     await env.server.runtime.queue.enqueue({
