@@ -188,7 +188,14 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     ...(hooks.now ? { now: hooks.now } : {}),
   });
   await queue.start();
-  const control = await startControlServer(config.data_dir, queue, logger.child({ component: 'control' }));
+  // The CLI's way to the running queue; mail flows without it, so a failure is logged, not fatal.
+  const control = await startControlServer(config.data_dir, queue, logger.child({ component: 'control' })).catch((err: unknown) => {
+    logger.error(
+      { err: (err as Error).message, path: config.data_dir },
+      'control socket unavailable: queue flush/hold/release/delete need a restart',
+    );
+    return { close: async () => undefined };
+  });
   const limiter = new AuthLimiter({
     baseDelayMs: config.auth.failure_delay,
     maxDelayMs: config.auth.failure_delay_max,
