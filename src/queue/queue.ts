@@ -209,6 +209,8 @@ export class Queue implements OutboundQueue {
       const hops = written.headers.toString('latin1').match(/^Received:/gim)?.length ?? 0;
       if (hops >= MAX_HOPS) throw new MailError('ALIAS_LOOP', `${hops} Received: header fields: mail forwarding loop`);
       if (req.beforeCommit) {
+        // The hook checks the header (From: ownership): a header it cannot see whole is refused.
+        if (written.headersTruncated) throw new MailError('MESSAGE_TOO_BIG', 'header section larger than 256 KiB');
         const extra = await req.beforeCommit(written.headers, () => spool.open({ id, prepend: '' } as Envelope));
         if (extra) prepend += extra;
       }

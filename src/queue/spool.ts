@@ -66,6 +66,8 @@ export interface WriteResult {
   eightBit: boolean;
   /** The header block (up to and including the empty line, at most 256 KiB). */
   headers: Buffer;
+  /** The header block went on beyond 256 KiB: `headers` holds only its start. */
+  headersTruncated: boolean;
 }
 
 const ID_PATTERN = /^[0-9A-Z]{6,32}$/;
@@ -134,6 +136,7 @@ export class Spool {
     const headerChunks: Buffer[] = [];
     let headerBytes = 0;
     let headersDone = false;
+    let headersTruncated = false;
     let writeError: unknown;
     const pending: Buffer[] = [];
     let pendingBytes = 0;
@@ -179,6 +182,7 @@ export class Spool {
           const end = headerEnd(joined);
           if (end !== -1 || headerBytes >= HEADER_CAPTURE_LIMIT) {
             headersDone = true;
+            headersTruncated = end === -1;
             headerChunks.length = 0;
             headerChunks.push(joined.subarray(0, end === -1 ? Math.min(joined.length, HEADER_CAPTURE_LIMIT) : end));
           } else {
@@ -198,7 +202,7 @@ export class Spool {
       });
       await handle.close();
       handle = undefined;
-      return { size, eightBit, headers: Buffer.concat(headerChunks) };
+      return { size, eightBit, headers: Buffer.concat(headerChunks), headersTruncated };
     } catch (err) {
       await handle?.close().catch(() => undefined);
       await fs.unlink(file).catch(() => undefined);

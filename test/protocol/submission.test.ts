@@ -331,6 +331,16 @@ describe('submission listener', () => {
     assert.ok(srv.logs.some((l) => l.msg === 'message refused' && l.reply === '552 5.3.4 Message size exceeds fixed limit'));
   });
 
+  it('refuses a header section too large to check (a From: hidden after 256 KiB of header fields)', async () => {
+    const c = await open(srv, { login: ALICE });
+    const padding = Array.from({ length: 3000 }, (_, i) => `X-Padding-${i}: ${'p'.repeat(90)}`).join('\n');
+    const hidden = `From: alice@example.test\nTo: friend@remote.example\nSubject: hidden from\n${padding}\nFrom: ceo@bank.example\n\nPay now.\n`;
+    const res = await c.sendMail('alice@example.test', ['friend@remote.example'], hidden);
+    assert.deepEqual(code(res.final?.[0]), [552, '5.3.4']);
+    await c.quit();
+    assert.ok(!srv.runtime.queue.list().some((m) => m.recipients.some((r) => r.address === 'friend@remote.example')));
+  });
+
   it('delivers through nodemailer (STARTTLS on the submission port, and implicit TLS)', async () => {
     for (const [port, secure] of [
       [srv.submissionPort, false],
