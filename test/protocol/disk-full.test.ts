@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -92,5 +92,27 @@ describe('disk full during DATA', () => {
     assert.equal((await srv.messages('example.test/alice')).length, 2);
     await c.quit();
     await l.quit();
+  });
+
+  it('answers 452 4.3.1 to a submission when the queue cannot write, leaves no spool file, then recovers', async () => {
+    const c = await SmtpClient.connect(srv.submissionPort);
+    await c.greeting();
+    await c.command('EHLO full.example');
+    assert.equal((await c.startTls()).code, 220);
+    await c.command('EHLO full.example');
+    assert.equal((await c.command(`AUTH PLAIN ${Buffer.from('\0alice@example.test\0alice-pw').toString('base64')}`)).code, 235);
+    const filler = await fill(64 * 1024);
+    const big = `From: alice@example.test\nTo: friend@remote.example\nSubject: too big for the spool\n\n${`${'q'.repeat(76)}\n`.repeat(4000)}`;
+    const res = await c.sendMail('alice@example.test', ['friend@remote.example'], big);
+    assert.deepEqual([res.final![0]!.code, res.final![0]!.enhanced], [452, '4.3.1'], res.final![0]!.lines.join(' | '));
+    const spool = path.join(mount, 'mail', '.queue');
+    for (const sub of ['msg', 'env', 'tmp']) assert.deepEqual(await readdir(path.join(spool, sub)), [], `.queue/${sub} is clean`);
+
+    await unlink(filler);
+    // The remote side does not exist here: the message waits in the queue, which is what a 250 promises.
+    const again = await c.sendMail('alice@example.test', ['friend@remote.example'], big);
+    assert.equal(again.final![0]!.code, 250);
+    assert.equal((await readdir(path.join(spool, 'env'))).length, 1);
+    await c.quit();
   });
 });
