@@ -360,7 +360,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         await listenersClosed;
         // Deliveries in progress finish and are recorded; nothing new starts.
         await control.close();
-        await queue.stop();
+        await queue.stop(current.shutdown_timeout);
         await store.close();
         await directory.close();
         await passwords.close();

@@ -37,6 +37,8 @@ export interface QueueSettings {
 export interface RemoteAgent {
   deliver(hop: NextHop, tx: Transaction): Promise<RecipientResult[]>;
   close?(): Promise<void>;
+  /** Cuts the transactions in progress (their recipients stay queued). */
+  abort?(): void;
 }
 
 export interface QueueOptions {
@@ -337,12 +339,21 @@ export class Queue implements OutboundQueue {
     return true;
   }
 
-  /** Stops starting transactions and waits for those in progress to finish and be recorded. */
-  async stop(): Promise<void> {
+  /**
+   * Stops starting transactions and waits for those in progress to finish and be recorded; after
+   * `graceMs` the remote ones still running are cut off (their recipients stay queued).
+   */
+  async stop(graceMs = 30_000): Promise<void> {
     this.#stopping = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    const cut = setTimeout(() => {
+      if (this.#running.size === 0) return;
+      this.#log.warn({ running: this.#running.size }, 'deliveries still running at the end of the shutdown time: cut off');
+      this.#opts.remote.abort?.();
+    }, graceMs);
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    clearTimeout(cut);
     await this.#opts.remote.close?.();
     await this.#opts.spool.close();
   }

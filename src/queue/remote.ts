@@ -216,6 +216,8 @@ export class RemoteDelivery {
   readonly #log: Logger;
   /** Idle sessions by reuse key, most recently used last. */
   readonly #idle = new Map<string, Session[]>();
+  /** Every open session, busy or idle (abort() cuts them all). */
+  readonly #live = new Set<Session>();
   #idleCount = 0;
   /** Set by close(): sessions are not kept any more. */
   #closed = false;
@@ -337,6 +339,15 @@ export class RemoteDelivery {
     );
   }
 
+  /**
+   * Cuts every open session at once (shutdown after its grace time): transactions in progress
+   * end with a lost connection, so their recipients stay queued and are tried again later.
+   */
+  abort(): void {
+    this.#closed = true;
+    for (const s of this.#live) if (!s.gone) s.conn.close();
+  }
+
   /** Sessions interchangeable for a transaction: same endpoint, same TLS requirements, same identity. */
   #key(target: { name: string; ip: string }, hop: NextHop): string {
     const auth = hop.auth ? [hop.auth.user, createHash('sha256').update(hop.auth.pass).digest('base64')] : null;
@@ -439,6 +450,8 @@ export class RemoteDelivery {
     conn.on('error', (err: SmtpError) => {
       session.lastError = err;
     });
+    this.#live.add(session);
+    conn.once('end', () => this.#live.delete(session));
     // 'end' comes before the failing step's own callback, hence setImmediate.
     session.ended = new Promise<never>((_, reject) => {
       conn.once('end', () => {

@@ -150,7 +150,16 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   const counted = new WeakSet<SMTPServerSession>();
   const waiters = new Set<() => void>();
   let delayMs = opts.delayMs ?? 0;
-  const later = (fn: () => void) => (delayMs > 0 ? void setTimeout(fn, delayMs) : fn());
+  // Delayed replies still pending; cleared on close so a long delay never holds the process.
+  const pending = new Set<NodeJS.Timeout>();
+  const later = (fn: () => void) => {
+    if (delayMs <= 0) return fn();
+    const timer = setTimeout(() => {
+      pending.delete(timer);
+      fn();
+    }, delayMs);
+    pending.add(timer);
+  };
   const ruleFor = (address: string) => rules.get(address.toLowerCase());
 
   const disabled: string[] = [];
@@ -294,7 +303,12 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
         };
         poll();
       }),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const timer of pending) clearTimeout(timer);
+        pending.clear();
+        server.close(() => resolve());
+      }),
   };
 }
 

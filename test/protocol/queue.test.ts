@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { simpleParser } from 'mailparser';
 import { message, reportsIn, settled, setup, teardown, type QueueEnv as Env } from '../helpers/queue-env.js';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { waitFor } from '../helpers/server.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 
@@ -368,5 +371,34 @@ describe('outbound queue: limits per destination', () => {
       sent.flatMap((m) => m.to).sort(),
       ['a', 'b', 'c', 'd', 'e'].map((l) => `${l}@remote.example`),
     );
+  });
+});
+
+describe('outbound queue: shutdown with a stalled remote server', () => {
+  it('cuts the transaction off after shutdown_timeout and keeps the message queued', { timeout: 30_000 }, async () => {
+    const mailRoot = await mkdtemp(path.join(os.tmpdir(), 'maild-queue-stall-'));
+    const env = await setup({ command_timeout: '10m' }, mailRoot);
+    try {
+      env.sink.setDelay(10 * 60_000); // the greeting never comes in time
+      const { queueId } = await env.server.runtime.queue.enqueue({
+        sender: 'alice@example.test',
+        recipients: [{ address: 'stalled@remote.example' }],
+        message: message('stalled'),
+        maxBytes: 1 << 20,
+        origin: 'submission',
+      });
+      await waitFor(() => env.sink.stats.connections > 0, 10_000, 'a connection to the stalled server');
+      await env.server.stop(); // shutdown_timeout is 2 s in the test configuration
+      assert.ok(
+        env.server.logs.some((l) => /cut off/.test(String(l.msg))),
+        'the transaction was cut off',
+      );
+      assert.deepEqual(await readdir(path.join(mailRoot, '.queue', 'env')), [queueId], 'the message is still queued');
+    } finally {
+      env.sink.setDelay(0);
+      await env.proxy.close();
+      await env.sink.close();
+      await rm(mailRoot, { recursive: true, force: true });
+    }
   });
 });
