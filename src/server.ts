@@ -30,6 +30,7 @@ import { Router, type RouteSettings } from './queue/route.js';
 import { LocalDelivery } from './queue/local.js';
 import { RemoteDelivery } from './queue/remote.js';
 import { MxResolver } from './queue/mx.js';
+import { parseNextHop } from './queue/nexthop.js';
 import { startControlServer } from './control.js';
 import { DkimKeys } from './queue/dkim.js';
 
@@ -87,6 +88,8 @@ function queueSettings(cfg: LoadedConfig): QueueSettings {
 
 function routeSettings(cfg: LoadedConfig): RouteSettings {
   const q = cfg.queue;
+  // A broken relayhost is a configuration error now, not a deferral of every message later.
+  if (q.relayhost) parseNextHop(q.relayhost, { port: 25, tls: q.tls });
   return { relayhost: q.relayhost, tls: q.tls, tlsPolicy: q.tls_policy, relayAuth: q.relay_auth, mxPort: q.mx_port };
 }
 
@@ -156,6 +159,7 @@ export interface ServerHooks {
 
 export async function startServer(config: LoadedConfig, logger: Logger, hooks: ServerHooks = {}): Promise<Runtime> {
   let current = config;
+  let routeConfig = routeSettings(config); // validated before anything is opened
   let settings = smtpSettings(config);
   await fs.mkdir(config.data_dir, { recursive: true, mode: 0o750 });
   await fs.mkdir(config.mail.root, { recursive: true, mode: 0o750 });
@@ -168,7 +172,6 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
 
   let queueConfig = queueSettings(config);
-  let routeConfig = routeSettings(config);
   const queueLog = logger.child({ component: 'queue' });
   const queue = new Queue({
     spool: new Spool(spoolDir(config)),
@@ -187,7 +190,13 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     logger: queueLog,
     ...(hooks.now ? { now: hooks.now } : {}),
   });
-  await queue.start();
+  try {
+    await queue.start();
+  } catch (err) {
+    await directory.close();
+    await passwords.close();
+    throw err;
+  }
   // The CLI's way to the running queue; mail flows without it, so a failure is logged, not fatal.
   const control = await startControlServer(config.data_dir, queue, logger.child({ component: 'control' })).catch((err: unknown) => {
     logger.error(
@@ -318,6 +327,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       return a.port;
     },
     async reload(next: LoadedConfig) {
+      const nextRoutes = routeSettings(next); // throws on a broken relayhost: nothing is changed
       const changed = (a: unknown, b: unknown) => JSON.stringify(a) !== JSON.stringify(b);
       if (changed(current.listeners, next.listeners)) logger.warn('listener changes take effect after a restart');
       if (changed(current.mail, next.mail) || current.data_dir !== next.data_dir)
@@ -333,7 +343,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       directory.clearCache();
       settings = smtpSettings(next);
       queueConfig = queueSettings(next);
-      routeConfig = routeSettings(next);
+      routeConfig = nextRoutes;
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });

@@ -186,6 +186,7 @@ export class Queue implements OutboundQueue {
   /** Loads the spool and starts delivering (a restart resumes exactly where the queue was). */
   async start(): Promise<void> {
     await this.#opts.spool.init();
+    await this.#opts.spool.lock();
     const envs = await this.#opts.spool.loadAll((id, why) => this.#log.error({ qid: id }, `queue file dropped: ${why}`));
     for (const env of envs) {
       this.#entries.set(env.id, { env, running: false, writes: Promise.resolve() });

@@ -95,6 +95,7 @@ function headerEnd(buf: Buffer): number {
 export class Spool {
   readonly dir: string;
   readonly #syncer = new DirectorySyncer();
+  #locked = false;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -120,6 +121,30 @@ export class Spool {
 
   async init(): Promise<void> {
     for (const d of [this.dir, this.#msgDir, this.#envDir, this.#tmpDir]) await fs.mkdir(d, { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * Claims the spool for this process (a pid file, as Postfix's master.pid): two daemons
+   * delivering from one spool would send every message twice. A lock left by a process that is
+   * gone is taken over.
+   */
+  async lock(): Promise<void> {
+    const file = path.join(this.dir, 'lock');
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+        this.#locked = true;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError(err, 'locking the queue');
+      }
+      const pid = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new MailError('CONFIG_INVALID', `the queue in ${this.dir} is in use by process ${pid} (another maild?)`);
+      }
+      await fs.unlink(file).catch(() => undefined); // stale: its process is gone
+    }
+    throw new MailError('CONFIG_INVALID', `cannot lock the queue in ${this.dir}`);
   }
 
   /**
@@ -329,5 +354,16 @@ export class Spool {
 
   async close(): Promise<void> {
     await this.#syncer.close();
+    if (this.#locked) await fs.unlink(path.join(this.dir, 'lock')).catch(() => undefined);
+    this.#locked = false;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by someone else
   }
 }

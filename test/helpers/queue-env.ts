@@ -35,12 +35,21 @@ transports:
   other.example: "[127.0.0.1]:${sink.port}"
   refused.example: "[127.0.0.1]:${proxy.port}"
 `;
-  const server = await startTestServer({
-    directory,
-    config: { queue: { connect_timeout: '5s', command_timeout: '10s', ...config } },
-    now: () => Date.now() + clock.offset,
-    ...(mailRoot ? { mailRoot } : {}),
-  });
+  let server: TestServer;
+  try {
+    server = await startTestServer({
+      directory,
+      config: { queue: { connect_timeout: '5s', command_timeout: '10s', ...config } },
+      now: () => Date.now() + clock.offset,
+      ...(mailRoot ? { mailRoot } : {}),
+    });
+  } catch (err) {
+    if (!reuse) {
+      await proxy.close();
+      await sink.close();
+    }
+    throw err;
+  }
   return { server, sink, proxy, clock };
 }
 

@@ -103,7 +103,13 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const loaded = parseConfig(text, configPath, {});
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s)) });
-  const runtime = await startServer(loaded, logger, opts.now ? { now: opts.now } : {});
+  let runtime: Runtime;
+  try {
+    runtime = await startServer(loaded, logger, opts.now ? { now: opts.now } : {});
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const has = (name: string) => runtime.listeners.some((l) => l.spec.name === name);
 
   const maildir = (mailbox: string) => path.join(mailRoot, mailbox);

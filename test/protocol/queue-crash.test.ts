@@ -62,6 +62,21 @@ describe('queue crash safety (kill -9 under load)', () => {
       message: makeMessage,
     });
 
+  it('refuses to start a second daemon on the same queue', async () => {
+    const first = spawnDaemon(['--config', config]);
+    try {
+      await first.waitLog((l) => l.msg === 'ready');
+      const second = spawnDaemon(['--config', config]);
+      const { code } = await second.exited;
+      assert.equal(code, 1);
+      assert.match(second.stderr(), new RegExp(`in use by process ${first.proc.pid}`));
+      assert.equal(first.proc.exitCode, null, 'the first one runs on');
+    } finally {
+      first.kill('SIGTERM');
+      await first.exited;
+    }
+  });
+
   for (const [round, killAfterAcks] of [
     [1, 3],
     [2, 60],

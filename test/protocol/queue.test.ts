@@ -402,3 +402,13 @@ describe('outbound queue: shutdown with a stalled remote server', () => {
     }
   });
 });
+
+describe('outbound queue: configuration', () => {
+  it('refuses to start with a relayhost it cannot use', async () => {
+    await assert.rejects(setup({ relayhost: 'lmtp:[127.0.0.1]:24' }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'CONFIG_INVALID');
+      assert.match(err.message, /lmtp/);
+      return true;
+    });
+  });
+});
