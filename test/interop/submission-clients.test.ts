@@ -1,7 +1,7 @@
 /**
  * Real clients against the submission listeners (RFC 6409): Python's smtplib (STARTTLS with
- * AUTH PLAIN, implicit TLS with AUTH LOGIN, and the refusals it turns into exceptions) and curl
- * (STARTTLS and smtps:// with --user).
+ * AUTH PLAIN, implicit TLS with AUTH LOGIN, and the refusals it turns into exceptions), curl
+ * (STARTTLS and smtps:// with --user) and swaks (the README's command line).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -123,6 +123,60 @@ t.quit()
         ],
         { timeout: 20_000 },
       ),
+    );
+  });
+
+  it('swaks sends as the README shows (STARTTLS, AUTH PLAIN), and with implicit TLS and AUTH LOGIN', async () => {
+    for (const [args, subject] of [
+      [['--server', `127.0.0.1:${srv.submissionPort}`, '--tls', '--auth', 'PLAIN'], 'swaks starttls'],
+      [['--server', `127.0.0.1:${srv.submissionsPort}`, '--tlsc', '--auth', 'LOGIN'], 'swaks implicit'],
+    ] as const) {
+      const { stdout } = await run(
+        'swaks',
+        [
+          ...args,
+          '--auth-user',
+          'alice@example.test',
+          '--auth-password',
+          'alice-pw',
+          '--from',
+          'alice@example.test',
+          '--to',
+          'bob@example.test',
+          '--header',
+          `Subject: ${subject}`,
+          '--helo',
+          'swaks.client.example',
+        ],
+        { timeout: 20_000 },
+      );
+      assert.match(stdout, /<~  250 2\.0\.0 Ok: queued as [0-9A-F]{12}/);
+      const msg = await arrived('example.test/bob', subject);
+      assert.match(msg, /with ESMTPSA id/);
+    }
+    // A sender that is not alice's: swaks exits non-zero and shows the 553.
+    await assert.rejects(
+      run(
+        'swaks',
+        [
+          '--server',
+          `127.0.0.1:${srv.submissionPort}`,
+          '--tls',
+          '--auth',
+          'PLAIN',
+          '--auth-user',
+          'alice@example.test',
+          '--auth-password',
+          'alice-pw',
+          '--from',
+          'bob@example.test',
+          '--to',
+          'carol@example.test',
+        ],
+        { timeout: 20_000 },
+      ),
+      (err: Error & { stdout?: string }) =>
+        /<~?\*+ 553 5\.7\.1 Sender address rejected: not owned by user alice@example\.test/.test(err.stdout ?? ''),
     );
   });
 });
