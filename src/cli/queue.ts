@@ -41,7 +41,7 @@ export function formatQueue(envs: Envelope[], now = Date.now()): string {
     lines.push(
       `${(env.id + mark).padEnd(13)} ${String(env.size).padStart(8)} ${arrival(env.created)} ${age(now - env.created).padStart(7)} ${env.sender || 'MAILER-DAEMON'}`,
     );
-    const pad = ' '.repeat(52);
+    const pad = ' '.repeat(51);
     for (const r of env.recipients) {
       if (r.state !== 'pending') continue;
       if (r.lastError) lines.push(`${pad}(${r.lastError})`);
