@@ -41,7 +41,7 @@ import {
   type SmtpReply,
 } from './replies.js';
 import { RecipientRateLimiter, ownsAddress } from './sender-check.js';
-import { saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
+import { relayBeforeCommit, saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
 
 applyConnectionPatch();
 
@@ -545,7 +545,9 @@ export class SmtpListener {
           log: st.log,
           owned: st.owned,
         })
-      : undefined;
+      : origin === 'relay'
+        ? relayBeforeCommit({ dkim: this.#ctx.dkim, queueId, sender, prepend: received, log: st.log })
+        : undefined;
     const recipients = rcpts.map((r) => ({ address: r.target ?? r.address }));
     const logged = { qid: queueId, from: sender, nrcpt: recipients.length, origin, ...(login ? { sasl_username: login } : {}) };
     this.#ctx.queue

@@ -125,19 +125,46 @@ export function submissionBeforeCommit(c: CommitContext): (headers: Buffer, rere
     if (froms.length === 0) extra += `From: <${headerSafe(author)}>\r\n`;
     if (!hasField(fields, 'date')) extra += `Date: ${rfc5322Date(new Date())}\r\n`;
     if (!hasField(fields, 'message-id')) extra += `Message-ID: ${newMessageId(c.queueId, c.hostname)}\r\n`;
-    const domain = splitAddress(author)?.domain;
-    if (c.dkim && domain) {
-      const message = withPrefix(c.prepend + extra, reread);
-      try {
-        const signature = await c.dkim.signatureFor(domain, message);
-        if (signature) extra += signature.endsWith('\n') ? signature : `${signature}\r\n`;
-      } catch (err) {
-        // An unsigned message is better than none: DMARC may still pass through SPF.
-        c.log.error({ err, qid: c.queueId, domain }, 'dkim signing failed; sending unsigned');
-      } finally {
-        message.destroy();
-      }
-    }
-    return extra;
+    return extra + (await signature(c, author, c.prepend + extra, reread));
+  };
+}
+
+/** The DKIM-Signature for mail from `author`'s domain ('' without a key), over prefix + message. */
+async function signature(
+  c: { dkim?: DkimSigner | undefined; queueId: string; log: Logger },
+  author: string,
+  prefix: string,
+  reread: () => Readable,
+): Promise<string> {
+  const domain = splitAddress(author)?.domain;
+  if (!c.dkim || !domain) return '';
+  const message = withPrefix(prefix, reread);
+  try {
+    const field = await c.dkim.signatureFor(domain, message);
+    if (field) return field.endsWith('\n') ? field : `${field}\r\n`;
+  } catch (err) {
+    // An unsigned message is better than none: DMARC may still pass through SPF.
+    c.log.error({ err, qid: c.queueId, domain }, 'dkim signing failed; sending unsigned');
+  } finally {
+    message.destroy();
+  }
+  return '';
+}
+
+/**
+ * The queue's beforeCommit hook for mail relayed for a trusted network (a web application on
+ * this host, say): signed for its From: domain when there is a key, as OpenDKIM signs for
+ * Postfix's mynetworks. Nothing is checked or added otherwise.
+ */
+export function relayBeforeCommit(c: {
+  dkim?: DkimSigner | undefined;
+  queueId: string;
+  sender: string;
+  prepend: string;
+  log: Logger;
+}): (headers: Buffer, reread: () => Readable) => Promise<string> {
+  return async (headers, reread) => {
+    const author = fromAddresses(parseHeaderBlock(headers))[0] ?? c.sender;
+    return author ? signature(c, author, c.prepend, reread) : '';
   };
 }

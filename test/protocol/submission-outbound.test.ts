@@ -31,7 +31,8 @@ describe('submission to a remote server', () => {
   let dnsRecord: string;
   before(async () => {
     sink = await startSmtpSink();
-    srv = await startTestServer({ config: { queue: { relayhost: `[127.0.0.1]:${sink.port}` } } });
+    // 127.0.0.1 relays without a login too (Postfix's mynetworks), for the signing of relayed mail.
+    srv = await startTestServer({ config: { queue: { relayhost: `[127.0.0.1]:${sink.port}` }, trusted_networks: ['127.0.0.1/32'] } });
     const key = await generateKey(path.join(srv.dir, 'data', 'dkim'), 'example.test', 'mail');
     dnsRecord = key.record;
   });
@@ -61,7 +62,10 @@ describe('submission to a remote server', () => {
       assert.deepEqual(got!.to, ['friend@remote.example']);
       const text = got!.data.toString('latin1');
       assert.match(text, new RegExp(`Subject: smuggle ${i}\\r\\n`));
-      assert.ok(text.includes(`MAIL FROM:<evil@remote.example>\r\nRCPT TO:<victim@remote.example>\r\nDATA\r\nSubject: smuggled ${i}`), 'the smuggled text arrived as content');
+      assert.ok(
+        text.includes(`MAIL FROM:<evil@remote.example>\r\nRCPT TO:<victim@remote.example>\r\nDATA\r\nSubject: smuggled ${i}`),
+        'the smuggled text arrived as content',
+      );
       assert.ok(!/(^|[^\r])\n/.test(text) && !/\r(?!\n)/.test(text), 'only CRLF line ends left this server');
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(sink.messages.length, before + 1, 'exactly one message');
@@ -70,7 +74,7 @@ describe('submission to a remote server', () => {
     }
   });
 
-  it('signs with the sender domain key, and the signature verifies with mailauth', async () => {
+  it('signs with the sender domain key, submitted and relayed mail alike, and the signature verifies with mailauth', async () => {
     const before = sink.messages.length;
     const c = await loggedIn(srv);
     const sent = await c.sendMail(
@@ -97,5 +101,24 @@ describe('submission to a remote server', () => {
     const tampered = Buffer.from(text.replace('bye', 'BYE'), 'latin1');
     const bad = (await dkimVerify(tampered, { resolver } as never)) as { results: Array<{ status: { result: string } }> };
     assert.notEqual(bad.results[0]!.status.result, 'pass');
+
+    // Mail relayed for a trusted network (an application on this host, over port 25) is signed too.
+    const relayBefore = sink.messages.length;
+    const mx = await SmtpClient.connect(srv.smtpPort);
+    await mx.greeting();
+    await mx.command('EHLO app.example');
+    const relayed = await mx.sendMail(
+      'app@example.test',
+      ['friend@remote.example'],
+      'From: Shop <app@example.test>\r\nTo: friend@remote.example\r\nSubject: your order\r\n\r\nThanks.\r\n',
+    );
+    assert.equal(relayed.final?.[0]?.code, 250);
+    await mx.quit();
+    const [out] = (await sink.waitForMessages(relayBefore + 1)).slice(relayBefore);
+    const relayResult = (await dkimVerify(out!.data, { resolver } as never)) as {
+      results: Array<{ status: { result: string }; signingDomain: string }>;
+    };
+    assert.equal(relayResult.results[0]!.status.result, 'pass');
+    assert.equal(relayResult.results[0]!.signingDomain, 'example.test');
   });
 });
