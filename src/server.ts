@@ -173,6 +173,13 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
 
   let queueConfig = queueSettings(config);
   const queueLog = logger.child({ component: 'queue' });
+  if (!config.hostname.includes('.')) {
+    // RFC 5321 section 4.1.1.1: EHLO names a fully qualified domain; many servers refuse others.
+    queueLog.warn(
+      { hostname: config.hostname },
+      'hostname is not a fully qualified domain name: set hostname, or remote servers may refuse our EHLO',
+    );
+  }
   const queue = new Queue({
     spool: new Spool(spoolDir(config)),
     router: new Router(directory, () => routeConfig),
