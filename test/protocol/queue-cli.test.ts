@@ -99,6 +99,9 @@ describe('maild queue', () => {
     const missing = await maild(config, ['queue', 'delete', doomed]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no message/);
+    const unknownFlush = await maild(config, ['queue', 'flush', 'ABCDEF123456']);
+    assert.equal(unknownFlush.code, 1);
+    assert.match(unknownFlush.stderr, /no message ABCDEF123456/);
     const bad = await maild(config, ['queue', 'hold', '../etc/passwd']);
     assert.equal(bad.code, 64);
     env.sink.clearRules();
