@@ -10,7 +10,10 @@ export interface DsnRecipient {
   address: string;
   /** The address the client gave, when it differs (RFC 3464 Original-Recipient). */
   original?: string;
-  action: 'failed' | 'delayed';
+  /** RFC 3461 ORCPT as the client gave it ("rfc822;bob@example.com"); preferred over `original`. */
+  orcpt?: string;
+  /** RFC 3464 section 2.3.3: failed, delayed, delivered (to a mailbox here), relayed (to a server that sends no report). */
+  action: 'failed' | 'delayed' | 'delivered' | 'relayed';
   /** RFC 3463 enhanced status code, e.g. "5.1.1". */
   status: string;
   /** "smtp; 550 5.1.1 user unknown"; a value without a type gets "X-Maild; ". */
@@ -31,7 +34,14 @@ export interface DsnInput {
   recipients: DsnRecipient[];
   /** Header block of the original message, as stored. */
   originalHeaders: Buffer;
-  kind: 'failure' | 'delay';
+  /**
+   * The whole original message (RFC 3461 RET=FULL), returned as message/rfc822 instead of the
+   * headers alone; ignored above 1 MiB, where the headers are returned.
+   */
+  originalMessage?: Buffer;
+  /** RFC 3461 ENVID of the original message (Original-Envelope-Id). */
+  envid?: string;
+  kind: 'failure' | 'delay' | 'success';
   now?: Date;
   /** Where senders can ask for help, named in the text; default "postmaster". */
   postmaster?: string;
@@ -42,6 +52,8 @@ const MAX_VALUE_BYTES = 900;
 /** Larger original header blocks are cut at a line boundary. */
 const MAX_ORIGINAL_HEADERS = 64 * 1024;
 const MAX_LINE = 998;
+/** A RET=FULL message larger than this is returned as its headers only. */
+const MAX_RETURNED_MESSAGE = 1024 * 1024;
 
 /**
  * The header block of a message: everything up to and including the line end before the first
@@ -118,8 +130,10 @@ function diagnosticCode(diagnostic: string): string {
 
 function statusCode(status: string, action: DsnRecipient['action']): string {
   const s = clean(status, 32);
-  // RFC 3463 section 2: class.subject.detail; a failure is 5.x.x (or 4.x.x given up), a delay 4.x.x.
-  if (/^[245]\.\d{1,3}\.\d{1,3}$/.test(s)) return s;
+  // RFC 3463 section 2: class.subject.detail; a failure is 5.x.x (or 4.x.x given up), a delay
+  // 4.x.x, a delivery 2.x.x.
+  if (action === 'delivered' || action === 'relayed') return /^2\.\d{1,3}\.\d{1,3}$/.test(s) ? s : '2.0.0';
+  if (/^[45]\.\d{1,3}\.\d{1,3}$/.test(s)) return s;
   return action === 'failed' ? '5.0.0' : '4.0.0';
 }
 
@@ -144,6 +158,22 @@ function plural(n: number, unit: string): string {
 function humanText(input: DsnInput, mta: string, now: Date): string {
   const postmaster = input.postmaster ? address(input.postmaster) : 'postmaster';
   const lines: string[] = [`This is the mail system at host ${mta}.`, ''];
+  if (input.kind === 'success') {
+    lines.push(
+      'Your message was successfully delivered to the destination(s)',
+      'listed below. If the message was delivered to a mailbox you will',
+      'receive no further notifications. Otherwise you may still receive',
+      'notifications of mail delivery errors from other systems.',
+      '',
+      '                   The mail system',
+      '',
+    );
+    for (const r of input.recipients) {
+      const how = r.action === 'delivered' ? 'delivery via local mailbox' : `relayed${r.remoteMta ? ` to ${host(r.remoteMta)}` : ''}`;
+      lines.push(fold(`<${address(r.address)}>: ${how}`, 76, '    '), '');
+    }
+    return lines.join('\r\n');
+  }
   if (input.kind === 'delay') {
     const hours = Math.max(1, Math.floor((now.getTime() - input.arrivalDate.getTime()) / 3_600_000));
     const until = input.recipients.map((r) => r.willRetryUntil).find((d) => d !== undefined);
@@ -195,10 +225,14 @@ function deliveryStatus(input: DsnInput, mta: string): string {
       `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`,
     ],
   ];
+  // RFC 3464 section 2.2.1: the envelope id the sender gave, first of the per-message fields.
+  if (input.envid && clean(input.envid)) blocks[0]!.unshift(`Original-Envelope-Id: ${clean(input.envid)}`);
   for (const r of input.recipients) {
     const fields = [`Final-Recipient: rfc822; ${address(r.address)}`];
-    if (r.original) fields.push(`Original-Recipient: rfc822; ${address(r.original)}`);
-    fields.push(`Action: ${r.action === 'delayed' ? 'delayed' : 'failed'}`, `Status: ${statusCode(r.status, r.action)}`);
+    const orcpt = r.orcpt && /^([A-Za-z0-9-]+);\s*(.+)$/.exec(clean(r.orcpt));
+    if (orcpt) fields.push(`Original-Recipient: ${orcpt[1]}; ${address(orcpt[2]!)}`);
+    else if (r.original) fields.push(`Original-Recipient: rfc822; ${address(r.original)}`);
+    fields.push(`Action: ${r.action}`, `Status: ${statusCode(r.status, r.action)}`);
     // Remote-MTA names a host: the "[address]:port" decoration of a RecipientResult is dropped.
     const remote = r.remoteMta && host(r.remoteMta.replace(/\[.*$/, ''));
     if (remote) fields.push(`Remote-MTA: dns; ${remote}`);
@@ -212,7 +246,21 @@ function deliveryStatus(input: DsnInput, mta: string): string {
 
 const has8bit = (b: Buffer) => b.some((byte) => byte > 0x7f);
 
-/** Builds the bounce (kind 'failure') or delay warning for the original sender, CRLF line ends. */
+const SUBJECTS: Record<DsnInput['kind'], string> = {
+  failure: 'Undelivered Mail Returned to Sender',
+  delay: 'Delayed Mail (still being retried)',
+  success: 'Successful Mail Delivery Report',
+};
+
+/** The whole original message for RET=FULL (RFC 3461 section 4.3): CRLF line ends, lines cut to 998 octets. */
+function returnedMessagePart(message: Buffer): Buffer {
+  const text = message.toString('latin1').replace(/\x00/g, '');
+  const lines = text.split(/\r\n|\n|\r/);
+  if (lines[lines.length - 1] === '') lines.pop();
+  return Buffer.from(lines.map((l) => `${l.slice(0, MAX_LINE)}\r\n`).join(''), 'latin1');
+}
+
+/** Builds the bounce (kind 'failure'), delay warning or success report for the original sender, CRLF line ends. */
 export function buildDsn(input: DsnInput): Buffer {
   const sender = address(input.originalSender);
   // RFC 5321 section 4.5.5: nothing is ever sent back to the null sender.
@@ -223,7 +271,8 @@ export function buildDsn(input: DsnInput): Buffer {
 
   const text = Buffer.from(humanText(input, mta, now), 'utf8');
   const status = Buffer.from(deliveryStatus(input, mta), 'utf8');
-  const headers = originalHeaderPart(input.originalHeaders);
+  const full = input.kind === 'failure' && input.originalMessage && input.originalMessage.length <= MAX_RETURNED_MESSAGE;
+  const headers = full ? returnedMessagePart(input.originalMessage!) : originalHeaderPart(input.originalHeaders);
 
   // RFC 2046 section 5.1.1: the boundary must not occur in any part.
   let boundary: string;
@@ -238,7 +287,7 @@ export function buildDsn(input: DsnInput): Buffer {
   const head = [
     `From: Mail Delivery System <MAILER-DAEMON@${mta}>`,
     `To: <${sender}>`,
-    `Subject: ${input.kind === 'delay' ? 'Delayed Mail (still being retried)' : 'Undelivered Mail Returned to Sender'}`,
+    `Subject: ${SUBJECTS[input.kind]}`,
     `Date: ${rfc5322Date(now)}`,
     `Message-ID: <${stamp}.${clean(input.queueId, 64).replace(/[^A-Za-z0-9._-]/g, '')}.${randomBytes(4).toString('hex')}@${mta}>`,
     // RFC 3834 section 5: an automatic response; RFC 3464 section 6.2 asks for no replies to it.
@@ -264,11 +313,13 @@ export function buildDsn(input: DsnInput): Buffer {
       status,
     ),
     ...part(
-      [
-        'Content-Description: Undelivered Message Headers',
-        'Content-Type: text/rfc822-headers',
-        `Content-Transfer-Encoding: ${cte(headers)}`,
-      ],
+      full
+        ? ['Content-Description: Undelivered Message', 'Content-Type: message/rfc822', `Content-Transfer-Encoding: ${cte(headers)}`]
+        : [
+            `Content-Description: ${input.kind === 'success' ? 'Message Headers' : 'Undelivered Message Headers'}`,
+            'Content-Type: text/rfc822-headers',
+            `Content-Transfer-Encoding: ${cte(headers)}`,
+          ],
       headers,
     ),
     Buffer.from(`\r\n--${boundary}--\r\n`),

@@ -227,6 +227,8 @@ export class Queue implements OutboundQueue {
         recipients.push({
           address: r.address,
           ...(r.original && r.original !== r.address ? { original: r.original } : {}),
+          ...(r.notify?.length ? { notify: r.notify } : {}),
+          ...(r.orcpt ? { orcpt: r.orcpt } : {}),
           state: 'pending',
           attempts: 0,
         });
@@ -240,6 +242,7 @@ export class Queue implements OutboundQueue {
         prepend,
         origin: req.origin,
         ...(req.authUser ? { authUser: req.authUser } : {}),
+        ...(req.dsn && (req.dsn.ret || req.dsn.envid) ? { dsn: req.dsn } : {}),
         eightBit: written.eightBit,
         held: false,
         warned: false,
@@ -506,9 +509,12 @@ export class Queue implements OutboundQueue {
         for (const address of [...mailboxes, ...remote]) {
           if (seen.has(address.toLowerCase())) continue;
           seen.add(address.toLowerCase());
+          // Each address an alias leads to carries the sender's DSN request (RFC 3461 section 6.2).
           out.push({
             address,
             ...(original.toLowerCase() !== address.toLowerCase() ? { original } : {}),
+            ...(r.notify ? { notify: r.notify } : {}),
+            ...(r.orcpt ? { orcpt: r.orcpt } : {}),
             state: 'pending',
             attempts: 0,
             expanded: true,
@@ -578,6 +584,7 @@ export class Queue implements OutboundQueue {
     if (res.remoteMta) r.remoteMta = oneLine(res.remoteMta, 255);
     if (res.status === 'sent') {
       r.state = 'sent';
+      r.deliveredBy = relay === 'local' ? 'local' : 'remote';
       delete r.lastError;
     } else {
       r.lastError = reply;
@@ -616,11 +623,19 @@ export class Queue implements OutboundQueue {
         this.#log.info({ qid: env.id, from: env.sender, to: r.address, status: 'expired', reply: r.lastError }, 'message expired');
       }
     }
-    const toReport = env.recipients.filter((r) => r.state === 'failed' && !r.notified);
-    if (toReport.length > 0) {
-      await this.#notify(env, toReport, 'failure');
-      for (const r of toReport) r.notified = true;
-    }
+    // RFC 3461 section 4.1: a recipient without NOTIFY gets failure and delay reports; NOTIFY
+    // says which of failure, delay and success reports it wants, NEVER none.
+    const wants = (r: SpooledRecipient, what: 'FAILURE' | 'DELAY' | 'SUCCESS') => (r.notify ? r.notify.includes(what) : what !== 'SUCCESS');
+    const failed = env.recipients.filter((r) => r.state === 'failed' && !r.notified);
+    const delivered = env.recipients.filter((r) => r.state === 'sent' && !r.notified && wants(r, 'SUCCESS'));
+    if (failed.some((r) => wants(r, 'FAILURE')))
+      await this.#notify(
+        env,
+        failed.filter((r) => wants(r, 'FAILURE')),
+        'failure',
+      );
+    if (delivered.length > 0) await this.#notify(env, delivered, 'success');
+    for (const r of [...failed, ...delivered]) r.notified = true;
     const stillPending = env.recipients.filter((r) => r.state === 'pending');
     if (stillPending.length === 0) {
       await entry.writes;
@@ -630,7 +645,8 @@ export class Queue implements OutboundQueue {
       return;
     }
     if (s.delayWarningMs > 0 && !env.warned && now - env.created >= s.delayWarningMs) {
-      await this.#notify(env, stillPending, 'delay');
+      const waiting = stillPending.filter((r) => wants(r, 'DELAY'));
+      if (waiting.length > 0) await this.#notify(env, waiting, 'delay');
       env.warned = true;
     }
     const backoff = Math.min(s.retryMaxMs, s.retryMinMs * 2 ** Math.min(env.attempts - 1, 30));
@@ -639,7 +655,7 @@ export class Queue implements OutboundQueue {
   }
 
   /** Queues a DSN to the sender; never for the null sender, so never a bounce of a bounce. */
-  async #notify(env: Envelope, recipients: SpooledRecipient[], kind: 'failure' | 'delay'): Promise<void> {
+  async #notify(env: Envelope, recipients: SpooledRecipient[], kind: 'failure' | 'delay' | 'success'): Promise<void> {
     if (env.sender === '' || env.origin === 'bounce') {
       this.#log.info({ qid: env.id, recipients: recipients.length, kind }, 'no notice: null sender');
       return;
@@ -652,14 +668,22 @@ export class Queue implements OutboundQueue {
       original = Buffer.alloc(0);
     }
     const prepend = Buffer.from(env.prepend);
+    // RET=FULL: the whole message comes back with a failure report (up to 1 MiB, else its headers).
+    let full: Buffer | undefined;
+    if (kind === 'failure' && env.dsn?.ret === 'FULL' && env.size <= 1024 * 1024) {
+      full = await this.#opts.spool.readHead(env.id, env.size).catch(() => undefined);
+    }
+    const action = (r: SpooledRecipient): DsnRecipient['action'] =>
+      kind === 'failure' ? 'failed' : kind === 'delay' ? 'delayed' : r.deliveredBy === 'local' ? 'delivered' : 'relayed';
     const dsnRecipients: DsnRecipient[] = recipients.map((r) => {
       const remote = r.remoteMta ? /^([^[\s]+)/.exec(r.remoteMta)?.[1] : undefined;
       return {
         address: r.address,
         ...(r.original ? { original: r.original } : {}),
-        action: kind === 'failure' ? 'failed' : 'delayed',
-        status: r.status ?? (kind === 'failure' ? '5.0.0' : '4.0.0'),
-        ...(r.lastError ? { diagnostic: `smtp; ${r.lastError}` } : {}),
+        ...(r.orcpt ? { orcpt: r.orcpt } : {}),
+        action: action(r),
+        status: r.status ?? (kind === 'failure' ? '5.0.0' : kind === 'delay' ? '4.0.0' : '2.0.0'),
+        ...(r.lastError && kind !== 'success' ? { diagnostic: `smtp; ${r.lastError}` } : {}),
         ...(remote ? { remoteMta: remote } : {}),
         ...(r.lastAttempt ? { lastAttempt: new Date(r.lastAttempt) } : {}),
         ...(kind === 'delay' ? { willRetryUntil: new Date(env.created + s.maxLifetimeMs) } : {}),
@@ -672,6 +696,8 @@ export class Queue implements OutboundQueue {
       arrivalDate: new Date(env.created),
       recipients: dsnRecipients,
       originalHeaders: Buffer.concat([prepend, original]),
+      ...(full ? { originalMessage: Buffer.concat([prepend, full]) } : {}),
+      ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
       kind,
       now: new Date(this.#now()),
     });
@@ -685,7 +711,11 @@ export class Queue implements OutboundQueue {
       });
       this.#log.info(
         { qid: env.id, notice: queueId, kind, to: env.sender },
-        kind === 'failure' ? 'sender non-delivery notification' : 'sender delay notification',
+        kind === 'failure'
+          ? 'sender non-delivery notification'
+          : kind === 'delay'
+            ? 'sender delay notification'
+            : 'sender delivery notification',
       );
     } catch (err) {
       // Could not queue the notice (disk full): keep the recipients unreported and try next round.

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { MailError, isMailError } from '../errors.js';
 import { DirectorySyncer } from '../store/dir-sync.js';
-import type { QueueRecipient } from './types.js';
+import type { EnvelopeDsn, QueueRecipient } from './types.js';
 
 /** How a recipient stands. pending: still to be tried; sent and failed are final. */
 export type RecipientState = 'pending' | 'sent' | 'failed';
@@ -32,6 +32,8 @@ export interface SpooledRecipient extends QueueRecipient {
   notified?: boolean;
   /** A final address (a mailbox, or a remote one): aliases were expanded already. */
   expanded?: boolean;
+  /** Where it was delivered: this server's mailboxes, or another server (DSN Action delivered / relayed). */
+  deliveredBy?: 'local' | 'remote';
 }
 
 export interface Envelope {
@@ -46,6 +48,8 @@ export interface Envelope {
   prepend: string;
   origin: 'submission' | 'forward' | 'bounce' | 'relay' | 'inbound';
   authUser?: string;
+  /** RFC 3461 RET and ENVID. */
+  dsn?: EnvelopeDsn;
   eightBit: boolean;
   /** Held by the administrator (`queue hold`): not tried until released. */
   held: boolean;

@@ -11,6 +11,18 @@ export interface QueueRecipient {
   address: string;
   /** The address the client gave, when it differs (alias expansion): DSN Original-Recipient. */
   original?: string;
+  /** RFC 3461 NOTIFY: which reports the sender asked for (absent: failures and delays). */
+  notify?: Array<'SUCCESS' | 'FAILURE' | 'DELAY' | 'NEVER'>;
+  /** RFC 3461 ORCPT as given ("rfc822;bob@example.com"): the report's Original-Recipient. */
+  orcpt?: string;
+}
+
+/** RFC 3461 parameters of MAIL FROM. */
+export interface EnvelopeDsn {
+  /** Return the full message (FULL) or its headers (HDRS, the default) in a failure report. */
+  ret?: 'FULL' | 'HDRS';
+  /** The sender's envelope id, echoed as Original-Envelope-Id. */
+  envid?: string;
 }
 
 export interface EnqueueRequest {
@@ -27,6 +39,8 @@ export interface EnqueueRequest {
   prepend?: string;
   /** Largest message accepted, in bytes as received. */
   maxBytes: number;
+  /** RFC 3461 RET and ENVID of MAIL FROM. */
+  dsn?: EnvelopeDsn;
   /** The queue id to use (so log lines before the enqueue carry it already); a new one otherwise. */
   queueId?: string;
   /** The authenticated user who submitted it, for logs and `queue list`. */

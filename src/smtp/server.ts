@@ -24,7 +24,7 @@ import type { Logger } from '../log.js';
 import { ConnectionCounter, normalizeIp, type NetworkList } from '../net.js';
 import type { MaildirStore } from '../store/store.js';
 import { newQueueId } from '../queue/ids.js';
-import type { OutboundQueue } from '../queue/types.js';
+import type { EnvelopeDsn, OutboundQueue } from '../queue/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { SubmissionConfig } from '../config/schema.js';
 import { applyConnectionPatch } from './connection-patch.js';
@@ -118,6 +118,9 @@ const states = new WeakMap<SMTPServerSession, SessionState>();
  * the queue, which delivers to each mailbox on its own and bounces only for the one over quota
  * (as Postfix's virtual delivery does). Everything else is written to the mailboxes directly.
  */
+const NOTIFY_VALUES = new Set(['SUCCESS', 'FAILURE', 'DELAY', 'NEVER']);
+const isNotify = (v: string): v is 'SUCCESS' | 'FAILURE' | 'DELAY' | 'NEVER' => NOTIFY_VALUES.has(v);
+
 function needsPerMailboxDelivery(rcpts: ResolvedRcpt[]): boolean {
   const mailboxes = new Map<string, UserRecord>();
   for (const r of rcpts) for (const m of r.mailboxes ?? []) mailboxes.set(m.email, m);
@@ -179,7 +182,8 @@ export class SmtpListener {
       hidePIPELINING: false,
       hide8BITMIME: false,
       hideSMTPUTF8: false,
-      hideDSN: true,
+      // RFC 3461 DSN on the MX and submission: the queue honours NOTIFY, ORCPT, RET and ENVID.
+      hideDSN: lmtp,
       hideREQUIRETLS: true,
       logger: false,
       onConnect: (session, cb) => this.#onConnect(session, cb),
@@ -414,7 +418,10 @@ export class SmtpListener {
     // a message only for local mailboxes is written to them directly (the fast path).
     if (this.spec.protocol === 'submission') return this.#enqueue(stream, session, cb, 'submission');
     if (!lmtp && rcpts.some((r) => r.queue)) return this.#enqueue(stream, session, cb, rcpts.some((r) => r.relayed) ? 'relay' : 'forward');
-    if (!lmtp && needsPerMailboxDelivery(rcpts)) return this.#enqueue(stream, session, cb, 'inbound');
+    // A success report (RFC 3461 NOTIFY=SUCCESS) comes from the queue too.
+    if (!lmtp && (needsPerMailboxDelivery(rcpts) || rcpts.some((r) => r.dsn?.notify?.includes('SUCCESS')))) {
+      return this.#enqueue(stream, session, cb, 'inbound');
+    }
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const queueId = newQueueId();
     const started = Date.now();
@@ -548,7 +555,17 @@ export class SmtpListener {
       : origin === 'relay'
         ? relayBeforeCommit({ dkim: this.#ctx.dkim, queueId, sender, prepend: received, log: st.log })
         : undefined;
-    const recipients = rcpts.map((r) => ({ address: r.target ?? r.address }));
+    const recipients = rcpts.map((r) => ({
+      address: r.target ?? r.address,
+      ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.filter(isNotify) } : {}),
+      ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+    }));
+    const envelopeDsn = session.envelope.dsn;
+    const ret = envelopeDsn?.ret === 'FULL' || envelopeDsn?.ret === 'HDRS' ? envelopeDsn.ret : undefined;
+    const dsn: EnvelopeDsn = {
+      ...(ret ? { ret } : {}),
+      ...(envelopeDsn?.envid ? { envid: envelopeDsn.envid } : {}),
+    };
     const logged = { qid: queueId, from: sender, nrcpt: recipients.length, origin, ...(login ? { sasl_username: login } : {}) };
     this.#ctx.queue
       .enqueue({
@@ -559,6 +576,7 @@ export class SmtpListener {
         maxBytes: settings.limits.message_size,
         queueId,
         origin,
+        ...(dsn.ret || dsn.envid ? { dsn } : {}),
         ...(login ? { authUser: login } : {}),
         ...(beforeCommit ? { beforeCommit } : {}),
       })
