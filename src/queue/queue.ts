@@ -61,14 +61,22 @@ interface Entry {
 
 /** A counting semaphore whose limit may change; waiters are served first come, first served. */
 class Slots {
-  limit: number;
+  #limit: number;
   #active = 0;
   readonly #waiters: Array<() => void> = [];
   constructor(limit: number) {
-    this.limit = limit;
+    this.#limit = limit;
+  }
+  /** A new limit (SIGHUP); a higher one lets waiters in at once. */
+  set limit(n: number) {
+    this.#limit = n;
+    this.#admit();
+  }
+  get limit(): number {
+    return this.#limit;
   }
   async acquire(): Promise<void> {
-    if (this.#active < this.limit) {
+    if (this.#active < this.#limit) {
       this.#active++;
       return;
     }
@@ -76,7 +84,10 @@ class Slots {
   }
   release(): void {
     this.#active--;
-    while (this.#active < this.limit && this.#waiters.length > 0) {
+    this.#admit();
+  }
+  #admit(): void {
+    while (this.#active < this.#limit && this.#waiters.length > 0) {
       this.#active++;
       this.#waiters.shift()!();
     }
