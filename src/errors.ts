@@ -65,3 +65,10 @@ export function isMailError(err: unknown, code?: ErrorCode): err is MailError {
 }
 
 export const tempFail = (message: string, cause?: unknown) => new MailError('TEMP_FAIL', message, { cause });
+
+/** A file system error as STORAGE_ERROR naming what failed and the errno code; a MailError passes as it is. */
+export function storageError(err: unknown, what: string): MailError {
+  if (isMailError(err)) return err;
+  const code = (err as NodeJS.ErrnoException)?.code ?? String(err);
+  return new MailError('STORAGE_ERROR', `${what}: ${code}`, { cause: err });
+}

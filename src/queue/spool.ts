@@ -11,8 +11,9 @@ import { constants as fsConstants, createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { MailError, isMailError } from '../errors.js';
+import { MailError, storageError } from '../errors.js';
 import { DirectorySyncer } from '../store/dir-sync.js';
+import { writeAll } from '../store/store.js';
 import type { EnvelopeDsn, QueueRecipient } from './types.js';
 
 /** How a recipient stands. pending: still to be tried; sent and failed are final. */
@@ -78,12 +79,6 @@ const ID_PATTERN = /^[0-9A-Z]{6,32}$/;
 
 export function isQueueId(id: string): boolean {
   return ID_PATTERN.test(id);
-}
-
-function storageError(err: unknown, what: string): MailError {
-  if (isMailError(err)) return err;
-  const code = (err as NodeJS.ErrnoException)?.code ?? String(err);
-  return new MailError('STORAGE_ERROR', `${what}: ${code}`, { cause: err });
 }
 
 /** Finds the end of the header block: the index after the first empty line, or -1. */
@@ -174,13 +169,7 @@ export class Spool {
       const bufs = pending.splice(0);
       pendingBytes = 0;
       try {
-        // writev may write less than asked (RLIMIT_FSIZE, disk full): loop until everything is out.
-        let remaining = Buffer.concat(bufs);
-        while (remaining.length > 0) {
-          const { bytesWritten } = await handle.write(remaining);
-          if (bytesWritten <= 0) throw new MailError('STORAGE_ERROR', 'short write');
-          remaining = remaining.subarray(bytesWritten);
-        }
+        await writeAll(handle, bufs);
       } catch (err) {
         writeError = err;
       }
@@ -245,9 +234,7 @@ export class Spool {
     try {
       const handle = await fs.open(tmp, 'w', 0o600);
       try {
-        const data = Buffer.from(JSON.stringify(env));
-        let off = 0;
-        while (off < data.length) off += (await handle.write(data, off)).bytesWritten;
+        await writeAll(handle, [Buffer.from(JSON.stringify(env))]);
         await handle.sync();
       } finally {
         await handle.close();

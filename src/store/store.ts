@@ -15,7 +15,7 @@ import { constants as fsConstants, createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { MailError, isMailError } from '../errors.js';
+import { MailError, isMailError, storageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { UserRecord } from '../directory/types.js';
 import { DirectorySyncer } from './dir-sync.js';
@@ -131,12 +131,6 @@ function countLineFeeds(s: string): number {
   let n = 0;
   for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
   return n;
-}
-
-function storageError(err: unknown, what: string): MailError {
-  if (isMailError(err)) return err;
-  const code = (err as NodeJS.ErrnoException)?.code ?? String(err);
-  return new MailError('STORAGE_ERROR', `${what}: ${code}`, { cause: err });
 }
 
 export class MaildirStore {
