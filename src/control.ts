@@ -46,10 +46,18 @@ async function handle(queue: Queue, req: ControlRequest): Promise<ControlReply> 
   }
 }
 
+/**
+ * Removes the unix socket a crashed process left at `path` (listen() would fail with
+ * EADDRINUSE), as Postfix and Dovecot do. Anything that is not a socket is left alone.
+ */
+export async function prepareUnixSocket(path: string): Promise<void> {
+  const st = await fs.lstat(path).catch(() => undefined);
+  if (st?.isSocket()) await fs.unlink(path);
+}
+
 export async function startControlServer(dataDir: string, queue: Queue, logger: Logger): Promise<{ close(): Promise<void> }> {
   const file = controlSocketPath(dataDir);
-  const st = await fs.lstat(file).catch(() => undefined);
-  if (st?.isSocket()) await fs.unlink(file);
+  await prepareUnixSocket(file);
   const server = net.createServer((socket) => {
     let data = '';
     socket.setEncoding('utf8');

@@ -31,7 +31,7 @@ import { LocalDelivery } from './queue/local.js';
 import { RemoteDelivery } from './queue/remote.js';
 import { MxResolver } from './queue/mx.js';
 import { parseNextHop } from './queue/nexthop.js';
-import { startControlServer } from './control.js';
+import { prepareUnixSocket, startControlServer } from './control.js';
 import { DkimKeys } from './queue/dkim.js';
 
 /** What the runtime needs of any listener. */
@@ -143,13 +143,6 @@ function directoryOptions(cfg: LoadedConfig, passwords: PasswordService, logger:
     passwords,
     logger: logger.child({ component: 'directory' }),
   };
-}
-
-async function prepareUnixSocket(path: string): Promise<void> {
-  // A socket left by a crash would make listen() fail with EADDRINUSE; Postfix and Dovecot
-  // remove it the same way. Anything that is not a socket is left alone.
-  const st = await fs.lstat(path).catch(() => undefined);
-  if (st?.isSocket()) await fs.unlink(path);
 }
 
 /** Test hooks: a clock for the queue (retry times, expiry). */
