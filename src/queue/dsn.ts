@@ -68,8 +68,12 @@ export function headerBlock(message: Buffer): Buffer {
   return message;
 }
 
-/** A value from outside on one line: control characters (CR and LF included) become spaces. */
-function clean(value: string, maxBytes = MAX_VALUE_BYTES): string {
+/**
+ * A value from outside on one line: control characters (CR and LF included) become spaces, runs
+ * of spaces one, and it is cut to `maxBytes` of UTF-8 ("..." marks a cut). Safe for header
+ * fields, log lines and reports; the queue and the SMTP client use it too.
+ */
+export function oneLine(value: string, maxBytes = MAX_VALUE_BYTES): string {
   return truncate(
     value
       .replace(/[\x00-\x1f\x7f]+/g, ' ')
@@ -93,9 +97,9 @@ function truncate(value: string, maxBytes: number): string {
 }
 
 /** An address for a field value: one line, no angle brackets. */
-const address = (value: string) => clean(value).replace(/[<>]/g, '');
+const address = (value: string) => oneLine(value).replace(/[<>]/g, '');
 /** A host name: the first word, of the characters host names and address literals use. */
-const host = (value: string) => (clean(value, 255).split(' ')[0] ?? '').replace(/[^\p{L}\p{N}.\-_:[\]]/gu, '');
+const host = (value: string) => (oneLine(value, 255).split(' ')[0] ?? '').replace(/[^\p{L}\p{N}.\-_:[\]]/gu, '');
 
 /** RFC 5322 section 3.3 date-time, in UTC. */
 function rfc5322Date(d: Date): string {
@@ -124,12 +128,12 @@ function fold(line: string, width = 78, indent = ' '): string {
 
 /** "smtp; 550 ..." stays; a diagnostic without a type gets one (RFC 3464 section 2.3.6). */
 function diagnosticCode(diagnostic: string): string {
-  const d = clean(diagnostic);
+  const d = oneLine(diagnostic);
   return /^[A-Za-z][A-Za-z0-9-]*;/.test(d) ? d : `X-Maild; ${d}`;
 }
 
 function statusCode(status: string, action: DsnRecipient['action']): string {
-  const s = clean(status, 32);
+  const s = oneLine(status, 32);
   // RFC 3463 section 2: class.subject.detail; a failure is 5.x.x (or 4.x.x given up), a delay
   // 4.x.x, a delivery 2.x.x.
   if (action === 'delivered' || action === 'relayed') return /^2\.\d{1,3}\.\d{1,3}$/.test(s) ? s : '2.0.0';
@@ -206,7 +210,7 @@ function humanText(input: DsnInput, mta: string, now: Date): string {
   );
   for (const r of input.recipients) {
     const what = r.diagnostic
-      ? clean(r.diagnostic).replace(/^[A-Za-z][A-Za-z0-9-]*; */, '')
+      ? oneLine(r.diagnostic).replace(/^[A-Za-z][A-Za-z0-9-]*; */, '')
       : `delivery status ${statusCode(r.status, r.action)}`;
     const said = r.remoteMta ? `host ${host(r.remoteMta)} said: ${what}` : what;
     const orig = r.original && r.original !== r.address ? ` (expanded from <${address(r.original)}>)` : '';
@@ -220,23 +224,23 @@ function deliveryStatus(input: DsnInput, mta: string): string {
   const blocks: string[][] = [
     [
       `Reporting-MTA: dns; ${mta}`,
-      `X-Maild-Queue-ID: ${clean(input.queueId, 64)}`,
+      `X-Maild-Queue-ID: ${oneLine(input.queueId, 64)}`,
       `X-Maild-Sender: rfc822; ${address(input.originalSender)}`,
       `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`,
     ],
   ];
   // RFC 3464 section 2.2.1: the envelope id the sender gave, first of the per-message fields.
-  if (input.envid && clean(input.envid)) blocks[0]!.unshift(`Original-Envelope-Id: ${clean(input.envid)}`);
+  if (input.envid && oneLine(input.envid)) blocks[0]!.unshift(`Original-Envelope-Id: ${oneLine(input.envid)}`);
   for (const r of input.recipients) {
     const fields = [`Final-Recipient: rfc822; ${address(r.address)}`];
-    const orcpt = r.orcpt && /^([A-Za-z0-9-]+);\s*(.+)$/.exec(clean(r.orcpt));
+    const orcpt = r.orcpt && /^([A-Za-z0-9-]+);\s*(.+)$/.exec(oneLine(r.orcpt));
     if (orcpt) fields.push(`Original-Recipient: ${orcpt[1]}; ${address(orcpt[2]!)}`);
     else if (r.original) fields.push(`Original-Recipient: rfc822; ${address(r.original)}`);
     fields.push(`Action: ${r.action}`, `Status: ${statusCode(r.status, r.action)}`);
     // Remote-MTA names a host: the "[address]:port" decoration of a RecipientResult is dropped.
     const remote = r.remoteMta && host(r.remoteMta.replace(/\[.*$/, ''));
     if (remote) fields.push(`Remote-MTA: dns; ${remote}`);
-    if (r.diagnostic && clean(r.diagnostic)) fields.push(fold(`Diagnostic-Code: ${diagnosticCode(r.diagnostic)}`));
+    if (r.diagnostic && oneLine(r.diagnostic)) fields.push(fold(`Diagnostic-Code: ${diagnosticCode(r.diagnostic)}`));
     if (r.lastAttempt) fields.push(`Last-Attempt-Date: ${rfc5322Date(r.lastAttempt)}`);
     if (r.action === 'delayed' && r.willRetryUntil) fields.push(`Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}`);
     blocks.push(fields);
@@ -289,7 +293,7 @@ export function buildDsn(input: DsnInput): Buffer {
     `To: <${sender}>`,
     `Subject: ${SUBJECTS[input.kind]}`,
     `Date: ${rfc5322Date(now)}`,
-    `Message-ID: <${stamp}.${clean(input.queueId, 64).replace(/[^A-Za-z0-9._-]/g, '')}.${randomBytes(4).toString('hex')}@${mta}>`,
+    `Message-ID: <${stamp}.${oneLine(input.queueId, 64).replace(/[^A-Za-z0-9._-]/g, '')}.${randomBytes(4).toString('hex')}@${mta}>`,
     // RFC 3834 section 5: an automatic response; RFC 3464 section 6.2 asks for no replies to it.
     'Auto-Submitted: auto-replied',
     'MIME-Version: 1.0',

@@ -14,7 +14,7 @@
 import type { Readable } from 'node:stream';
 import { MailError, isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { buildDsn, headerBlock, type DsnRecipient } from './dsn.js';
+import { buildDsn, headerBlock, oneLine, type DsnRecipient } from './dsn.js';
 import { newQueueId } from './ids.js';
 import { resultForError, type LocalDelivery } from './local.js';
 import type { Route, Router } from './route.js';
@@ -147,14 +147,6 @@ class DueHeap {
 const BOUNCE_HEADER_LIMIT = 64 * 1024;
 /** Received: fields after which a message is taken to be looping. */
 const MAX_HOPS = 50;
-
-function oneLine(text: string, max = 500): string {
-  // eslint-disable-next-line no-control-regex
-  return text
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
-    .trim()
-    .slice(0, max);
-}
 
 export interface QueueSummary {
   id: string;
@@ -461,7 +453,7 @@ export class Queue implements OutboundQueue {
                 status: 'deferred' as const,
                 code: 451,
                 enhanced: '4.3.5',
-                text: `mail transport unavailable (${oneLine(err.message)})`,
+                text: `mail transport unavailable (${oneLine(err.message, 500)})`,
               }
             : resultForError(r.address, err);
           this.#apply(env, r, res, 'none');
@@ -591,7 +583,7 @@ export class Queue implements OutboundQueue {
     r.lastAttempt = now;
     r.status = res.enhanced;
     // Remote replies come whole ("550 5.1.1 User unknown"); local results as code, status and text.
-    const reply = oneLine(/^\d{3}(?: |$)/.test(res.text) ? res.text : `${res.code} ${res.enhanced} ${res.text}`);
+    const reply = oneLine(/^\d{3}(?: |$)/.test(res.text) ? res.text : `${res.code} ${res.enhanced} ${res.text}`, 500);
     if (res.remoteMta) r.remoteMta = oneLine(res.remoteMta, 255);
     if (res.status === 'sent') {
       r.state = 'sent';
@@ -629,6 +621,7 @@ export class Queue implements OutboundQueue {
         const days = Math.round((now - env.created) / 86_400_000);
         r.lastError = oneLine(
           `${r.lastError ?? '451 4.4.7 not delivered'} (gave up after ${days > 0 ? `${days} days` : `${Math.round((now - env.created) / 1000)} s`})`,
+          500,
         );
         r.status = r.status?.startsWith('4') ? r.status : '4.4.7';
         this.#log.info({ qid: env.id, from: env.sender, to: r.address, status: 'expired', reply: r.lastError }, 'message expired');

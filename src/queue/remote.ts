@@ -31,6 +31,7 @@ import net from 'node:net';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { MailError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { oneLine as cleanLine } from './dsn.js';
 import { DeliveryError, type MxHost, type MxResolver } from './mx.js';
 import type { NextHop, RecipientResult, Transaction } from './types.js';
 
@@ -97,14 +98,8 @@ type Done = { kind: 'done'; byAddress: Map<string, Outcome>; summary: string; mt
 
 const MAX_TEXT = 500;
 
-/** One line, no control characters, at most MAX_TEXT characters: safe for logs and DSNs. */
-function oneLine(text: string): string {
-  const clean = text
-    .replace(/[\x00-\x1f\x7f]+/g, ' ')
-    .replace(/ {2,}/g, ' ')
-    .trim();
-  return clean.length > MAX_TEXT ? `${clean.slice(0, MAX_TEXT - 3)}...` : clean;
-}
+/** One line, no control characters, at most MAX_TEXT bytes: safe for logs and DSNs. */
+const oneLine = (text: string) => cleanLine(text, MAX_TEXT);
 
 /**
  * A server reply as an outcome: the code, its enhanced code (RFC 3463: given by the server when
