@@ -9,25 +9,25 @@ import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import { MailError, isMailError } from '../errors.js';
 import type { MaildirStore } from '../store/store.js';
+import { replyFor } from '../smtp/replies.js';
 import type { RecipientResult } from './types.js';
 
-/** SMTP-style code and RFC 3463 status for an error of the directory or store. */
+/**
+ * The result for an error of the directory or store: the reply the SMTP listener gives for the
+ * same error (smtp/replies.ts, the one mapping of errors to SMTP codes), with the detail added
+ * for the sender's report. Anything unexpected counts as a storage error: retried.
+ */
 export function resultForError(address: string, err: unknown): RecipientResult {
   const e = isMailError(err) ? err : new MailError('STORAGE_ERROR', String((err as Error)?.message ?? err));
-  const table: Partial<Record<MailError['code'], [number, string, string]>> = {
-    RECIPIENT_NOT_FOUND: [550, '5.1.1', 'user unknown'],
-    NOT_FOUND: [550, '5.1.1', 'user unknown'],
-    MAILBOX_DISABLED: [550, '5.2.1', 'mailbox disabled'],
-    ALIAS_LOOP: [550, '5.4.6', 'mail forwarding loop'],
-    BAD_ADDRESS: [553, '5.1.3', 'bad address syntax'],
-    QUOTA_FULL: [452, '4.2.2', 'mailbox full'],
-    QUOTA_EXCEEDED: [552, '5.2.2', 'message exceeds the mailbox quota'],
-    MESSAGE_TOO_BIG: [552, '5.3.4', 'message too big'],
-    TEMP_FAIL: [451, '4.3.0', 'directory temporarily unavailable'],
-    STORAGE_ERROR: [452, '4.3.1', 'insufficient system storage'],
+  const reply = replyFor(e);
+  const space = reply.text.indexOf(' ');
+  return {
+    address,
+    status: reply.code >= 500 ? 'failed' : 'deferred',
+    code: reply.code,
+    enhanced: reply.text.slice(0, space),
+    text: `${reply.text.slice(space + 1)} (${e.message.replace(/[\r\n]/g, ' ')})`,
   };
-  const [code, enhanced, text] = table[e.code] ?? [451, '4.3.0', 'local error in processing'];
-  return { address, status: code >= 500 ? 'failed' : 'deferred', code, enhanced, text: `${text} (${e.message.replace(/[\r\n]/g, ' ')})` };
 }
 
 export class LocalDelivery {
