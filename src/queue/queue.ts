@@ -59,6 +59,12 @@ interface Entry {
   writes: Promise<void>;
 }
 
+/** A recipient whose next hop cannot be found: a broken transport entry or relayhost waits for a fix. */
+function routeFailure(address: string, err: unknown): RecipientResult {
+  if (!isMailError(err, 'CONFIG_INVALID')) return resultForError(address, err);
+  return { address, status: 'deferred', code: 451, enhanced: '4.3.5', text: `mail transport unavailable (${oneLine(err.message, 500)})` };
+}
+
 /** A counting semaphore whose limit may change; waiters are served first come, first served. */
 class Slots {
   #limit: number;
@@ -437,27 +443,21 @@ export class Queue implements OutboundQueue {
   async #process(entry: Entry): Promise<void> {
     const env = entry.env;
     const settings = this.#opts.settings();
-    await this.#expandLocal(entry);
-    const pending = env.recipients.filter((r) => r.state === 'pending');
+    const routed = await this.#expandLocal(entry);
+    // Only final addresses are delivered; one whose expansion failed waits for the next round.
+    const pending = env.recipients.filter((r) => r.state === 'pending' && r.expanded);
     if (pending.length > 0 && !this.#stopping) {
       // Group by next hop.
       const groups = new Map<string, { route: Route; recipients: SpooledRecipient[] }>();
       for (const r of pending) {
-        let route: Route;
-        try {
-          route = await this.#opts.router.route(r.address);
-        } catch (err) {
-          const res = isMailError(err, 'CONFIG_INVALID')
-            ? {
-                address: r.address,
-                status: 'deferred' as const,
-                code: 451,
-                enhanced: '4.3.5',
-                text: `mail transport unavailable (${oneLine(err.message, 500)})`,
-              }
-            : resultForError(r.address, err);
-          this.#apply(env, r, res, 'none');
-          continue;
+        let route = routed.get(r.address);
+        if (!route) {
+          try {
+            route = await this.#opts.router.route(r.address);
+          } catch (err) {
+            this.#apply(env, r, routeFailure(r.address, err), 'none');
+            continue;
+          }
         }
         const key = route.kind === 'local' ? 'local' : route.key;
         let g = groups.get(key);
@@ -481,9 +481,13 @@ export class Queue implements OutboundQueue {
     await this.#finishRound(entry);
   }
 
-  /** Replaces local recipients by their mailboxes and forwards (once, durably). */
-  async #expandLocal(entry: Entry): Promise<void> {
+  /**
+   * Replaces local recipients by their mailboxes and forwards (once, durably). Returns the routes
+   * it found for remote recipients, so the round does not look them up again.
+   */
+  async #expandLocal(entry: Entry): Promise<Map<string, Route>> {
     const env = entry.env;
+    const routed = new Map<string, Route>();
     let changed = false;
     const out: SpooledRecipient[] = [];
     const seen = new Set(env.recipients.filter((r) => r.expanded).map((r) => r.address.toLowerCase()));
@@ -495,12 +499,15 @@ export class Queue implements OutboundQueue {
       let route: Route;
       try {
         route = await this.#opts.router.route(r.address);
-      } catch {
-        out.push(r); // routing fails again in the round and is recorded there
+      } catch (err) {
+        out.push(r);
+        this.#apply(env, r, routeFailure(r.address, err), 'none');
+        changed = true;
         continue;
       }
       if (route.kind !== 'local') {
         out.push({ ...r, expanded: true });
+        routed.set(r.address, route);
         seen.add(r.address.toLowerCase());
         changed = true;
         continue;
@@ -533,6 +540,7 @@ export class Queue implements OutboundQueue {
       env.recipients = out;
       await this.#persist(entry);
     }
+    return routed;
   }
 
   /** One transaction; false when it did not run because the queue is stopping. */
