@@ -27,7 +27,7 @@ const MAX_REQUEST = 4096;
 async function handle(queue: Queue, req: ControlRequest): Promise<ControlReply> {
   switch (req.cmd) {
     case 'flush':
-      if (req.id && !queue.list().some((m) => m.id === req.id)) return { ok: false, error: `no message ${req.id} in the queue` };
+      if (req.id && !queue.has(req.id)) return { ok: false, error: `no message ${req.id} in the queue` };
       return { ok: true, count: queue.flush(req.id) };
     case 'delete':
       return (await queue.delete(req.id)) ? { ok: true, count: 1 } : { ok: false, error: `no message ${req.id} in the queue` };

@@ -54,7 +54,8 @@ export interface QueueOptions {
 
 interface Entry {
   env: Envelope;
-  running: boolean;
+  /** The delivery round in progress, if any. */
+  run?: Promise<void>;
   /** Envelope writes of this entry, one after the other. */
   writes: Promise<void>;
 }
@@ -198,7 +199,7 @@ export class Queue implements OutboundQueue {
     await this.#opts.spool.lock();
     const envs = await this.#opts.spool.loadAll((id, why) => this.#log.error({ qid: id }, `queue file dropped: ${why}`));
     for (const env of envs) {
-      this.#entries.set(env.id, { env, running: false, writes: Promise.resolve() });
+      this.#entries.set(env.id, { env, writes: Promise.resolve() });
       this.#due.push(env.nextAttempt, env.id);
     }
     this.#started = true;
@@ -260,7 +261,7 @@ export class Queue implements OutboundQueue {
         recipients,
       };
       await spool.writeEnvelope(env, { messageDirToo: true });
-      this.#entries.set(id, { env, running: false, writes: Promise.resolve() });
+      this.#entries.set(id, { env, writes: Promise.resolve() });
       this.#due.push(env.nextAttempt, id);
       this.#log.info(
         {
@@ -281,16 +282,20 @@ export class Queue implements OutboundQueue {
     }
   }
 
+  has(id: string): boolean {
+    return this.#entries.has(id);
+  }
+
   /** Every queued message, oldest first (for `queue list`). */
   list(): QueueSummary[] {
     return [...this.#entries.values()]
-      .map(({ env, running }) => ({
+      .map(({ env, run }) => ({
         id: env.id,
         created: env.created,
         size: env.size,
         sender: env.sender,
         held: env.held,
-        running,
+        running: run !== undefined,
         nextAttempt: env.nextAttempt,
         attempts: env.attempts,
         recipients: env.recipients
@@ -308,7 +313,7 @@ export class Queue implements OutboundQueue {
       if (id && entry.env.id !== id) continue;
       if (entry.env.held) continue;
       entry.env.nextAttempt = now;
-      if (!entry.running) this.#due.push(now, entry.env.id);
+      if (!entry.run) this.#due.push(now, entry.env.id);
       n++;
     }
     this.#schedule();
@@ -332,7 +337,7 @@ export class Queue implements OutboundQueue {
     entry.env.held = held;
     if (!held) {
       entry.env.nextAttempt = this.#now();
-      if (!entry.running) this.#due.push(entry.env.nextAttempt, id);
+      if (!entry.run) this.#due.push(entry.env.nextAttempt, id);
     }
     await this.#persist(entry);
     this.#schedule();
@@ -344,7 +349,7 @@ export class Queue implements OutboundQueue {
     const entry = this.#entries.get(id);
     if (!entry) return false;
     entry.env.held = true; // no new round starts while we wait
-    while (entry.running) await new Promise((r) => setTimeout(r, 20));
+    await entry.run;
     await entry.writes;
     this.#entries.delete(id);
     await this.#opts.spool.remove(id);
@@ -393,7 +398,7 @@ export class Queue implements OutboundQueue {
       this.#due.pop();
       const entry = this.#entries.get(top.id);
       // Stale: gone, rescheduled meanwhile, held, or running (it is pushed again when it ends).
-      if (!entry || entry.running || entry.env.held || entry.env.nextAttempt !== top.at) continue;
+      if (!entry || entry.run || entry.env.held || entry.env.nextAttempt !== top.at) continue;
       this.#start(entry);
     }
     const next = this.#due.peek();
@@ -416,7 +421,6 @@ export class Queue implements OutboundQueue {
   }
 
   #start(entry: Entry): void {
-    entry.running = true;
     const run = this.#process(entry)
       .catch((err: unknown) => {
         // An unexpected error must not lose the message: it stays queued and is tried again later.
@@ -424,11 +428,12 @@ export class Queue implements OutboundQueue {
         entry.env.nextAttempt = this.#now() + this.#opts.settings().retryMinMs;
       })
       .finally(() => {
-        entry.running = false;
+        delete entry.run;
         this.#running.delete(run);
         if (this.#entries.has(entry.env.id)) this.#due.push(entry.env.nextAttempt, entry.env.id);
         this.#schedule();
       });
+    entry.run = run;
     this.#running.add(run);
   }
 
