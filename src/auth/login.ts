@@ -32,11 +32,23 @@ export async function passwordLogin(
   if (!result.ok) {
     deps.limiter.recordFailure(ip);
     // The reason is for the log only: clients learn nothing about which part was wrong.
-    deps.log.info({ user: username.slice(0, 256), ip, protocol, reason: result.reason, failures: deps.limiter.failures(ip) }, 'login failed');
+    deps.log.info(
+      { user: username.slice(0, 256), ip, protocol, reason: result.reason, failures: deps.limiter.failures(ip) },
+      'login failed',
+    );
     return { ok: false, temporary: false };
   }
   deps.limiter.recordSuccess(ip);
   return { ok: true, user: result.user };
+}
+
+/**
+ * May a password cross this connection (RFC 8314, RFC 3501 section 6.2.3, RFC 2595 section 2.1,
+ * RFC 4954 section 4)? Over TLS always; in cleartext only where auth.cleartext allows it for
+ * trusted networks and the client is in one. The one rule for IMAP, POP3 and submission.
+ */
+export function passwordsAllowed(secure: boolean, cleartextAuth: 'never' | 'trusted', trusted: boolean): boolean {
+  return secure || (cleartextAuth === 'trusted' && trusted);
 }
 
 /** Decodes SASL PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */

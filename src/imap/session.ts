@@ -3,6 +3,8 @@
  * runs its module, maps errors to responses in one place, and enforces the limits (line and
  * literal sizes, bad commands, idle time, output buffer).
  */
+import { drainOrClose } from '../flow-control.js';
+import { passwordsAllowed } from '../auth/login.js';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Directory } from '../directory/directory.js';
@@ -120,7 +122,7 @@ export class ImapSession {
 
   /** May LOGIN/AUTHENTICATE be used now (RFC 3501 section 6.2.3, RFC 8314)? */
   get cleartextAllowed(): boolean {
-    return this.secure || (this.settings.cleartextAuth === 'trusted' && this.trusted);
+    return passwordsAllowed(this.secure, this.settings.cleartextAuth, this.trusted);
   }
 
   start(): void {
@@ -174,7 +176,28 @@ export class ImapSession {
 
   /** The capability list for the current state (RFC 3501 section 7.2.1). */
   capabilities(): string[] {
-    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'CREATE-SPECIAL-USE', 'UIDPLUS', 'MOVE', 'LIST-EXTENDED', 'LIST-STATUS', 'ESEARCH', 'QUOTA', 'QUOTA=RES-STORAGE', 'CONDSTORE', 'QRESYNC'];
+    const caps = [
+      'IMAP4rev1',
+      'LITERAL+',
+      'SASL-IR',
+      'ID',
+      'ENABLE',
+      'IDLE',
+      'NAMESPACE',
+      'UNSELECT',
+      'CHILDREN',
+      'SPECIAL-USE',
+      'CREATE-SPECIAL-USE',
+      'UIDPLUS',
+      'MOVE',
+      'LIST-EXTENDED',
+      'LIST-STATUS',
+      'ESEARCH',
+      'QUOTA',
+      'QUOTA=RES-STORAGE',
+      'CONDSTORE',
+      'QRESYNC',
+    ];
     caps.push(`APPENDLIMIT=${this.settings.limits.appendSize}`);
     if (this.state === 'not-authenticated') {
       if (!this.secure && this.#opts.tlsMode === 'starttls') caps.push('STARTTLS');
@@ -256,14 +279,8 @@ export class ImapSession {
    * the socket's buffer grow without end; with it input waits in the reader, whose queue is
    * bounded, and a client that reads nothing for outputStallMs is dropped.
    */
-  async #drainOutput(): Promise<void> {
-    try {
-      await this.writer.flowControl();
-    } catch (err) {
-      if (!(err instanceof StalledClientError)) throw err;
-      this.log.info('client stopped reading output; closing');
-      this.close();
-    }
+  #drainOutput(): Promise<void> {
+    return drainOrClose(this);
   }
 
   /** Reads one raw line from the client (IDLE's DONE, AUTHENTICATE responses); null when the connection closes. */
@@ -429,7 +446,10 @@ export class ImapSession {
     if (this.#userIpCounted && this.user) this.ctx.limiter.closeSession(this.user.email, this.ip);
     this.#userIpCounted = false;
     this.ctx.sessions.delete(this);
-    this.log.info({ commands: this.#commands, bytesOut: this.writer.bytesOut, seconds: Math.round((Date.now() - this.#started) / 1000) }, 'imap disconnect');
+    this.log.info(
+      { commands: this.#commands, bytesOut: this.writer.bytesOut, seconds: Math.round((Date.now() - this.#started) / 1000) },
+      'imap disconnect',
+    );
   }
 
   get closed(): boolean {

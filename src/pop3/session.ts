@@ -5,6 +5,8 @@
  * errors turned into -ERR in one place (errors.ts), and the limits: line length, failed
  * commands in a row, inactivity, output the client does not read.
  */
+import { drainOrClose } from '../flow-control.js';
+import { passwordsAllowed } from '../auth/login.js';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { AuthLimiter } from '../auth/limiter.js';
@@ -123,7 +125,7 @@ export class Pop3Session {
 
   /** May passwords be sent now (RFC 2595 section 2.1, RFC 8314): over TLS, or cleartext where allowed. */
   get cleartextAllowed(): boolean {
-    return this.secure || (this.settings.cleartextAuth === 'trusted' && this.trusted);
+    return passwordsAllowed(this.secure, this.settings.cleartextAuth, this.trusted);
   }
 
   get closed(): boolean {
@@ -264,13 +266,7 @@ export class Pop3Session {
       if (this.#closed) return;
       this.#refuse(reply);
     }
-    try {
-      await this.writer.flowControl();
-    } catch (err) {
-      if (!(err instanceof StalledClientError)) throw err;
-      this.log.info('client stopped reading output; closing');
-      this.close();
-    }
+    await drainOrClose(this);
   }
 
   #refuse(reply: { code?: string; text: string; bad: boolean; unexpected: boolean }): void {

@@ -8,6 +8,7 @@
  * store (local mailboxes only) or the queue (anything leaving the server, and everything
  * submitted), which acknowledge only once the message is durable; the reply follows from that.
  */
+import { passwordsAllowed } from '../auth/login.js';
 import {
   SMTPServer,
   type SMTPServerAddress,
@@ -261,8 +262,7 @@ export class SmtpListener {
    * inside TLS, or in cleartext from trusted networks when auth.cleartext allows that.
    */
   #authAllowed(session: SMTPServerSession): boolean {
-    if (session.secure) return true;
-    return this.#ctx.settings().cleartextAuth === 'trusted' && this.#state(session).trusted;
+    return passwordsAllowed(session.secure, this.#ctx.settings().cleartextAuth, this.#state(session).trusted);
   }
 
   #onAuth(
