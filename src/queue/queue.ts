@@ -224,7 +224,7 @@ export class Queue implements OutboundQueue {
       if (req.beforeCommit) {
         // The hook checks the header (From: ownership): a header it cannot see whole is refused.
         if (written.headersTruncated) throw new MailError('MESSAGE_TOO_BIG', 'header section larger than 256 KiB');
-        const extra = await req.beforeCommit(written.headers, () => spool.open({ id, prepend: '' } as Envelope));
+        const extra = await req.beforeCommit(written.headers, (prefix) => spool.openMessage(id, prefix));
         if (extra) prepend += extra;
       }
       const now = this.#now();
@@ -565,7 +565,7 @@ export class Queue implements OutboundQueue {
         results = await this.#opts.local.deliver(
           { queueId: env.id, sender: env.sender, prepend: env.prepend, size: env.size },
           addresses,
-          () => spool.open({ ...env, prepend: '' }),
+          () => spool.openMessage(env.id),
         );
       } else {
         results = await this.#opts.remote.deliver(route.hop, {

@@ -321,10 +321,15 @@ export class Spool {
 
   /** The message as it leaves: prepended headers, then the file. */
   open(env: Envelope): Readable {
-    if (!env.prepend) return createReadStream(this.messagePath(env.id));
+    return this.openMessage(env.id, env.prepend);
+  }
+
+  /** The message file of `id` with `prefix` (header lines) in front. */
+  openMessage(id: string, prefix = ''): Readable {
+    if (!prefix) return createReadStream(this.messagePath(id));
     const out = new PassThrough();
-    out.write(env.prepend);
-    const file = createReadStream(this.messagePath(env.id));
+    out.write(prefix);
+    const file = createReadStream(this.messagePath(id));
     file.on('error', (err) => out.destroy(err));
     out.on('close', () => file.destroy());
     file.pipe(out);

@@ -54,10 +54,11 @@ export interface EnqueueRequest {
   /**
    * Called with the header block of the message (up to the first empty line, at most 256 KiB)
    * once it has arrived and before the message is committed; whatever it returns is appended to
-   * `prepend`. Throwing a MailError refuses the message (nothing is queued). Submission uses it
-   * for the From: check, missing Date/Message-ID and the DKIM signature.
+   * `prepend`. Throwing a MailError refuses the message (nothing is queued). `reread(prefix)`
+   * streams the stored message with `prefix` in front (for a signature over what will leave).
+   * Submission uses it for the From: check, missing Date/Message-ID and the DKIM signature.
    */
-  beforeCommit?: (headers: Buffer, reread: () => Readable) => Promise<string | void>;
+  beforeCommit?: (headers: Buffer, reread: (prefix: string) => Readable) => Promise<string | void>;
 }
 
 export interface EnqueueResult {

@@ -9,7 +9,7 @@
  *   - the message is DKIM-signed for the From: domain when a key exists (RFC 6376).
  */
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { passwordLogin } from '../auth/login.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import { headerSafe, splitAddress } from '../directory/address.js';
@@ -87,30 +87,11 @@ export interface CommitContext extends SenderCheckDeps {
 }
 
 /**
- * The message as it will leave: our header lines, then the message file. The file is opened
- * only once the first byte after the prefix is wanted, and closed when the stream is destroyed.
- */
-function withPrefix(prefix: string, open: () => Readable): Readable {
-  return Readable.from(
-    (async function* () {
-      yield Buffer.from(prefix, 'utf8');
-      const rest = open();
-      try {
-        for await (const chunk of rest) yield chunk as Buffer;
-      } finally {
-        rest.destroy();
-      }
-    })(),
-    { objectMode: false },
-  );
-}
-
-/**
  * The queue's beforeCommit hook for a submission: refuses a From: not owned by the login
  * (SenderNotOwnedError: 553 5.7.1, nothing is queued), returns the header lines to prepend
  * after Received (missing From/Date/Message-ID, then the DKIM-Signature).
  */
-export function submissionBeforeCommit(c: CommitContext): (headers: Buffer, reread: () => Readable) => Promise<string> {
+export function submissionBeforeCommit(c: CommitContext): (headers: Buffer, reread: (prefix: string) => Readable) => Promise<string> {
   return async (headers, reread) => {
     const fields = parseHeaderBlock(headers);
     const froms = fromAddresses(fields);
@@ -134,11 +115,11 @@ async function signature(
   c: { dkim?: DkimSigner | undefined; queueId: string; log: Logger },
   author: string,
   prefix: string,
-  reread: () => Readable,
+  reread: (prefix: string) => Readable,
 ): Promise<string> {
   const domain = splitAddress(author)?.domain;
   if (!c.dkim || !domain) return '';
-  const message = withPrefix(prefix, reread);
+  const message = reread(prefix);
   try {
     const field = await c.dkim.signatureFor(domain, message);
     if (field) return field.endsWith('\n') ? field : `${field}\r\n`;
@@ -162,7 +143,7 @@ export function relayBeforeCommit(c: {
   sender: string;
   prepend: string;
   log: Logger;
-}): (headers: Buffer, reread: () => Readable) => Promise<string> {
+}): (headers: Buffer, reread: (prefix: string) => Readable) => Promise<string> {
   return async (headers, reread) => {
     const author = fromAddresses(parseHeaderBlock(headers))[0] ?? c.sender;
     return author ? signature(c, author, c.prepend, reread) : '';

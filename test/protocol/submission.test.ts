@@ -565,7 +565,9 @@ describe('submission beforeCommit', () => {
       dkim,
       log: logger,
     });
-    const extra = await hook(Buffer.from('From: alice@example.test\r\nSubject: s\r\n\r\n'), () => Readable.from([Buffer.from(body)]));
+    const extra = await hook(Buffer.from('From: alice@example.test\r\nSubject: s\r\n\r\n'), (prefix) =>
+      Readable.from([Buffer.from(prefix + body)]),
+    );
     assert.match(extra, /^Date: .+\r\nMessage-ID: <ABC\.[0-9A-F]+@mx\.test>\r\nDKIM-Signature: v=1; d=example\.test; b=xyz\r\n$/);
     assert.equal(calls.length, 1);
     assert.equal(calls[0]!.domain, 'example.test');
