@@ -45,6 +45,12 @@ export interface Daemon {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** Daemons still running; any left when the test process ends (a test failed before stopping its own) are killed. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const proc of running) proc.kill('SIGKILL');
+});
+
 export function spawnDaemon(
   args: string[],
   opts: { compiled?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; wrapper?: string[] } = {},
@@ -56,6 +62,7 @@ export function spawnDaemon(
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(proc);
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   let partial = '';
@@ -79,6 +86,7 @@ export function spawnDaemon(
   proc.stderr!.on('data', (d: string) => (stderr += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     proc.on('exit', (code, signal) => {
+      running.delete(proc);
       for (const w of waiters.splice(0)) w();
       resolve({ code, signal });
     });
