@@ -11,7 +11,16 @@ import { simpleParser } from 'mailparser';
 import type { Mailbox } from '../store/mail/mailbox.js';
 import { lfToCrlf } from '../store/mail/mailbox.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN, type MessageRecord } from '../store/mail/types.js';
-import { CACHED_HEADERS, CACHE_SCHEMA, FIELD_SEARCH, SearchMeta, cacheFields, decodedHeaders, isCachedHeader } from './message-cache.js';
+import {
+  CACHED_HEADERS,
+  CACHE_SCHEMA,
+  FIELD_SEARCH,
+  SearchMeta,
+  addressKey,
+  cacheFields,
+  decodedHeaders,
+  isCachedHeader,
+} from './message-cache.js';
 import { parseStructure } from './mime/index.js';
 import { ParseError, astring, atom, number, number64, type Token } from './parser.js';
 import { parseSequenceSet, selectIndexes, type SeqRange } from './sequence.js';
@@ -127,6 +136,9 @@ export class SearchParser {
       case 'TO':
       case 'CC':
       case 'BCC':
+        // The addresses without comments and the display names, as Dovecot compares them
+        // (RFC 5322 section 3.4.1: CFWS is not part of an address); HEADER FROM sees the field as is.
+        return { op: 'header', field: addressKey(name.toLowerCase()), value: str() };
       case 'SUBJECT':
         return { op: 'header', field: name.toLowerCase(), value: str() };
       case 'HEADER': {
@@ -341,7 +353,10 @@ export class SearchRunner {
     if (this.#needs.body) {
       const parsed = await simpleParser(data, { skipImageLinks: true, skipTextToHtml: true });
       content.bodyText = `${parsed.text ?? ''}\n${typeof parsed.html === 'string' ? parsed.html.replace(/<[^>]*>/g, ' ') : ''}`;
-      content.headerText = [...headers.entries()].map(([k, v]) => v.map((x) => `${k}: ${x}`).join('\n')).join('\n');
+      content.headerText = [...headers.entries()]
+        .filter(([k]) => !k.includes(':'))
+        .map(([k, v]) => v.map((x) => `${k}: ${x}`).join('\n'))
+        .join('\n');
     }
   }
 

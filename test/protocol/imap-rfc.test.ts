@@ -46,4 +46,25 @@ describe('IMAP answers as the RFCs define them', () => {
     }
     await c.logout();
   });
+  it('SEARCH FROM/TO/CC/BCC match the address without its comments, and the display name', async () => {
+    const c = await loggedIn(srv, 'addr@rfc.test', 'pw');
+    await append(c, 'INBOX', 'From: <user-from (comment)@ (comment) domain.org>\r\nTo: =?utf-8?q?Doe=2C_J=C3=B6rg?= <jd@rfc.test>\r\nSubject: one\r\n\r\nx\r\n');
+    await append(c, 'INBOX', 'From: other@domain.org (Other Person)\r\nCc: Jo (the boss) Smith <jo@rfc.test>\r\nSubject: two\r\n\r\nx\r\n');
+    await c.cmd('SELECT INBOX');
+    const search = async (q: string) => (await c.cmd(`SEARCH CHARSET UTF-8 ${q}`)).untagged.find((l) => l.startsWith('SEARCH'));
+    for (let round = 0; round < 2; round++) {
+      assert.equal(await search('FROM user-from@domain.org'), 'SEARCH 1', `round ${round}`);
+      assert.equal(await search('FROM comment'), 'SEARCH', 'a comment is not part of the address');
+      assert.equal(await search('HEADER FROM comment'), 'SEARCH 1', 'HEADER compares the field as it is');
+      // Written out as Dovecot does: "Other Person" <other@domain.org>, a name with a space quoted.
+      assert.equal(await search('FROM "Other Person"'), 'SEARCH 2', 'a trailing comment is the name');
+      assert.equal(await search('FROM "<other@domain.org>"'), 'SEARCH 2');
+      assert.equal(await search('FROM "Person <other"'), 'SEARCH');
+      assert.equal(await search('TO "Doe, Jörg <jd@"'), 'SEARCH 1', 'an encoded comma stays in the name');
+      assert.equal(await search('CC "Jo Smith"'), 'SEARCH 2');
+      assert.equal(await search('CC "the boss"'), 'SEARCH');
+      assert.equal(await search('BCC rfc.test'), 'SEARCH');
+    }
+    await c.logout();
+  });
 });
