@@ -179,7 +179,9 @@ describe('IMAP mailboxes', () => {
     const c = await loggedIn(srv);
     await c.cmd('SELECT Notes');
     const s1 = await c.cmd('STORE 1 +FLAGS (\\Answered Urgent)');
-    assert.match(s1.untagged[0]!, /^1 FETCH \(FLAGS \(\\Seen \\Answered \\Flagged \$Forwarded Project-X Urgent\)\)$/);
+    // Urgent is new: FLAGS and PERMANENTFLAGS announce it first (RFC 3501 section 7.2.6).
+    assert.match(s1.untagged[0]!, /^FLAGS \(.* Urgent\)$/);
+    assert.match(s1.untagged[2]!, /^1 FETCH \(FLAGS \(\\Seen \\Answered \\Flagged \$Forwarded Project-X Urgent\)\)$/);
     assert.deepEqual((await c.cmd('STORE 1 -FLAGS.SILENT (Project-X)')).untagged, []);
     const s2 = await c.cmd('UID STORE 1 FLAGS (\\Seen)');
     assert.equal(s2.untagged[0], '1 FETCH (UID 1 FLAGS (\\Seen))');

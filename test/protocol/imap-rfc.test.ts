@@ -67,4 +67,46 @@ describe('IMAP answers as the RFCs define them', () => {
     }
     await c.logout();
   });
+  it('announces a new keyword in FLAGS and PERMANENTFLAGS before any FETCH shows it (RFC 3501 7.2.6)', async () => {
+    const a = await loggedIn(srv, 'kw@rfc.test', 'pw');
+    const b = await loggedIn(srv, 'kw@rfc.test', 'pw');
+    await append(a, 'INBOX', 'Subject: one\r\n\r\nx\r\n');
+    await a.cmd('CREATE Other');
+    await append(a, 'Other', 'Subject: two\r\n\r\nx\r\n', 'FromCopy');
+    const flagsLine = (r: { untagged: string[] }, keyword: string) => r.untagged.findIndex((l) => l.startsWith('FLAGS (') && l.includes(` ${keyword})`));
+    const permanent = (r: { untagged: string[] }, keyword: string) => r.untagged.some((l) => l.startsWith('OK [PERMANENTFLAGS (') && l.includes(` ${keyword} \\*)]`));
+    const select = await a.cmd('SELECT INBOX');
+    assert.equal(flagsLine(select, 'NewKw'), -1);
+    await b.cmd('SELECT INBOX');
+
+    // This session's STORE: FLAGS first, then the FETCH with the keyword.
+    const store = await a.cmd('STORE 1 +FLAGS (NewKw)');
+    const fetchAt = store.untagged.findIndex((l) => /^1 FETCH \(FLAGS \(NewKw\)\)$/.test(l));
+    assert.ok(fetchAt >= 0, store.untagged.join('\n'));
+    assert.ok(flagsLine(store, 'NewKw') >= 0 && flagsLine(store, 'NewKw') < fetchAt, store.untagged.join('\n'));
+    assert.ok(permanent(store, 'NewKw'), store.untagged.join('\n'));
+    // Told once: the next STORE of the same keyword does not repeat FLAGS.
+    assert.equal(flagsLine(await a.cmd('STORE 1 FLAGS (NewKw \\Seen)'), 'NewKw'), -1);
+
+    // Another session's FETCH of that message, before any NOOP: FLAGS first.
+    const fetch = await b.cmd('FETCH 1 FLAGS');
+    const shown = fetch.untagged.findIndex((l) => /^1 FETCH \(FLAGS \(.*NewKw.*\)\)$/.test(l));
+    assert.ok(shown >= 0, fetch.untagged.join('\n'));
+    assert.ok(flagsLine(fetch, 'NewKw') >= 0 && flagsLine(fetch, 'NewKw') < shown, fetch.untagged.join('\n'));
+    assert.ok(permanent(fetch, 'NewKw'));
+
+    // APPEND into the selected mailbox with a new keyword: FLAGS before the EXISTS.
+    const app = await a.cmd(`APPEND INBOX (Appended) {21}\r\nSubject: three\r\n\r\nx\r\n`);
+    const existsAt = app.untagged.indexOf('2 EXISTS');
+    assert.ok(flagsLine(app, 'Appended') >= 0 && flagsLine(app, 'Appended') < existsAt, app.untagged.join('\n'));
+
+    // COPY by another session into this one's mailbox brings a keyword: told before the EXISTS.
+    await b.cmd('SELECT Other');
+    assert.equal((await b.cmd('COPY 1 INBOX')).status, 'OK');
+    const noop = await a.cmd('NOOP');
+    assert.ok(flagsLine(noop, 'FromCopy') >= 0 && flagsLine(noop, 'FromCopy') < noop.untagged.indexOf('3 EXISTS'), noop.untagged.join('\n'));
+    assert.ok(permanent(noop, 'FromCopy'));
+    await a.logout();
+    await b.logout();
+  });
 });

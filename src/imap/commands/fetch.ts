@@ -221,6 +221,8 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
       for (const u of r.changed) seenNow.add(u);
     }
   }
+  // Keywords another session just set are in FLAGS before a FETCH shows them (RFC 3501 section 7.2.6).
+  if (setsSeen || items.some((i) => i.kind === 'FLAGS')) selected.announceKeywords(session.writer);
   const needDetails = items.some((i) => i.kind === 'INTERNALDATE' || i.kind === 'RFC822.SIZE' || i.kind === 'section');
   if (needDetails) await mailbox.ensureDetails(indexes.map((i) => selected.uids[i]!));
 

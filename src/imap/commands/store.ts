@@ -49,6 +49,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
   const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
   const result = await selected.mailbox.store(uids, mode, flags, keywords, unchangedSince);
   selected.noteOwn(result.changed, result.modseq);
+  selected.announceKeywords(session.writer);
   if (!m[2] || session.condstore) {
     // Without .SILENT every message in the set reports its flags; with CONDSTORE the changed
     // ones report their new MODSEQ even when silent (RFC 7162 section 3.1.3).
