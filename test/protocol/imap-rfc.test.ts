@@ -109,4 +109,22 @@ describe('IMAP answers as the RFCs define them', () => {
     await a.logout();
     await b.logout();
   });
+  it('SEARCH RETURN (MIN) / (MAX) with MODSEQ gives the MODSEQ of the message returned (RFC 7162 3.1.5)', async () => {
+    const c = await loggedIn(srv, 'esearch@rfc.test', 'pw');
+    for (let i = 1; i <= 3; i++) await append(c, 'INBOX', `Subject: m${i}\r\n\r\nx\r\n`);
+    await c.cmd('SELECT INBOX');
+    await c.cmd('STORE 2 +FLAGS.SILENT (\\Flagged)');
+    const modseqs = (await c.cmd('FETCH 1:3 (MODSEQ)')).untagged.map((l) => Number(/MODSEQ \((\d+)\)/.exec(l)![1]));
+    assert.ok(modseqs[1]! > modseqs[0]! && modseqs[1]! > modseqs[2]!, `message 2 changed last: ${modseqs.join(' ')}`);
+    const esearch = async (ret: string) => {
+      const r = await c.cmd(`SEARCH RETURN (${ret}) MODSEQ 1`);
+      return r.untagged[0]!.replace(`ESEARCH (TAG "${r.tag}") `, '');
+    };
+    assert.equal(await esearch('MIN'), `MIN 1 MODSEQ ${modseqs[0]}`);
+    assert.equal(await esearch('MAX'), `MAX 3 MODSEQ ${modseqs[2]}`);
+    assert.equal(await esearch('MIN MAX'), `MIN 1 MAX 3 MODSEQ ${Math.max(modseqs[0]!, modseqs[2]!)}`);
+    assert.equal(await esearch('ALL'), `ALL 1:3 MODSEQ ${modseqs[1]}`);
+    assert.equal(await esearch('COUNT'), `COUNT 3 MODSEQ ${modseqs[1]}`);
+    await c.logout();
+  });
 });
