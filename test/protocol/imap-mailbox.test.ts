@@ -185,7 +185,7 @@ describe('IMAP mailboxes', () => {
     assert.deepEqual((await c.cmd('STORE 1 -FLAGS.SILENT (Project-X)')).untagged, []);
     const s2 = await c.cmd('UID STORE 1 FLAGS (\\Seen)');
     assert.equal(s2.untagged[0], '1 FETCH (UID 1 FLAGS (\\Seen))');
-    const modseq = Number(/MODSEQ \((\d+)\)/.exec((await c.cmd('FETCH 1 (MODSEQ)')).untagged[0]!)![1]);
+    const modseq = Number(/MODSEQ \((\d+)\)/.exec((await c.cmd('FETCH 1 (MODSEQ)')).untagged.find((l) => l.startsWith('1 FETCH'))!)![1]);
     const ok = await c.cmd(`STORE 1 (UNCHANGEDSINCE ${modseq}) +FLAGS (\\Flagged)`);
     assert.equal(ok.status, 'OK');
     assert.match(ok.untagged[0]!, new RegExp(`MODSEQ \\((\\d+)\\)`));
@@ -234,7 +234,7 @@ describe('IMAP mailboxes', () => {
     assert.equal(esearch.untagged[0], `ESEARCH (TAG "${esearch.tag}") MIN 1 MAX 2 ALL 1:2 COUNT 2`);
     assert.equal((await c.cmd('SEARCH CHARSET KOI8-R ALL')).code, 'BADCHARSET (UTF-8 US-ASCII)');
     assert.equal((await c.cmd('SEARCH BOGUSKEY')).status, 'BAD');
-    const modseq = (await c.cmd('SEARCH MODSEQ 1')).untagged[0]!;
+    const modseq = (await c.cmd('SEARCH MODSEQ 1')).untagged.find((l) => l.startsWith('SEARCH'))!;
     assert.match(modseq, /^SEARCH 1 2 3 \(MODSEQ \d+\)$/);
     await c.logout();
   });

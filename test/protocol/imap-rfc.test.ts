@@ -48,7 +48,11 @@ describe('IMAP answers as the RFCs define them', () => {
   });
   it('SEARCH FROM/TO/CC/BCC match the address without its comments, and the display name', async () => {
     const c = await loggedIn(srv, 'addr@rfc.test', 'pw');
-    await append(c, 'INBOX', 'From: <user-from (comment)@ (comment) domain.org>\r\nTo: =?utf-8?q?Doe=2C_J=C3=B6rg?= <jd@rfc.test>\r\nSubject: one\r\n\r\nx\r\n');
+    await append(
+      c,
+      'INBOX',
+      'From: <user-from (comment)@ (comment) domain.org>\r\nTo: =?utf-8?q?Doe=2C_J=C3=B6rg?= <jd@rfc.test>\r\nSubject: one\r\n\r\nx\r\n',
+    );
     await append(c, 'INBOX', 'From: other@domain.org (Other Person)\r\nCc: Jo (the boss) Smith <jo@rfc.test>\r\nSubject: two\r\n\r\nx\r\n');
     await c.cmd('SELECT INBOX');
     const search = async (q: string) => (await c.cmd(`SEARCH CHARSET UTF-8 ${q}`)).untagged.find((l) => l.startsWith('SEARCH'));
@@ -73,8 +77,10 @@ describe('IMAP answers as the RFCs define them', () => {
     await append(a, 'INBOX', 'Subject: one\r\n\r\nx\r\n');
     await a.cmd('CREATE Other');
     await append(a, 'Other', 'Subject: two\r\n\r\nx\r\n', 'FromCopy');
-    const flagsLine = (r: { untagged: string[] }, keyword: string) => r.untagged.findIndex((l) => l.startsWith('FLAGS (') && l.includes(` ${keyword})`));
-    const permanent = (r: { untagged: string[] }, keyword: string) => r.untagged.some((l) => l.startsWith('OK [PERMANENTFLAGS (') && l.includes(` ${keyword} \\*)]`));
+    const flagsLine = (r: { untagged: string[] }, keyword: string) =>
+      r.untagged.findIndex((l) => l.startsWith('FLAGS (') && l.includes(` ${keyword})`));
+    const permanent = (r: { untagged: string[] }, keyword: string) =>
+      r.untagged.some((l) => l.startsWith('OK [PERMANENTFLAGS (') && l.includes(` ${keyword} \\*)]`));
     const select = await a.cmd('SELECT INBOX');
     assert.equal(flagsLine(select, 'NewKw'), -1);
     await b.cmd('SELECT INBOX');
@@ -104,7 +110,10 @@ describe('IMAP answers as the RFCs define them', () => {
     await b.cmd('SELECT Other');
     assert.equal((await b.cmd('COPY 1 INBOX')).status, 'OK');
     const noop = await a.cmd('NOOP');
-    assert.ok(flagsLine(noop, 'FromCopy') >= 0 && flagsLine(noop, 'FromCopy') < noop.untagged.indexOf('3 EXISTS'), noop.untagged.join('\n'));
+    assert.ok(
+      flagsLine(noop, 'FromCopy') >= 0 && flagsLine(noop, 'FromCopy') < noop.untagged.indexOf('3 EXISTS'),
+      noop.untagged.join('\n'),
+    );
     assert.ok(permanent(noop, 'FromCopy'));
     await a.logout();
     await b.logout();
@@ -114,7 +123,9 @@ describe('IMAP answers as the RFCs define them', () => {
     for (let i = 1; i <= 3; i++) await append(c, 'INBOX', `Subject: m${i}\r\n\r\nx\r\n`);
     await c.cmd('SELECT INBOX');
     await c.cmd('STORE 2 +FLAGS.SILENT (\\Flagged)');
-    const modseqs = (await c.cmd('FETCH 1:3 (MODSEQ)')).untagged.map((l) => Number(/MODSEQ \((\d+)\)/.exec(l)![1]));
+    const modseqs = (await c.cmd('FETCH 1:3 (MODSEQ)')).untagged
+      .filter((l) => l.includes(' FETCH '))
+      .map((l) => Number(/MODSEQ \((\d+)\)/.exec(l)![1]));
     assert.ok(modseqs[1]! > modseqs[0]! && modseqs[1]! > modseqs[2]!, `message 2 changed last: ${modseqs.join(' ')}`);
     const esearch = async (ret: string) => {
       const r = await c.cmd(`SEARCH RETURN (${ret}) MODSEQ 1`);
@@ -125,6 +136,38 @@ describe('IMAP answers as the RFCs define them', () => {
     assert.equal(await esearch('MIN MAX'), `MIN 1 MAX 3 MODSEQ ${Math.max(modseqs[0]!, modseqs[2]!)}`);
     assert.equal(await esearch('ALL'), `ALL 1:3 MODSEQ ${modseqs[1]}`);
     assert.equal(await esearch('COUNT'), `COUNT 3 MODSEQ ${modseqs[1]}`);
+    await c.logout();
+  });
+  it('sends HIGHESTMODSEQ before the answer of the command that enables CONDSTORE in a selected mailbox (RFC 7162 3.1)', async () => {
+    const setup = await loggedIn(srv, 'condstore@rfc.test', 'pw');
+    await append(setup, 'INBOX', 'Subject: m\r\n\r\nx\r\n');
+    await setup.logout();
+    for (const command of [
+      'FETCH 1 (MODSEQ)',
+      'FETCH 1 (FLAGS) (CHANGEDSINCE 1)',
+      'SEARCH MODSEQ 1',
+      'STORE 1 (UNCHANGEDSINCE 99999999999999999) +FLAGS (\\Seen)',
+      'STATUS INBOX (HIGHESTMODSEQ)',
+    ]) {
+      const c = await loggedIn(srv, 'condstore@rfc.test', 'pw');
+      const select = await c.cmd('SELECT INBOX');
+      const highest = select.untagged.find((l) => l.startsWith('OK [HIGHESTMODSEQ '))!;
+      assert.ok(highest, select.untagged.join('\n'));
+      const first = await c.cmd(command);
+      assert.equal(first.status, 'OK', `${command}: ${first.text}`);
+      assert.equal(first.untagged[0], highest.replace(/\] .*/, '] Highest'), `${command}: ${first.untagged.join('\n')}`);
+      assert.ok(first.untagged.length > 1, `${command} answered after it`);
+      const again = await c.cmd(command.replace('+FLAGS', '-FLAGS'));
+      assert.ok(
+        !again.untagged.some((l) => l.includes('HIGHESTMODSEQ ')) || command.startsWith('STATUS'),
+        `${command} once: ${again.untagged.join('\n')}`,
+      );
+      await c.logout();
+    }
+    // SELECT (CONDSTORE) reports it with the SELECT already: nothing more after.
+    const c = await loggedIn(srv, 'condstore@rfc.test', 'pw');
+    await c.cmd('SELECT INBOX (CONDSTORE)');
+    assert.ok(!(await c.cmd('FETCH 1 (MODSEQ)')).untagged.some((l) => l.startsWith('OK [HIGHESTMODSEQ')));
     await c.logout();
   });
 });

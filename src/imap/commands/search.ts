@@ -25,7 +25,7 @@ async function runSearch(session: ImapSession, command: ParsedCommand, uid: bool
   }
   const parser = new SearchParser(args);
   const criteria = parser.parseAll();
-  if (parser.usesModseq) session.condstore = true;
+  if (parser.usesModseq) session.enableCondstore();
   const mailbox = selected.mailbox;
   // Sequence numbers are the session's (RFC 3501 section 7.4.1): messages expunged by another
   // session but not yet announced keep their numbers and match nothing.

@@ -16,7 +16,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
     const mods = list(args[i], 'store modifiers');
     if (atom(mods[0], 'modifier').toUpperCase() !== 'UNCHANGEDSINCE' || mods.length !== 2) throw new ParseError('unknown STORE modifier');
     unchangedSince = Number(number64(mods[1], 'UNCHANGEDSINCE'));
-    session.condstore = true;
+    session.enableCondstore();
     i++;
   }
   const item = atom(args[i++], 'data item').toUpperCase();
@@ -36,7 +36,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
     const mods = trailing.items;
     if (mods.length !== 2) throw new ParseError('unknown STORE modifier');
     unchangedSince = Number(number64(mods[1], 'UNCHANGEDSINCE'));
-    session.condstore = true;
+    session.enableCondstore();
     rest.pop();
   }
   const tokens: Token[] = rest.length === 1 && rest[0]!.type === 'list' ? rest[0]!.items : rest;
