@@ -170,4 +170,22 @@ describe('IMAP answers as the RFCs define them', () => {
     assert.ok(!(await c.cmd('FETCH 1 (MODSEQ)')).untagged.some((l) => l.startsWith('OK [HIGHESTMODSEQ')));
     await c.logout();
   });
+  it('LIST (SUBSCRIBED RECURSIVEMATCH) leaves out a parent whose subscribed child is listed itself (RFC 5258 3.5)', async () => {
+    const c = await loggedIn(srv, 'recursive@rfc.test', 'pw');
+    for (const name of ['parent', 'parent/child', 'a/b']) assert.equal((await c.cmd(`CREATE "${name}"`)).status, 'OK');
+    for (const name of ['parent/child', 'a/b']) assert.equal((await c.cmd(`SUBSCRIBE "${name}"`)).status, 'OK');
+    const list = async (pattern: string) => (await c.cmd(`LIST (SUBSCRIBED RECURSIVEMATCH) "" ${pattern}`)).untagged;
+    // What Dovecot 2.3 answers on the same folders.
+    assert.deepEqual(await list('(parent parent/child)'), ['LIST (\\HasNoChildren \\Subscribed) "/" "parent/child"']);
+    assert.deepEqual(await list('"parent*"'), ['LIST (\\HasNoChildren \\Subscribed) "/" "parent/child"']);
+    assert.deepEqual(await list('"parent"'), ['LIST (\\HasChildren) "/" "parent" ("CHILDINFO" ("SUBSCRIBED"))']);
+    assert.deepEqual(await list('"a"'), ['LIST (\\NonExistent \\HasChildren) "/" "a" ("CHILDINFO" ("SUBSCRIBED"))']);
+    // A subscribed parent is listed as such, and tells of its subscribed child too.
+    await c.cmd('SUBSCRIBE parent');
+    assert.deepEqual(await list('(parent parent/child)'), [
+      'LIST (\\HasChildren \\Subscribed) "/" "parent" ("CHILDINFO" ("SUBSCRIBED"))',
+      'LIST (\\HasNoChildren \\Subscribed) "/" "parent/child"',
+    ]);
+    await c.logout();
+  });
 });
