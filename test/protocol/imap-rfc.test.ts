@@ -188,4 +188,35 @@ describe('IMAP answers as the RFCs define them', () => {
     ]);
     await c.logout();
   });
+  it('MOVEs and COPYs into the selected mailbox itself: new UIDs, COPYUID, EXPUNGE of the old ones (RFC 6851)', async () => {
+    const c = await loggedIn(srv, 'move@rfc.test', 'pw');
+    const other = await loggedIn(srv, 'move@rfc.test', 'pw');
+    await append(c, 'INBOX', 'Subject: one\r\n\r\nx\r\n', '\\Flagged Keep');
+    await append(c, 'INBOX', 'Subject: two\r\n\r\nx\r\n');
+    // (RECENT counts are not what this test is about.)
+    const responses = (r: { untagged: string[] }) => r.untagged.filter((l) => !l.endsWith(' RECENT'));
+    const select = await c.cmd('SELECT INBOX');
+    const uidValidity = /UIDVALIDITY (\d+)/.exec(select.untagged.join('\n'))![1];
+    await other.cmd('SELECT INBOX');
+
+    const move = await c.cmd('MOVE 1 INBOX');
+    assert.equal(move.status, 'OK', move.text);
+    assert.deepEqual(responses(move), [`OK [COPYUID ${uidValidity} 1 3] Moved UIDs.`, '1 EXPUNGE', '2 EXISTS']);
+    const fetch = await c.cmd('FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+    assert.match(fetch.untagged[0]!, /^1 FETCH \(UID 2 FLAGS \(\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: two/);
+    assert.match(fetch.untagged[1]!, /^2 FETCH \(UID 3 FLAGS \(\\Flagged Keep\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: one/);
+    // Another session on the mailbox sees the same: the old message gone, the new one there.
+    const noop = await other.cmd('NOOP');
+    assert.ok(noop.untagged.includes('1 EXPUNGE') && noop.untagged.includes('2 EXISTS'), noop.untagged.join('\n'));
+
+    const copy = await c.cmd('UID COPY 3 INBOX');
+    assert.deepEqual([copy.status, copy.code], ['OK', `COPYUID ${uidValidity} 3 4`]);
+    assert.deepEqual(responses(copy), ['3 EXISTS']);
+    const uidMove = await c.cmd('UID MOVE 2:3 INBOX');
+    assert.deepEqual(responses(uidMove), [`OK [COPYUID ${uidValidity} 2,3 5,6] Moved UIDs.`, '2 EXPUNGE', '1 EXPUNGE', '3 EXISTS']);
+    assert.deepEqual((await c.cmd('UID SEARCH ALL')).untagged, ['SEARCH 4 5 6']);
+    assert.deepEqual(await srv.messages('rfc.test/move').then((m) => m.length), 3, 'one file per message');
+    await c.logout();
+    await other.logout();
+  });
 });
