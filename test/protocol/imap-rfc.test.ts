@@ -219,4 +219,15 @@ describe('IMAP answers as the RFCs define them', () => {
     await c.logout();
     await other.logout();
   });
+  it('lists a parent that does not exist as \\Noselect to plain LIST, \\NonExistent to extended LIST (as Dovecot)', async () => {
+    const c = await loggedIn(srv, 'noselect@rfc.test', 'pw');
+    assert.equal((await c.cmd('CREATE "a/b"')).status, 'OK');
+    const parent = async (command: string) => (await c.cmd(command)).untagged.filter((l) => l.endsWith(' "a"'));
+    assert.deepEqual(await parent('LIST "" "%"'), ['LIST (\\Noselect \\HasChildren) "/" "a"']);
+    assert.deepEqual(await parent('LIST "" "a"'), ['LIST (\\Noselect \\HasChildren) "/" "a"']);
+    assert.deepEqual(await parent('LIST "" "%" RETURN (CHILDREN)'), ['LIST (\\NonExistent \\HasChildren) "/" "a"']);
+    assert.deepEqual(await parent('LIST () "" "%"'), ['LIST (\\NonExistent \\HasChildren) "/" "a"']);
+    assert.deepEqual(await parent('LIST "" (a)'), ['LIST (\\NonExistent \\HasChildren) "/" "a"']);
+    await c.logout();
+  });
 });

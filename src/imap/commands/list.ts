@@ -113,7 +113,7 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
     }
     if (!hit) continue;
     if (opts.specialUseOnly && !f.specialUse) continue;
-    const attrs = attributes(f, opts, lsub, childInfo);
+    const attrs = attributes(f, opts, lsub, childInfo, extended);
     const extendedData = childInfo && !lsub ? ' ("CHILDINFO" ("SUBSCRIBED"))' : '';
     w.untagged(`${verb} (${attrs.join(' ')}) "${sep}" ${quoteName(f.name)}${extendedData}`);
     if (opts.statusItems && f.exists) {
@@ -127,9 +127,11 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
   return {};
 }
 
-function attributes(f: FolderInfo, opts: ListOptions, lsub: boolean, childInfoOnly: boolean): string[] {
+function attributes(f: FolderInfo, opts: ListOptions, lsub: boolean, childInfoOnly: boolean, extended: boolean): string[] {
   const attrs: string[] = [];
-  if (!f.exists) attrs.push(lsub ? '\\Noselect' : '\\NonExistent');
+  // A folder that does not exist: \NonExistent (which implies \Noselect, RFC 5258 section 3.4)
+  // only for the extended forms; IMAP4rev1 clients know \Noselect, which is what Dovecot sends them.
+  if (!f.exists) attrs.push(lsub || !extended ? '\\Noselect' : '\\NonExistent');
   else if (childInfoOnly && lsub) attrs.push('\\Noselect');
   if (!lsub && opts.returnChildren) attrs.push(f.hasChildren ? '\\HasChildren' : '\\HasNoChildren');
   if (!lsub && (opts.returnSubscribed || opts.subscribedOnly) && f.subscribed) attrs.push('\\Subscribed');
