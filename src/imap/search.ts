@@ -143,7 +143,10 @@ export class SearchParser {
         return { op: 'header', field: name.toLowerCase(), value: str() };
       case 'HEADER': {
         const field = str().toLowerCase();
-        return { op: 'header', field, value: str() };
+        const value = str();
+        // No field name has a colon (RFC 5322 section 2.2): such a key matches nothing (and
+        // never the address forms kept under "address:from").
+        return field.includes(':') ? { op: 'not', key: { op: 'all' } } : { op: 'header', field, value };
       }
       case 'BODY':
       case 'TEXT':

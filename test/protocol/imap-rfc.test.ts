@@ -68,6 +68,7 @@ describe('IMAP answers as the RFCs define them', () => {
       assert.equal(await search('CC "Jo Smith"'), 'SEARCH 2');
       assert.equal(await search('CC "the boss"'), 'SEARCH');
       assert.equal(await search('BCC rfc.test'), 'SEARCH');
+      assert.equal(await search('HEADER "address:from" domain'), 'SEARCH', 'no field name has a colon');
     }
     await c.logout();
   });
