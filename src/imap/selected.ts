@@ -89,7 +89,11 @@ export class SelectedMailbox {
     this.#announcedKeywords = new Set(keywords);
     const systemFlags = '\\Answered \\Flagged \\Deleted \\Seen \\Draft';
     w.untagged(`FLAGS (${[systemFlags, ...keywords].join(' ')})`);
-    w.untagged(this.readOnly ? 'OK [PERMANENTFLAGS ()] Read-only mailbox.' : `OK [PERMANENTFLAGS (${[systemFlags, ...keywords, '\\*'].join(' ')})] Flags permitted.`);
+    w.untagged(
+      this.readOnly
+        ? 'OK [PERMANENTFLAGS ()] Read-only mailbox.'
+        : `OK [PERMANENTFLAGS (${[systemFlags, ...keywords, '\\*'].join(' ')})] Flags permitted.`,
+    );
   }
 
   /**

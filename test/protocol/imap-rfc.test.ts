@@ -205,7 +205,10 @@ describe('IMAP answers as the RFCs define them', () => {
     assert.deepEqual(responses(move), [`OK [COPYUID ${uidValidity} 1 3] Moved UIDs.`, '1 EXPUNGE', '2 EXISTS']);
     const fetch = await c.cmd('FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
     assert.match(fetch.untagged[0]!, /^1 FETCH \(UID 2 FLAGS \(\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: two/);
-    assert.match(fetch.untagged[1]!, /^2 FETCH \(UID 3 FLAGS \(\\Flagged Keep\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: one/);
+    assert.match(
+      fetch.untagged[1]!,
+      /^2 FETCH \(UID 3 FLAGS \(\\Flagged Keep\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: one/,
+    );
     // Another session on the mailbox sees the same: the old message gone, the new one there.
     const noop = await other.cmd('NOOP');
     assert.ok(noop.untagged.includes('1 EXPUNGE') && noop.untagged.includes('2 EXISTS'), noop.untagged.join('\n'));

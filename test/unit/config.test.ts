@@ -51,7 +51,7 @@ describe('configuration', () => {
 
   it('reads imap.special_folders in both forms: { use, auto } and the older plain special use', () => {
     const cfg = parseConfig(
-      'listeners: [{protocol: smtp, port: 25}]\nimap:\n  special_folders:\n    Sent: \'\\Sent\'\n    Spam: { use: \'\\Junk\' }\n    Old: { use: \'\\Archive\', auto: false }\n    Drafts: { use: \'\\Drafts\', auto: create }\n',
+      "listeners: [{protocol: smtp, port: 25}]\nimap:\n  special_folders:\n    Sent: '\\Sent'\n    Spam: { use: '\\Junk' }\n    Old: { use: '\\Archive', auto: false }\n    Drafts: { use: '\\Drafts', auto: create }\n",
       '/x.yaml',
       {},
     );
@@ -62,7 +62,10 @@ describe('configuration', () => {
       Drafts: { use: '\\Drafts', auto: 'create' },
     });
     assert.equal(cfg.imap.auto_special_folders, 'new_maildir');
-    assert.throws(() => parseConfig("listeners: [{protocol: smtp, port: 25}]\nimap: {special_folders: {X: {use: '\\Bogus'}}}\n", '/x.yaml', {}), /special_folders/);
+    assert.throws(
+      () => parseConfig("listeners: [{protocol: smtp, port: 25}]\nimap: {special_folders: {X: {use: '\\Bogus'}}}\n", '/x.yaml', {}),
+      /special_folders/,
+    );
   });
 
   it('refuses listeners that make no sense', () => {
