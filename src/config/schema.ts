@@ -236,7 +236,10 @@ const specialUse = z.enum(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Jun
 const specialFolderSchema = z.union([
   specialUse.transform((use) => ({ use, auto: 'subscribe' as const })),
   // (`auto: false`, YAML 1.1's spelling of no, is taken as no.)
-  z.strictObject({ use: specialUse, auto: z.preprocess((v) => (v === false ? 'no' : v), z.enum(['create', 'subscribe', 'no'])).default('no') }),
+  z.strictObject({
+    use: specialUse,
+    auto: z.preprocess((v) => (v === false ? 'no' : v), z.enum(['create', 'subscribe', 'no'])).default('no'),
+  }),
 ]);
 
 const imapSchema = z.strictObject({
@@ -251,25 +254,23 @@ const imapSchema = z.strictObject({
    * ...; auto = ... }`: `use` is announced on the folder whenever it exists; `auto` says what a
    * login does when it is missing: `subscribe` creates and subscribes it, `create` only creates
    * it, `no` leaves it (only the attribute). When a login may create them: auto_special_folders.
-   * A plain `Name: '\\Sent'` is the older form and means auto: subscribe. A folder is not
+   * A plain `Name: '\Sent'` is the older form and means auto: subscribe. A folder is not
    * created when another folder already has its special use (a migrated "Sent Messages" is the
-   * \\Sent folder, so no Sent appears next to it).
+   * \Sent folder, so no Sent appears next to it).
    */
-  special_folders: z
-    .record(z.string(), specialFolderSchema)
-    .default({
-      Sent: { use: '\\Sent', auto: 'subscribe' },
-      Drafts: { use: '\\Drafts', auto: 'subscribe' },
-      Trash: { use: '\\Trash', auto: 'subscribe' },
-      Junk: { use: '\\Junk', auto: 'subscribe' },
-      Archive: { use: '\\Archive', auto: 'subscribe' },
-      // Names other clients and servers used (Apple Mail, Outlook, Courier), announced where they exist.
-      'Sent Messages': { use: '\\Sent', auto: 'no' },
-      'Sent Items': { use: '\\Sent', auto: 'no' },
-      'Deleted Messages': { use: '\\Trash', auto: 'no' },
-      'Deleted Items': { use: '\\Trash', auto: 'no' },
-      Spam: { use: '\\Junk', auto: 'no' },
-    }),
+  special_folders: z.record(z.string(), specialFolderSchema).default({
+    Sent: { use: '\\Sent', auto: 'subscribe' },
+    Drafts: { use: '\\Drafts', auto: 'subscribe' },
+    Trash: { use: '\\Trash', auto: 'subscribe' },
+    Junk: { use: '\\Junk', auto: 'subscribe' },
+    Archive: { use: '\\Archive', auto: 'subscribe' },
+    // Names other clients and servers used (Apple Mail, Outlook, Courier), announced where they exist.
+    'Sent Messages': { use: '\\Sent', auto: 'no' },
+    'Sent Items': { use: '\\Sent', auto: 'no' },
+    'Deleted Messages': { use: '\\Trash', auto: 'no' },
+    'Deleted Items': { use: '\\Trash', auto: 'no' },
+    Spam: { use: '\\Junk', auto: 'no' },
+  }),
   /**
    * When a login creates the special folders whose auto is create or subscribe. `new_maildir`:
    * only in a Maildir that has no folder besides INBOX yet (a new user gets the standard set; a
