@@ -219,6 +219,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     logger: logger.child({ component: 'mail' }),
     syncer: store.syncer,
     specialFolders: config.imap.special_folders,
+    autoSpecialFolders: config.imap.auto_special_folders,
     separator: config.imap.hierarchy_separator,
     store,
   });

@@ -230,6 +230,18 @@ const dkimSchema = z.strictObject({
   keys_dir: z.string().optional(),
 });
 
+const specialUse = z.enum(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']);
+
+/** One of imap.special_folders: `{ use, auto }`, or the older plain special use (auto: subscribe). */
+const specialFolderSchema = z.union([
+  specialUse.transform((use) => ({ use, auto: 'subscribe' as const })),
+  // (`auto: false`, YAML 1.1's spelling of no, is taken as no.)
+  z.strictObject({
+    use: specialUse,
+    auto: z.preprocess((v) => (v === false ? 'no' : v), z.enum(['create', 'subscribe', 'no'])).default('no'),
+  }),
+]);
+
 const imapSchema = z.strictObject({
   /**
    * The hierarchy separator clients see. Dovecot's default for Maildir++ is "." (keep it when
@@ -237,10 +249,36 @@ const imapSchema = z.strictObject({
    * The folders on disk are the same either way.
    */
   hierarchy_separator: z.enum(['.', '/']).default('.'),
-  /** Folders created on first login, with their special use (RFC 6154), as Dovecot's auto = subscribe. */
-  special_folders: z
-    .record(z.string(), z.enum(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']))
-    .default({ Sent: '\\Sent', Drafts: '\\Drafts', Trash: '\\Trash', Junk: '\\Junk', Archive: '\\Archive' }),
+  /**
+   * Folders with a special use (RFC 6154), by name, like Dovecot's `mailbox NAME { special_use =
+   * ...; auto = ... }`: `use` is announced on the folder whenever it exists; `auto` says what a
+   * login does when it is missing: `subscribe` creates and subscribes it, `create` only creates
+   * it, `no` leaves it (only the attribute). When a login may create them: auto_special_folders.
+   * A plain `Name: '\Sent'` is the older form and means auto: subscribe. A folder is not
+   * created when another folder already has its special use (a migrated "Sent Messages" is the
+   * \Sent folder, so no Sent appears next to it).
+   */
+  special_folders: z.record(z.string(), specialFolderSchema).default({
+    Sent: { use: '\\Sent', auto: 'subscribe' },
+    Drafts: { use: '\\Drafts', auto: 'subscribe' },
+    Trash: { use: '\\Trash', auto: 'subscribe' },
+    Junk: { use: '\\Junk', auto: 'subscribe' },
+    Archive: { use: '\\Archive', auto: 'subscribe' },
+    // Names other clients and servers used (Apple Mail, Outlook, Courier), announced where they exist.
+    'Sent Messages': { use: '\\Sent', auto: 'no' },
+    'Sent Items': { use: '\\Sent', auto: 'no' },
+    'Deleted Messages': { use: '\\Trash', auto: 'no' },
+    'Deleted Items': { use: '\\Trash', auto: 'no' },
+    Spam: { use: '\\Junk', auto: 'no' },
+  }),
+  /**
+   * When a login creates the special folders whose auto is create or subscribe. `new_maildir`:
+   * only in a Maildir that has no folder besides INBOX yet (a new user gets the standard set; a
+   * user whose Maildir comes from Dovecot or Courier keeps exactly the folders they had, which
+   * still carry their special use). `always`: whenever one is missing, at every login, as
+   * Dovecot's auto = create/subscribe does (a folder the user deleted comes back).
+   */
+  auto_special_folders: z.enum(['new_maildir', 'always']).default('new_maildir'),
   line_length: int(8192, 1_048_576).default(65_536),
   /** Largest literal outside APPEND (APPEND is limited by limits.message_size). */
   literal_size: size().default(65_536),

@@ -9,18 +9,41 @@
  * changes (ENVELOPE/BODYSTRUCTURE builders, header decoding), and old records become misses.
  */
 import libmime from 'libmime';
+import { parseAddresses, writeAddresses } from './mime/address.js';
 import { bodyStructure, envelope, headerFields, type MimePart } from './mime/index.js';
 import { encodeToBuffer } from './values.js';
 
-export const CACHE_SCHEMA = 'imap 1';
+export const CACHE_SCHEMA = 'imap 2';
 
 export const FIELD_ENVELOPE = 1;
 export const FIELD_BODY = 2;
 export const FIELD_BODYSTRUCTURE = 3;
 export const FIELD_SEARCH = 4;
 
+/** The address fields SEARCH FROM/TO/CC/BCC compare as addresses (comments removed). */
+const ADDRESS_FIELDS: ReadonlySet<string> = new Set(['from', 'to', 'cc', 'bcc']);
+
+/**
+ * The name under which decodedHeaders() keeps the addresses of an address field written out
+ * again (writeAddresses): "address:from". A colon never occurs in a field name (RFC 5322
+ * section 2.2), so these never meet a real field.
+ */
+export function addressKey(field: string): string {
+  return `address:${field}`;
+}
+
 /** Header fields (lower case) whose decoded values the cache holds for SEARCH, in stored order. */
-export const CACHED_HEADERS: readonly string[] = ['from', 'to', 'cc', 'bcc', 'subject', 'date', 'message-id', 'in-reply-to'];
+export const CACHED_HEADERS: readonly string[] = [
+  'from',
+  'to',
+  'cc',
+  'bcc',
+  'subject',
+  'date',
+  'message-id',
+  'in-reply-to',
+  ...[...ADDRESS_FIELDS].map(addressKey),
+];
 const CACHED_INDEX = new Map(CACHED_HEADERS.map((h, i) => [h, i]));
 const CACHED_SET: ReadonlySet<string> = new Set(CACHED_HEADERS);
 
@@ -28,32 +51,43 @@ export function isCachedHeader(field: string): boolean {
   return CACHED_INDEX.has(field);
 }
 
+function decodeWords(value: string): string {
+  // (libmime changes nothing in a value without an encoded word or its NUL join marker.)
+  if (!value.includes('=?') && !value.includes('\u0000')) return value;
+  try {
+    return libmime.decodeWords(value);
+  } catch {
+    return value; // keep the raw text
+  }
+}
+
+function push(headers: Map<string, string[]>, key: string, value: string): void {
+  const list = headers.get(key);
+  if (list) list.push(value);
+  else headers.set(key, [value]);
+}
+
 /**
  * The top-level header fields as SEARCH compares them: name in lower case -> values in order,
  * each unfolded, trimmed and with RFC 2047 encoded words decoded. `only`: just these names.
+ * From, To, Cc and Bcc also under addressKey(name): their addresses without comments, as
+ * Dovecot matches SEARCH FROM/TO/CC/BCC (parsed before decoding, so an encoded comma in a
+ * name stays part of the name).
  */
 export function decodedHeaders(data: Buffer, root: MimePart, only?: ReadonlySet<string>): Map<string, string[]> {
   const headers = new Map<string, string[]>();
   for (const h of headerFields(data, root)) {
-    if (only && !only.has(h.name.toLowerCase())) continue;
+    const k = h.name.toLowerCase();
+    const wantValue = !only || only.has(k);
+    const wantAddress = ADDRESS_FIELDS.has(k) && (!only || only.has(addressKey(k)));
+    if (!wantValue && !wantAddress) continue;
     const raw = h.raw.toString('utf8');
     const value = raw
       .slice(raw.indexOf(':') + 1)
       .replace(/\r?\n[ \t]/g, ' ')
       .trim();
-    let decoded = value;
-    // (libmime changes nothing in a value without an encoded word or its NUL join marker.)
-    if (value.includes('=?') || value.includes('\u0000')) {
-      try {
-        decoded = libmime.decodeWords(value);
-      } catch {
-        // keep the raw text
-      }
-    }
-    const k = h.name.toLowerCase();
-    const list = headers.get(k);
-    if (list) list.push(decoded);
-    else headers.set(k, [decoded]);
+    if (wantValue) push(headers, k, decodeWords(value));
+    if (wantAddress) push(headers, addressKey(k), decodeWords(writeAddresses(parseAddresses(value))));
   }
   return headers;
 }

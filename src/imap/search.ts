@@ -11,7 +11,16 @@ import { simpleParser } from 'mailparser';
 import type { Mailbox } from '../store/mail/mailbox.js';
 import { lfToCrlf } from '../store/mail/mailbox.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN, type MessageRecord } from '../store/mail/types.js';
-import { CACHED_HEADERS, CACHE_SCHEMA, FIELD_SEARCH, SearchMeta, cacheFields, decodedHeaders, isCachedHeader } from './message-cache.js';
+import {
+  CACHED_HEADERS,
+  CACHE_SCHEMA,
+  FIELD_SEARCH,
+  SearchMeta,
+  addressKey,
+  cacheFields,
+  decodedHeaders,
+  isCachedHeader,
+} from './message-cache.js';
 import { parseStructure } from './mime/index.js';
 import { ParseError, astring, atom, number, number64, type Token } from './parser.js';
 import { parseSequenceSet, selectIndexes, type SeqRange } from './sequence.js';
@@ -127,11 +136,17 @@ export class SearchParser {
       case 'TO':
       case 'CC':
       case 'BCC':
+        // The addresses without comments and the display names, as Dovecot compares them
+        // (RFC 5322 section 3.4.1: CFWS is not part of an address); HEADER FROM sees the field as is.
+        return { op: 'header', field: addressKey(name.toLowerCase()), value: str() };
       case 'SUBJECT':
         return { op: 'header', field: name.toLowerCase(), value: str() };
       case 'HEADER': {
         const field = str().toLowerCase();
-        return { op: 'header', field, value: str() };
+        const value = str();
+        // No field name has a colon (RFC 5322 section 2.2): such a key matches nothing (and
+        // never the address forms kept under "address:from").
+        return field.includes(':') ? { op: 'not', key: { op: 'all' } } : { op: 'header', field, value };
       }
       case 'BODY':
       case 'TEXT':
@@ -231,12 +246,31 @@ function headerValues(c: Content, field: string): string[] | undefined {
   return c.meta?.values(field);
 }
 
+/**
+ * The day a Date header names, as written: RFC 3501 section 6.4.4 compares SENTBEFORE, SENTON and
+ * SENTSINCE "disregarding time and timezone", so "25 Mar 2007 23:00 -0700" is 25-Mar-2007 (as
+ * Dovecot reads it). RFC 5322 section 3.3 date (two- and three-digit years per section 4.3);
+ * other forms Date.parse knows give their UTC day; null when nothing parses.
+ */
+export function writtenDay(date: string): number | null {
+  const m = /(?:^|[\s,(])(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})(?=\s|$)/.exec(date);
+  const month = m ? MONTHS.indexOf(m[2]!.toLowerCase()) : -1;
+  if (m && month >= 0) {
+    const day = Number(m[1]);
+    let year = Number(m[3]);
+    if (m[3]!.length === 2) year += year < 50 ? 2000 : 1900;
+    else if (m[3]!.length === 3) year += 1900;
+    if (day >= 1 && day <= 31) return Math.floor(Date.UTC(year, month, day) / 86_400_000);
+  }
+  const ms = Date.parse(date);
+  return Number.isFinite(ms) ? Math.floor(ms / 86_400_000) : null;
+}
+
 /** The day of the first Date header, or null when it has none or it does not parse. */
 function sentDay(c: Content): number | null {
   if (c.sentDay === undefined) {
     const date = headerValues(c, 'date')?.[0];
-    const ms = date ? Date.parse(date) : NaN;
-    c.sentDay = Number.isFinite(ms) ? localDay(ms) : null;
+    c.sentDay = date ? writtenDay(date) : null;
   }
   return c.sentDay;
 }
@@ -322,7 +356,10 @@ export class SearchRunner {
     if (this.#needs.body) {
       const parsed = await simpleParser(data, { skipImageLinks: true, skipTextToHtml: true });
       content.bodyText = `${parsed.text ?? ''}\n${typeof parsed.html === 'string' ? parsed.html.replace(/<[^>]*>/g, ' ') : ''}`;
-      content.headerText = [...headers.entries()].map(([k, v]) => v.map((x) => `${k}: ${x}`).join('\n')).join('\n');
+      content.headerText = [...headers.entries()]
+        .filter(([k]) => !k.includes(':'))
+        .map(([k, v]) => v.map((x) => `${k}: ${x}`).join('\n'))
+        .join('\n');
     }
   }
 

@@ -9,6 +9,7 @@ import type { MailboxChange, MessageRecord } from '../store/mail/types.js';
 import { SYSTEM_FLAGS } from '../store/mail/types.js';
 import { formatSet, selectIndexes, type SeqRange } from './sequence.js';
 import type { ImapSession } from './session.js';
+import type { ImapWriter } from './writer.js';
 
 /** FLAGS (...) text for a message. */
 export function flagList(rec: MessageRecord, recent = false): string {
@@ -32,6 +33,8 @@ export class SelectedMailbox {
   readonly #own = new Map<number, number>();
   readonly #listener: (change: MailboxChange) => void;
   readonly #release: () => void;
+  /** The keywords this session was told of in FLAGS (RFC 3501 section 7.2.6). */
+  #announcedKeywords = new Set<string>();
   #recentCount = 0;
   #announcedRecent = 0;
   /** Set while IDLE runs: changes are pushed at once. */
@@ -78,6 +81,29 @@ export class SelectedMailbox {
       else hi = mid - 1;
     }
     return 0;
+  }
+
+  /** FLAGS and PERMANENTFLAGS (RFC 3501 sections 7.2.6 and 7.1): the system flags and every keyword. */
+  writeFlags(w: ImapWriter): void {
+    const keywords = this.mailbox.keywordNames();
+    this.#announcedKeywords = new Set(keywords);
+    const systemFlags = '\\Answered \\Flagged \\Deleted \\Seen \\Draft';
+    w.untagged(`FLAGS (${[systemFlags, ...keywords].join(' ')})`);
+    w.untagged(
+      this.readOnly
+        ? 'OK [PERMANENTFLAGS ()] Read-only mailbox.'
+        : `OK [PERMANENTFLAGS (${[systemFlags, ...keywords, '\\*'].join(' ')})] Flags permitted.`,
+    );
+  }
+
+  /**
+   * FLAGS and PERMANENTFLAGS again when the mailbox has keywords this session was not told of:
+   * a keyword must be in FLAGS before a FETCH shows it (RFC 3501 section 7.2.6), whether this
+   * session's STORE, another session's or an APPEND or COPY brought it.
+   */
+  announceKeywords(w: ImapWriter): void {
+    const keywords = this.mailbox.keywordNames();
+    if (keywords.length !== this.#announcedKeywords.size || keywords.some((k) => !this.#announcedKeywords.has(k))) this.writeFlags(w);
   }
 
   /** Notes changes this session made and answered itself, so they are not announced again. */
@@ -133,6 +159,7 @@ export class SelectedMailbox {
       this.#pendingExpunged.clear();
       for (const uid of gone) this.#pendingFlagged.delete(uid);
     }
+    this.announceKeywords(w);
     // New messages: those beyond the view's last UID that still exist.
     const last = this.uids[this.uids.length - 1] ?? 0;
     const all = this.mailbox.uids;

@@ -355,6 +355,16 @@ export class ImapSession {
     await this.selected.flush(this, expungeAllowed);
   }
 
+  /**
+   * CONDSTORE from now on, for a command that implies it (RFC 7162 section 3.1). With a mailbox
+   * selected the client learns its HIGHESTMODSEQ first (the one it has seen the changes up to).
+   */
+  enableCondstore(): void {
+    if (this.condstore) return;
+    this.condstore = true;
+    if (this.selected) this.writer.untagged(`OK [HIGHESTMODSEQ ${this.selected.knownModseq}] Highest`);
+  }
+
   #countBad(): void {
     this.#badCommands++;
     const limits = this.settings.limits;

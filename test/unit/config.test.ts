@@ -49,6 +49,25 @@ describe('configuration', () => {
     assert.equal(cfg.imap.connections_per_user_ip, 10);
   });
 
+  it('reads imap.special_folders in both forms: { use, auto } and the older plain special use', () => {
+    const cfg = parseConfig(
+      "listeners: [{protocol: smtp, port: 25}]\nimap:\n  special_folders:\n    Sent: '\\Sent'\n    Spam: { use: '\\Junk' }\n    Old: { use: '\\Archive', auto: false }\n    Drafts: { use: '\\Drafts', auto: create }\n",
+      '/x.yaml',
+      {},
+    );
+    assert.deepEqual(cfg.imap.special_folders, {
+      Sent: { use: '\\Sent', auto: 'subscribe' },
+      Spam: { use: '\\Junk', auto: 'no' },
+      Old: { use: '\\Archive', auto: 'no' },
+      Drafts: { use: '\\Drafts', auto: 'create' },
+    });
+    assert.equal(cfg.imap.auto_special_folders, 'new_maildir');
+    assert.throws(
+      () => parseConfig("listeners: [{protocol: smtp, port: 25}]\nimap: {special_folders: {X: {use: '\\Bogus'}}}\n", '/x.yaml', {}),
+      /special_folders/,
+    );
+  });
+
   it('refuses listeners that make no sense', () => {
     assert.throws(
       () => parseConfig('listeners: [{protocol: smtp}]\n', '/x.yaml', {}),

@@ -190,10 +190,10 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
     if (vanished && (!uid || changedSince === undefined || !session.enabled.has('QRESYNC'))) {
       throw new ParseError('VANISHED needs UID FETCH, CHANGEDSINCE and an enabled QRESYNC');
     }
-    session.condstore = true;
+    session.enableCondstore();
   }
   if (args.length > 3) throw new ParseError('too many arguments');
-  if (items.some((i) => i.kind === 'MODSEQ')) session.condstore = true;
+  if (items.some((i) => i.kind === 'MODSEQ')) session.enableCondstore();
   if (session.condstore && !items.some((i) => i.kind === 'MODSEQ') && changedSince !== undefined) items.push({ kind: 'MODSEQ' });
   if ((uid || session.enabled.has('QRESYNC')) && !items.some((i) => i.kind === 'UID')) items.unshift({ kind: 'UID' });
 
@@ -221,6 +221,8 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
       for (const u of r.changed) seenNow.add(u);
     }
   }
+  // Keywords another session just set are in FLAGS before a FETCH shows them (RFC 3501 section 7.2.6).
+  if (setsSeen || items.some((i) => i.kind === 'FLAGS')) selected.announceKeywords(session.writer);
   const needDetails = items.some((i) => i.kind === 'INTERNALDATE' || i.kind === 'RFC822.SIZE' || i.kind === 'section');
   if (needDetails) await mailbox.ensureDetails(indexes.map((i) => selected.uids[i]!));
 

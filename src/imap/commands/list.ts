@@ -99,15 +99,21 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
     if (!f.exists && !f.hasChildren && !opts.subscribedOnly) continue;
     let childInfo = false;
     let hit = regexes.some((re) => matches(f.name, re));
+    // A subscribed descendant (`unlisted`: one the patterns do not list itself).
+    const subscribedChild = (unlisted: boolean) =>
+      folders.some((c) => c.subscribed && isChild(c.name, f.name) && !(unlisted && regexes.some((re) => matches(c.name, re))));
     if (opts.subscribedOnly && !f.subscribed) {
-      // RECURSIVEMATCH: a parent whose subscribed child matched (RFC 5258 CHILDINFO).
-      if (opts.recursiveMatch && hit && folders.some((c) => c.subscribed && isChild(c.name, f.name))) childInfo = true;
+      // RECURSIVEMATCH: a parent whose subscribed descendant is not listed itself (RFC 5258
+      // sections 3.1 and 3.5, CHILDINFO); when the descendant is listed, the parent is not.
+      if (opts.recursiveMatch && hit && subscribedChild(true)) childInfo = true;
       else if (lsub && hit && folders.some((c) => c.subscribed && isChild(c.name, f.name)) && patterns.some((p) => p.endsWith('%'))) childInfo = true;
       else hit = false;
+    } else if (opts.recursiveMatch && !lsub && hit && subscribedChild(false)) {
+      childInfo = true; // a subscribed parent says so too, as Dovecot does
     }
     if (!hit) continue;
     if (opts.specialUseOnly && !f.specialUse) continue;
-    const attrs = attributes(f, opts, lsub, childInfo);
+    const attrs = attributes(f, opts, lsub, childInfo, extended);
     const extendedData = childInfo && !lsub ? ' ("CHILDINFO" ("SUBSCRIBED"))' : '';
     w.untagged(`${verb} (${attrs.join(' ')}) "${sep}" ${quoteName(f.name)}${extendedData}`);
     if (opts.statusItems && f.exists) {
@@ -121,9 +127,11 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
   return {};
 }
 
-function attributes(f: FolderInfo, opts: ListOptions, lsub: boolean, childInfoOnly: boolean): string[] {
+function attributes(f: FolderInfo, opts: ListOptions, lsub: boolean, childInfoOnly: boolean, extended: boolean): string[] {
   const attrs: string[] = [];
-  if (!f.exists) attrs.push(lsub ? '\\Noselect' : '\\NonExistent');
+  // A folder that does not exist: \NonExistent (which implies \Noselect, RFC 5258 section 3.4)
+  // only for the extended forms; IMAP4rev1 clients know \Noselect, which is what Dovecot sends them.
+  if (!f.exists) attrs.push(lsub || !extended ? '\\Noselect' : '\\NonExistent');
   else if (childInfoOnly && lsub) attrs.push('\\Noselect');
   if (!lsub && opts.returnChildren) attrs.push(f.hasChildren ? '\\HasChildren' : '\\HasNoChildren');
   if (!lsub && (opts.returnSubscribed || opts.subscribedOnly) && f.subscribed) attrs.push('\\Subscribed');

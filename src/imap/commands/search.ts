@@ -25,7 +25,7 @@ async function runSearch(session: ImapSession, command: ParsedCommand, uid: bool
   }
   const parser = new SearchParser(args);
   const criteria = parser.parseAll();
-  if (parser.usesModseq) session.condstore = true;
+  if (parser.usesModseq) session.enableCondstore();
   const mailbox = selected.mailbox;
   // Sequence numbers are the session's (RFC 3501 section 7.4.1): messages expunged by another
   // session but not yet announced keep their numbers and match nothing.
@@ -35,7 +35,16 @@ async function runSearch(session: ImapSession, command: ParsedCommand, uid: bool
   const matches = await new SearchRunner(mailbox, criteria).run(view, (u) => recentSet.has(u));
   const matchedUids = matches.map((i) => view[i]!).filter((u) => !selected.isExpunged(u));
   const ids = uid ? matchedUids : matchedUids.map((u) => selected.seqOf(u));
-  const highest = parser.usesModseq && matchedUids.length ? Math.max(...matchedUids.map((u) => mailbox.record(u)?.modseq ?? 0)) : undefined;
+  // RFC 7162 section 3.1.5: with RETURN (MIN) and/or (MAX) alone, the MODSEQ of the messages
+  // returned; otherwise the highest of all matches.
+  const onlyMinMax = returnOptions !== undefined && !returnOptions.includes('ALL') && !returnOptions.includes('COUNT');
+  const modseqOf = onlyMinMax
+    ? [
+        ...(returnOptions!.includes('MIN') ? [matchedUids[0]!] : []),
+        ...(returnOptions!.includes('MAX') ? [matchedUids[matchedUids.length - 1]!] : []),
+      ]
+    : matchedUids;
+  const highest = parser.usesModseq && matchedUids.length ? Math.max(...modseqOf.map((u) => mailbox.record(u)?.modseq ?? 0)) : undefined;
   if (returnOptions) {
     const parts = [`(TAG "${command.tag}")`];
     if (uid) parts.push('UID');

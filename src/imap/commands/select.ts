@@ -64,10 +64,7 @@ async function selectMailbox(session: ImapSession, args: Token[], readOnly: bool
   selected.uids = [...mailbox.uids];
   if (params.condstore) session.condstore = true;
   const w = session.writer;
-  const keywords = mailbox.keywordNames();
-  const systemFlags = '\\Answered \\Flagged \\Deleted \\Seen \\Draft';
-  w.untagged(`FLAGS (${[systemFlags, ...keywords].join(' ')})`);
-  w.untagged(readOnly ? 'OK [PERMANENTFLAGS ()] Read-only mailbox.' : `OK [PERMANENTFLAGS (${[systemFlags, ...keywords, '\\*'].join(' ')})] Flags permitted.`);
+  selected.writeFlags(w);
   w.untagged(`${selected.exists} EXISTS`);
   w.untagged('0 RECENT');
   const firstUnseen = selected.uids.findIndex((uid) => !((mailbox.record(uid)?.flags ?? FLAG_SEEN) & FLAG_SEEN));

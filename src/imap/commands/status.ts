@@ -27,7 +27,7 @@ export function statusLine(session: ImapSession, name: string, items: StatusItem
     SIZE: st.size,
     DELETED: st.deleted,
   };
-  if (items.includes('HIGHESTMODSEQ')) session.condstore = true;
+  if (items.includes('HIGHESTMODSEQ')) session.enableCondstore();
   session.writer.untagged(`STATUS ${encodeToBuffer(name).toString('utf8')} (${items.map((i) => `${i} ${values[i]}`).join(' ')})`);
 }
 

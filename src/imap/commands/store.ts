@@ -16,7 +16,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
     const mods = list(args[i], 'store modifiers');
     if (atom(mods[0], 'modifier').toUpperCase() !== 'UNCHANGEDSINCE' || mods.length !== 2) throw new ParseError('unknown STORE modifier');
     unchangedSince = Number(number64(mods[1], 'UNCHANGEDSINCE'));
-    session.condstore = true;
+    session.enableCondstore();
     i++;
   }
   const item = atom(args[i++], 'data item').toUpperCase();
@@ -36,7 +36,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
     const mods = trailing.items;
     if (mods.length !== 2) throw new ParseError('unknown STORE modifier');
     unchangedSince = Number(number64(mods[1], 'UNCHANGEDSINCE'));
-    session.condstore = true;
+    session.enableCondstore();
     rest.pop();
   }
   const tokens: Token[] = rest.length === 1 && rest[0]!.type === 'list' ? rest[0]!.items : rest;
@@ -49,6 +49,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
   const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
   const result = await selected.mailbox.store(uids, mode, flags, keywords, unchangedSince);
   selected.noteOwn(result.changed, result.modseq);
+  selected.announceKeywords(session.writer);
   if (!m[2] || session.condstore) {
     // Without .SILENT every message in the set reports its flags; with CONDSTORE the changed
     // ones report their new MODSEQ even when silent (RFC 7162 section 3.1.3).

@@ -249,3 +249,43 @@ export function parseAddresses(value: string): Address[] {
   parser.parseAddressList();
   return parser.list;
 }
+
+// RFC 5322 section 3.2.3 atext (8-bit too) and dots: a name of only these is not quoted.
+const PLAIN_PHRASE = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\u0080-\uffff]*$/;
+
+/** A display name as Dovecot writes it: quoted when it has more than atext (a space, say). */
+function phrase(text: string): string {
+  // Encoded words cannot stand in a quoted string (RFC 2047 section 5): they stay as they are.
+  if (PLAIN_PHRASE.test(text) || text.includes('=?')) return text;
+  return `"${text.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/**
+ * An address list written out again from what parseAddresses found, as Dovecot's
+ * message_address_write does for SEARCH FROM/TO/CC/BCC: `mailbox@domain`, or
+ * `name <mailbox@domain>`, groups as `name: ...;`. Comments and folding are gone (RFC 5322
+ * section 3.4.1: CFWS is not part of the address), a comment after a bare address is its name.
+ */
+export function writeAddresses(list: readonly Address[]): string {
+  let out = '';
+  let first = true;
+  let inGroup = false;
+  for (const a of list) {
+    if (!first) out += ', ';
+    first = false;
+    if (a.domain === null) {
+      if (!inGroup) {
+        out += `${a.mailbox ? phrase(a.mailbox) : '""'}: `;
+        first = true;
+      } else {
+        out = `${out.endsWith(', ') ? out.slice(0, -2) : out};`;
+      }
+      inGroup = !inGroup;
+      continue;
+    }
+    const spec = a.mailbox ? `${a.mailbox}@${a.domain}` : '';
+    if (!a.name && !a.route) out += spec;
+    else out += `${a.name ? phrase(a.name) : ''} <${a.route ? `${a.route}:` : ''}${spec}>`;
+  }
+  return out;
+}

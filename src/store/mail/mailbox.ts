@@ -839,10 +839,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * COPY or MOVE to another mailbox; returns [source UID, target UID] pairs (UIDPLUS). Copies are
    * hard links, as Dovecot makes them on one filesystem (a byte copy otherwise); a move renames
    * the file and records the expunge here. Target directory fsynced before the return. The two
-   * mailboxes' locks are never held together, so opposite transfers cannot deadlock.
+   * mailboxes' locks are never held together, so opposite transfers cannot deadlock. The target
+   * may be this mailbox: the messages get new UIDs (and a move expunges the old ones, RFC 6851).
    */
   async transfer(target: Mailbox, uids: number[], move: boolean): Promise<Array<[number, number]>> {
-    if (target === this && move) throw new MailError('NOT_PERMITTED', 'cannot move messages into the mailbox they are in');
     await this.ensureDetails(uids);
     // 1. Put the files into the target's cur/ (under this mailbox's lock).
     const placed = await this.#mutex.run(async () => {

@@ -23,13 +23,21 @@ const WARM_MAILBOXES = 64;
 /** How often a mailbox with IDLE sessions is looked at for changes other processes made. */
 export const IDLE_POLL_MS = 5000;
 
+/** A folder's special use, and whether a login creates (and subscribes) it when it is missing. */
+export interface SpecialFolder {
+  use: string;
+  auto: 'create' | 'subscribe' | 'no';
+}
+
 export interface MailServiceOptions {
   root: string;
   layout: string;
   logger: Logger;
   syncer: DirectorySyncer;
-  /** Folders created on first login, with their special use (RFC 6154). */
-  specialFolders: Record<string, string>;
+  /** Folders with a special use (RFC 6154), and what a login does when one is missing. */
+  specialFolders: Record<string, SpecialFolder>;
+  /** When a login creates them: only in a Maildir without folders yet, or whenever missing. */
+  autoSpecialFolders?: 'new_maildir' | 'always';
   /** The hierarchy separator clients see (default '.', Dovecot's for Maildir++). */
   separator?: Separator;
   store?: MaildirStore;
@@ -238,7 +246,9 @@ export class Account {
     await this.#ensureRoot();
     const folders = await this.service.names.list(this.maildir);
     const subscribed = new Set(await this.subscriptions());
-    const special = { ...this.service.options.specialFolders, ...(await this.#specialUseOverrides()) };
+    const special: Record<string, string> = {};
+    for (const [name, f] of Object.entries(this.service.options.specialFolders)) special[name] = f.use;
+    Object.assign(special, await this.#specialUseOverrides());
     return folders.map((f) => ({
       name: f.name,
       ...(special[f.name] && f.exists ? { specialUse: special[f.name] } : {}),
@@ -248,17 +258,23 @@ export class Account {
     }));
   }
 
-  /** Creates the special-use folders that do not exist yet, subscribed (Dovecot's auto = subscribe). */
+  /**
+   * Creates the special folders configured with auto create or subscribe that are missing (and
+   * whose special use no other folder has), as Dovecot's auto = create/subscribe; by default
+   * only in a Maildir that has no folder besides INBOX yet, so a migrated user's are kept as is.
+   */
   ensureSpecialFolders(): Promise<void> {
     return this.service.coalesce(`special-folders\u0000${this.maildir}`, () => this.#ensureSpecialFolders());
   }
 
   async #ensureSpecialFolders(): Promise<void> {
     const existing = await this.list();
+    const opts = this.service.options;
+    if ((opts.autoSpecialFolders ?? 'new_maildir') === 'new_maildir' && existing.some((f) => f.name !== 'INBOX')) return;
     const uses = new Set(existing.filter((f) => f.exists && f.specialUse).map((f) => f.specialUse));
-    for (const [name, use] of Object.entries(this.service.options.specialFolders)) {
+    for (const [name, { use, auto }] of Object.entries(opts.specialFolders)) {
       const folder = existing.find((f) => f.name === name);
-      if (folder?.exists || uses.has(use)) continue;
+      if (auto === 'no' || folder?.exists || uses.has(use)) continue;
       try {
         await this.service.names.make(this.maildir, name);
       } catch (err) {
@@ -266,7 +282,7 @@ export class Account {
         if (!(err instanceof MailError && err.code === 'ALREADY_EXISTS')) throw err;
       }
       uses.add(use);
-      if (!folder?.subscribed) await this.service.names.setSubscription(this.maildir, name, true);
+      if (auto === 'subscribe' && !folder?.subscribed) await this.service.names.setSubscription(this.maildir, name, true);
     }
   }
 
