@@ -240,7 +240,7 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
         missing++;
         continue;
       }
-      chunk += `${chunk ? '\r\n' : ''}* ${ix + 1} FETCH (${indexItems(rec, items, seenNow.has(u), addModseq)})`;
+      chunk += `${chunk ? '\r\n' : ''}* ${ix + 1} FETCH (${indexItems(rec, items, seenNow.has(u), addModseq, selected.isRecent(u))})`;
       if (chunk.length >= BATCH_BYTES) {
         await session.writer.write([new Atom(chunk)]);
         chunk = '';
@@ -250,7 +250,13 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
     return missing > 0 && missing === indexes.length ? { status: 'NO', code: 'EXPUNGEISSUED', text: 'Some messages were expunged' } : {};
   }
   const batch = new ResponseBatch(session);
-  const plan: FetchPlan = { mailbox, items, needParse, addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ') };
+  const plan: FetchPlan = {
+    mailbox,
+    items,
+    needParse,
+    addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ'),
+    recent: (u) => selected.isRecent(u),
+  };
   const streams = !needParse && items.some(isWholeMessage);
   // Whole small messages are read ahead, READ_AHEAD files at once: one file at a time leaves
   // the loop waiting on the thread pool (open, read, close) for every message.
@@ -317,6 +323,8 @@ interface FetchPlan {
   needParse: boolean;
   /** MODSEQ goes into every response without being asked for (CONDSTORE, RFC 7162 3.1.4). */
   addModseq: boolean;
+  /** Whether a message is \Recent for this session (its FLAGS say so). */
+  recent: (uid: number) => boolean;
 }
 
 /**
@@ -387,7 +395,7 @@ class MessageFetch {
 const INDEX_ITEMS = new Set<Item['kind']>(['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ']);
 
 /** The FETCH data of index-only items, as fetchOne writes them. */
-function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, addModseq: boolean): string {
+function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, addModseq: boolean, recent: boolean): string {
   let out = '';
   let flagsDone = false;
   for (const item of items) {
@@ -397,7 +405,7 @@ function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, ad
         out += `UID ${rec.uid}`;
         break;
       case 'FLAGS':
-        out += `FLAGS ${flagList(rec)}`;
+        out += `FLAGS ${flagList(rec, recent)}`;
         flagsDone = true;
         break;
       case 'INTERNALDATE':
@@ -411,7 +419,7 @@ function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, ad
         break;
     }
   }
-  if (flagsChanged && !flagsDone) out += `${out ? ' ' : ''}FLAGS ${flagList(rec)}`;
+  if (flagsChanged && !flagsDone) out += `${out ? ' ' : ''}FLAGS ${flagList(rec, recent)}`;
   if (addModseq) out += `${out ? ' ' : ''}MODSEQ (${rec.modseq})`;
   return out;
 }
@@ -434,7 +442,7 @@ async function fetchOne(
         m.addText('UID', String(rec.uid));
         break;
       case 'FLAGS':
-        m.addText('FLAGS', flagList(rec));
+        m.addText('FLAGS', flagList(rec, plan.recent(rec.uid)));
         flagsDone = true;
         break;
       case 'INTERNALDATE':
@@ -480,7 +488,7 @@ async function fetchOne(
       }
     }
   }
-  if (flagsChanged && !flagsDone) m.addText('FLAGS', flagList(rec));
+  if (flagsChanged && !flagsDone) m.addText('FLAGS', flagList(rec, plan.recent(rec.uid)));
   if (plan.addModseq) m.addText('MODSEQ', `(${rec.modseq})`);
   return m.finish();
 }

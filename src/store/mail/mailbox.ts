@@ -41,8 +41,8 @@ import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
 const INDEX_FILE = 'maild-index';
-/** A line of maild-index: i/h <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
-const INDEX_LINE = /^([ihmxs]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
+/** A line of maild-index: i/h/r <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
+const INDEX_LINE = /^([ihmxsr]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
 const MAX_KEYWORDS = 26;
 /** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
 const MAX_EXPUNGE_LOG = 100_000;
@@ -124,6 +124,17 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** The uidlist needs rewriting (Dovecot would renumber a corrupt one; we repair it). */
   #uidlistCorrupt = false;
   #expungeLog: Array<{ uid: number; modseq: number }> = [];
+  /**
+   * \Recent (RFC 3501 section 2.3.2), as Dovecot keeps it (first_recent_uid of its index): the
+   * lowest UID no session has claimed yet. Every message from it up is recent; the first
+   * session that SELECTs the mailbox (or has it selected when mail arrives) claims them and
+   * this moves past them; EXAMINE and STATUS only look. Kept in maild-index as `r <uid>`, so
+   * it survives restarts; a second process reads it at open only, so across processes a
+   * message may be recent in one session of each (never in none). Undefined until the first
+   * sync when the index has no `r` line: then it starts at the UIDNEXT the uidlist had, or
+   * lower for a message still in new/ (what no reader has seen yet is recent).
+   */
+  #firstRecent: number | undefined;
   #indexLines = 0;
   /** maild-index ends in a cut line (a crash mid-write): the next append starts a new line. */
   #tornTail = false;
@@ -180,6 +191,41 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   record(uid: number): MessageRecord | undefined {
     return this.#records.get(uid);
+  }
+
+  /** The lowest UID not claimed as \Recent by any session (see #firstRecent). */
+  get firstRecentUid(): number {
+    return this.#firstRecent ?? this.uidNext;
+  }
+
+  /** Messages no session has claimed as \Recent yet (STATUS RECENT). */
+  recentCount(): number {
+    const from = this.firstRecentUid;
+    let lo = 0;
+    let hi = this.#uids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#uids[mid]! < from) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.#uids.length - lo;
+  }
+
+  /**
+   * A SELECTing session claims the recent messages up to `through`: returns where the recent
+   * ones began (the session's are those from there to `through`); later sessions see them as
+   * not recent. Recorded in maild-index in the background (a lost line only makes a message
+   * recent again after a restart).
+   */
+  claimRecent(through: number): number {
+    const from = this.firstRecentUid;
+    if (through < from) return from;
+    this.#firstRecent = through + 1;
+    const line = `r ${through + 1}`;
+    this.#mutex
+      .run(() => this.#appendIndex([line]))
+      .catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'));
+    return from;
   }
 
   keywordNames(): string[] {
@@ -332,7 +378,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (rec.flags & FLAG_DELETED) deleted++;
       size += rec.vsize;
     }
-    return { messages: this.#uids.length, recent: 0, uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
+    return { messages: this.#uids.length, recent: this.recentCount(), uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
   }
 
   // ---- loading and syncing -------------------------------------------------------------------
@@ -371,6 +417,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       // changes since what it knew gets every message's flags again instead of missing changes.
       this.#indexed.clear();
       this.#expungeLog = [];
+      this.#firstRecent = undefined;
       this.highestModseq = Date.now() * 1000;
       this.#indexLines = 0;
       return;
@@ -385,6 +432,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const [, kind, a, b, c, d] = m;
       const uid = Number(a);
       if (kind === 'h') this.highestModseq = Math.max(this.highestModseq, uid);
+      else if (kind === 'r' && b === undefined) this.#firstRecent = Math.max(this.#firstRecent ?? 0, uid);
       else if (kind === 'm' && b !== undefined && c === undefined) {
         const e = this.#indexed.get(uid) ?? { modseq: 0 };
         e.modseq = Number(b);
@@ -423,6 +471,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** Compaction: the current state in one file, replacing the log (temp + rename). */
   async #rewriteIndex(): Promise<void> {
     const out = [`i ${this.uidValidity}`, `h ${this.highestModseq}`];
+    if (this.#firstRecent !== undefined) out.push(`r ${this.#firstRecent}`);
     for (const e of this.#expungeLog) out.push(`x ${e.uid} ${e.modseq}`);
     for (const uid of this.#uids) {
       const r = this.#records.get(uid)!;
@@ -486,6 +535,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (!onDisk.has(base)) onDisk.set(base, { name, inNew: true });
     }
 
+    const uidNextBefore = this.uidNext;
     // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
     const unknown = [...onDisk.keys()].filter((b) => !this.#byBase.has(b));
     if (unknown.length > 0 || this.#uidlistCorrupt || !this.uidValidity) await this.#assignUids(unknown);
@@ -547,6 +597,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       change.added.push(rec.uid);
     }
     if (change.added.length) this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    if (this.#firstRecent === undefined) {
+      // No claim on record yet: what had no UID before, and what is still in new/, is recent.
+      this.#firstRecent = uidNextBefore;
+      for (const r of added) if (r.inNew && r.uid < this.#firstRecent) this.#firstRecent = r.uid;
+      indexLines.push(`r ${this.#firstRecent}`);
+    }
     // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
     // holds mail not yet seen by any reader).
     for (const rec of added.filter((r) => r.inNew)) await this.#moveToCur(rec);
