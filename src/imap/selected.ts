@@ -87,6 +87,14 @@ export class SelectedMailbox {
     for (let i = added.length - 1; i >= 0 && added[i]! >= from; i--) this.#recent.add(added[i]!);
   }
 
+  /**
+   * A message of the view: its record, or the last one known when another session expunged it
+   * and this one has not announced that yet (RFC 2180 section 4.1); undefined when neither is left.
+   */
+  record(uid: number): MessageRecord | undefined {
+    return this.mailbox.record(uid) ?? this.mailbox.expungedRecord(uid);
+  }
+
   /** Indexes into `uids` selected by a sequence set (UIDs with `uid`). */
   select(ranges: SeqRange[], uid: boolean): number[] {
     return selectIndexes(ranges, this.uids, uid);

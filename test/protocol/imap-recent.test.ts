@@ -2,7 +2,8 @@
  * \Recent over the wire, as RFC 3501 section 2.3.2 and Dovecot have it: a message is recent in
  * exactly one session, the first that SELECTs its mailbox (or has it selected when it arrives);
  * EXAMINE and STATUS look without claiming; RECENT never exceeds EXISTS; COPY, MOVE and APPEND
- * make recent messages for the next session; the claim survives a restart.
+ * make recent messages for the next session; the claim survives a restart. And FETCH of
+ * messages another session expunged (RFC 2180 section 4.1): answered OK from what is left.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -19,6 +20,8 @@ users:
   rita@example.test: { password: "{PLAIN}pw" }
   ivan@example.test: { password: "{PLAIN}pw" }
   cora@example.test: { password: "{PLAIN}pw" }
+  xena@example.test: { password: "{PLAIN}pw" }
+  lena@example.test: { password: "{PLAIN}pw" }
   pete@example.test: { password: "{PLAIN}pw" }
 `;
 
@@ -181,6 +184,77 @@ describe('IMAP \\Recent', () => {
     assert.deepEqual((await b.cmd('STATUS Moved (RECENT)')).untagged, ['STATUS "Moved" (RECENT 0)']);
     await a.logout();
     await b.logout();
+  });
+
+  it('answers FETCH of messages another session expunged with OK, from what is left (RFC 2180 section 4.1)', async () => {
+    const a = await session(srv, 'xena');
+    const b = await session(srv, 'xena');
+    for (const s of ['first', 'second', 'third']) await append(a, 'INBOX', s);
+    await a.cmd('SELECT INBOX');
+    // ENVELOPE of the first is in the cache from now on.
+    assert.match((await a.cmd('FETCH 1 ENVELOPE')).untagged[0]!, /"first"/);
+    await b.cmd('SELECT INBOX');
+    await b.cmd('STORE 1,3 +FLAGS.SILENT (\\Deleted)');
+    assert.deepEqual((await b.cmd('EXPUNGE')).untagged, ['3 EXPUNGE', '1 EXPUNGE']);
+    assert.equal((await srv.messages('example.test/xena')).length, 1, 'the files are gone');
+
+    const all = await a.cmd('FETCH 1:* (FLAGS BODY.PEEK[])');
+    assert.equal(all.status, 'OK', all.text);
+    assert.equal(all.code, 'EXPUNGEISSUED');
+    assert.ok(!all.untagged.some((l) => /EXPUNGE$/.test(l)), 'no EXPUNGE during FETCH');
+    assert.deepEqual(all.untagged, [
+      '1 FETCH (FLAGS (\\Deleted \\Recent) BODY[] NIL)',
+      `2 FETCH (FLAGS (\\Recent) BODY[] {${MESSAGE('second').length}}\r\n${MESSAGE('second')})`,
+      '3 FETCH (FLAGS (\\Deleted \\Recent) BODY[] NIL)',
+    ]);
+    // Only expunged ones: still OK; what the index and the cache kept is served.
+    const gone = await a.cmd('UID FETCH 1,3 (FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[HEADER])');
+    assert.equal(gone.status, 'OK', gone.text);
+    assert.equal(gone.code, 'EXPUNGEISSUED');
+    assert.match(gone.untagged[0]!, /^1 FETCH \(UID 1 FLAGS \(\\Deleted \\Recent\) RFC822\.SIZE \d+ ENVELOPE \(NIL "first" .*\) BODY\[HEADER\] NIL\)$/);
+    assert.match(gone.untagged[1]!, /^3 FETCH \(UID 3 FLAGS \(\\Deleted \\Recent\) RFC822\.SIZE \d+ ENVELOPE \(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL\) BODY\[HEADER\] NIL\)$/);
+    // UID FETCH may announce the expunges (RFC 3501 section 7.4.1); afterwards they are gone,
+    // and so is their share of RECENT.
+    assert.deepEqual(gone.untagged.slice(2), ['3 EXPUNGE', '1 EXPUNGE', '1 RECENT']);
+    const after = await a.cmd('FETCH 1:* (UID FLAGS)');
+    assert.deepEqual([after.status, after.code, after.untagged], ['OK', undefined, ['1 FETCH (UID 2 FLAGS (\\Recent))']]);
+    await a.logout();
+    await b.logout();
+  });
+
+  it('answers every FETCH OK, one response per message in view, while another session expunges one by one', async () => {
+    const writer = await session(srv, 'lena');
+    const total = 12;
+    for (let i = 0; i < total; i++) await append(writer, 'INBOX', `load${i}`);
+    await writer.cmd('SELECT INBOX');
+    const readers = await Promise.all([0, 1, 2].map(() => session(srv, 'lena')));
+    const read = async (c: ImapTestClient) => {
+      // The session's view: EXISTS less the EXPUNGEs it was told of.
+      let exists = 0;
+      const track = (untagged: string[]) => {
+        for (const l of untagged) {
+          if (/^\d+ EXPUNGE$/.test(l)) exists--;
+          else if (/^\d+ EXISTS$/.test(l)) exists = Number(l.split(' ')[0]);
+        }
+      };
+      track((await c.cmd('SELECT INBOX')).untagged);
+      while (exists > 0) {
+        const f = await c.cmd('FETCH 1:* (FLAGS BODY.PEEK[])');
+        assert.equal(f.status, 'OK', f.text);
+        // (Flag updates from the other session's STORE come as FETCH FLAGS without BODY[].)
+        assert.equal(f.untagged.filter((l) => / FETCH \(.* BODY\[\] /.test(l)).length, exists, 'every message the session still shows');
+        track(f.untagged);
+        track((await c.cmd('NOOP')).untagged);
+      }
+    };
+    const expungeAll = async () => {
+      for (let i = 0; i < total; i++) {
+        await writer.cmd('STORE 1 +FLAGS.SILENT (\\Deleted)');
+        assert.equal((await writer.cmd('EXPUNGE')).status, 'OK');
+      }
+    };
+    await Promise.all([expungeAll(), ...readers.map(read)]);
+    for (const c of [writer, ...readers]) await c.logout();
   });
 
   it('keeps the claim across a restart (maild-index)', async () => {

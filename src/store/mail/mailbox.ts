@@ -46,6 +46,8 @@ const INDEX_LINE = /^([ihmxsr]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,1
 const MAX_KEYWORDS = 26;
 /** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
 const MAX_EXPUNGE_LOG = 100_000;
+/** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
+const MAX_EXPUNGED_RECORDS = 10_000;
 /** A directory changed this recently may change again within its mtime's granularity. */
 const MTIME_SLACK_MS = 2000;
 
@@ -135,6 +137,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * lower for a message still in new/ (what no reader has seen yet is recent).
    */
   #firstRecent: number | undefined;
+  /** Expunged records, oldest first: sessions that still show them answer FETCH from these. */
+  readonly #expunged = new Map<number, MessageRecord>();
   #indexLines = 0;
   /** maild-index ends in a cut line (a crash mid-write): the next append starts a new line. */
   #tornTail = false;
@@ -191,6 +195,14 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   record(uid: number): MessageRecord | undefined {
     return this.#records.get(uid);
+  }
+
+  /**
+   * The last record of a message expunged lately (flags, sizes, date as they were), for a
+   * session that has not announced the expunge yet; undefined once it is long gone.
+   */
+  expungedRecord(uid: number): MessageRecord | undefined {
+    return this.#records.has(uid) ? undefined : this.#expunged.get(uid);
   }
 
   /** The lowest UID not claimed as \Recent by any session (see #firstRecent). */
@@ -312,9 +324,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#cache.load(schema, this.#isLive);
   }
 
-  /** The cached fields of a message, if loaded and present (a view: use it at once). */
+  /** The cached fields of a message (or one expunged lately), if loaded and present (a view: use it at once). */
   cached(uid: number): CacheEntry | undefined {
-    const rec = this.#records.get(uid);
+    const rec = this.#records.get(uid) ?? this.#expunged.get(uid);
     if (!rec) return undefined;
     return this.#cache.lookup(rec.base, rec.size);
   }
@@ -676,7 +688,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.#expungeLog.push({ uid, modseq });
     if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
     this.#goneBases.add(rec.base);
-    this.#cache.forget(rec.base);
+    this.#expunged.set(uid, rec);
+    // Its cached metadata stays until the record is dropped here: FETCH still serves it.
+    if (this.#expunged.size > MAX_EXPUNGED_RECORDS) {
+      const [oldUid, old] = this.#expunged.entries().next().value as [number, MessageRecord];
+      this.#expunged.delete(oldUid);
+      this.#cache.forget(old.base);
+    }
     indexLines.push(`x ${uid} ${modseq}`);
     const i = binarySearch(this.#uids, uid);
     if (i >= 0) this.#uids.splice(i, 1);
