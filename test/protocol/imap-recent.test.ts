@@ -6,7 +6,7 @@
  * messages another session expunged (RFC 2180 section 4.1): answered OK from what is left.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +22,7 @@ users:
   cora@example.test: { password: "{PLAIN}pw" }
   xena@example.test: { password: "{PLAIN}pw" }
   lena@example.test: { password: "{PLAIN}pw" }
+  otto@example.test: { password: "{PLAIN}pw" }
   pete@example.test: { password: "{PLAIN}pw" }
 `;
 
@@ -220,6 +221,21 @@ describe('IMAP \\Recent', () => {
     assert.deepEqual([after.status, after.code, after.untagged], ['OK', undefined, ['1 FETCH (UID 2 FLAGS (\\Recent))']]);
     await a.logout();
     await b.logout();
+  });
+
+  it('still streams a large message that another process renamed (a flag change), rather than NIL', async () => {
+    const c = await session(srv, 'otto');
+    // Over the size FETCH reads ahead whole (256 KiB): this one is streamed from its file.
+    const big = `Subject: big\r\n\r\n${`${'x'.repeat(78)}\r\n`.repeat(4000)}`;
+    assert.equal((await c.cmd(`APPEND INBOX {${big.length}+}\r\n${big}`)).status, 'OK');
+    await c.cmd('SELECT INBOX');
+    const cur = path.join(srv.mailRoot, 'example.test/otto/cur');
+    const [file] = await readdir(cur);
+    await rename(path.join(cur, file!), path.join(cur, `${file!.split(':')[0]}:2,F`));
+    const f = await c.cmd('FETCH 1 BODY.PEEK[]');
+    assert.deepEqual([f.status, f.code], ['OK', undefined], f.text);
+    assert.ok(f.untagged[0]!.endsWith(`BODY[] {${big.length}}\r\n${big})`), f.untagged[0]!.slice(0, 80));
+    await c.logout();
   });
 
   it('answers every FETCH OK, one response per message in view, while another session expunges one by one', async () => {

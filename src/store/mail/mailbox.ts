@@ -273,12 +273,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** A stream of the stored file, or undefined when it is gone. */
   async openStream(uid: number): Promise<ReadStream | undefined> {
-    const rec = this.#records.get(uid);
-    if (!rec) return undefined;
-    messageFileAccess.opens++;
-    const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
-    // The stream owns the handle and closes it (a bare fd would be closed again by the GC).
-    return handle ? handle.createReadStream({ autoClose: true }) : undefined;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const rec = this.#records.get(uid);
+      if (!rec) return undefined;
+      messageFileAccess.opens++;
+      const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
+      // The stream owns the handle and closes it (a bare fd would be closed again by the GC).
+      if (handle) return handle.createReadStream({ autoClose: true });
+      if (attempt === 0) await this.sync(true); // renamed or removed by another process: look again
+    }
+    return undefined;
   }
 
   /**
