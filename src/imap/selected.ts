@@ -35,7 +35,12 @@ export class SelectedMailbox {
   readonly #release: () => void;
   /** The keywords this session was told of in FLAGS (RFC 3501 section 7.2.6). */
   #announcedKeywords = new Set<string>();
-  #recentCount = 0;
+  /**
+   * The messages of the view that are \Recent for this session (RFC 3501 section 2.3.2): those
+   * it claimed from the mailbox when it selected it or saw them arrive. A read-only view (EXAMINE,
+   * section 6.3.2) shows the unclaimed ones as recent without claiming them.
+   */
+  readonly #recent = new Set<number>();
   #announcedRecent = 0;
   /** Set while IDLE runs: changes are pushed at once. */
   onChange: (() => void) | undefined;
@@ -61,8 +66,36 @@ export class SelectedMailbox {
     return this.uids.length;
   }
 
+  /** How many messages of the view are \Recent for this session. */
   get recent(): number {
-    return this.#recentCount;
+    return this.#recent.size;
+  }
+
+  isRecent(uid: number): boolean {
+    return this.#recent.has(uid);
+  }
+
+  /** The view as SELECT/EXAMINE reports it: every message of the mailbox, the recent ones taken. */
+  start(): void {
+    this.uids = [...this.mailbox.uids];
+    this.#takeRecent(this.uids);
+    this.#announcedRecent = this.#recent.size;
+  }
+
+  /** Messages that joined the view (ascending): the recent ones among them become this session's. */
+  #takeRecent(added: readonly number[]): void {
+    const last = added[added.length - 1];
+    if (last === undefined) return;
+    const from = this.readOnly ? this.mailbox.firstRecentUid : this.mailbox.claimRecent(last);
+    for (let i = added.length - 1; i >= 0 && added[i]! >= from; i--) this.#recent.add(added[i]!);
+  }
+
+  /**
+   * A message of the view: its record, or the last one known when another session expunged it
+   * and this one has not announced that yet (RFC 2180 section 4.1); undefined when neither is left.
+   */
+  record(uid: number): MessageRecord | undefined {
+    return this.mailbox.record(uid) ?? this.mailbox.expungedRecord(uid);
   }
 
   /** Indexes into `uids` selected by a sequence set (UIDs with `uid`). */
@@ -157,7 +190,10 @@ export class SelectedMailbox {
       const goneSet = new Set(gone);
       this.uids = this.uids.filter((uid) => !goneSet.has(uid));
       this.#pendingExpunged.clear();
-      for (const uid of gone) this.#pendingFlagged.delete(uid);
+      for (const uid of gone) {
+        this.#pendingFlagged.delete(uid);
+        this.#recent.delete(uid);
+      }
     }
     this.announceKeywords(w);
     // New messages: those beyond the view's last UID that still exist.
@@ -166,20 +202,23 @@ export class SelectedMailbox {
     let added = 0;
     for (let i = all.length - 1; i >= 0 && all[i]! > last; i--) added++;
     if (added > 0) {
-      this.uids.push(...all.slice(all.length - added));
-      this.#recentCount += added;
+      const fresh = all.slice(all.length - added);
+      this.uids.push(...fresh);
+      this.#takeRecent(fresh);
       w.untagged(`${this.uids.length} EXISTS`);
     }
-    if (this.#recentCount !== this.#announcedRecent) {
-      w.untagged(`${this.#recentCount} RECENT`);
-      this.#announcedRecent = this.#recentCount;
+    // RECENT counts the view's recent messages still present: it never exceeds EXISTS, and an
+    // announced expunge of a recent message lowers it (as Dovecot reports it).
+    if (this.#recent.size !== this.#announcedRecent) {
+      w.untagged(`${this.#recent.size} RECENT`);
+      this.#announcedRecent = this.#recent.size;
     }
     if (this.#pendingFlagged.size > 0) {
       for (const uid of [...this.#pendingFlagged].sort((a, b) => a - b)) {
         const rec = this.mailbox.record(uid);
         const seq = this.seqOf(uid);
         if (!rec || seq === 0) continue;
-        w.untagged(`${seq} FETCH (${qresync ? `UID ${uid} ` : ''}FLAGS ${flagList(rec)}${condstore ? ` MODSEQ (${rec.modseq})` : ''})`);
+        w.untagged(`${seq} FETCH (${qresync ? `UID ${uid} ` : ''}FLAGS ${flagList(rec, this.#recent.has(uid))}${condstore ? ` MODSEQ (${rec.modseq})` : ''})`);
       }
       this.#pendingFlagged.clear();
     }

@@ -167,7 +167,8 @@ describe('interop with imapflow', () => {
     assert.ok(msg);
     assert.equal(msg.uid, appended.uid);
     assert.equal(msg.seq, 1);
-    assert.deepEqual([...msg.flags!].sort(), ['$Forwarded', '\\Seen']);
+    // \Recent: this is the first session to select INBOX since the APPEND (RFC 3501 section 2.3.2).
+    assert.deepEqual([...msg.flags!].sort(), ['$Forwarded', '\\Recent', '\\Seen']);
     assert.equal(msg.size, Buffer.byteLength(MIME_MESSAGE));
     assert.equal((msg.internalDate as Date).getTime(), date.getTime());
     assert.ok(msg.source!.equals(Buffer.from(MIME_MESSAGE)), 'source is byte for byte what was appended');
@@ -408,7 +409,7 @@ describe('interop with imapflow', () => {
     const changed = await client.fetchAll('1:*', { uid: true, flags: true }, { uid: true, changedSince: modseq0 });
     assert.deepEqual(
       changed.map((m) => [m.uid, [...m.flags!]]),
-      [[uids[1], ['\\Flagged']]],
+      [[uids[1], ['\\Flagged', '\\Recent']]],
       'only the changed message since the MODSEQ',
     );
     assert.ok(changed[0]!.modseq! > modseq0);

@@ -94,7 +94,8 @@ function checkSession(out: Output, mailbox: string): void {
   assert.deepEqual(step(out, 'select'), { typ: 'OK', data: ['3'] });
   const sel = out.select_untagged as Record<string, unknown[]>;
   assert.deepEqual(sel.EXISTS, ['3']);
-  assert.deepEqual(sel.RECENT, ['0']);
+  // The three appended messages are \Recent for this session: the first to select the mailbox.
+  assert.deepEqual(sel.RECENT, ['3']);
   assert.deepEqual(sel.UIDNEXT, ['4']);
   assert.deepEqual(sel.FLAGS, ['(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)']);
   assert.deepEqual(sel.PERMANENTFLAGS, ['(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)']);
@@ -109,13 +110,13 @@ function checkSession(out: Output, mailbox: string): void {
   assert.match(
     fetched[0]!,
     new RegExp(
-      `^1 \\(UID 1 FLAGS \\(\\\\Flagged \\$Label1\\) RFC822\\.SIZE ${size} INTERNALDATE "\\d\\d-Nov-2026 \\d\\d:\\d\\d:15 [+-]\\d{4}"\\)$`,
+      `^1 \\(UID 1 FLAGS \\(\\\\Flagged \\\\Recent \\$Label1\\) RFC822\\.SIZE ${size} INTERNALDATE "\\d\\d-Nov-2026 \\d\\d:\\d\\d:15 [+-]\\d{4}"\\)$`,
     ),
   );
-  assert.match(fetched[1]!, /^2 \(UID 2 FLAGS \(\) RFC822\.SIZE 53 INTERNALDATE "\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)$/);
-  assert.match(fetched[2]!, /^3 \(UID 3 FLAGS \(\\Seen\) RFC822\.SIZE 51 INTERNALDATE "/);
+  assert.match(fetched[1]!, /^2 \(UID 2 FLAGS \(\\Recent\) RFC822\.SIZE 53 INTERNALDATE "\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)$/);
+  assert.match(fetched[2]!, /^3 \(UID 3 FLAGS \(\\Seen \\Recent\) RFC822\.SIZE 51 INTERNALDATE "/);
   assert.equal(out.internaldate_epoch, Date.UTC(2026, 10, 5, 12, 14, 15) / 1000);
-  assert.deepEqual(out.parsed_flags, [['\\Flagged', '$Label1'], [], ['\\Seen']]);
+  assert.deepEqual(out.parsed_flags, [['\\Flagged', '\\Recent', '$Label1'], ['\\Recent'], ['\\Seen', '\\Recent']]);
 
   // Literals: imaplib hands them over as (prefix, literal) pairs, byte for byte.
   assert.deepEqual(step(out, 'fetch_body').data, [
@@ -139,12 +140,12 @@ function checkSession(out: Output, mailbox: string): void {
   assert.deepEqual(step(out, 'uid_search').data, ['1']);
 
   // STORE, loud and silent.
-  assert.deepEqual(step(out, 'store'), { typ: 'OK', data: ['2 (FLAGS (\\Answered \\Deleted))'] });
+  assert.deepEqual(step(out, 'store'), { typ: 'OK', data: ['2 (FLAGS (\\Answered \\Deleted \\Recent))'] });
   assert.deepEqual(step(out, 'store_silent'), { typ: 'OK', data: [null] });
   assert.deepEqual(step(out, 'fetch_after_store').data, [
-    '1 (FLAGS (\\Flagged))',
-    '2 (FLAGS (\\Answered \\Deleted))',
-    '3 (FLAGS (\\Seen))',
+    '1 (FLAGS (\\Flagged \\Recent))',
+    '2 (FLAGS (\\Answered \\Deleted \\Recent))',
+    '3 (FLAGS (\\Seen \\Recent))',
   ]);
 
   // COPY and UID COPY with COPYUID into a child folder.

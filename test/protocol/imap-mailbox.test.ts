@@ -93,13 +93,14 @@ describe('IMAP mailboxes', () => {
     assert.ok(u.includes('FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)'), u.join('\n'));
     assert.ok(u.some((l) => /^OK \[PERMANENTFLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\\*\)\]/.test(l)));
     assert.ok(u.some((l) => /^\d+ EXISTS$/.test(l)));
-    assert.ok(u.includes('0 RECENT'));
+    assert.ok(u.includes('1 RECENT'), 'the appended message is recent for the first SELECT');
     assert.ok(u.some((l) => /^OK \[UIDVALIDITY \d+\]/.test(l)));
     assert.ok(u.some((l) => /^OK \[UIDNEXT \d+\]/.test(l)));
     assert.ok(u.some((l) => /^OK \[HIGHESTMODSEQ \d+\]/.test(l)));
     const ex = await c.cmd('EXAMINE INBOX');
     assert.equal(ex.code, 'READ-ONLY');
     assert.ok(ex.untagged.includes('OK [PERMANENTFLAGS ()] Read-only mailbox.'));
+    assert.ok(ex.untagged.includes('0 RECENT'), 'the SELECT claimed it');
     assert.equal((await c.cmd('STORE 1 +FLAGS (\\Flagged)')).code, 'READ-ONLY');
     assert.equal((await c.cmd('SELECT Nonexistent')).code, 'NONEXISTENT');
     assert.equal((await c.cmd('FETCH 1 FLAGS')).status, 'BAD', 'a failed SELECT leaves no mailbox selected');
@@ -120,7 +121,7 @@ describe('IMAP mailboxes', () => {
     assert.equal(f.untagged.length, 1);
     assert.match(
       f.untagged[0]!,
-      /^1 FETCH \(UID 1 FLAGS \(\\Flagged \$Forwarded Project-X\) INTERNALDATE "05-Nov-2026 \d\d:14:15 [+-]\d{4}" RFC822\.SIZE (\d+)\)$/,
+      /^1 FETCH \(UID 1 FLAGS \(\\Flagged \\Recent \$Forwarded Project-X\) INTERNALDATE "05-Nov-2026 \d\d:14:15 [+-]\d{4}" RFC822\.SIZE (\d+)\)$/,
     );
     const size = Number(/RFC822\.SIZE (\d+)/.exec(f.untagged[0]!)![1]);
     assert.equal(size, Buffer.byteLength(MIME_MESSAGE), 'RFC822.SIZE counts CRLF');
@@ -282,7 +283,9 @@ describe('IMAP mailboxes', () => {
     );
     // A expunges: B must not be told during FETCH, but at the next NOOP (as VANISHED).
     await a.cmd(`STORE ${exists} +FLAGS.SILENT (\\Deleted)`);
-    assert.deepEqual((await a.cmd('EXPUNGE')).untagged, [`${exists} EXPUNGE`]);
+    // The three appended messages are recent for A (it selected first), none for B.
+    assert.ok(bsel.untagged.includes('0 RECENT'), bsel.untagged.join('\n'));
+    assert.deepEqual((await a.cmd('EXPUNGE')).untagged, [`${exists} EXPUNGE`, '2 RECENT']);
     const fetch = await b.cmd('FETCH 1:* (FLAGS)');
     assert.ok(!fetch.untagged.some((l) => /EXPUNGE|VANISHED/.test(l)), 'no EXPUNGE during FETCH');
     const later = await b.cmd('NOOP');

@@ -74,6 +74,29 @@ interface Loaded {
 
 const CACHED_ITEMS = { ENVELOPE: FIELD_ENVELOPE, BODY: FIELD_BODY, BODYSTRUCTURE: FIELD_BODYSTRUCTURE } as const;
 
+/**
+ * What an item of a message that another session expunged says when its data is gone with the
+ * file: RFC 2180 section 4.1 lets the server answer FETCH of such a message; these are Dovecot's
+ * values for it (imap-fetch.c, the nil_reply of each item), so clients see what they see there.
+ * Flags, UID, sizes and cached ENVELOPE/BODYSTRUCTURE still come from the last known record.
+ */
+const EXPUNGED_NIL = {
+  ENVELOPE: '(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)',
+  BODY: '("text" "plain" NIL NIL NIL "7bit" 0 0)',
+  BODYSTRUCTURE: '("text" "plain" NIL NIL NIL "7bit" 0 0 NIL NIL NIL NIL)',
+  INTERNALDATE: '"01-Jan-1970 00:00:00 +0000"',
+  'RFC822.SIZE': '0',
+  section: 'NIL',
+} as const;
+
+/** The tagged OK of a FETCH that met expunged messages (Dovecot's words). */
+const EXPUNGE_ISSUED: CommandResult = { code: 'EXPUNGEISSUED', text: 'Some messages were already expunged.' };
+
+/** A message of the view of which nothing is known any more. */
+function unknownRecord(uid: number, modseq: number): MessageRecord {
+  return { uid, base: '', name: '', inNew: false, flags: 0, keywords: [], modseq, size: -1, vsize: -1, internalDate: -1 };
+}
+
 /** Bytes of FETCH responses gathered before they go to the writer. */
 const BATCH_BYTES = 64 * 1024;
 
@@ -229,30 +252,39 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
   const needCache = items.some((i) => i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE');
   const needParse = needCache || items.some((i) => i.kind === 'section' && !isWholeMessage(i));
   if (needCache && indexes.length > 0) await mailbox.loadCache(CACHE_SCHEMA);
-  let missing = 0;
+  const plan: FetchPlan = {
+    mailbox,
+    items,
+    needParse,
+    addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ'),
+    recent: (u) => selected.isRecent(u),
+    expungeIssued: false,
+  };
+  // Messages another session expunged keep their place in this view until the expunge is
+  // announced; they are answered from their last record (RFC 2180 section 4.1, as Dovecot does).
+  const recordOf = (u: number): MessageRecord => {
+    const rec = selected.record(u);
+    if (rec) return rec;
+    plan.expungeIssued = true;
+    return unknownRecord(u, mailbox.highestModseq);
+  };
   if (items.every((i) => INDEX_ITEMS.has(i.kind))) {
     // Only what the index knows (UID, FLAGS, sizes, dates, MODSEQ), the whole-mailbox listing
     // of every client: each response is one string, no object per message, 64 KB per write.
-    const addModseq = session.condstore && !items.some((i) => i.kind === 'MODSEQ');
     let chunk = '';
     for (const ix of indexes) {
       const u = selected.uids[ix]!;
-      const rec = mailbox.record(u);
-      if (!rec) {
-        missing++;
-        continue;
-      }
-      chunk += `${chunk ? '\r\n' : ''}* ${ix + 1} FETCH (${indexItems(rec, items, seenNow.has(u), addModseq)})`;
+      const rec = recordOf(u);
+      chunk += `${chunk ? '\r\n' : ''}* ${ix + 1} FETCH (${indexItems(plan, rec, seenNow.has(u))})`;
       if (chunk.length >= BATCH_BYTES) {
         await session.writer.write([new Atom(chunk)]);
         chunk = '';
       }
     }
     if (chunk) await session.writer.write([new Atom(chunk)]);
-    return missing > 0 && missing === indexes.length ? { status: 'NO', code: 'EXPUNGEISSUED', text: 'Some messages were expunged' } : {};
+    return plan.expungeIssued ? EXPUNGE_ISSUED : {};
   }
   const batch = new ResponseBatch(session);
-  const plan: FetchPlan = { mailbox, items, needParse, addModseq: session.condstore && !items.some((i) => i.kind === 'MODSEQ') };
   const streams = !needParse && items.some(isWholeMessage);
   // Whole small messages are read ahead, READ_AHEAD files at once: one file at a time leaves
   // the loop waiting on the thread pool (open, read, close) for every message.
@@ -275,16 +307,7 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
       }
       const body = ahead.get(u);
       ahead.delete(u);
-      const rec = mailbox.record(u);
-      if (!rec) {
-        missing++;
-        continue;
-      }
-      const response = await fetchOne(plan, rec, ix + 1, seenNow.has(u), body);
-      if (!response) {
-        missing++;
-        continue;
-      }
+      const response = await fetchOne(plan, recordOf(u), ix + 1, seenNow.has(u), body);
       if (streams) {
         await batch.flush();
         await session.writer.write(response);
@@ -302,10 +325,7 @@ async function runFetch(session: ImapSession, command: ParsedCommand, uid: boole
     // What this command parsed goes to the cache in one write.
     if (needCache) await mailbox.flushCache();
   }
-  if (missing > 0 && missing === indexes.length && indexes.length > 0) {
-    return { status: 'NO', code: 'EXPUNGEISSUED', text: 'Some messages were expunged' };
-  }
-  return {};
+  return plan.expungeIssued ? EXPUNGE_ISSUED : {};
 }
 
 function isWholeMessage(item: Item): boolean {
@@ -319,6 +339,10 @@ interface FetchPlan {
   needParse: boolean;
   /** MODSEQ goes into every response without being asked for (CONDSTORE, RFC 7162 3.1.4). */
   addModseq: boolean;
+  /** Whether a message is \Recent for this session (its FLAGS say so). */
+  recent: (uid: number) => boolean;
+  /** Set when an expunged message's data was gone: the tagged OK says EXPUNGEISSUED. */
+  expungeIssued: boolean;
 }
 
 /**
@@ -388,33 +412,47 @@ class MessageFetch {
 
 const INDEX_ITEMS = new Set<Item['kind']>(['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ']);
 
+/** INTERNALDATE's value; unknown only for an expunged message never looked at. */
+function internalDate(plan: FetchPlan, rec: MessageRecord): string {
+  if (rec.internalDate >= 0) return quote(imapDate(rec.internalDate));
+  plan.expungeIssued = true;
+  return EXPUNGED_NIL.INTERNALDATE;
+}
+
+function rfc822Size(plan: FetchPlan, rec: MessageRecord): string {
+  if (rec.vsize >= 0) return String(rec.vsize);
+  plan.expungeIssued = true;
+  return EXPUNGED_NIL['RFC822.SIZE'];
+}
+
 /** The FETCH data of index-only items, as fetchOne writes them. */
-function indexItems(rec: MessageRecord, items: Item[], flagsChanged: boolean, addModseq: boolean): string {
+function indexItems(plan: FetchPlan, rec: MessageRecord, flagsChanged: boolean): string {
   let out = '';
   let flagsDone = false;
-  for (const item of items) {
+  const flags = () => flagList(rec, plan.recent(rec.uid));
+  for (const item of plan.items) {
     if (out) out += ' ';
     switch (item.kind) {
       case 'UID':
         out += `UID ${rec.uid}`;
         break;
       case 'FLAGS':
-        out += `FLAGS ${flagList(rec)}`;
+        out += `FLAGS ${flags()}`;
         flagsDone = true;
         break;
       case 'INTERNALDATE':
-        out += `INTERNALDATE ${quote(imapDate(rec.internalDate))}`;
+        out += `INTERNALDATE ${internalDate(plan, rec)}`;
         break;
       case 'RFC822.SIZE':
-        out += `RFC822.SIZE ${rec.vsize}`;
+        out += `RFC822.SIZE ${rfc822Size(plan, rec)}`;
         break;
       case 'MODSEQ':
         out += `MODSEQ (${rec.modseq})`;
         break;
     }
   }
-  if (flagsChanged && !flagsDone) out += `${out ? ' ' : ''}FLAGS ${flagList(rec)}`;
-  if (addModseq) out += `${out ? ' ' : ''}MODSEQ (${rec.modseq})`;
+  if (flagsChanged && !flagsDone) out += `${out ? ' ' : ''}FLAGS ${flags()}`;
+  if (plan.addModseq) out += `${out ? ' ' : ''}MODSEQ (${rec.modseq})`;
   return out;
 }
 
@@ -427,23 +465,28 @@ async function fetchOne(
   seq: number,
   flagsChanged: boolean,
   body?: Promise<Buffer | undefined>,
-): Promise<OutputPart[] | undefined> {
+): Promise<OutputPart[]> {
   const m = new MessageFetch(plan, rec, seq);
   let flagsDone = false;
+  // The file is gone (expunged by another session or process): the item's nil value.
+  const gone = (label: string, nil: string) => {
+    plan.expungeIssued = true;
+    m.addText(label, nil);
+  };
   for (const item of plan.items) {
     switch (item.kind) {
       case 'UID':
         m.addText('UID', String(rec.uid));
         break;
       case 'FLAGS':
-        m.addText('FLAGS', flagList(rec));
+        m.addText('FLAGS', flagList(rec, plan.recent(rec.uid)));
         flagsDone = true;
         break;
       case 'INTERNALDATE':
-        m.addText('INTERNALDATE', quote(imapDate(rec.internalDate)));
+        m.addText('INTERNALDATE', internalDate(plan, rec));
         break;
       case 'RFC822.SIZE':
-        m.addText('RFC822.SIZE', String(rec.vsize));
+        m.addText('RFC822.SIZE', rfc822Size(plan, rec));
         break;
       case 'MODSEQ':
         m.addText('MODSEQ', `(${rec.modseq})`);
@@ -452,25 +495,31 @@ async function fetchOne(
       case 'BODY':
       case 'BODYSTRUCTURE': {
         const value = await m.cachedField(CACHED_ITEMS[item.kind]);
-        if (!value) return undefined;
-        m.addValue(item.kind, new Raw(value));
+        if (value) m.addValue(item.kind, new Raw(value));
+        else gone(item.kind, EXPUNGED_NIL[item.kind]);
         break;
       }
       case 'section': {
         if (isWholeMessage(item) && !plan.needParse && body) {
           const raw = await body;
-          if (!raw) return undefined;
-          m.addValue(item.label, new Literal(imapBody(raw)));
+          if (raw) m.addValue(item.label, new Literal(imapBody(raw)));
+          else gone(item.label, EXPUNGED_NIL.section);
           break;
         }
         if (isWholeMessage(item) && !plan.needParse) {
-          const stream = await plan.mailbox.openStream(rec.uid);
-          if (!stream) return undefined;
+          const stream = rec.vsize >= 0 ? await plan.mailbox.openStream(rec.uid) : undefined;
+          if (!stream) {
+            gone(item.label, EXPUNGED_NIL.section);
+            break;
+          }
           m.addValue(item.label, new StreamLiteral(rec.vsize, () => pipeline(stream, new CrlfStream(), () => undefined)));
           break;
         }
         const l = await m.load();
-        if (!l) return undefined;
+        if (!l) {
+          gone(item.label, EXPUNGED_NIL.section);
+          break;
+        }
         let data = extractSection(l.data, l.root, item.spec);
         if (item.partial && data) {
           const start = Math.min(item.partial.start, data.length);
@@ -482,7 +531,7 @@ async function fetchOne(
       }
     }
   }
-  if (flagsChanged && !flagsDone) m.addText('FLAGS', flagList(rec));
+  if (flagsChanged && !flagsDone) m.addText('FLAGS', flagList(rec, plan.recent(rec.uid)));
   if (plan.addModseq) m.addText('MODSEQ', `(${rec.modseq})`);
   return m.finish();
 }

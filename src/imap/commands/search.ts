@@ -30,9 +30,7 @@ async function runSearch(session: ImapSession, command: ParsedCommand, uid: bool
   // Sequence numbers are the session's (RFC 3501 section 7.4.1): messages expunged by another
   // session but not yet announced keep their numbers and match nothing.
   const view = selected.uids;
-  const recentSince = selected.uids.length - selected.recent;
-  const recentSet = new Set(selected.uids.slice(recentSince));
-  const matches = await new SearchRunner(mailbox, criteria).run(view, (u) => recentSet.has(u));
+  const matches = await new SearchRunner(mailbox, criteria).run(view, (u) => selected.isRecent(u));
   const matchedUids = matches.map((i) => view[i]!).filter((u) => !selected.isExpunged(u));
   const ids = uid ? matchedUids : matchedUids.map((u) => selected.seqOf(u));
   // RFC 7162 section 3.1.5: with RETURN (MIN) and/or (MAX) alone, the MODSEQ of the messages

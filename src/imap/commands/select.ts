@@ -61,12 +61,13 @@ async function selectMailbox(session: ImapSession, args: Token[], readOnly: bool
     selected.close();
     throw err;
   }
-  selected.uids = [...mailbox.uids];
+  // SELECT claims the recent messages, EXAMINE only shows them (RFC 3501 sections 2.3.2, 6.3.2).
+  selected.start();
   if (params.condstore) session.condstore = true;
   const w = session.writer;
   selected.writeFlags(w);
   w.untagged(`${selected.exists} EXISTS`);
-  w.untagged('0 RECENT');
+  w.untagged(`${selected.recent} RECENT`);
   const firstUnseen = selected.uids.findIndex((uid) => !((mailbox.record(uid)?.flags ?? FLAG_SEEN) & FLAG_SEEN));
   if (firstUnseen >= 0) w.untagged(`OK [UNSEEN ${firstUnseen + 1}] First unseen.`);
   w.untagged(`OK [UIDVALIDITY ${mailbox.uidValidity}] UIDs valid`);
@@ -92,7 +93,7 @@ async function selectMailbox(session: ImapSession, args: Token[], readOnly: bool
     if (gone.length) w.untagged(`VANISHED (EARLIER) ${formatSet(gone)}`);
     for (const uid of selected.uids) {
       const rec = mailbox.record(uid)!;
-      if (rec.modseq > q.modseq) w.untagged(`${selected.seqOf(uid)} FETCH (UID ${uid} FLAGS ${flagList(rec)} MODSEQ (${rec.modseq}))`);
+      if (rec.modseq > q.modseq) w.untagged(`${selected.seqOf(uid)} FETCH (UID ${uid} FLAGS ${flagList(rec, selected.isRecent(uid))} MODSEQ (${rec.modseq}))`);
     }
   }
   return { code: readOnly ? 'READ-ONLY' : 'READ-WRITE', text: `${readOnly ? 'EXAMINE' : 'SELECT'} completed` };

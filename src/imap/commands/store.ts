@@ -59,7 +59,7 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
       if (!rec) continue;
       const parts = [];
       if (uid || session.enabled.has('QRESYNC')) parts.push(`UID ${u}`);
-      if (!m[2]) parts.push(`FLAGS ${flagList(rec)}`);
+      if (!m[2]) parts.push(`FLAGS ${flagList(rec, selected.isRecent(u))}`);
       if (session.condstore) parts.push(`MODSEQ (${rec.modseq})`);
       session.writer.untagged(`${selected.seqOf(u)} FETCH (${parts.join(' ')})`);
     }

@@ -41,11 +41,13 @@ import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
 const INDEX_FILE = 'maild-index';
-/** A line of maild-index: i/h <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
-const INDEX_LINE = /^([ihmxs]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
+/** A line of maild-index: i/h/r <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
+const INDEX_LINE = /^([ihmxsr]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
 const MAX_KEYWORDS = 26;
 /** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
 const MAX_EXPUNGE_LOG = 100_000;
+/** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
+const MAX_EXPUNGED_RECORDS = 10_000;
 /** A directory changed this recently may change again within its mtime's granularity. */
 const MTIME_SLACK_MS = 2000;
 
@@ -124,6 +126,19 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** The uidlist needs rewriting (Dovecot would renumber a corrupt one; we repair it). */
   #uidlistCorrupt = false;
   #expungeLog: Array<{ uid: number; modseq: number }> = [];
+  /**
+   * \Recent (RFC 3501 section 2.3.2), as Dovecot keeps it (first_recent_uid of its index): the
+   * lowest UID no session has claimed yet. Every message from it up is recent; the first
+   * session that SELECTs the mailbox (or has it selected when mail arrives) claims them and
+   * this moves past them; EXAMINE and STATUS only look. Kept in maild-index as `r <uid>`, so
+   * it survives restarts; a second process reads it at open only, so across processes a
+   * message may be recent in one session of each (never in none). Undefined until the first
+   * sync when the index has no `r` line: then it starts at the UIDNEXT the uidlist had, or
+   * lower for a message still in new/ (what no reader has seen yet is recent).
+   */
+  #firstRecent: number | undefined;
+  /** Expunged records, oldest first: sessions that still show them answer FETCH from these. */
+  readonly #expunged = new Map<number, MessageRecord>();
   #indexLines = 0;
   /** maild-index ends in a cut line (a crash mid-write): the next append starts a new line. */
   #tornTail = false;
@@ -182,6 +197,49 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#records.get(uid);
   }
 
+  /**
+   * The last record of a message expunged lately (flags, sizes, date as they were), for a
+   * session that has not announced the expunge yet; undefined once it is long gone.
+   */
+  expungedRecord(uid: number): MessageRecord | undefined {
+    return this.#records.has(uid) ? undefined : this.#expunged.get(uid);
+  }
+
+  /** The lowest UID not claimed as \Recent by any session (see #firstRecent). */
+  get firstRecentUid(): number {
+    return this.#firstRecent ?? this.uidNext;
+  }
+
+  /** Messages no session has claimed as \Recent yet (STATUS RECENT). */
+  recentCount(): number {
+    const from = this.firstRecentUid;
+    let lo = 0;
+    let hi = this.#uids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#uids[mid]! < from) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.#uids.length - lo;
+  }
+
+  /**
+   * A SELECTing session claims the recent messages up to `through`: returns where the recent
+   * ones began (the session's are those from there to `through`); later sessions see them as
+   * not recent. Recorded in maild-index in the background (a lost line only makes a message
+   * recent again after a restart).
+   */
+  claimRecent(through: number): number {
+    const from = this.firstRecentUid;
+    if (through < from) return from;
+    this.#firstRecent = through + 1;
+    const line = `r ${through + 1}`;
+    this.#mutex
+      .run(() => this.#appendIndex([line]))
+      .catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'));
+    return from;
+  }
+
   keywordNames(): string[] {
     return this.#keywords.filter((k): k is string => Boolean(k));
   }
@@ -215,12 +273,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** A stream of the stored file, or undefined when it is gone. */
   async openStream(uid: number): Promise<ReadStream | undefined> {
-    const rec = this.#records.get(uid);
-    if (!rec) return undefined;
-    messageFileAccess.opens++;
-    const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
-    // The stream owns the handle and closes it (a bare fd would be closed again by the GC).
-    return handle ? handle.createReadStream({ autoClose: true }) : undefined;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const rec = this.#records.get(uid);
+      if (!rec) return undefined;
+      messageFileAccess.opens++;
+      const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
+      // The stream owns the handle and closes it (a bare fd would be closed again by the GC).
+      if (handle) return handle.createReadStream({ autoClose: true });
+      if (attempt === 0) await this.sync(true); // renamed or removed by another process: look again
+    }
+    return undefined;
   }
 
   /**
@@ -266,9 +328,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#cache.load(schema, this.#isLive);
   }
 
-  /** The cached fields of a message, if loaded and present (a view: use it at once). */
+  /** The cached fields of a message (or one expunged lately), if loaded and present (a view: use it at once). */
   cached(uid: number): CacheEntry | undefined {
-    const rec = this.#records.get(uid);
+    const rec = this.#records.get(uid) ?? this.#expunged.get(uid);
     if (!rec) return undefined;
     return this.#cache.lookup(rec.base, rec.size);
   }
@@ -332,7 +394,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (rec.flags & FLAG_DELETED) deleted++;
       size += rec.vsize;
     }
-    return { messages: this.#uids.length, recent: 0, uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
+    return { messages: this.#uids.length, recent: this.recentCount(), uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
   }
 
   // ---- loading and syncing -------------------------------------------------------------------
@@ -371,6 +433,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       // changes since what it knew gets every message's flags again instead of missing changes.
       this.#indexed.clear();
       this.#expungeLog = [];
+      this.#firstRecent = undefined;
       this.highestModseq = Date.now() * 1000;
       this.#indexLines = 0;
       return;
@@ -385,6 +448,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const [, kind, a, b, c, d] = m;
       const uid = Number(a);
       if (kind === 'h') this.highestModseq = Math.max(this.highestModseq, uid);
+      else if (kind === 'r' && b === undefined) this.#firstRecent = Math.max(this.#firstRecent ?? 0, uid);
       else if (kind === 'm' && b !== undefined && c === undefined) {
         const e = this.#indexed.get(uid) ?? { modseq: 0 };
         e.modseq = Number(b);
@@ -423,6 +487,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** Compaction: the current state in one file, replacing the log (temp + rename). */
   async #rewriteIndex(): Promise<void> {
     const out = [`i ${this.uidValidity}`, `h ${this.highestModseq}`];
+    if (this.#firstRecent !== undefined) out.push(`r ${this.#firstRecent}`);
     for (const e of this.#expungeLog) out.push(`x ${e.uid} ${e.modseq}`);
     for (const uid of this.#uids) {
       const r = this.#records.get(uid)!;
@@ -486,6 +551,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (!onDisk.has(base)) onDisk.set(base, { name, inNew: true });
     }
 
+    const uidNextBefore = this.uidNext;
     // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
     const unknown = [...onDisk.keys()].filter((b) => !this.#byBase.has(b));
     if (unknown.length > 0 || this.#uidlistCorrupt || !this.uidValidity) await this.#assignUids(unknown);
@@ -547,6 +613,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       change.added.push(rec.uid);
     }
     if (change.added.length) this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    if (this.#firstRecent === undefined) {
+      // No claim on record yet: what had no UID before, and what is still in new/, is recent.
+      this.#firstRecent = uidNextBefore;
+      for (const r of added) if (r.inNew && r.uid < this.#firstRecent) this.#firstRecent = r.uid;
+      indexLines.push(`r ${this.#firstRecent}`);
+    }
     // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
     // holds mail not yet seen by any reader).
     for (const rec of added.filter((r) => r.inNew)) await this.#moveToCur(rec);
@@ -620,7 +692,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.#expungeLog.push({ uid, modseq });
     if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
     this.#goneBases.add(rec.base);
-    this.#cache.forget(rec.base);
+    this.#expunged.set(uid, rec);
+    // Its cached metadata stays until the record is dropped here: FETCH still serves it.
+    if (this.#expunged.size > MAX_EXPUNGED_RECORDS) {
+      const [oldUid, old] = this.#expunged.entries().next().value as [number, MessageRecord];
+      this.#expunged.delete(oldUid);
+      this.#cache.forget(old.base);
+    }
     indexLines.push(`x ${uid} ${modseq}`);
     const i = binarySearch(this.#uids, uid);
     if (i >= 0) this.#uids.splice(i, 1);
