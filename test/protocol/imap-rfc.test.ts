@@ -88,7 +88,7 @@ describe('IMAP answers as the RFCs define them', () => {
 
     // This session's STORE: FLAGS first, then the FETCH with the keyword.
     const store = await a.cmd('STORE 1 +FLAGS (NewKw)');
-    const fetchAt = store.untagged.findIndex((l) => /^1 FETCH \(FLAGS \(NewKw\)\)$/.test(l));
+    const fetchAt = store.untagged.findIndex((l) => /^1 FETCH \(FLAGS \(\\Recent NewKw\)\)$/.test(l));
     assert.ok(fetchAt >= 0, store.untagged.join('\n'));
     assert.ok(flagsLine(store, 'NewKw') >= 0 && flagsLine(store, 'NewKw') < fetchAt, store.untagged.join('\n'));
     assert.ok(permanent(store, 'NewKw'), store.untagged.join('\n'));
@@ -204,10 +204,10 @@ describe('IMAP answers as the RFCs define them', () => {
     assert.equal(move.status, 'OK', move.text);
     assert.deepEqual(responses(move), [`OK [COPYUID ${uidValidity} 1 3] Moved UIDs.`, '1 EXPUNGE', '2 EXISTS']);
     const fetch = await c.cmd('FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
-    assert.match(fetch.untagged[0]!, /^1 FETCH \(UID 2 FLAGS \(\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: two/);
+    assert.match(fetch.untagged[0]!, /^1 FETCH \(UID 2 FLAGS \(\\Recent\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: two/);
     assert.match(
       fetch.untagged[1]!,
-      /^2 FETCH \(UID 3 FLAGS \(\\Flagged Keep\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: one/,
+      /^2 FETCH \(UID 3 FLAGS \(\\Flagged \\Recent Keep\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: one/,
     );
     // Another session on the mailbox sees the same: the old message gone, the new one there.
     const noop = await other.cmd('NOOP');
