@@ -118,9 +118,13 @@ export function parseDovecotConfig(file: string, files: FileSource): DovecotSect
       if (!setting) throw new DovecotConfigError(`${where}: cannot parse ${JSON.stringify(line.slice(0, 80))}`);
       const key = setting[1]!;
       let value = setting[2]!.trim();
-      // `$name`: the value the setting had so far in this section (Dovecot 2.3 expands these while reading).
+      // `$name`: the value the setting had so far, in this section or the ones around it (Dovecot
+      // 2.3 expands these while reading: `protocol imap { mail_plugins = $mail_plugins imap_quota }`).
       value = value.replace(/\$([a-z_][a-z0-9_]*)/g, (whole, name: string) => {
-        const prior = top.settings.get(name);
+        const prior = [...stack]
+          .reverse()
+          .find((s) => s.settings.has(name))
+          ?.settings.get(name);
         return prior ? prior.value : name === key ? '' : whole;
       });
       top.settings.set(key, { value: unquote(value), file: current, line: lineNo });

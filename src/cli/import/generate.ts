@@ -176,6 +176,8 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     }
     const inbox =
       findSections(dovecot, 'namespace').find((n) => setting(n, 'inbox') === 'yes') ?? findSections(dovecot, 'namespace', 'inbox')[0];
+    const prefix = inbox && setting(inbox, 'prefix');
+    if (prefix) skip(dvLabel('prefix', inbox), `maild's folders have no prefix: clients will see "${prefix}Sent" as "Sent"`);
     const sep = inbox && setting(inbox, 'separator');
     if (sep) {
       if (sep === '.' || sep === '/') separator = sep;
@@ -225,6 +227,12 @@ export function generateConfig(opts: ImportOptions): ImportResult {
 
   if (main) {
     const interfaces = splitList(main.get('inet_interfaces'));
+    const inetProtocols = splitList(main.has('inet_protocols') ? main.get('inet_protocols') : 'all');
+    if (interfaces.includes('all') && (inetProtocols.includes('all') || inetProtocols.includes('ipv6')))
+      skip(
+        main.has('inet_protocols') ? mainLabel('inet_protocols') : "inet_protocols = all (Postfix's default)",
+        'IPv6: maild\'s listeners bind one address each (0.0.0.0 here); add listeners on "::" for IPv6',
+      );
     const defaultAddress = interfaceAddress(interfaces, skip, mainLabel('inet_interfaces'));
     const services = master ?? [{ service: 'smtp', type: 'inet', command: 'smtpd', options: new Map<string, string>(), line: 0 }];
     const contentFilter = main.get('content_filter');
@@ -285,6 +293,11 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     const protocols = dv('protocols');
     const enabled = new Set(protocols === undefined ? ['imap', 'pop3', 'lmtp'] : splitList(protocols));
     const listenList = splitList(dv('listen') ?? '*, ::');
+    if (listenList.some((a) => a.includes(':')))
+      skip(
+        dv('listen') === undefined ? "listen = *, :: (Dovecot's default)" : dvLabel('listen'),
+        'the IPv6 addresses: maild\'s listeners bind one address each; add listeners on "::" for IPv6',
+      );
     const listenAddress = interfaceAddress(
       listenList.map((a) => (a === '*' ? 'all' : a === '::' ? 'all' : a)),
       skip,
@@ -621,11 +634,14 @@ export function generateConfig(opts: ImportOptions): ImportResult {
 
   // user
   const mailboxQueries: Array<{ ref: string; query: string }> = [];
+  const aliasDomainMailboxMaps: string[] = [];
   for (const m of mailboxMaps) {
     const q = usableMapQuery('virtual_mailbox_maps', m);
     if (!q) continue;
-    if (isPostfixAdminAliasDomain(q)) noteAliasDomain(q, `virtual_mailbox_maps = ${m.ref}`);
-    else mailboxQueries.push({ ref: m.ref, query: q });
+    if (isPostfixAdminAliasDomain(q)) {
+      noteAliasDomain(q, `virtual_mailbox_maps = ${m.ref}`);
+      aliasDomainMailboxMaps.push(m.ref);
+    } else mailboxQueries.push({ ref: m.ref, query: q });
   }
   const quotaPlugin = dovecot ? /\bquota\b/.test(allSettingValues(dovecot, 'mail_plugins')) : false;
   if (dovecotSql?.passwordQuery) {
@@ -639,6 +655,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
         let query = t.query;
         const comment = [`Dovecot's password_query (${dovecotSql.file}): the mailbox and its password`];
         for (const m of mailboxQueries) comment.push(`replaces Postfix's virtual_mailbox_maps = ${m.ref}: ${m.query}`);
+        for (const ref of aliasDomainMailboxMaps) comment.push(`(${ref}: alias domains, see alias_domain)`);
         const quota = quotaPlugin ? quotaColumn(dovecotSql, t.query) : undefined;
         if (quota?.expression) {
           query = query.replace(/\s+FROM\s/i, `, ${quota.expression} AS quota FROM `);
@@ -770,7 +787,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
       'smtpd_relay_restrictions',
     ]) {
       if (!main.has(name)) continue;
-      const extra = splitList(main.get(name)).filter((r) => !STANDARD_RESTRICTIONS.has(r));
+      const extra = restrictionItems(main.get(name)).filter((r) => !STANDARD_RESTRICTIONS.has(r));
       if (extra.length)
         skip(
           `${name} items ${extra.join(', ')} (main.cf)`,
@@ -816,8 +833,8 @@ export function generateConfig(opts: ImportOptions): ImportResult {
   // ---- everything else that Dovecot did -------------------------------------------------------
   if (dovecot) {
     const plugins = allSettingValues(dovecot, 'mail_plugins');
-    for (const plugin of splitList(plugins.replace(/\$mail_plugins/g, ''))) {
-      if (plugin === 'quota' && quotaPlugin) continue;
+    for (const plugin of new Set(splitList(plugins.replace(/\$mail_plugins/g, '')))) {
+      if ((plugin === 'quota' || plugin === 'imap_quota') && quotaPlugin) continue;
       skip(`mail_plugins ${plugin}`, plugin === 'sieve' ? 'Sieve filtering is not part of maild yet' : 'maild has no plugins');
     }
     const globalQuota = findSections(dovecot, 'plugin')
@@ -830,6 +847,17 @@ export function generateConfig(opts: ImportOptions): ImportResult {
         dvLabel('pop3_uidl_format'),
         "maild's POP3 UIDLs are Dovecot's default format (%08Xu%08Xv): POP3 clients may download messages again",
       );
+  }
+
+  let userIpConnections: { value: number; comment: string } | undefined;
+  if (dovecot) {
+    const inImap = findSections(dovecot, 'protocol', 'imap').find((p) => setting(p, 'mail_max_userip_connections') !== undefined);
+    const value = inImap ? setting(inImap, 'mail_max_userip_connections') : dv('mail_max_userip_connections');
+    if (value !== undefined && Number(value) >= 1)
+      userIpConnections = {
+        value: Number(value),
+        comment: inImap ? `protocol imap { mail_max_userip_connections = ${value} }` : dvLabel('mail_max_userip_connections'),
+      };
   }
 
   // ---- write it out ---------------------------------------------------------------------------
@@ -934,8 +962,12 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     line(`  cleartext: ${cleartext.value}`);
     line('');
   }
-  if (separator || specialFolders.length) {
+  if (separator || specialFolders.length || userIpConnections) {
     line('imap:');
+    if (userIpConnections) {
+      line(`  # ${userIpConnections.comment}`);
+      line(`  connections_per_user_ip: ${userIpConnections.value}`);
+    }
     if (separator) {
       line(`  # namespace inbox { separator = ${separator} }`);
       line(`  hierarchy_separator: ${JSON.stringify(separator)}`);
@@ -1029,6 +1061,18 @@ const POSTFIX_NOT_CARRIED: Array<[string, string]> = [
   ['virtual_mailbox_limit', 'maild limits each mailbox by its quota only'],
   ['smtpd_client_connection_rate_limit', 'maild limits connections per address (limits.connections_per_ip), not their rate'],
 ];
+
+/** A restriction list's items, each with its argument (`reject_rbl_client zen.spamhaus.org`). */
+function restrictionItems(value: string): string[] {
+  const words = splitList(value);
+  const items: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    const takesArgument = /^(check_|reject_rbl_client|reject_rhsbl_|reject_dnsbl|permit_dnswl_client|permit_rhswl_client)/.test(w);
+    items.push(takesArgument && i + 1 < words.length ? `${w} ${words[++i]}` : w);
+  }
+  return items;
+}
 
 /** The first address of a Postfix inet_interfaces or Dovecot listen list, as maild binds it. */
 function interfaceAddress(list: string[], skip: (what: string, why: string) => void, label: string): string {
