@@ -127,7 +127,7 @@ export function parseDovecotConfig(file: string, files: FileSource): DovecotSect
           ?.settings.get(name);
         return prior ? prior.value : name === key ? '' : whole;
       });
-      top.settings.set(key, { value: unquote(value), file: current, line: lineNo });
+      top.settings.set(key, { value: unquote(value.trim()), file: current, line: lineNo });
     }
   };
   visit(file, 0);

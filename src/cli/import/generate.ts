@@ -841,10 +841,11 @@ export function generateConfig(opts: ImportOptions): ImportResult {
       .map((p) => setting(p, 'quota_rule'))
       .find(Boolean);
     if (globalQuota) skip(`plugin { quota_rule = ${globalQuota} }`, "maild has no default quota; set the user query's quota column");
-    const uidl = dv('pop3_uidl_format');
+    const pop3 = [dovecot, ...findSections(dovecot, 'protocol', 'pop3')].find((s) => setting(s, 'pop3_uidl_format') !== undefined);
+    const uidl = pop3 && setting(pop3, 'pop3_uidl_format');
     if (uidl !== undefined && uidl !== '%08Xu%08Xv')
       skip(
-        dvLabel('pop3_uidl_format'),
+        dvLabel('pop3_uidl_format', pop3),
         "maild's POP3 UIDLs are Dovecot's default format (%08Xu%08Xv): POP3 clients may download messages again",
       );
   }
@@ -1106,7 +1107,7 @@ export function splitMailPath(mailPath: string): { root: string; layout: string 
       }),
     )
     .join('/');
-  if (!ok || !/%[dnu]/.test(layout)) return undefined;
+  if (!ok || !/%[dnu]/.test(layout) || /%(?![dnu])/.test(layout)) return undefined;
   return { root: parts.slice(0, first).join('/') || '/', layout };
 }
 

@@ -29,12 +29,8 @@ const DOVECOT_SHORT: Record<string, string> = { u: '%s', n: '%n', d: '%d' };
 export function translateDovecotQuery(query: string): QueryTranslation {
   let bad: string | undefined;
   // %[modifiers]c or %[modifiers]{name}; L (lower case) changes nothing, since maild looks up lower-cased keys.
-  const out = query.replace(/%([A-Za-z]*?)(\{[^}]*\}|[A-Za-z%])/g, (whole, mods: string, v: string) => {
+  const out = query.replace(/%(L?)(\{[^}]*\}|.)/gs, (whole, mods: string, v: string) => {
     if (v === '%' && !mods) return '%%';
-    if (mods && mods !== 'L') {
-      bad ??= whole;
-      return whole;
-    }
     const mapped = v.startsWith('{') ? DOVECOT_LONG[v.slice(1, -1)] : DOVECOT_SHORT[v];
     if (!mapped) {
       bad ??= whole;
