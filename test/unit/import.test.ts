@@ -8,10 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { parseConfig, type LoadedConfig } from '../../src/config/load.js';
-import { runCli } from '../../src/cli/commands.js';
 import {
   DovecotConfigError,
   fileValue,
@@ -29,6 +27,7 @@ import { inetEndpoint, parseMasterCf } from '../../src/cli/import/master-cf.js';
 import { parseMysqlMap } from '../../src/cli/import/postfix-map.js';
 import { isIdentityMap, selectColumns, translateDovecotQuery, translatePostfixQuery } from '../../src/cli/import/queries.js';
 import { compileQuery, type QueryName } from '../../src/directory/mysql-backend.js';
+import { runCliCaptured } from '../helpers/cli.js';
 import { ROOT } from '../helpers/daemon.js';
 
 const SHARED = '/work/shared/fixtures/postfix-dovecot';
@@ -505,16 +504,7 @@ describe('maild import: generated configurations', () => {
 });
 
 describe('maild import: the command', () => {
-  async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (d) => (out += d));
-    stderr.on('data', (d) => (err += d));
-    const code = await runCli(args, { stdin: new PassThrough(), stdout, stderr });
-    return { code, stdout: out, stderr: err };
-  }
+  const run = runCliCaptured;
 
   it('exits 64 without --postfix or --dovecot, 1 when a directory cannot be read, and writes --output', async () => {
     assert.equal((await run(['import'])).code, 64);
