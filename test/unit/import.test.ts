@@ -483,6 +483,38 @@ describe('maild import: generated configurations', () => {
     );
   });
 
+  it('names domains listed in main.cf, leaves out the SASL socket Postfix did not use, and points out other database users', () => {
+    const map = (query: string) => `hosts = 127.0.0.1\nuser = postfix\npassword = p\ndbname = mail\nquery = ${query}\n`;
+    const result = generateConfig({
+      postfixDir: '/etc/postfix',
+      dovecotDir: '/etc/dovecot',
+      files: memoryFiles({
+        '/etc/postfix/main.cf': [
+          'virtual_mailbox_domains = example.com, example.net',
+          'virtual_mailbox_maps = mysql:/etc/postfix/mailboxes.cf',
+          'virtual_alias_maps = mysql:/etc/postfix/aliases.cf',
+          'smtpd_sasl_type = dovecot',
+          'smtpd_sasl_path = private/auth',
+        ].join('\n'),
+        '/etc/postfix/mailboxes.cf': map("SELECT 1 FROM users WHERE email = '%s'"),
+        '/etc/postfix/aliases.cf': map("SELECT dest FROM aliases WHERE src = '%s'"),
+        '/etc/dovecot/dovecot.conf':
+          'mail_location = maildir:/srv/mail/%d/%n\npassdb {\n  driver = sql\n  args = /etc/dovecot/sql.conf\n}\n',
+        '/etc/dovecot/sql.conf':
+          "driver = mysql\nconnect = host=127.0.0.1 dbname=mail user=dovecot\npassword_query = SELECT email AS user, password FROM users WHERE email = '%u'\n",
+      }),
+    });
+    assert.match(
+      result.notCarried.join('\n'),
+      /^virtual_mailbox_domains = example\.com: maild reads MySQL only; names listed in main\.cf are not read/m,
+    );
+    const config = parseConfig(result.yaml, '/etc/maild/maild.yaml', {});
+    assert.ok(!config.listeners.some((l) => l.protocol === 'dovecot-auth'), 'smtpd_sasl_auth_enable was never on');
+    assert.equal(config.directory.mysql!.user, 'dovecot');
+    assert.match(result.yaml, /read as postfix: give dovecot SELECT on their tables too/);
+    assert.equal(config.directory.mysql!.queries.alias, "SELECT dest FROM aliases WHERE src = '%s'");
+  });
+
   it('imports Dovecot alone and Postfix alone', () => {
     const dovecotOnly = importFixture(undefined, `${SHARED}/dovecot`);
     assert.deepEqual(

@@ -401,7 +401,10 @@ export function generateConfig(opts: ImportOptions): ImportResult {
   }
 
   // Postfix's SASL through Dovecot's auth socket.
-  if (main && main.get('smtpd_sasl_type') === 'dovecot') {
+  const saslEnabled =
+    !!main &&
+    (isYes(main.get('smtpd_sasl_auth_enable')) || (master ?? []).some((svc) => isYes(svc.options.get('smtpd_sasl_auth_enable') ?? '')));
+  if (main && saslEnabled && main.get('smtpd_sasl_type') === 'dovecot') {
     const saslPath = main.get('smtpd_sasl_path');
     const queueDir = main.get('queue_directory');
     const inet = /^inet:(?:\[?([^\]]+)\]?:)?(\d+)$/.exec(saslPath);
@@ -431,7 +434,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
         ],
       });
     }
-  } else if (main && main.has('smtpd_sasl_type') && main.get('smtpd_sasl_type') !== 'dovecot') {
+  } else if (main && saslEnabled && main.get('smtpd_sasl_type') !== 'dovecot') {
     skip(mainLabel('smtpd_sasl_type'), "maild's submission listeners authenticate against its directory, not through Cyrus SASL");
   }
 
@@ -551,7 +554,8 @@ export function generateConfig(opts: ImportOptions): ImportResult {
   const aliasDomainMaps = main && main.has('virtual_alias_domains') ? maps('virtual_alias_domains') : [];
   const transportMaps = maps('transport_maps');
 
-  const firstPostfixMap = [...domainMaps, ...mailboxMaps, ...aliasMaps, ...transportMaps].find((m) => m.map)?.map;
+  const firstPostfixEntry = [...domainMaps, ...mailboxMaps, ...aliasMaps, ...transportMaps].find((m) => m.map);
+  const firstPostfixMap = firstPostfixEntry?.map;
   const connection: DbConnection | undefined =
     dovecotSql?.connection ??
     (firstPostfixMap
@@ -562,7 +566,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
           ...(firstPostfixMap.user ? { user: firstPostfixMap.user } : {}),
           ...(firstPostfixMap.password !== undefined ? { password: firstPostfixMap.password } : {}),
           ...(firstPostfixMap.dbname ? { database: firstPostfixMap.dbname } : {}),
-          source: 'Postfix map',
+          source: firstPostfixEntry!.file!,
         }
       : undefined);
 
@@ -570,8 +574,14 @@ export function generateConfig(opts: ImportOptions): ImportResult {
   const usableMapQuery = (setting: string, m: { ref: string; map?: MysqlMap; file?: string }): string | undefined => {
     const label = `${setting} = ${m.ref}`;
     if (!m.map) {
+      const type = parseMapReference(m.ref).type;
       if (!m.file)
-        skip(label, `maild reads MySQL only; a ${parseMapReference(m.ref).type} table is not read (move its entries into the database)`);
+        skip(
+          label,
+          type === 'file' && !m.ref.includes('/')
+            ? 'maild reads MySQL only; names listed in main.cf are not read (add them to the database)'
+            : `maild reads MySQL only; a ${type} table is not read (move its entries into the database)`,
+        );
       return undefined;
     }
     if (!connection || !sameDatabase(m.map, connection)) {
@@ -661,6 +671,8 @@ export function generateConfig(opts: ImportOptions): ImportResult {
           query = query.replace(/\s+FROM\s/i, `, ${quota.expression} AS quota FROM `);
           comment.push(`quota from ${quota.from}, in bytes`);
         } else if (quota?.reason) skip(quota.from, quota.reason);
+        else if (quotaPlugin)
+          skip('mail_plugins quota', 'no per-user quota_rule column in the SQL queries; give the user query a quota column (bytes)');
         queries.push({ key: 'user', value: query, comment });
       }
     }
@@ -889,6 +901,9 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     line(`  layout: ${scalar(mailRoot.layout)}`);
     line('');
   }
+  line('# The listeners of both servers as they were. If Postfix stays in front of maild, keep lmtp and');
+  line('# dovecot-auth and drop the smtp and submission ones (Postfix keeps those ports); if maild replaces');
+  line('# both, drop lmtp and dovecot-auth.');
   line('listeners:');
   for (const l of listeners) {
     for (const c of l.comment) line(`  # ${c}`);
@@ -911,6 +926,11 @@ export function generateConfig(opts: ImportOptions): ImportResult {
       line(`  recipient_delimiter: ${JSON.stringify(delimiter.value)}`);
     }
     line(`  # The connection of ${connection.source}`);
+    const otherUsers = [
+      ...new Set([...domainMaps, ...mailboxMaps, ...aliasMaps, ...aliasDomainMaps, ...transportMaps].map((m) => m.map?.user)),
+    ].filter((u): u is string => !!u && u !== connection.user);
+    if (otherUsers.length)
+      line(`  # (Postfix's maps read as ${otherUsers.join(', ')}: give ${connection.user ?? 'this user'} SELECT on their tables too.)`);
     line('  mysql:');
     if (connection.socket) line(`    socket: ${scalar(connection.socket)}`);
     else if (connection.host === 'localhost') {
