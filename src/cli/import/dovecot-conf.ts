@@ -179,3 +179,10 @@ export function parseConnectString(value: string): Map<string, string> {
   }
   return out;
 }
+
+/** Every value of a setting anywhere in the configuration (mail_plugins is set per protocol). */
+export function allSettingValues(section: DovecotSection, key: string): string {
+  const values = [setting(section, key) ?? ''];
+  for (const s of section.sections) values.push(allSettingValues(s, key));
+  return values.filter(Boolean).join(' ');
+}
