@@ -1,6 +1,6 @@
 /**
  * `maild import` end to end: the real Postfix 3.7 + Dovecot 2.3 configuration
- * (/work/shared/fixtures/postfix-dovecot) pointed at a throwaway copy of its database, read by a
+ * (test/fixtures/import/postfix-dovecot) pointed at a throwaway copy of its database, read by a
  * SELECT-only user; the generated maild.yaml runs the daemon, which then takes mail over SMTP
  * and over the LMTP socket Postfix delivered to, and logs the database's users in over IMAP and
  * submission. Only what this machine forces is changed in the generated file: ports (ephemeral),
@@ -15,12 +15,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { runCliProcess } from '../helpers/cli.js';
-import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
+import { ROOT, spawnDaemon, type Daemon } from '../helpers/daemon.js';
 import { ImapTestClient } from '../helpers/imap-client.js';
 import { connectAdmin, createTestDatabase, testServer, type TestDatabase } from '../helpers/mysql.js';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
 
-const FIXTURE = '/work/shared/fixtures/postfix-dovecot';
+const FIXTURE = path.join(ROOT, 'test/fixtures/import/postfix-dovecot');
 
 const run = runCliProcess;
 

@@ -30,7 +30,7 @@ import { compileQuery, type QueryName } from '../../src/directory/mysql-backend.
 import { runCliCaptured } from '../helpers/cli.js';
 import { ROOT } from '../helpers/daemon.js';
 
-const SHARED = '/work/shared/fixtures/postfix-dovecot';
+const SHARED = path.join(ROOT, 'test/fixtures/import/postfix-dovecot');
 const FIXTURES = path.join(ROOT, 'test/fixtures/import');
 
 /** An in-memory file tree for the Dovecot parser. */
