@@ -9,6 +9,7 @@ import { openBackend } from './directory/open.js';
 import { PasswordService } from './directory/passwords/index.js';
 import { FileDirectory } from './directory/file-backend.js';
 import type { Logger } from './log.js';
+import { MailError } from './errors.js';
 import { NetworkList } from './net.js';
 import { SmtpListener, type SmtpSettings } from './smtp/server.js';
 import { MaildirStore } from './store/store.js';
@@ -284,6 +285,8 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         await listener.listen(l.port!, l.address);
         pop3Listeners.push(listener);
         listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
+      } else if (l.protocol === 'dovecot-auth') {
+        throw new MailError('CONFIG_INVALID', `listener ${name}: dovecot-auth listeners are not available in this build`);
       } else {
         const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
         if (l.path) {

@@ -49,6 +49,9 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
   queue delete ID|ALL                     remove without notice, like postsuper -d
   queue hold ID | queue release ID        keep a message from delivery until released (postsuper -h / -H)
   dkim generate DOMAIN [--selector S]     create a DKIM key and print the DNS TXT record to publish
+  import --postfix DIR --dovecot DIR [--output FILE]
+                                          write a maild.yaml from a Postfix + Dovecot installation
+                                          (/etc/postfix, /etc/dovecot); names what it cannot carry over
 
 The configuration defaults to config/quickstart.yaml (or $MAILD_CONFIG).
 Schemes: ARGON2ID (default), ARGON2I, SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, SSHA512.
@@ -119,6 +122,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         scheme: { type: 'string', short: 's' },
         password: { type: 'string', short: 'p' },
         selector: { type: 'string' },
+        postfix: { type: 'string' },
+        dovecot: { type: 'string' },
+        output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -131,6 +137,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   if (!command || opts.help || command === 'help') {
     io.stdout.write(USAGE);
     return command || opts.help ? 0 : 64;
+  }
+
+  if (command === 'import') {
+    // Needs no configuration: it writes one.
+    if (sub !== undefined || (!opts.postfix && !opts.dovecot)) {
+      io.stderr.write(`maild: import takes --postfix DIR and/or --dovecot DIR\n\n${USAGE}`);
+      return 64;
+    }
+    const { runImport } = await import('./import/index.js');
+    return runImport({ postfix: opts.postfix, dovecot: opts.dovecot, output: opts.output }, io);
   }
 
   let config: LoadedConfig;

@@ -77,13 +77,14 @@ export const listenerSchema = z
     /**
      * smtp: the MX listener (port 25). submission: authenticated sending (587 with starttls, 465
      * with implicit TLS). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. pop3: 110/995.
+     * dovecot-auth: Dovecot's authentication protocol for Postfix's SASL (smtpd_sasl_type = dovecot).
      */
-    protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3']),
+    protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3', 'dovecot-auth']),
     /** A name for logs; defaults to protocol:port. */
     name: z.string().min(1).optional(),
     address: z.string().min(1).default('0.0.0.0'),
     port: port.optional(),
-    /** A unix socket path instead of address/port (lmtp only). */
+    /** A unix socket path instead of address/port (lmtp and dovecot-auth only). */
     path: z.string().min(1).optional(),
     /** File mode of the unix socket, octal string such as "0660". */
     socket_mode: z
@@ -98,8 +99,8 @@ export const listenerSchema = z
       ctx.addIssue({ code: 'custom', path: ['port'], message: 'a listener needs a port or a path' });
     if (l.path !== undefined && l.port !== undefined)
       ctx.addIssue({ code: 'custom', path: ['path'], message: 'give a port or a path, not both' });
-    if (l.path !== undefined && l.protocol !== 'lmtp')
-      ctx.addIssue({ code: 'custom', path: ['path'], message: 'unix sockets are for lmtp listeners' });
+    if (l.path !== undefined && l.protocol !== 'lmtp' && l.protocol !== 'dovecot-auth')
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'unix sockets are for lmtp and dovecot-auth listeners' });
     if (l.path !== undefined && l.tls !== 'none')
       ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a unix socket listener takes no TLS' });
   });

@@ -6,23 +6,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
-import { runCli } from '../../src/cli/commands.js';
 import { silentLogger } from '../../src/log.js';
 import { DkimKeys } from '../../src/queue/dkim.js';
+import { runCliCaptured } from '../helpers/cli.js';
 
-async function maild(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const code = await runCli(args, { stdin: Readable.from([]), stdout, stderr });
-  return { code, stdout: out, stderr: err };
-}
+const maild = runCliCaptured;
 
 describe('maild dkim generate', () => {
   let dir: string;

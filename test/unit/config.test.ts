@@ -73,7 +73,7 @@ describe('configuration', () => {
       () => parseConfig('listeners: [{protocol: smtp}]\n', '/x.yaml', {}),
       /listeners\[0\]\.port: a listener needs a port or a path/,
     );
-    assert.throws(() => parseConfig('listeners: [{protocol: smtp, path: /run/x}]\n', '/x.yaml', {}), /unix sockets are for lmtp listeners/);
+    assert.throws(() => parseConfig('listeners: [{protocol: smtp, path: /run/x}]\n', '/x.yaml', {}), /unix sockets are for lmtp and dovecot-auth listeners/);
     assert.throws(
       () => parseConfig('listeners: [{protocol: lmtp, path: /run/x, tls: starttls}]\n', '/x.yaml', {}),
       /a unix socket listener takes no TLS/,
