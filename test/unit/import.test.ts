@@ -417,7 +417,13 @@ describe('maild import: generated configurations', () => {
       'imap on port 0 is off, and pop3 is not in protocols',
     );
     assert.equal(config.imap.hierarchy_separator, '/');
-    assert.deepEqual(config.imap.special_folders, { Drafts: '\\Drafts', Sent: '\\Sent', 'Deleted Messages': '\\Trash', Spam: '\\Junk' });
+    assert.deepEqual(config.imap.special_folders, {
+      Drafts: { use: '\\Drafts', auto: 'subscribe' },
+      Sent: { use: '\\Sent', auto: 'subscribe' },
+      'Deleted Messages': { use: '\\Trash', auto: 'no' },
+      Spam: { use: '\\Junk', auto: 'create' },
+    });
+    assert.equal(config.imap.auto_special_folders, 'always', 'Dovecot creates its auto folders at every login');
     assert.equal(config.imap.connections_per_user_ip, 20);
     assert.equal(config.queue.relayhost, '[smtp.provider.example]:587');
     assert.equal(config.queue.tls, 'encrypt');

@@ -167,10 +167,12 @@ export function generateConfig(opts: ImportOptions): ImportResult {
       line(`  hierarchy_separator: ${JSON.stringify(separator)}`);
     }
     if (specialFolders.length) {
-      line("  # namespace inbox { mailbox ... { special_use } }: maild creates these on first login (Dovecot's auto = subscribe)");
+      line('  # namespace inbox { mailbox ... { special_use; auto } }, as Dovecot had them');
       line('  special_folders:');
       for (const [name, use, auto] of specialFolders)
-        line(`    ${JSON.stringify(name)}: ${JSON.stringify(use)}${auto === 'no' ? '  # auto = no in Dovecot' : ''}`);
+        line(`    ${JSON.stringify(name)}: { use: ${JSON.stringify(use)}, auto: ${['create', 'subscribe'].includes(auto) ? auto : 'no'} }`);
+      // Dovecot creates its auto folders at every login, not only in a new Maildir.
+      if (specialFolders.some(([, , auto]) => auto === 'create' || auto === 'subscribe')) line('  auto_special_folders: always');
     }
     line('');
   }
