@@ -322,7 +322,9 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
         if (l.path) {
           const path = l.path;
-          await openUnixSocket(path, { mode: l.socket_mode, owner: l.socket_owner, group: l.socket_group }, () => listener.listen({ path }));
+          await openUnixSocket(path, { mode: l.socket_mode, owner: l.socket_owner, group: l.socket_group }, () =>
+            listener.listen({ path }),
+          );
         } else {
           await listener.listen({ port: l.port!, address: l.address });
         }

@@ -1,9 +1,14 @@
 /**
  * Every way a dovecot-auth request or connection ends badly, mapped to its reply in this one
- * place. A failed request gets `FAIL <id>` with a reason (and `temp` when retrying may help, so
- * Postfix answers 454 4.7.0 rather than 535 5.7.8); a client that breaks the protocol itself
- * (bad handshake, duplicate id, overlong line) is disconnected, as Dovecot does with its
+ * place. A failed request gets `FAIL <id>` with a reason; a client that breaks the protocol
+ * itself (bad handshake, duplicate id, overlong line) is disconnected, as Dovecot does with its
  * "BUG: Authentication client ..." errors.
+ *
+ * A temporary failure (the directory is down, too many requests) also ends the connection
+ * instead of answering `FAIL <id> temp`: Postfix's client (xsasl_dovecot_server.c) ignores
+ * `temp` and answers every FAIL with 535 5.7.8, which tells the user the password was wrong; it
+ * answers 454 4.7.0 (RFC 4954 section 6, try again later) only when it loses the connection to
+ * the auth server. It reconnects for its next AUTH.
  */
 import { isMailError } from '../errors.js';
 import { line, tabEscape } from './wire.js';
@@ -60,16 +65,19 @@ export class ProtocolViolation extends Error {
   }
 }
 
-/** The FAIL line of a request that ended with `err` (anything unexpected is a temporary failure). */
-export function failLine(id: string, err: unknown): string {
+/**
+ * What a request that ended with `err` gets: its FAIL line, or (temporary failures, anything
+ * unexpected) the end of the connection, with the reason for the log.
+ */
+export function replyForError(id: string, err: unknown): { line: string } | { disconnect: string } {
   const code: FailCode = err instanceof RequestFailed ? err.code : isMailError(err) && !err.temporary ? 'AUTH_FAILED' : 'TEMP_FAIL';
   const { reason, temp } = FAILS[code];
+  if (temp) return { disconnect: reason };
   const fields = ['FAIL', id];
   const user = err instanceof RequestFailed ? err.user : undefined;
   if (user) fields.push(`user=${tabEscape(user.slice(0, 256))}`);
-  if (temp) fields.push('temp');
   fields.push(`reason=${reason}`);
-  return line(...fields);
+  return { line: line(...fields) };
 }
 
 /** Whether `err` is one of ours (expected) rather than a bug to log with its stack. */

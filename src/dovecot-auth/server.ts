@@ -90,10 +90,7 @@ export class DovecotAuthListener {
     const all = [...this.#sessions];
     for (const s of all) s.shutdown();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(all.map((s) => s.finished)),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-    ]);
+    await Promise.race([Promise.all(all.map((s) => s.finished)), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
     for (const s of all) if (!s.closed) s.destroy();
     await closed;

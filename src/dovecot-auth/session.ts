@@ -19,7 +19,7 @@ import { normalizeIp, type NetworkList } from '../net.js';
 import { LineReader } from '../pop3/reader.js';
 import type { DovecotAuthCommand, HandshakeState } from './command.js';
 import { PROTOCOL_MAJOR } from './commands/version.js';
-import { failLine, isExpected, ProtocolViolation, RequestFailed } from './errors.js';
+import { isExpected, ProtocolViolation, replyForError, RequestFailed } from './errors.js';
 import { MECHANISMS, type Credentials, type Exchange } from './mechanisms.js';
 import { line, tabEscape, type Params } from './wire.js';
 
@@ -165,7 +165,7 @@ export class DovecotAuthSession {
       if (err instanceof RequestFailed) {
         // AUTH and CONT both carry the request id first.
         this.log.debug({ request: fields[0], code: err.code }, 'dovecot-auth request refused');
-        this.#send(failLine(fields[0]!, err));
+        this.#answerError(fields[0]!, err);
       } else if (err instanceof ProtocolViolation) {
         this.#violation(err);
       } else {
@@ -177,7 +177,10 @@ export class DovecotAuthSession {
 
   /** Dovecot logs such a client as buggy and disconnects it; so do we. */
   #violation(err: ProtocolViolation): void {
-    this.log.warn({ peer: this.peer || 'unix', pid: this.clientPid, reason: err.message }, 'dovecot-auth client broke the protocol; disconnecting');
+    this.log.warn(
+      { peer: this.peer || 'unix', pid: this.clientPid, reason: err.message },
+      'dovecot-auth client broke the protocol; disconnecting',
+    );
     this.close();
   }
 
@@ -225,7 +228,6 @@ export class DovecotAuthSession {
     const rip = request.params.values.get('rip');
     // The failure delay is per client address: the SMTP client's, not Postfix's.
     const ip = rip ? normalizeIp(rip) : this.peer || 'local';
-    let reply: string;
     try {
       if (credentials.authzid && credentials.authzid.toLowerCase() !== credentials.username.toLowerCase()) {
         this.log.info(
@@ -244,14 +246,27 @@ export class DovecotAuthSession {
       if (!outcome.ok) throw new RequestFailed(outcome.temporary ? 'TEMP_FAIL' : 'AUTH_FAILED', credentials.username);
       this.log.info({ user: outcome.user.email, mechanism: request.mechanism, service, rip }, 'dovecot-auth login');
       // Postfix takes the login name from user= (smtpd_sasl_authenticated login, sender checks).
-      reply = line('OK', request.id, `user=${tabEscape(outcome.user.email)}`);
+      this.#send(line('OK', request.id, `user=${tabEscape(outcome.user.email)}`));
     } catch (err) {
       if (!isExpected(err)) this.log.error({ err, request: request.id }, 'dovecot-auth password check failed');
-      reply = failLine(request.id, err);
+      this.#answerError(request.id, err);
     }
-    this.#send(reply);
     this.end(request);
     this.#armIdleTimer();
+  }
+
+  /** FAIL for the request, or the end of the connection for a temporary failure (errors.ts says why). */
+  #answerError(id: string, err: unknown): void {
+    const reply = replyForError(id, err);
+    if ('line' in reply) {
+      this.#send(reply.line);
+      return;
+    }
+    this.log.warn(
+      { request: id, reason: reply.disconnect },
+      'dovecot-auth temporary failure; closing the connection so that the client answers 454',
+    );
+    this.close();
   }
 
   // ---- output, timers, end -------------------------------------------------------------------
@@ -282,9 +297,14 @@ export class DovecotAuthSession {
     else this.close();
   }
 
+  /**
+   * Closes once the output is flushed, both ways at once: a client that writes its next request
+   * to a closed unix socket gets EPIPE at once, which makes Postfix reconnect instead of
+   * reporting a lost connection.
+   */
   close(): void {
     if (this.#closed) return;
-    this.#socket.end();
+    this.#socket.end(() => this.#socket.destroy());
     setTimeout(() => this.#socket.destroy(), 2000).unref();
     this.#onClose();
   }

@@ -1,7 +1,7 @@
 /**
  * Dovecot's authentication protocol (what Postfix's smtpd_sasl_type = dovecot speaks) over a
  * unix socket and TCP: the handshake, PLAIN and LOGIN with and without initial responses, the
- * `secured`/`rip` cleartext rule, a directory outage as FAIL with `temp`, the failure delay
+ * `secured`/`rip` cleartext rule, a directory outage as a closed connection, the failure delay
  * keyed by the SMTP client's address, malformed input, and the limits.
  */
 import assert from 'node:assert/strict';
@@ -56,9 +56,18 @@ describe('dovecot-auth listener', () => {
       handshake.filter((l) => l.startsWith('MECH')),
       ['MECH\tPLAIN\tplaintext', 'MECH\tLOGIN\tplaintext'],
     );
-    assert.match(handshake.find((l) => l.startsWith('SPID'))!, /^SPID\t\d+$/);
-    assert.match(handshake.find((l) => l.startsWith('CUID'))!, /^CUID\t\d+$/);
-    assert.match(handshake.find((l) => l.startsWith('COOKIE'))!, /^COOKIE\t[0-9a-f]{32}$/);
+    assert.match(
+      handshake.find((l) => l.startsWith('SPID'))!,
+      /^SPID\t\d+$/,
+    );
+    assert.match(
+      handshake.find((l) => l.startsWith('CUID'))!,
+      /^CUID\t\d+$/,
+    );
+    assert.match(
+      handshake.find((l) => l.startsWith('COOKIE'))!,
+      /^COOKIE\t[0-9a-f]{32}$/,
+    );
     assert.equal(handshake.at(-1), 'DONE');
     client.close();
   });
@@ -87,7 +96,11 @@ describe('dovecot-auth listener', () => {
     assert.deepEqual(await client.request(`AUTH\t1\tLOGIN\t${SECURED}`), ['CONT', '1', b64('Username:')]);
     assert.deepEqual(await client.request(`CONT\t1\t${b64('bob@example.test')}`), ['CONT', '1', b64('Password:')]);
     assert.deepEqual(await client.request(`CONT\t1\t${b64('bob-pw')}`), ['OK', '1', 'user=bob@example.test']);
-    assert.deepEqual(await client.request(`AUTH\t2\tlogin\t${SECURED}\tresp=${b64('carol@example.test')}`), ['CONT', '2', b64('Password:')]);
+    assert.deepEqual(await client.request(`AUTH\t2\tlogin\t${SECURED}\tresp=${b64('carol@example.test')}`), [
+      'CONT',
+      '2',
+      b64('Password:'),
+    ]);
     assert.deepEqual(await client.request(`CONT\t2\t${b64('carol-pw')}`), ['OK', '2', 'user=carol@example.test']);
     client.close();
   });
@@ -99,24 +112,30 @@ describe('dovecot-auth listener', () => {
     assert.ok(refused.some((f) => /^reason=Plaintext authentication disallowed/.test(f)));
     const noRip = await client.request(`AUTH\t2\tPLAIN\tservice=smtp\tresp=${GOOD}`);
     assert.deepEqual(noRip.slice(0, 2), ['FAIL', '2'], 'no rip: not known to be trusted');
-    assert.deepEqual(await client.request(`AUTH\t3\tPLAIN\tservice=smtp\trip=192.0.2.7\tresp=${GOOD}`), ['OK', '3', 'user=alice@example.test']);
+    assert.deepEqual(await client.request(`AUTH\t3\tPLAIN\tservice=smtp\trip=192.0.2.7\tresp=${GOOD}`), [
+      'OK',
+      '3',
+      'user=alice@example.test',
+    ]);
     client.close();
   });
 
-  it('answers FAIL with temp when the directory cannot be asked (Postfix: 454, not 535)', async () => {
+  it('closes the connection when the directory cannot be asked (Postfix then answers 454, not 535)', async () => {
     const directory = srv.runtime.directory as unknown as Record<string, unknown>;
     directory.authenticate = async () => {
       throw tempFail('directory down (test)');
     };
     try {
       const { client } = await DovecotAuthTestClient.open(socketPath);
-      const fail = await client.request(`AUTH\t1\tPLAIN\t${SECURED}\tresp=${GOOD}`);
-      assert.deepEqual(fail.slice(0, 2), ['FAIL', '1']);
-      assert.ok(fail.includes('temp'));
-      client.close();
+      client.send(`AUTH\t1\tPLAIN\t${SECURED}\tresp=${GOOD}`);
+      assert.equal(await client.line(), null, 'no FAIL line: Postfix would turn any FAIL into 535');
     } finally {
       delete directory.authenticate;
     }
+    // A new connection (Postfix reconnects) works once the directory answers again.
+    const { client } = await DovecotAuthTestClient.open(socketPath);
+    assert.deepEqual(await client.request(`AUTH\t2\tPLAIN\t${SECURED}\tresp=${GOOD}`), ['OK', '2', 'user=alice@example.test']);
+    client.close();
   });
 
   it('counts failures against the SMTP client (rip), not against Postfix', async () => {
@@ -131,7 +150,9 @@ describe('dovecot-auth listener', () => {
 
   it('refuses an authorization identity other than the user', async () => {
     const { client } = await DovecotAuthTestClient.open(socketPath);
-    const fail = await client.request(`AUTH\t1\tPLAIN\t${SECURED}\tresp=${plainResponse('alice@example.test', 'alice-pw', 'bob@example.test')}`);
+    const fail = await client.request(
+      `AUTH\t1\tPLAIN\t${SECURED}\tresp=${plainResponse('alice@example.test', 'alice-pw', 'bob@example.test')}`,
+    );
     assert.deepEqual(fail.slice(0, 2), ['FAIL', '1']);
     client.close();
   });
@@ -157,7 +178,11 @@ describe('dovecot-auth listener', () => {
     const { client } = await DovecotAuthTestClient.open(socketPath);
     assert.deepEqual(await client.request(`AUTH\t10\tLOGIN\t${SECURED}`), ['CONT', '10', b64('Username:')]);
     assert.deepEqual(await client.request(`AUTH\t11\tPLAIN\t${SECURED}`), ['CONT', '11', '']);
-    assert.deepEqual(await client.request(`CONT\t11\t${plainResponse('bob@example.test', 'bob-pw')}`), ['OK', '11', 'user=bob@example.test']);
+    assert.deepEqual(await client.request(`CONT\t11\t${plainResponse('bob@example.test', 'bob-pw')}`), [
+      'OK',
+      '11',
+      'user=bob@example.test',
+    ]);
     assert.deepEqual(await client.request(`CONT\t10\t${b64('alice@example.test')}`), ['CONT', '10', b64('Password:')]);
     assert.deepEqual(await client.request(`CONT\t10\t${b64('alice-pw')}`), ['OK', '10', 'user=alice@example.test']);
     client.close();
@@ -214,15 +239,21 @@ describe('dovecot-auth limits', () => {
     await srv.stop();
   });
 
-  it('fails a request beyond pending_requests with temp, and drops a request whose CONT never comes', async () => {
+  it('closes a connection with more than pending_requests requests in progress', async () => {
     const { client } = await DovecotAuthTestClient.open(port);
     for (const id of ['1', '2', '3']) assert.deepEqual(await client.request(`AUTH\t${id}\tPLAIN\t${SECURED}`), ['CONT', id, '']);
-    const full = await client.request(`AUTH\t4\tPLAIN\t${SECURED}`);
-    assert.deepEqual(full.slice(0, 2), ['FAIL', '4']);
-    assert.ok(full.includes('temp'));
-    await waitFor(() => srv.logs.filter((l) => l.msg === 'dovecot-auth request timed out waiting for CONT').length >= 3, 10_000, 'request timeouts');
-    assert.deepEqual((await client.request(`CONT\t1\t${GOOD}`)).slice(0, 2), ['FAIL', '1']);
-    assert.deepEqual(await client.request(`AUTH\t5\tPLAIN\t${SECURED}\tresp=${GOOD}`), ['OK', '5', 'user=alice@example.test']);
+    client.send(`AUTH\t4\tPLAIN\t${SECURED}`);
+    assert.equal(await client.closedByServer(), true);
+  });
+
+  it('drops a request whose CONT never comes within request_timeout', async () => {
+    const { client } = await DovecotAuthTestClient.open(port);
+    assert.deepEqual(await client.request(`AUTH\t1\tPLAIN\t${SECURED}`), ['CONT', '1', '']);
+    await waitFor(() => srv.logs.some((l) => l.msg === 'dovecot-auth request timed out waiting for CONT'), 10_000, 'the request timeout');
+    const late = await client.request(`CONT\t1\t${GOOD}`);
+    assert.deepEqual(late.slice(0, 2), ['FAIL', '1']);
+    assert.ok(late.includes('reason=Authentication request timed out.'));
+    assert.deepEqual(await client.request(`AUTH\t2\tPLAIN\t${SECURED}\tresp=${GOOD}`), ['OK', '2', 'user=alice@example.test']);
     client.close();
   });
 
@@ -237,8 +268,8 @@ describe('dovecot-auth limits', () => {
     await waitFor(() => count('dovecot-auth connect') === count('dovecot-auth disconnect'), 5000, 'earlier connections closed');
     const a = await DovecotAuthTestClient.connect(port);
     const b = await DovecotAuthTestClient.connect(port);
-    assert.equal((await a.line()), 'VERSION\t1\t2');
-    assert.equal((await b.line()), 'VERSION\t1\t2');
+    assert.equal(await a.line(), 'VERSION\t1\t2');
+    assert.equal(await b.line(), 'VERSION\t1\t2');
     const c = await DovecotAuthTestClient.connect(port);
     assert.equal(await c.line(), null, 'closed without a handshake');
     assert.ok(srv.logs.some((l) => l.msg === 'dovecot-auth connection refused: too many connections'));
