@@ -34,7 +34,7 @@ import { parseNextHop } from './queue/nexthop.js';
 import { startControlServer } from './control.js';
 import { DkimKeys } from './queue/dkim.js';
 import { DovecotAuthListener } from './dovecot-auth/server.js';
-import type { DovecotAuthContext, DovecotAuthSession, DovecotAuthSettings } from './dovecot-auth/session.js';
+import type { DovecotAuthContext, DovecotAuthSettings } from './dovecot-auth/session.js';
 import { dovecotAuthCommands } from './dovecot-auth/commands/index.js';
 import { openUnixSocket } from './unix-socket.js';
 
@@ -274,7 +274,6 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     limiter,
     logger: logger.child({ component: 'dovecot-auth' }),
     commands: dovecotAuthCommands(),
-    sessions: new Set<DovecotAuthSession>(),
   };
   const dovecotAuthListeners: DovecotAuthListener[] = [];
   const smtpListeners: SmtpListener[] = [];

@@ -56,8 +56,6 @@ export interface DovecotAuthContext {
   limiter: AuthLimiter;
   logger: Logger;
   commands: ReadonlyMap<string, DovecotAuthCommand>;
-  /** Sessions register so that shutdown can end them. */
-  sessions: Set<DovecotAuthSession>;
 }
 
 /** A request in progress. */
@@ -98,7 +96,6 @@ export class DovecotAuthSession {
     this.peer = normalizeIp(socket.remoteAddress);
     this.log = ctx.logger.child({ listener, authConnection: this.id });
     this.#reader = new LineReader(ctx.settings().limits.lineLength);
-    ctx.sessions.add(this);
   }
 
   get settings(): DovecotAuthSettings {
@@ -320,7 +317,6 @@ export class DovecotAuthSession {
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     for (const r of this.requests.values()) if (r.timer) clearTimeout(r.timer);
     this.requests.clear();
-    this.ctx.sessions.delete(this);
     this.log.debug('dovecot-auth disconnect');
     this.#finish();
   }

@@ -263,9 +263,14 @@ describe('dovecot-auth limits', () => {
     assert.ok(srv.logs.some((l) => l.msg === 'dovecot-auth connection idle for too long; closing'));
   });
 
-  it('refuses connections beyond the limit', async () => {
+  /** Waits until the server has seen every earlier connection close (the limit is 2). */
+  async function allClosed(): Promise<void> {
     const count = (msg: string) => srv.logs.filter((l) => l.msg === msg).length;
     await waitFor(() => count('dovecot-auth connect') === count('dovecot-auth disconnect'), 5000, 'earlier connections closed');
+  }
+
+  it('refuses connections beyond the limit', async () => {
+    await allClosed();
     const a = await DovecotAuthTestClient.connect(port);
     const b = await DovecotAuthTestClient.connect(port);
     assert.equal(await a.line(), 'VERSION\t1\t2');
@@ -275,5 +280,30 @@ describe('dovecot-auth limits', () => {
     assert.ok(srv.logs.some((l) => l.msg === 'dovecot-auth connection refused: too many connections'));
     a.close();
     b.close();
+  });
+
+  it('at shutdown, answers the password check in progress before closing (last: it stops the server)', async () => {
+    const directory = srv.runtime.directory as unknown as Record<string, unknown> & { authenticate: (...a: unknown[]) => Promise<unknown> };
+    const original = directory.authenticate.bind(directory);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const checking = new Promise<void>((resolve) => (entered = resolve));
+    directory.authenticate = async (...args: unknown[]) => {
+      entered();
+      await gate;
+      return original(...args);
+    };
+    await allClosed();
+    const { client } = await DovecotAuthTestClient.open(port);
+    const idle = await DovecotAuthTestClient.open(port);
+    client.send(`AUTH\t1\tPLAIN\t${SECURED}\tresp=${GOOD}`);
+    await checking;
+    const stopping = srv.runtime.shutdown();
+    assert.equal(await idle.client.line(), null, 'a connection without a request closes at once');
+    release();
+    assert.equal(await client.line(), 'OK\t1\tuser=alice@example.test');
+    assert.equal(await client.line(), null);
+    await stopping;
   });
 });
