@@ -105,7 +105,10 @@ export async function startPostfix(
   try {
     await run(POSTFIX, ['-c', dirs.configDir, 'start'], { timeout: 60_000 });
   } catch (err) {
-    throw new Error(`postfix start failed: ${(err as Error).message}\n${await log()}`);
+    const text = await log();
+    await run(POSTFIX, ['-c', dirs.configDir, 'stop'], { timeout: 60_000 }).catch(() => undefined);
+    await rm(dirs.dir, { recursive: true, force: true });
+    throw new Error(`postfix start failed: ${(err as Error).message}\n${text}`);
   }
   return {
     ...dirs,
