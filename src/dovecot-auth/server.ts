@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
-import { normalizeIp } from '../net.js';
+import { normalizeIp, type NetworkList } from '../net.js';
 import { openUnixSocket, type SocketAccess } from '../unix-socket.js';
 import { DovecotAuthSession, type DovecotAuthContext } from './session.js';
 
@@ -14,8 +14,12 @@ export interface DovecotAuthListenerSpec {
   name: string;
 }
 
-function isLoopback(ip: string): boolean {
-  return ip === '::1' || ip.startsWith('127.');
+/**
+ * May this address connect to a TCP dovecot-auth listener? Loopback and trusted_networks only:
+ * whoever connects is believed about `secured` and `rip`, and may try passwords at will.
+ */
+export function mayConnect(ip: string, trusted: NetworkList): boolean {
+  return ip === '::1' || ip.startsWith('127.') || trusted.contains(ip);
 }
 
 export class DovecotAuthListener {
@@ -39,7 +43,7 @@ export class DovecotAuthListener {
     const settings = this.#ctx.settings();
     if (!this.#unix) {
       const ip = normalizeIp(socket.remoteAddress);
-      if (!isLoopback(ip) && !settings.trusted.contains(ip)) {
+      if (!mayConnect(ip, settings.trusted)) {
         this.#log.warn({ ip }, 'dovecot-auth connection refused: not from loopback or trusted_networks');
         socket.destroy();
         return;
