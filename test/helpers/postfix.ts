@@ -55,6 +55,7 @@ export async function preparePostfix(): Promise<{ dir: string; configDir: string
   await access(POSTFIX).catch(() => {
     throw new Error(`${POSTFIX} is missing: the Postfix interop tests need the postfix package (.ci/run installs it)`);
   });
+  if (process.getuid?.() !== 0) throw new Error('the Postfix interop tests need root: Postfix starts as root and drops to its own user');
   const postfix = await systemUser('postfix');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-postfix-'));
   // Postfix's daemons (user postfix) reach the queue through it.
