@@ -32,8 +32,12 @@ import { LocalDelivery } from './queue/local.js';
 import { RemoteDelivery } from './queue/remote.js';
 import { MxResolver } from './queue/mx.js';
 import { parseNextHop } from './queue/nexthop.js';
-import { prepareUnixSocket, startControlServer } from './control.js';
+import { startControlServer } from './control.js';
 import { DkimKeys } from './queue/dkim.js';
+import { DovecotAuthListener } from './dovecot-auth/server.js';
+import type { DovecotAuthContext, DovecotAuthSettings } from './dovecot-auth/session.js';
+import { dovecotAuthCommands } from './dovecot-auth/commands/index.js';
+import { openUnixSocket } from './unix-socket.js';
 
 /** What the runtime needs of any listener. */
 export interface Listener {
@@ -132,6 +136,21 @@ function pop3Settings(cfg: LoadedConfig, trusted: NetworkList): Pop3Settings {
       loginDelayMs: cfg.pop3.login_delay,
       outputHighWater: 256 * 1024,
       outputStallMs: 5 * 60_000,
+    },
+  };
+}
+
+function dovecotAuthSettings(cfg: LoadedConfig, trusted: NetworkList): DovecotAuthSettings {
+  const d = cfg.dovecot_auth;
+  return {
+    trusted,
+    cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
+    limits: {
+      lineLength: d.line_length,
+      pendingRequests: d.pending_requests,
+      requestTimeoutMs: d.request_timeout,
+      idleMs: d.idle_timeout,
+      connections: d.connections,
     },
   };
 }
@@ -250,6 +269,15 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     secureContext: () => secureContext,
     sessions: pop3Sessions,
   };
+  let dovecotAuthConfig = dovecotAuthSettings(config, settings.trusted);
+  const dovecotAuthCtx: DovecotAuthContext = {
+    settings: () => dovecotAuthConfig,
+    directory,
+    limiter,
+    logger: logger.child({ component: 'dovecot-auth' }),
+    commands: dovecotAuthCommands(),
+  };
+  const dovecotAuthListeners: DovecotAuthListener[] = [];
   const smtpListeners: SmtpListener[] = [];
   const imapListeners: ImapListener[] = [];
   const pop3Listeners: Pop3Listener[] = [];
@@ -286,13 +314,18 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         pop3Listeners.push(listener);
         listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
       } else if (l.protocol === 'dovecot-auth') {
-        throw new MailError('CONFIG_INVALID', `listener ${name}: dovecot-auth listeners are not available in this build`);
+        const listener = new DovecotAuthListener({ name }, dovecotAuthCtx);
+        if (l.path) await listener.listenUnix(l.path, { mode: l.socket_mode, owner: l.socket_owner, group: l.socket_group });
+        else await listener.listenTcp(l.port!, l.address);
+        dovecotAuthListeners.push(listener);
+        listeners.push(listener);
       } else {
         const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
         if (l.path) {
-          await prepareUnixSocket(l.path);
-          await listener.listen({ path: l.path });
-          await fs.chmod(l.path, parseInt(l.socket_mode, 8));
+          const path = l.path;
+          await openUnixSocket(path, { mode: l.socket_mode, owner: l.socket_owner, group: l.socket_group }, () =>
+            listener.listen({ path }),
+          );
         } else {
           await listener.listen({ port: l.port!, address: l.address });
         }
@@ -350,6 +383,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       routeConfig = nextRoutes;
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);
+      dovecotAuthConfig = dovecotAuthSettings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
       for (const l of smtpListeners) l.update(settings, credentials);
       for (const l of imapListeners) l.updateCredentials(credentials);
@@ -370,6 +404,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         await Promise.all([
           shutdownPop3Sessions(pop3Sessions, current.shutdown_timeout),
           ...smtpListeners.map((l) => l.close(current.shutdown_timeout)),
+          ...dovecotAuthListeners.map((l) => l.close(current.shutdown_timeout)),
         ]);
         await listenersClosed;
         // Deliveries in progress finish and are recorded; nothing new starts.

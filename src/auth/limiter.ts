@@ -62,9 +62,9 @@ export class AuthLimiter {
     this.#failures.delete(ip);
   }
 
-  /** Waits out the delay for this address. */
-  async wait(ip: string): Promise<void> {
-    const ms = this.delayFor(ip);
+  /** Waits out the delay for this address (at most `maxMs`: a client that gives up sooner). */
+  async wait(ip: string, maxMs = Infinity): Promise<void> {
+    const ms = Math.min(this.delayFor(ip), maxMs);
     if (ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
 

@@ -12,13 +12,13 @@ import type { AuthLimiter } from './limiter.js';
 export type LoginOutcome = { ok: true; user: UserRecord } | { ok: false; temporary: boolean };
 
 export async function passwordLogin(
-  deps: { directory: Directory; limiter: AuthLimiter; log: Logger },
+  deps: { directory: Directory; limiter: AuthLimiter; log: Logger; maxDelayMs?: number },
   ip: string,
   username: string,
   password: string,
   protocol: string,
 ): Promise<LoginOutcome> {
-  await deps.limiter.wait(ip);
+  await deps.limiter.wait(ip, deps.maxDelayMs);
   let result;
   try {
     result = await deps.directory.authenticate(username, password);

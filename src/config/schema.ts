@@ -77,7 +77,8 @@ export const listenerSchema = z
     /**
      * smtp: the MX listener (port 25). submission: authenticated sending (587 with starttls, 465
      * with implicit TLS). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. pop3: 110/995.
-     * dovecot-auth: Dovecot's authentication protocol for Postfix's SASL (smtpd_sasl_type = dovecot).
+     * dovecot-auth: Dovecot's authentication protocol, for Postfix's smtpd_sasl_type = dovecot
+     * (a unix socket, or TCP reachable from loopback and trusted_networks only).
      */
     protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3', 'dovecot-auth']),
     /** A name for logs; defaults to protocol:port. */
@@ -91,6 +92,13 @@ export const listenerSchema = z
       .string()
       .regex(/^0?[0-7]{3}$/, 'expected an octal file mode such as "0660"')
       .default('0660'),
+    /**
+     * Owner and group of the unix socket (a name or a numeric id), as Dovecot's unix_listener
+     * user/group: "postfix" lets Postfix's smtpd and lmtp connect. Changing the owner needs root;
+     * the group, membership of it. Unset: the daemon's user and the directory's group.
+     */
+    socket_owner: z.string().min(1).optional(),
+    socket_group: z.string().min(1).optional(),
     /** none: cleartext only; starttls: offer STARTTLS (STLS for pop3); implicit: TLS from the first byte (SMTPS, 993, 995). */
     tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
   })
@@ -101,8 +109,12 @@ export const listenerSchema = z
       ctx.addIssue({ code: 'custom', path: ['path'], message: 'give a port or a path, not both' });
     if (l.path !== undefined && l.protocol !== 'lmtp' && l.protocol !== 'dovecot-auth')
       ctx.addIssue({ code: 'custom', path: ['path'], message: 'unix sockets are for lmtp and dovecot-auth listeners' });
+    if (l.path === undefined && (l.socket_owner !== undefined || l.socket_group !== undefined))
+      ctx.addIssue({ code: 'custom', path: ['socket_owner'], message: 'socket_owner and socket_group are for unix socket listeners' });
     if (l.path !== undefined && l.tls !== 'none')
       ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a unix socket listener takes no TLS' });
+    if (l.protocol === 'dovecot-auth' && l.tls !== 'none')
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'dovecot-auth speaks no TLS (Postfix does not either)' });
   });
 
 const mysqlQueries = z.strictObject({
@@ -309,6 +321,22 @@ const pop3Schema = z.strictObject({
   login_delay: duration().default(0),
 });
 
+const dovecotAuthSchema = z.strictObject({
+  /** Longest line a client may send (Dovecot's own limit is of this order). */
+  line_length: int(1024, 1_048_576).default(16_384),
+  /** Requests in progress per connection (Postfix sends one at a time, and leaves a cancelled one pending). */
+  pending_requests: int(1, 10_000).default(64),
+  /** A request waiting for its CONT longer than this is dropped (a cancelled AUTH in Postfix). */
+  request_timeout: duration().default(180_000),
+  /**
+   * A connection without any request this long is closed. Keep it long: Postfix's smtpd keeps
+   * its connection between sessions and, over TCP, sees a closed one only at its next AUTH.
+   */
+  idle_timeout: duration().default(3_600_000),
+  /** Connections per dovecot-auth listener (Postfix opens one per smtpd process). */
+  connections: int(1).default(512),
+});
+
 export const configSchema = z.strictObject({
   /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
   hostname: z.string().min(1).optional(),
@@ -380,6 +408,8 @@ export const configSchema = z.strictObject({
     .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
   imap: imapSchema.default(() => imapSchema.parse({})),
   pop3: pop3Schema.default(() => pop3Schema.parse({})),
+  /** The dovecot-auth listeners' limits. */
+  dovecot_auth: dovecotAuthSchema.default(() => dovecotAuthSchema.parse({})),
   submission: submissionSchema.default(() => submissionSchema.parse({})),
   queue: queueSchema.default(() => queueSchema.parse({})),
   dkim: dkimSchema.default(() => dkimSchema.parse({})),

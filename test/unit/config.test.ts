@@ -68,12 +68,41 @@ describe('configuration', () => {
     );
   });
 
+  it('takes dovecot-auth listeners on a unix socket with mode, owner and group, and their limits', () => {
+    const cfg = parseConfig(
+      [
+        'listeners:',
+        '  - {protocol: dovecot-auth, path: /var/spool/postfix/private/maild-auth, socket_mode: "0660", socket_group: postfix}',
+        '  - {protocol: dovecot-auth, address: 127.0.0.1, port: 12345}',
+        'dovecot_auth: {idle_timeout: 10m}',
+        '',
+      ].join('\n'),
+      '/x.yaml',
+      {},
+    );
+    assert.equal(cfg.listeners[0]!.socket_group, 'postfix');
+    assert.equal(cfg.listeners[0]!.socket_owner, undefined);
+    assert.equal(cfg.dovecot_auth.idle_timeout, 600_000);
+    assert.equal(cfg.dovecot_auth.pending_requests, 64);
+  });
+
   it('refuses listeners that make no sense', () => {
     assert.throws(
       () => parseConfig('listeners: [{protocol: smtp}]\n', '/x.yaml', {}),
       /listeners\[0\]\.port: a listener needs a port or a path/,
     );
-    assert.throws(() => parseConfig('listeners: [{protocol: smtp, path: /run/x}]\n', '/x.yaml', {}), /unix sockets are for lmtp and dovecot-auth listeners/);
+    assert.throws(
+      () => parseConfig('listeners: [{protocol: smtp, path: /run/x}]\n', '/x.yaml', {}),
+      /unix sockets are for lmtp and dovecot-auth listeners/,
+    );
+    assert.throws(
+      () => parseConfig('listeners: [{protocol: dovecot-auth, port: 12345, tls: implicit}]\n', '/x.yaml', {}),
+      /dovecot-auth speaks no TLS/,
+    );
+    assert.throws(
+      () => parseConfig('listeners: [{protocol: lmtp, port: 24, socket_group: postfix}]\n', '/x.yaml', {}),
+      /socket_owner and socket_group are for unix socket listeners/,
+    );
     assert.throws(
       () => parseConfig('listeners: [{protocol: lmtp, path: /run/x, tls: starttls}]\n', '/x.yaml', {}),
       /a unix socket listener takes no TLS/,
