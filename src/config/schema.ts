@@ -316,6 +316,12 @@ export const configSchema = z.strictObject({
       line_length: int(512, 1_048_576).default(4096),
       /** Error replies before the session is closed with 421 (Postfix's smtpd_hard_error_limit). */
       errors: int(1).default(20),
+      /**
+       * "452 4.5.3 Too many recipients" replies in one transaction that do not count as errors
+       * (Postfix's smtpd_recipient_overshoot_limit): a sender over `recipients` gets DATA through
+       * to the accepted ones and sends the rest again. Beyond this many, each one counts.
+       */
+      recipient_overshoot: int(0).default(1000),
       idle_timeout: duration().default(300_000),
     })
     .default(() => ({
@@ -325,6 +331,7 @@ export const configSchema = z.strictObject({
       connections_per_ip: 20,
       line_length: 4096,
       errors: 20,
+      recipient_overshoot: 1000,
       idle_timeout: 300_000,
     })),
   auth: z

@@ -8,7 +8,10 @@
  *    disk error 452 4.3.1. Reply texts of ours start with their enhanced code; for those the
  *    derived one is suppressed and ours is sent as written.
  * 2. An error limit (Postfix's smtpd_hard_error_limit): after `maildErrorLimit` 4xx/5xx replies
- *    without a delivery, the session ends with 421.
+ *    without a delivery, the session ends with 421. A "452 4.5.3 too many recipients" is not an
+ *    error until a transaction has had `maildRecipientOvershoot` of them (Postfix's
+ *    smtpd_recipient_overshoot_limit): a sender with more recipients than the limit sends them
+ *    all, gets DATA through to the accepted ones and retries the rest in a new transaction.
  * 3. Reply coalescing: the replies to pipelined commands (RFC 2920) leave in one write, as
  *    Postfix flushes only once it has answered what the client sent. Each reply corks the socket
  *    until the end of the current event-loop turn; a write costs a syscall on loopback and LAN.
@@ -24,12 +27,15 @@ const EXPLICIT_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
 
 interface PatchedConnection {
   __maildErrors?: number;
+  /** Recipients refused as too many in the transaction `__maildOvershootEnvelope`. */
+  __maildOvershoot?: number;
+  __maildOvershootEnvelope?: unknown;
   __maildClosing?: boolean;
   __maildCorked?: boolean;
   _socket?: { cork(): void; uncork(): void; destroyed: boolean; writableCorked: number };
   _upgrading?: boolean;
-  _server: { options: { maildErrorLimit?: number; maildAuthAllowed?: (session: unknown) => boolean; authMethods: string[] } };
-  session: unknown;
+  _server: { options: { maildErrorLimit?: number; maildRecipientOvershoot?: number; maildAuthAllowed?: (session: unknown) => boolean; authMethods: string[] } };
+  session: { envelope?: unknown };
   send(code: number, data?: string | string[] | null, context?: string | false): void;
 }
 
@@ -47,6 +53,21 @@ function corkUntilNextTurn(conn: PatchedConnection): void {
   });
 }
 
+/**
+ * Whether this too-many-recipients reply counts as an error: only beyond the overshoot limit of
+ * its transaction. smtp-server gives every transaction (MAIL after RSET, EHLO or DATA) a new
+ * envelope object, which is what resets the count.
+ */
+function overshootCounts(conn: PatchedConnection): boolean {
+  const envelope = conn.session.envelope;
+  if (conn.__maildOvershootEnvelope !== envelope) {
+    conn.__maildOvershootEnvelope = envelope;
+    conn.__maildOvershoot = 0;
+  }
+  conn.__maildOvershoot = (conn.__maildOvershoot ?? 0) + 1;
+  return conn.__maildOvershoot > (conn._server.options.maildRecipientOvershoot ?? 0);
+}
+
 let applied = false;
 
 export function applyConnectionPatch(): void {
@@ -62,6 +83,7 @@ export function applyConnectionPatch(): void {
     original.call(this, code, data, explicit ? false : context);
     const limit = this._server.options.maildErrorLimit;
     if (!limit || code === 421 || this.__maildClosing) return;
+    if (code === 452 && context === 'TOO_MANY_RECIPIENTS' && !overshootCounts(this)) return;
     if (code >= 400) {
       this.__maildErrors = (this.__maildErrors ?? 0) + 1;
       if (this.__maildErrors >= limit) {

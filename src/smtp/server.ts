@@ -53,6 +53,7 @@ export interface SmtpLimits {
   connections_per_ip: number;
   line_length: number;
   errors: number;
+  recipient_overshoot: number;
   idle_timeout: number;
 }
 
@@ -131,7 +132,12 @@ function needsPerMailboxDelivery(rcpts: ResolvedRcpt[]): boolean {
 /** One recipient rate limiter per server (both submission listeners count together). */
 const rateLimiters = new WeakMap<SmtpContext, RecipientRateLimiter>();
 
-function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & { maildErrorLimit: number } {
+interface PatchOptions {
+  maildErrorLimit: number;
+  maildRecipientOvershoot: number;
+}
+
+function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & PatchOptions {
   return {
     size: s.limits.message_size,
     maxClients: s.limits.connections,
@@ -140,6 +146,7 @@ function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & { mail
     socketTimeout: s.limits.idle_timeout,
     closeTimeout: s.shutdownTimeoutMs,
     maildErrorLimit: s.limits.errors,
+    maildRecipientOvershoot: s.limits.recipient_overshoot,
   };
 }
 
@@ -162,7 +169,7 @@ export class SmtpListener {
     const disabled = submission ? [] : ['AUTH'];
     if (spec.tls === 'none') disabled.push('STARTTLS');
     const settings = ctx.settings();
-    const options: SMTPServerOptions & { maildErrorLimit: number; maildAuthAllowed?: (session: SMTPServerSession) => boolean } = {
+    const options: SMTPServerOptions & PatchOptions & { maildAuthAllowed?: (session: SMTPServerSession) => boolean } = {
       ...settingsToOptions(settings),
       lmtp,
       name: settings.hostname,

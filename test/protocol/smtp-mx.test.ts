@@ -270,6 +270,30 @@ describe('SMTP MX listener', () => {
     await d.quit();
   });
 
+  it('answers recipients over the limit with 452 4.5.3 without counting them as errors, and delivers to the rest', async () => {
+    const before = (await srv.messages('example.org/erin')).length;
+    const c = await session();
+    assert.equal((await c.command('MAIL FROM:<bulk@remote.example>')).code, 250);
+    // 120 distinct addresses, all caught by the @example.org catch-all: limits.recipients is 100.
+    const replies = [];
+    for (let i = 0; i < 120; i++) replies.push(await c.command(`RCPT TO:<list${i}@example.org>`));
+    assert.deepEqual(
+      replies.slice(0, 100).map((r) => r.code),
+      Array(100).fill(250),
+    );
+    assert.deepEqual(
+      replies.slice(100).map((r) => `${r.code} ${r.enhanced}`),
+      Array(20).fill('452 4.5.3'),
+    );
+    assert.equal((await c.command('DATA')).code, 354, 'no 421: the 452s are not errors');
+    c.write('Subject: overshoot\r\n\r\nto many\r\n.\r\n');
+    assert.equal((await c.reply()).code, 250);
+    await c.quit();
+    const delivered = (await srv.read('example.org/erin')).filter((m) => m.includes('Subject: overshoot'));
+    assert.equal(delivered.length, 1, 'delivered once to the mailbox behind the accepted addresses');
+    assert.equal((await srv.messages('example.org/erin')).length, before + 1);
+  });
+
   it('closes a session whose command line exceeds the limit, without buffering it', async () => {
     const c = await session();
     c.write(`MAIL FROM:<${'a'.repeat(20_000)}@remote.example>\r\n`);
@@ -352,6 +376,37 @@ describe('SMTP MX listener limits', () => {
         'a slot freed after QUIT',
       );
       await b.quit();
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('counts too-many-recipients replies as errors beyond the overshoot limit of a transaction', async () => {
+    const srv = await startTestServer({ config: { limits: { recipients: 2, recipient_overshoot: 3, errors: 3 } } });
+    try {
+      const c = await SmtpClient.connect(srv.smtpPort);
+      await c.greeting();
+      await c.command('EHLO client.remote.example');
+      const transaction = async () => {
+        assert.equal((await c.command('MAIL FROM:<s@remote.example>')).code, 250);
+        const codes = [];
+        for (let i = 0; i < 5; i++) codes.push((await c.command(`RCPT TO:<r${i}@example.org>`)).code);
+        return codes;
+      };
+      // Within the overshoot limit: no errors counted, and a new transaction starts afresh.
+      assert.deepEqual(await transaction(), [250, 250, 452, 452, 452]);
+      assert.equal((await c.command('RSET')).code, 250);
+      assert.deepEqual(await transaction(), [250, 250, 452, 452, 452]);
+      // Beyond it, each one counts: the third error ends the session.
+      const counted = [];
+      for (let i = 5; i < 8; i++) counted.push(await c.command(`RCPT TO:<r${i}@example.org>`));
+      assert.deepEqual(
+        counted.map((r) => r.code),
+        [452, 452, 452],
+      );
+      const closing = await c.reply();
+      assert.deepEqual([closing.code, closing.enhanced], [421, '4.7.0']);
+      assert.ok(await c.waitClosed(2000));
     } finally {
       await srv.stop();
     }

@@ -320,6 +320,23 @@ describe('submission listener', () => {
     await waitFor(async () => (await srv.read('example.test/carol')).some((m) => m.includes('Subject: mixed')), 5000, 'delivery to carol');
   });
 
+  it('answers recipients over the limit with 452 4.5.3 without ending the session, and queues for the rest', async () => {
+    const c = await open(srv, { login: ALICE });
+    assert.equal((await c.command('MAIL FROM:<alice@example.test>')).code, 250);
+    const codes = [];
+    for (let i = 0; i < 120; i++) codes.push(code(await c.command(`RCPT TO:<sub${i}@example.org>`)).join(' '));
+    assert.deepEqual(codes, [...Array(100).fill('250 2.1.5'), ...Array(20).fill('452 4.5.3')]);
+    assert.equal((await c.command('DATA')).code, 354);
+    c.write(message({ subject: 'submission overshoot', to: 'list@example.org' }).replace(/\n/g, '\r\n') + '.\r\n');
+    assert.deepEqual(code(await c.reply()), [250, '2.0.0']);
+    await c.quit();
+    await waitFor(
+      async () => (await srv.read('example.org/erin')).some((m) => m.includes('Subject: submission overshoot')),
+      5000,
+      'delivery to the catch-all mailbox',
+    );
+  });
+
   it('refuses a message over the size limit with 552 5.3.4 and queues nothing', async () => {
     const c = await open(srv, { login: ALICE });
     const big = message({ subject: 'too big', body: `${'x'.repeat(998)}\n`.repeat(1100) });
