@@ -124,6 +124,7 @@ function pop3Settings(cfg: LoadedConfig, trusted: NetworkList): Pop3Settings {
     hostname: cfg.hostname,
     trusted,
     cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
+    lockSession: cfg.pop3.lock_session,
     limits: {
       lineLength: cfg.pop3.line_length,
       badCommands: cfg.pop3.bad_commands,

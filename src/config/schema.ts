@@ -268,6 +268,13 @@ const pop3Schema = z.strictObject({
    * a login that comes sooner gets -ERR [LOGIN-DELAY]). 0: no limit.
    */
   login_delay: duration().default(0),
+  /**
+   * One POP3 session per mailbox at a time (Dovecot's pop3_lock_session): a second login gets
+   * -ERR [IN-USE]; the lock is Dovecot's dovecot-pop3-session.lock, so maild and Dovecot exclude
+   * each other. Off by default as in Dovecot: concurrent sessions each see their snapshot, and
+   * a message one of them deleted is skipped by the other's DELE and QUIT.
+   */
+  lock_session: z.boolean().default(false),
 });
 
 export const configSchema = z.strictObject({

@@ -6,12 +6,13 @@
  * commands in a row, inactivity, output the client does not read.
  */
 import { drainOrClose } from '../flow-control.js';
-import { passwordsAllowed } from '../auth/login.js';
+import { logLoginRefused, passwordsAllowed } from '../auth/login.js';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
+import { isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { normalizeIp, type NetworkList } from '../net.js';
 import type { MailService } from '../store/mail/service.js';
@@ -40,6 +41,8 @@ export interface Pop3Settings {
   trusted: NetworkList;
   /** 'trusted': USER/PASS and AUTH without TLS from trusted networks only; 'never': TLS first. */
   cleartextAuth: 'never' | 'trusted';
+  /** One session per mailbox (pop3.lock_session): a second login gets [IN-USE]. */
+  lockSession: boolean;
   limits: Pop3Limits;
 }
 
@@ -301,23 +304,30 @@ export class Pop3Session {
   // ---- login, TLS, end -----------------------------------------------------------------------
 
   /**
-   * After a successful password check: LOGIN-DELAY, then the maildrop (locked; [IN-USE] when
-   * another session has it), then the TRANSACTION state.
+   * After a successful password check: LOGIN-DELAY, then the maildrop (with pop3.lock_session
+   * locked, [IN-USE] when another session has it), then the TRANSACTION state.
    */
   async loggedIn(user: UserRecord, mechanism: string): Promise<void> {
     const waitMs = this.ctx.loginDelay.remaining(user.email, this.settings.limits.loginDelayMs);
     if (waitMs > 0) {
-      this.log.info({ user: user.email }, 'pop3 login refused: LOGIN-DELAY');
+      logLoginRefused(this.log, 'pop3', user.email, 'login-delay');
       throw new Pop3Error(`Logged in too recently, wait ${Math.ceil(waitMs / 1000)} seconds.`, { code: 'LOGIN-DELAY', bad: false });
     }
     const account = await this.ctx.mail.account(user);
-    const maildrop = await Maildrop.open(account, {
-      onLockLost: () => {
-        this.log.warn('POP3 session lock lost; closing');
-        this.writer.err("Couldn't update POP3 session lock.", 'SYS/TEMP');
-        this.close();
-      },
-    });
+    let maildrop: Maildrop;
+    try {
+      maildrop = await Maildrop.open(account, {
+        lock: this.settings.lockSession,
+        onLockLost: () => {
+          this.log.warn('POP3 session lock lost; closing');
+          this.writer.err("Couldn't update POP3 session lock.", 'SYS/TEMP');
+          this.close();
+        },
+      });
+    } catch (err) {
+      if (isMailError(err) && err.code === 'IN_USE') logLoginRefused(this.log, 'pop3', user.email, 'in-use');
+      throw err;
+    }
     if (this.#closed) {
       // The client went away while the maildrop was being opened.
       await maildrop.close().catch(() => undefined);

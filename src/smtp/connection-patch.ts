@@ -19,7 +19,8 @@
  *    EHLO before STARTTLS and answers a premature AUTH with a non-standard 538. With the
  *    `maildAuthAllowed(session)` option set (submission listeners), EHLO lists AUTH only when it
  *    returns true (inside TLS, or cleartext from a trusted network when allowed), and AUTH
- *    otherwise gets Postfix's "530 5.7.0 Must issue a STARTTLS command first".
+ *    otherwise gets Postfix's "530 5.7.0 Must issue a STARTTLS command first" (and
+ *    `maildAuthRefused(session)` is told, for the log).
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
@@ -34,7 +35,15 @@ interface PatchedConnection {
   __maildCorked?: boolean;
   _socket?: { cork(): void; uncork(): void; destroyed: boolean; writableCorked: number };
   _upgrading?: boolean;
-  _server: { options: { maildErrorLimit?: number; maildRecipientOvershoot?: number; maildAuthAllowed?: (session: unknown) => boolean; authMethods: string[] } };
+  _server: {
+    options: {
+      maildErrorLimit?: number;
+      maildRecipientOvershoot?: number;
+      maildAuthAllowed?: (session: unknown) => boolean;
+      maildAuthRefused?: (session: unknown) => void;
+      authMethods: string[];
+    };
+  };
   session: { envelope?: unknown };
   send(code: number, data?: string | string[] | null, context?: string | false): void;
 }
@@ -111,8 +120,9 @@ export function applyConnectionPatch(): void {
   };
   const auth = handlers.handler_AUTH;
   handlers.handler_AUTH = function patchedAuth(this: PatchedConnection, command, callback) {
-    const allowed = this._server.options.maildAuthAllowed;
+    const { maildAuthAllowed: allowed, maildAuthRefused: refused } = this._server.options;
     if (allowed && !allowed(this.session)) {
+      refused?.(this.session);
       this.send(530, '5.7.0 Must issue a STARTTLS command first');
       return callback();
     }

@@ -8,7 +8,7 @@
  * store (local mailboxes only) or the queue (anything leaving the server, and everything
  * submitted), which acknowledge only once the message is durable; the reply follows from that.
  */
-import { passwordsAllowed } from '../auth/login.js';
+import { logLoginRefused, passwordsAllowed } from '../auth/login.js';
 import {
   SMTPServer,
   type SMTPServerAddress,
@@ -169,7 +169,11 @@ export class SmtpListener {
     const disabled = submission ? [] : ['AUTH'];
     if (spec.tls === 'none') disabled.push('STARTTLS');
     const settings = ctx.settings();
-    const options: SMTPServerOptions & PatchOptions & { maildAuthAllowed?: (session: SMTPServerSession) => boolean } = {
+    const options: SMTPServerOptions &
+      PatchOptions & {
+        maildAuthAllowed?: (session: SMTPServerSession) => boolean;
+        maildAuthRefused?: (session: SMTPServerSession) => void;
+      } = {
       ...settingsToOptions(settings),
       lmtp,
       name: settings.hostname,
@@ -183,7 +187,12 @@ export class SmtpListener {
       authMethods: ['PLAIN', 'LOGIN'],
       // Whether passwords may cross this connection is decided by maildAuthAllowed instead.
       allowInsecureAuth: true,
-      ...(submission ? { maildAuthAllowed: (session: SMTPServerSession) => this.#authAllowed(session) } : {}),
+      ...(submission
+        ? {
+            maildAuthAllowed: (session: SMTPServerSession) => this.#authAllowed(session),
+            maildAuthRefused: (session: SMTPServerSession) => logLoginRefused(this.#state(session).log, 'smtp', '', 'cleartext'),
+          }
+        : {}),
       disableReverseLookup: true,
       rejectOversized: true,
       hideENHANCEDSTATUSCODES: false,
@@ -278,7 +287,10 @@ export class SmtpListener {
     cb: (err: Error | null | undefined, response?: { user: string }) => void,
   ): void {
     const st = this.#state(session);
-    if (!this.#authAllowed(session)) return cb(replyError(STARTTLS_FIRST));
+    if (!this.#authAllowed(session)) {
+      logLoginRefused(st.log, 'smtp', auth.username ?? '', 'cleartext');
+      return cb(replyError(STARTTLS_FIRST));
+    }
     const creds = {
       method: auth.method,
       username: auth.username ?? '',

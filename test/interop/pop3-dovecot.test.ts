@@ -113,7 +113,7 @@ async function maildPop3(srv: TestServer, user: string, pass: string, input: str
 describe('POP3 answers identical to Dovecot on the same Maildir', () => {
   let srv: TestServer;
   before(async () => {
-    srv = await startTestServer();
+    srv = await startTestServer({ config: { pop3: { lock_session: true } } });
   });
   after(async () => {
     await srv.stop();

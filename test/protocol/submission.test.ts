@@ -81,6 +81,10 @@ describe('submission listener', () => {
     const auth = await c.command(`AUTH PLAIN ${plain(...ALICE)}`);
     assert.deepEqual(code(auth), [530, '5.7.0']);
     assert.match(auth.text, /Must issue a STARTTLS command first/);
+    assert.ok(
+      srv.logs.some((l) => l.msg === 'login refused' && l.protocol === 'smtp' && l.reason === 'cleartext'),
+      'the refused AUTH is logged with its reason',
+    );
     const mail = await c.command('MAIL FROM:<alice@example.test>');
     assert.deepEqual(code(mail), [530, '5.7.0']);
     assert.match(mail.text, /Authentication required/);
@@ -144,6 +148,10 @@ describe('submission listener', () => {
       .filter((l) => l.msg === 'login failed' && l.protocol === 'smtp')
       .map((l) => l.failures);
     assert.deepEqual(failures, [1, 2], 'each failure counted for the address (the next login waits longer)');
+    assert.ok(
+      srv.logs.slice(before).some((l) => l.msg === 'login refused' && l.reason === 'authzid' && l.user === 'alice@example.test'),
+      'authorization as another user is logged with its reason',
+    );
     // The right password still works, and resets the count.
     assert.deepEqual(code(await c.command(`AUTH PLAIN ${plain(...ALICE)}`)), [235, '2.7.0']);
     await c.quit();
