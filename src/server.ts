@@ -129,6 +129,7 @@ function pop3Settings(cfg: LoadedConfig, trusted: NetworkList): Pop3Settings {
       lineLength: cfg.pop3.line_length,
       badCommands: cfg.pop3.bad_commands,
       idleMs: cfg.pop3.idle_timeout,
+      loginTimeoutMs: cfg.pop3.login_timeout,
       loginDelayMs: cfg.pop3.login_delay,
       outputHighWater: 256 * 1024,
       outputStallMs: 5 * 60_000,

@@ -30,6 +30,8 @@ export interface Pop3Limits {
   badCommands: number;
   /** Inactivity autologout (RFC 1939 section 3: at least 10 minutes). */
   idleMs: number;
+  /** Time from connecting to a successful login, 0 for no limit. */
+  loginTimeoutMs: number;
   /** RFC 2449 LOGIN-DELAY, 0 for none. */
   loginDelayMs: number;
   outputHighWater: number;
@@ -95,6 +97,7 @@ export class Pop3Session {
   #bad = 0;
   #commands = 0;
   #idleTimer: NodeJS.Timeout | undefined;
+  #loginTimer: NodeJS.Timeout | undefined;
   readonly #started = Date.now();
   #finish!: () => void;
   /** Resolves once the connection is closed and the maildrop (lock, mailbox) released. */
@@ -141,6 +144,9 @@ export class Pop3Session {
     // RFC 1939 section 4: the greeting. No APOP timestamp: APOP is not offered.
     this.writer.ok('maild POP3 ready.');
     this.#armIdleTimer();
+    const loginMs = this.settings.limits.loginTimeoutMs;
+    if (loginMs > 0) this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
+    this.#loginTimer?.unref();
   }
 
   /** The CAPA list for the current state (RFC 2449 section 5). */
@@ -301,6 +307,20 @@ export class Pop3Session {
     this.close();
   }
 
+  /** No login within pop3.login_timeout: the connection goes, whatever it was doing meanwhile. */
+  #onLoginTimeout(): void {
+    if (this.#closed || this.state !== 'authorization') return;
+    if (this.#busy && !this.#lineWaiter) {
+      // A password check is running: its outcome decides; look again shortly.
+      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), 1000);
+      this.#loginTimer.unref();
+      return;
+    }
+    this.log.info({ ip: this.ip }, 'pop3 login timeout: no login in time');
+    this.writer.err('Login timed out, closing connection.');
+    this.close();
+  }
+
   // ---- login, TLS, end -----------------------------------------------------------------------
 
   /**
@@ -333,6 +353,7 @@ export class Pop3Session {
       await maildrop.close().catch(() => undefined);
       return;
     }
+    clearTimeout(this.#loginTimer);
     this.maildrop = maildrop;
     this.user = user;
     this.pendingUser = undefined;
@@ -419,6 +440,7 @@ export class Pop3Session {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    clearTimeout(this.#loginTimer);
     this.#queue.length = 0;
     const waiter = this.#lineWaiter;
     this.#lineWaiter = undefined;

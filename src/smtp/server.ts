@@ -55,6 +55,9 @@ export interface SmtpLimits {
   errors: number;
   recipient_overshoot: number;
   idle_timeout: number;
+  data_timeout: number;
+  data_min_rate: number;
+  session_timeout: number;
 }
 
 /** What a session needs to know; re-read on every use, so SIGHUP changes apply to new commands. */
@@ -135,6 +138,9 @@ const rateLimiters = new WeakMap<SmtpContext, RecipientRateLimiter>();
 interface PatchOptions {
   maildErrorLimit: number;
   maildRecipientOvershoot: number;
+  maildDataTimeout: number;
+  maildDataMinRate: number;
+  maildSessionTimeout: number;
 }
 
 function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & PatchOptions {
@@ -147,6 +153,9 @@ function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & PatchO
     closeTimeout: s.shutdownTimeoutMs,
     maildErrorLimit: s.limits.errors,
     maildRecipientOvershoot: s.limits.recipient_overshoot,
+    maildDataTimeout: s.limits.data_timeout,
+    maildDataMinRate: s.limits.data_min_rate,
+    maildSessionTimeout: s.limits.session_timeout,
   };
 }
 
@@ -173,6 +182,7 @@ export class SmtpListener {
       PatchOptions & {
         maildAuthAllowed?: (session: SMTPServerSession) => boolean;
         maildAuthRefused?: (session: SMTPServerSession) => void;
+        maildTimedOut: (session: SMTPServerSession, what: 'data' | 'session', dataBytes?: number) => void;
       } = {
       ...settingsToOptions(settings),
       lmtp,
@@ -193,6 +203,10 @@ export class SmtpListener {
             maildAuthRefused: (session: SMTPServerSession) => logLoginRefused(this.#state(session).log, 'smtp', '', 'cleartext'),
           }
         : {}),
+      maildTimedOut: (session, what, dataBytes) => {
+        const st = this.#state(session);
+        st.log.info({ ip: st.ip || 'unix', what, ...(dataBytes === undefined ? {} : { bytes: dataBytes }) }, 'session timed out');
+      },
       disableReverseLookup: true,
       rejectOversized: true,
       hideENHANCEDSTATUSCODES: false,

@@ -711,3 +711,38 @@ describe('POP3 settings', () => {
     await assert.rejects(stat(path.join(mailRoot, 'example.org/erin', POP3_LOCK_NAME)), /ENOENT/);
   });
 });
+
+describe('POP3 login timeout', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({ config: { pop3: { login_timeout: '1s', idle_timeout: '30s' } } });
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it('closes a connection that has not logged in within login_timeout, however busy it keeps itself', async () => {
+    const c = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await c.greeting();
+    let reply;
+    for (let i = 0; i < 500; i++) {
+      reply = await c.cmd('USER someone@example.test');
+      if (!reply.ok) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(reply?.line, '-ERR Login timed out, closing connection.');
+    assert.equal(await c.waitClosed(), true);
+    assert.ok(srv.logs.some((l) => l.msg === 'pop3 login timeout: no login in time'));
+  });
+
+  it('does not limit a session once logged in', async () => {
+    const c = await pop3LoggedIn(srv.pop3sPort, 'bob@example.test', 'bob-pw');
+    // Keep going until a connection opened after this one has timed out: this one is still served.
+    const other = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await other.greeting();
+    for (let i = 0; i < 500 && !(await other.waitClosed(50)); i++) assert.equal((await c.cmd('NOOP')).line, '+OK');
+    assert.equal(await other.waitClosed(0), true, 'the other connection timed out');
+    assert.equal((await c.cmd('NOOP')).line, '+OK');
+    await c.quit();
+  });
+});
