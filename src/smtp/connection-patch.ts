@@ -27,10 +27,11 @@
  *    at that rate or faster always makes it, a trickle is cut). A session may last
  *    `maildSessionTimeout`; past it, it ends at once if it waits for a command, otherwise as soon
  *    as the command or DATA in progress has been answered. Either ends with "421 4.4.2" (RFC
- *    3463: timeout), `maildTimedOut(session, what)` is told, and the connection is dropped once
- *    the reply is out; a message cut off this way is never acknowledged, and the stream that
- *    the store or queue reads fails, so nothing of it is kept.
+ *    3463: timeout), `maildTimedOut(session, what)` is told, and the connection is closed; a
+ *    message cut off this way is never acknowledged, and the stream that the store or queue
+ *    reads fails at once, so nothing of it is kept.
  */
+import { Readable } from 'node:stream';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { DATA_TIMEOUT, SESSION_TIMEOUT } from './replies.js';
 
@@ -46,14 +47,7 @@ interface PatchedConnection {
   __maildOvershootEnvelope?: unknown;
   __maildClosing?: boolean;
   __maildCorked?: boolean;
-  _socket?: {
-    cork(): void;
-    uncork(): void;
-    destroy(): void;
-    once(event: 'finish', listener: () => void): void;
-    destroyed: boolean;
-    writableCorked: number;
-  };
+  _socket?: { cork(): void; uncork(): void; destroyed: boolean; writableCorked: number };
   _upgrading?: boolean;
   _server: {
     options: {
@@ -105,17 +99,23 @@ function overshootCounts(conn: PatchedConnection): boolean {
   return conn.__maildOvershoot > (conn._server.options.maildRecipientOvershoot ?? 0);
 }
 
-/** Ends the session with a 421 4.4.2 and drops the connection once the reply is out. */
+/**
+ * Ends the session with a 421 4.4.2. smtp-server's close() ends the socket (and destroys it
+ * after its half-close timeout if the client keeps its side open); a message being received is
+ * failed at once, as smtp-server fails it when the client goes away, so the store or the queue
+ * removes what it wrote of it.
+ */
 function timeOut(conn: PatchedConnection, reply: { code: number; text: string }, what: 'data' | 'session'): void {
   if (conn._closing || conn.__maildClosing) return;
   conn.__maildClosing = true;
   const parser = conn._parser;
   conn._server.options.maildTimedOut?.(conn.session, what, what === 'data' && parser ? parser.dataBytes : undefined);
-  const socket = conn._socket;
-  conn.send(reply.code, reply.text); // a 421 closes the connection (socket.end())
-  // A client that never closes its side would keep a DATA stream open until smtp-server's
-  // half-close timer; without the socket the stream fails at once and the message is dropped.
-  if (socket && !socket.destroyed) socket.once('finish', () => socket.destroy());
+  conn.send(reply.code, reply.text); // a 421 closes the connection
+  const stream = conn._dataStream;
+  if (stream instanceof Readable && !stream.destroyed && !stream.readableEnded) {
+    const err = Object.assign(new Error('DATA deadline passed before the message was received in full'), { code: 'ETIMEDOUT' });
+    stream.destroy(stream.listenerCount('error') ? err : undefined);
+  }
 }
 
 function clearDeadlines(conn: PatchedConnection): void {
