@@ -129,10 +129,12 @@ function pop3Settings(cfg: LoadedConfig, trusted: NetworkList): Pop3Settings {
     hostname: cfg.hostname,
     trusted,
     cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
+    lockSession: cfg.pop3.lock_session,
     limits: {
       lineLength: cfg.pop3.line_length,
       badCommands: cfg.pop3.bad_commands,
       idleMs: cfg.pop3.idle_timeout,
+      loginTimeoutMs: cfg.pop3.login_timeout,
       loginDelayMs: cfg.pop3.login_delay,
       outputHighWater: 256 * 1024,
       outputStallMs: 5 * 60_000,

@@ -43,6 +43,18 @@ export async function passwordLogin(
 }
 
 /**
+ * Why a login was refused other than for its credentials (those are logged by passwordLogin as
+ * "login failed"): 'cleartext' (a password before TLS), 'authzid' (authorization as another
+ * user), 'in-use' (POP3 session lock), 'login-delay' (RFC 2449 LOGIN-DELAY).
+ */
+export type LoginRefusal = 'cleartext' | 'authzid' | 'in-use' | 'login-delay';
+
+/** The log line of a refused login: at info, with the user (when known yet) and the reason. */
+export function logLoginRefused(log: Logger, protocol: string, user: string, reason: LoginRefusal): void {
+  log.info({ user: user.slice(0, 256), protocol, reason }, 'login refused');
+}
+
+/**
  * May a password cross this connection (RFC 8314, RFC 3501 section 6.2.3, RFC 2595 section 2.1,
  * RFC 4954 section 4)? Over TLS always; in cleartext only where auth.cleartext allows it for
  * trusted networks and the client is in one. The one rule for IMAP, POP3 and submission.

@@ -315,10 +315,22 @@ const pop3Schema = z.strictObject({
   /** RFC 1939 section 3: an inactivity autologout timer of at least 10 minutes. */
   idle_timeout: duration().default(600_000),
   /**
+   * A connection that has not logged in this long after connecting is closed, however busy it
+   * keeps itself (Dovecot's login timeout, 3 minutes). 0: none.
+   */
+  login_timeout: duration().default(180_000),
+  /**
    * RFC 2449 LOGIN-DELAY: the least time between two logins of one user (announced in CAPA;
    * a login that comes sooner gets -ERR [LOGIN-DELAY]). 0: no limit.
    */
   login_delay: duration().default(0),
+  /**
+   * One POP3 session per mailbox at a time (Dovecot's pop3_lock_session): a second login gets
+   * -ERR [IN-USE]; the lock is Dovecot's dovecot-pop3-session.lock, so maild and Dovecot exclude
+   * each other. Off by default as in Dovecot: concurrent sessions each see their snapshot, and
+   * a message one of them deleted is skipped by the other's DELE and QUIT.
+   */
+  lock_session: z.boolean().default(false),
 });
 
 const dovecotAuthSchema = z.strictObject({
@@ -383,7 +395,32 @@ export const configSchema = z.strictObject({
       line_length: int(512, 1_048_576).default(4096),
       /** Error replies before the session is closed with 421 (Postfix's smtpd_hard_error_limit). */
       errors: int(1).default(20),
+      /**
+       * "452 4.5.3 Too many recipients" replies in one transaction that do not count as errors
+       * (Postfix's smtpd_recipient_overshoot_limit): a sender over `recipients` gets DATA through
+       * to the accepted ones and sends the rest again. Beyond this many, each one counts.
+       */
+      recipient_overshoot: int(0).default(1000),
+      /** Longest wait for the client's next command or the next bytes of a message (smtpd_timeout). */
       idle_timeout: duration().default(300_000),
+      /**
+       * DATA may last this long plus one second for every `data_min_rate` bytes received (0: no
+       * deadline). With the defaults a transfer at 500 bytes/s or faster always finishes (a full
+       * 25 MB message at exactly that rate takes 14.5 hours), while a client trickling a byte
+       * every few seconds is cut off after about 5 minutes with 421 4.4.2 and nothing is kept.
+       */
+      data_timeout: duration().default(300_000),
+      /** The least DATA rate in bytes per second that keeps extending the deadline (Postfix's smtpd_min_data_rate: 500). 0: a flat data_timeout. */
+      data_min_rate: int(0).default(500),
+      /**
+       * How long an SMTP, submission or LMTP session may last (0: no limit). When it has passed,
+       * the session ends with 421 4.4.2 while it waits for a command, or right after the reply
+       * to the command or DATA in progress (which its own deadline bounds). A client that sends
+       * its mail and quits needs seconds; an hour leaves room for long batches and slow links,
+       * yet no one address can keep connection slots busy indefinitely by idling just under
+       * idle_timeout.
+       */
+      session_timeout: duration().default(3_600_000),
     })
     .default(() => ({
       message_size: 26_214_400,
@@ -392,7 +429,11 @@ export const configSchema = z.strictObject({
       connections_per_ip: 20,
       line_length: 4096,
       errors: 20,
+      recipient_overshoot: 1000,
       idle_timeout: 300_000,
+      data_timeout: 300_000,
+      data_min_rate: 500,
+      session_timeout: 3_600_000,
     })),
   auth: z
     .strictObject({

@@ -43,10 +43,10 @@ export class Maildrop {
   readonly uidValidity: number;
   readonly messages: readonly DropMessage[];
   readonly #mailbox: Mailbox;
-  readonly #lock: Pop3SessionLock;
+  readonly #lock: Pop3SessionLock | undefined;
   #closed = false;
 
-  private constructor(account: Account, mailbox: Mailbox, lock: Pop3SessionLock, messages: DropMessage[]) {
+  private constructor(account: Account, mailbox: Mailbox, lock: Pop3SessionLock | undefined, messages: DropMessage[]) {
     this.account = account;
     this.#mailbox = mailbox;
     this.#lock = lock;
@@ -55,11 +55,11 @@ export class Maildrop {
   }
 
   /**
-   * Locks the INBOX for this session (IN_USE when another session has it) and takes the snapshot.
-   * Store failures become STORAGE_ERROR (-ERR [SYS/TEMP]).
+   * Takes the snapshot of the INBOX, with `lock` after locking it for this session (IN_USE when
+   * another session has it). Store failures become STORAGE_ERROR (-ERR [SYS/TEMP]).
    */
-  static async open(account: Account, opts: { onLockLost?: () => void } = {}): Promise<Maildrop> {
-    const lock = await lockPop3Session(account.maildir, opts.onLockLost ? { onLost: opts.onLockLost } : {});
+  static async open(account: Account, opts: { lock: boolean; onLockLost?: () => void }): Promise<Maildrop> {
+    const lock = opts.lock ? await lockPop3Session(account.maildir, opts.onLockLost ? { onLost: opts.onLockLost } : {}) : undefined;
     let mailbox: Mailbox | undefined;
     try {
       mailbox = await account.open('INBOX');
@@ -75,7 +75,7 @@ export class Maildrop {
       return new Maildrop(account, mailbox, lock, messages);
     } catch (err) {
       if (mailbox) account.close(mailbox);
-      await lock.release().catch(() => undefined);
+      await lock?.release().catch(() => undefined);
       if (isMailError(err)) throw err;
       throw new MailError('STORAGE_ERROR', `opening INBOX of ${account.user.email}: ${(err as Error).message}`, { cause: err });
     }
@@ -155,7 +155,8 @@ export class Maildrop {
   /**
    * The UPDATE state (RFC 1939 section 6): removes the messages marked deleted, through the
    * store's expunge (IMAP sessions get EXPUNGE; maildirsize is kept current), and sets \Seen on
-   * the retrieved ones. Returns how many messages were removed.
+   * the retrieved ones. Returns how many messages were removed. A message another session
+   * (POP3 or IMAP) removed meanwhile is skipped, as Dovecot skips already expunged ones.
    */
   async update(): Promise<number> {
     const mailbox = this.#mailbox;
@@ -163,9 +164,10 @@ export class Maildrop {
     let removed = 0;
     if (doomed.length) {
       await mailbox.ensureDetails(doomed);
-      const bytes = doomed.reduce((n, uid) => n + Math.max(0, mailbox.record(uid)?.size ?? 0), 0);
+      const sizes = new Map(doomed.map((uid) => [uid, Math.max(0, mailbox.record(uid)?.size ?? 0)]));
       const done = await mailbox.expunge(doomed);
-      await this.account.usage(-bytes, -done.length);
+      // Only what this expunge removed: another session may have taken some of them meanwhile.
+      await this.account.usage(-done.reduce((n, uid) => n + (sizes.get(uid) ?? 0), 0), -done.length);
       removed = done.length;
     }
     await this.#markSeen();
@@ -190,7 +192,7 @@ export class Maildrop {
       await this.#markSeen();
     } finally {
       this.account.close(this.#mailbox);
-      await this.#lock.release();
+      await this.#lock?.release();
     }
   }
 }

@@ -6,12 +6,13 @@
  * commands in a row, inactivity, output the client does not read.
  */
 import { drainOrClose } from '../flow-control.js';
-import { passwordsAllowed } from '../auth/login.js';
+import { logLoginRefused, passwordsAllowed } from '../auth/login.js';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
+import { isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { normalizeIp, type NetworkList } from '../net.js';
 import type { MailService } from '../store/mail/service.js';
@@ -29,6 +30,8 @@ export interface Pop3Limits {
   badCommands: number;
   /** Inactivity autologout (RFC 1939 section 3: at least 10 minutes). */
   idleMs: number;
+  /** Time from connecting to a successful login, 0 for no limit. */
+  loginTimeoutMs: number;
   /** RFC 2449 LOGIN-DELAY, 0 for none. */
   loginDelayMs: number;
   outputHighWater: number;
@@ -40,6 +43,8 @@ export interface Pop3Settings {
   trusted: NetworkList;
   /** 'trusted': USER/PASS and AUTH without TLS from trusted networks only; 'never': TLS first. */
   cleartextAuth: 'never' | 'trusted';
+  /** One session per mailbox (pop3.lock_session): a second login gets [IN-USE]. */
+  lockSession: boolean;
   limits: Pop3Limits;
 }
 
@@ -92,6 +97,7 @@ export class Pop3Session {
   #bad = 0;
   #commands = 0;
   #idleTimer: NodeJS.Timeout | undefined;
+  #loginTimer: NodeJS.Timeout | undefined;
   readonly #started = Date.now();
   #finish!: () => void;
   /** Resolves once the connection is closed and the maildrop (lock, mailbox) released. */
@@ -138,6 +144,9 @@ export class Pop3Session {
     // RFC 1939 section 4: the greeting. No APOP timestamp: APOP is not offered.
     this.writer.ok('maild POP3 ready.');
     this.#armIdleTimer();
+    const loginMs = this.settings.limits.loginTimeoutMs;
+    if (loginMs > 0) this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
+    this.#loginTimer?.unref();
   }
 
   /** The CAPA list for the current state (RFC 2449 section 5). */
@@ -298,31 +307,53 @@ export class Pop3Session {
     this.close();
   }
 
+  /** No login within pop3.login_timeout: the connection goes, whatever it was doing meanwhile. */
+  #onLoginTimeout(): void {
+    if (this.#closed || this.state !== 'authorization') return;
+    if (this.#busy && !this.#lineWaiter) {
+      // A password check is running: its outcome decides; look again shortly.
+      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), 1000);
+      this.#loginTimer.unref();
+      return;
+    }
+    this.log.info({ ip: this.ip }, 'pop3 login timeout: no login in time');
+    this.writer.err('Login timed out, closing connection.');
+    this.close();
+  }
+
   // ---- login, TLS, end -----------------------------------------------------------------------
 
   /**
-   * After a successful password check: LOGIN-DELAY, then the maildrop (locked; [IN-USE] when
-   * another session has it), then the TRANSACTION state.
+   * After a successful password check: LOGIN-DELAY, then the maildrop (with pop3.lock_session
+   * locked, [IN-USE] when another session has it), then the TRANSACTION state.
    */
   async loggedIn(user: UserRecord, mechanism: string): Promise<void> {
     const waitMs = this.ctx.loginDelay.remaining(user.email, this.settings.limits.loginDelayMs);
     if (waitMs > 0) {
-      this.log.info({ user: user.email }, 'pop3 login refused: LOGIN-DELAY');
+      logLoginRefused(this.log, 'pop3', user.email, 'login-delay');
       throw new Pop3Error(`Logged in too recently, wait ${Math.ceil(waitMs / 1000)} seconds.`, { code: 'LOGIN-DELAY', bad: false });
     }
     const account = await this.ctx.mail.account(user);
-    const maildrop = await Maildrop.open(account, {
-      onLockLost: () => {
-        this.log.warn('POP3 session lock lost; closing');
-        this.writer.err("Couldn't update POP3 session lock.", 'SYS/TEMP');
-        this.close();
-      },
-    });
+    let maildrop: Maildrop;
+    try {
+      maildrop = await Maildrop.open(account, {
+        lock: this.settings.lockSession,
+        onLockLost: () => {
+          this.log.warn('POP3 session lock lost; closing');
+          this.writer.err("Couldn't update POP3 session lock.", 'SYS/TEMP');
+          this.close();
+        },
+      });
+    } catch (err) {
+      if (isMailError(err) && err.code === 'IN_USE') logLoginRefused(this.log, 'pop3', user.email, 'in-use');
+      throw err;
+    }
     if (this.#closed) {
       // The client went away while the maildrop was being opened.
       await maildrop.close().catch(() => undefined);
       return;
     }
+    clearTimeout(this.#loginTimer);
     this.maildrop = maildrop;
     this.user = user;
     this.pendingUser = undefined;
@@ -409,6 +440,7 @@ export class Pop3Session {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    clearTimeout(this.#loginTimer);
     this.#queue.length = 0;
     const waiter = this.#lineWaiter;
     this.#lineWaiter = undefined;

@@ -37,6 +37,9 @@ const BY_ERROR: Record<ErrorCode, SmtpReply> = {
 
 export const RELAY_DENIED: SmtpReply = { code: 554, text: '5.7.1 Relay access denied' };
 export const TOO_MANY_CONNECTIONS: SmtpReply = { code: 421, text: '4.7.0 Too many connections from your address, try again later' };
+// Deadlines (connection-patch.ts); RFC 3463 section 3.5: X.4.2 is a timeout.
+export const DATA_TIMEOUT: SmtpReply = { code: 421, text: '4.4.2 Timeout: message data too slow, closing connection' };
+export const SESSION_TIMEOUT: SmtpReply = { code: 421, text: '4.4.2 Timeout: session too long, closing connection' };
 export const LOCAL_ERROR: SmtpReply = { code: 451, text: '4.3.0 Local error in processing, try again later' };
 
 // Submission (RFC 6409) and AUTH (RFC 4954 section 6) replies, worded as Postfix words them.

@@ -8,7 +8,7 @@
  * store (local mailboxes only) or the queue (anything leaving the server, and everything
  * submitted), which acknowledge only once the message is durable; the reply follows from that.
  */
-import { passwordsAllowed } from '../auth/login.js';
+import { logLoginRefused, passwordsAllowed } from '../auth/login.js';
 import {
   SMTPServer,
   type SMTPServerAddress,
@@ -53,7 +53,11 @@ export interface SmtpLimits {
   connections_per_ip: number;
   line_length: number;
   errors: number;
+  recipient_overshoot: number;
   idle_timeout: number;
+  data_timeout: number;
+  data_min_rate: number;
+  session_timeout: number;
 }
 
 /** What a session needs to know; re-read on every use, so SIGHUP changes apply to new commands. */
@@ -131,7 +135,15 @@ function needsPerMailboxDelivery(rcpts: ResolvedRcpt[]): boolean {
 /** One recipient rate limiter per server (both submission listeners count together). */
 const rateLimiters = new WeakMap<SmtpContext, RecipientRateLimiter>();
 
-function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & { maildErrorLimit: number } {
+interface PatchOptions {
+  maildErrorLimit: number;
+  maildRecipientOvershoot: number;
+  maildDataTimeout: number;
+  maildDataMinRate: number;
+  maildSessionTimeout: number;
+}
+
+function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & PatchOptions {
   return {
     size: s.limits.message_size,
     maxClients: s.limits.connections,
@@ -140,6 +152,10 @@ function settingsToOptions(s: SmtpSettings): Partial<SMTPServerOptions> & { mail
     socketTimeout: s.limits.idle_timeout,
     closeTimeout: s.shutdownTimeoutMs,
     maildErrorLimit: s.limits.errors,
+    maildRecipientOvershoot: s.limits.recipient_overshoot,
+    maildDataTimeout: s.limits.data_timeout,
+    maildDataMinRate: s.limits.data_min_rate,
+    maildSessionTimeout: s.limits.session_timeout,
   };
 }
 
@@ -162,7 +178,12 @@ export class SmtpListener {
     const disabled = submission ? [] : ['AUTH'];
     if (spec.tls === 'none') disabled.push('STARTTLS');
     const settings = ctx.settings();
-    const options: SMTPServerOptions & { maildErrorLimit: number; maildAuthAllowed?: (session: SMTPServerSession) => boolean } = {
+    const options: SMTPServerOptions &
+      PatchOptions & {
+        maildAuthAllowed?: (session: SMTPServerSession) => boolean;
+        maildAuthRefused?: (session: SMTPServerSession) => void;
+        maildTimedOut: (session: SMTPServerSession, what: 'data' | 'session', dataBytes?: number) => void;
+      } = {
       ...settingsToOptions(settings),
       lmtp,
       name: settings.hostname,
@@ -176,7 +197,16 @@ export class SmtpListener {
       authMethods: ['PLAIN', 'LOGIN'],
       // Whether passwords may cross this connection is decided by maildAuthAllowed instead.
       allowInsecureAuth: true,
-      ...(submission ? { maildAuthAllowed: (session: SMTPServerSession) => this.#authAllowed(session) } : {}),
+      ...(submission
+        ? {
+            maildAuthAllowed: (session: SMTPServerSession) => this.#authAllowed(session),
+            maildAuthRefused: (session: SMTPServerSession) => logLoginRefused(this.#state(session).log, 'smtp', '', 'cleartext'),
+          }
+        : {}),
+      maildTimedOut: (session, what, dataBytes) => {
+        const st = this.#state(session);
+        st.log.info({ ip: st.ip || 'unix', what, ...(dataBytes === undefined ? {} : { bytes: dataBytes }) }, 'session timed out');
+      },
       disableReverseLookup: true,
       rejectOversized: true,
       hideENHANCEDSTATUSCODES: false,
@@ -271,7 +301,10 @@ export class SmtpListener {
     cb: (err: Error | null | undefined, response?: { user: string }) => void,
   ): void {
     const st = this.#state(session);
-    if (!this.#authAllowed(session)) return cb(replyError(STARTTLS_FIRST));
+    if (!this.#authAllowed(session)) {
+      logLoginRefused(st.log, 'smtp', auth.username ?? '', 'cleartext');
+      return cb(replyError(STARTTLS_FIRST));
+    }
     const creds = {
       method: auth.method,
       username: auth.username ?? '',

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { passwordLogin } from '../auth/login.js';
+import { logLoginRefused, passwordLogin } from '../auth/login.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import { headerSafe, splitAddress } from '../directory/address.js';
 import type { Directory } from '../directory/directory.js';
@@ -49,10 +49,7 @@ export async function saslLogin(
 ): Promise<SaslOutcome> {
   // Acting as another user (a PLAIN authzid that differs from the authcid) is not supported.
   if (creds.authzid && creds.authcid && creds.authzid.toLowerCase() !== creds.authcid.toLowerCase()) {
-    deps.log.info(
-      { user: creds.authcid.slice(0, 256), authzid: creds.authzid.slice(0, 256) },
-      'smtp login refused: authorization as another user',
-    );
+    logLoginRefused(deps.log, 'smtp', creds.authcid, 'authzid');
     deps.limiter.recordFailure(ip);
     return { ok: false, reply: AUTH_INVALID };
   }

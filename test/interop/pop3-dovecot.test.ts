@@ -3,7 +3,8 @@
  * to both servers must get the same answers byte for byte (UIDL, LIST and STAT sizes, RETR and
  * TOP content, the error texts), whichever of the two gave the messages their UIDs first. This
  * is what lets a client that downloaded from Dovecot switch to maild without downloading again.
- * And the session lock: maild and a Dovecot with pop3_lock_session = yes exclude each other.
+ * And the session lock: maild and a Dovecot with pop3_lock_session = yes exclude each other;
+ * without it (both defaults) each finishes its session when the other deleted messages.
  * Dovecot's pop3 runs preauthenticated on pipes with in-memory indexes, so only the Maildir
  * files can have told it anything. CI installs dovecot-pop3d (.ci/run); without it the test
  * fails and says so, it is not skipped.
@@ -113,7 +114,7 @@ async function maildPop3(srv: TestServer, user: string, pass: string, input: str
 describe('POP3 answers identical to Dovecot on the same Maildir', () => {
   let srv: TestServer;
   before(async () => {
-    srv = await startTestServer();
+    srv = await startTestServer({ config: { pop3: { lock_session: true } } });
   });
   after(async () => {
     await srv.stop();
@@ -183,4 +184,54 @@ describe('POP3 answers identical to Dovecot on the same Maildir', () => {
       await rm(work, { recursive: true, force: true });
     });
   }
+});
+
+describe("POP3 sessions next to Dovecot's without a session lock (both defaults)", () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer();
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  /** Names of the messages in the Maildir, by their Subject. */
+  async function subjects(user: string): Promise<string[]> {
+    return (await srv.read(`example.test/${user}`)).map((m) => /^Subject: (.*)$/m.exec(m)![1]!).sort();
+  }
+
+  it('serves a session while Dovecot deletes from the same INBOX, and skips what Dovecot removed', async () => {
+    const maildir = path.join(srv.mailRoot, 'example.test', 'bob');
+    for (const s of ['d1', 'd2', 'd3']) await deliver(srv, 'bob@example.test', s, 'x\r\n');
+    const c = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await c.greeting();
+    assert.equal((await c.login('bob@example.test', 'bob-pw')).line, '+OK Logged in.');
+    assert.match((await c.cmd('STAT')).line, /^\+OK 3 /);
+    // Dovecot (pop3_lock_session = no) logs in meanwhile and deletes the first message.
+    const dovecot = await (await dovecotProcess(path.join(srv.dir, 'dovecot-bob'), maildir, srv.dir)).finish('DELE 1\r\nQUIT\r\n');
+    assert.match(dovecot, /^\+OK .*\r\n\+OK Logging out, messages deleted\.\r\n$/);
+    assert.deepEqual(await subjects('bob'), ['d2', 'd3']);
+    // maild deletes the same one and the second: no error, the third stays.
+    assert.equal((await c.cmd('DELE 1')).ok, true);
+    assert.equal((await c.cmd('DELE 2')).ok, true);
+    assert.equal((await c.quit())?.ok, true);
+    assert.deepEqual(await subjects('bob'), ['d3']);
+  });
+
+  it('lets Dovecot finish its session after maild removed what it had marked', async () => {
+    const maildir = path.join(srv.mailRoot, 'example.test', 'carol');
+    for (const s of ['e1', 'e2']) await deliver(srv, 'carol@example.test', s, 'x\r\n');
+    const dovecot = await dovecotProcess(path.join(srv.dir, 'dovecot-carol'), maildir, srv.dir);
+    dovecot.write('STAT\r\n');
+    await waitFor(() => dovecot.output().startsWith('+OK 2 '), 10_000, "Dovecot's session");
+    const c = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await c.greeting();
+    assert.equal((await c.login('carol@example.test', 'carol-pw')).line, '+OK Logged in.');
+    assert.equal((await c.cmd('DELE 1')).ok, true);
+    assert.equal((await c.quit())?.line, '+OK Logging out, messages deleted.');
+    assert.deepEqual(await subjects('carol'), ['e2']);
+    const rest = await dovecot.finish('DELE 1\r\nDELE 2\r\nQUIT\r\n');
+    assert.doesNotMatch(rest, /^-ERR/m, 'Dovecot has no complaint either');
+    assert.deepEqual(await subjects('carol'), []);
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * Real clients against the MX and LMTP listeners: nodemailer, Python's smtplib (SMTP with
- * STARTTLS, and its LMTP class over the unix socket) and curl's SMTP support.
+ * STARTTLS, and its LMTP class over the unix socket) and curl's SMTP support; smtplib with more
+ * recipients than the limit.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -62,13 +63,16 @@ describe('interop with real SMTP clients', () => {
     }
   });
 
-  it("Python's smtplib sends over STARTTLS and gets the refusals as exceptions with the right codes", async () => {
-    const script = `
-import smtplib, ssl, sys
+  /** The start of a Python script: `s` is an smtplib session on the MX, inside STARTTLS. */
+  const smtplibSession = () => `import smtplib, ssl
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", ${srv.smtpPort}, local_hostname="python.client.example", timeout=10)
 s.starttls(context=ctx)
-s.ehlo("python.client.example")
+s.ehlo("python.client.example")`;
+
+  it("Python's smtplib sends over STARTTLS and gets the refusals as exceptions with the right codes", async () => {
+    const script = `
+${smtplibSession()}
 refused = s.sendmail("py@remote.example", ["carol@example.test", "nobody@example.test"],
     "From: py@remote.example\\r\\nTo: carol@example.test\\r\\nSubject: from python\\r\\n\\r\\nHi from smtplib.\\r\\n")
 print(refused["nobody@example.test"][0], refused["nobody@example.test"][1].decode())
@@ -85,6 +89,19 @@ s.quit()
     assert.match(relay!, /^554 5\.7\.1 Relay access denied/);
     const msg = await latest('example.test/carol', 'from python');
     assert.match(msg, /Received: from python\.client\.example .* with ESMTPS id/s);
+  });
+
+  it("Python's smtplib sends to 120 recipients: 100 accepted and delivered, 20 reported back as 452 4.5.3", async () => {
+    const script = `
+${smtplibSession()}
+rcpts = ["many%d@example.org" % i for i in range(120)]
+refused = s.sendmail("py@remote.example", rcpts, "From: py@remote.example\\r\\nTo: list@example.org\\r\\nSubject: python many\\r\\n\\r\\nHi.\\r\\n")
+print(len(refused), sorted(set("%d %s" % (c, t.decode().split(" ")[0]) for c, t in refused.values())))
+s.quit()
+`;
+    const { stdout } = await run('python3', ['-c', script], { timeout: 30_000 });
+    assert.equal(stdout.trim(), "20 ['452 4.5.3']", 'sendmail returned the 20 refused recipients, raised nothing');
+    await latest('example.org/erin', 'python many');
   });
 
   it("Python's smtplib.LMTP delivers over the unix socket and reports per-recipient results", async () => {

@@ -29,6 +29,12 @@ describe('IMAP session', () => {
     assert.equal(login.code, 'PRIVACYREQUIRED');
     const auth = await c.cmd('AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1wdw==');
     assert.equal(auth.code, 'PRIVACYREQUIRED');
+    const refused = srv.logs.filter((l) => l.msg === 'login refused' && l.protocol === 'imap' && l.reason === 'cleartext');
+    assert.deepEqual(
+      refused.map((l) => l.user),
+      ['alice@example.test', ''],
+      'both refusals logged with the reason (and the user LOGIN named)',
+    );
     // Pipelined cleartext after STARTTLS is dropped (RFC 3501 section 6.2.1).
     const tls = await c.startTls('X1 LOGIN "alice@example.test" "alice-pw"\r\n');
     assert.equal(tls.status, 'OK');

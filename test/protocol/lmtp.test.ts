@@ -66,6 +66,23 @@ describe('LMTP listener', () => {
     assert.match(alice, /with LMTP id [0-9A-F]+;\n/);
   });
 
+  it('answers recipients over the limit with 452 4.5.3 without ending the session, and delivers to the rest', async () => {
+    const c = await lmtp(srv.lmtpPort);
+    await c.command('LHLO mta.example');
+    assert.equal((await c.command('MAIL FROM:<bulk@remote.example>')).code, 250);
+    const codes = [];
+    for (let i = 0; i < 120; i++) codes.push(`${(await c.command(`RCPT TO:<lmtp${i}@example.org>`)).code}`);
+    assert.deepEqual(codes, [...Array(100).fill('250'), ...Array(20).fill('452')]);
+    assert.equal((await c.command('DATA')).code, 354);
+    c.write(`${dotStuff(simpleMessage('lmtp overshoot'))}.\r\n`);
+    const replies = [];
+    for (let i = 0; i < 100; i++) replies.push((await c.reply()).code);
+    assert.deepEqual(replies, Array(100).fill(250), 'one reply per accepted recipient');
+    assert.equal((await c.command('NOOP')).code, 250);
+    await c.quit();
+    assert.ok((await srv.read('example.org/erin')).some((m) => m.includes('Subject: lmtp overshoot')));
+  });
+
   it('refuses unknown recipients at RCPT and accepts the rest', async () => {
     const c = await lmtp(srv.lmtpPort);
     await c.command('LHLO mta.example');

@@ -3,7 +3,8 @@
  * AUTH, RFC 3206 [AUTH]/[SYS/TEMP]): greeting and capabilities, TLS and authentication rules,
  * every command with good and bad arguments and in the wrong state, the three states (deletion
  * only after QUIT, nothing on a dropped connection, RSET), the fixed snapshot, UIDL and sizes
- * against IMAP and the files, one session per mailbox, and the limits.
+ * against IMAP and the files, concurrent sessions (or one per mailbox with lock_session), the
+ * refused logins in the log, and the limits.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
@@ -50,6 +51,11 @@ async function files(srv: TestServer, mailbox: string): Promise<Array<{ name: st
 /** What RETR must send: the stored file with CRLF line ends. */
 const crlf = (data: Buffer) => Buffer.from(data.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1');
 
+/** The "login refused" log lines of POP3 with this reason. */
+function refusals(srv: TestServer, reason: string): Array<Record<string, unknown>> {
+  return srv.logs.filter((l) => l.msg === 'login refused' && l.protocol === 'pop3' && l.reason === reason);
+}
+
 /** Logs in, retrying while the previous session's lock is being released. */
 async function login(port: number, user: string, pass: string): Promise<Pop3TestClient> {
   for (let attempt = 0; ; attempt++) {
@@ -86,6 +92,10 @@ describe('POP3', () => {
       const r = await c.cmd(cmd);
       assert.equal(r.line, '-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.', cmd);
     }
+    assert.ok(
+      refusals(srv, 'cleartext').some((l) => l.user === 'alice@example.test'),
+      'the refused login is logged with its reason',
+    );
     // AUTH without an argument lists the mechanisms usable now: none before TLS.
     const mechs = await c.multi('AUTH');
     assert.deepEqual([mechs.ok, mechs.lines], [true, []]);
@@ -197,6 +207,15 @@ describe('POP3', () => {
       [1, 2, 3],
     );
     assert.ok(failed.every((l) => l.protocol === 'pop3'));
+    assert.deepEqual(
+      failed.map((l) => [l.user, l.reason]),
+      [
+        ['alice@example.test', 'bad-password'],
+        ['nobody@example.test', 'unknown-user'],
+        ['disabled@example.test', 'disabled'],
+      ],
+    );
+    assert.ok(refusals(srv, 'authzid').some((l) => l.user === 'alice@example.test'), 'authorization as another user is logged');
     // PASS needs a USER first, and a failed PASS needs a new one.
     assert.equal((await c.cmd('PASS alice-pw')).line, '-ERR No username given.');
     // Cancellation (RFC 5034 section 4) and bad base64.
@@ -497,32 +516,34 @@ describe('POP3', () => {
     assert.deepEqual(await flags(), ['\\Seen', '', '\\Seen']);
   });
 
-  it('allows one session per mailbox: a second gets [IN-USE], also for a lock file of another process', async () => {
-    const first = await login(srv.pop3sPort, 'alice@example.test', 'alice-pw');
-    const maildir = path.join(srv.mailRoot, 'example.test/alice');
-    const lockFile = path.join(maildir, POP3_LOCK_NAME);
-    assert.equal(await readFile(lockFile, 'latin1'), `${process.pid}:${os.hostname()}`, "Dovecot's dotlock content");
-    const second = await Pop3TestClient.connect(srv.pop3Port);
-    await second.greeting();
-    await second.stls();
-    assert.equal((await second.login('alice@example.test', 'alice-pw')).line, '-ERR [IN-USE] Mailbox is locked by another POP3 session.');
-    // Still in AUTHORIZATION: it may try again once the first has quit.
-    await first.quit();
-    await assert.rejects(stat(lockFile), /ENOENT/, 'QUIT removed the lock file');
-    assert.equal((await second.login('alice@example.test', 'alice-pw')).line, '+OK Logged in.');
-    await second.quit();
-    // Another process's session (Dovecot with pop3_lock_session, or a second maild): PID 1 is alive.
-    await writeFile(lockFile, `1:${os.hostname()}`);
-    const third = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
-    await third.greeting();
-    assert.equal((await third.login('alice@example.test', 'alice-pw')).code, 'IN-USE');
-    // A lock left by a process that is gone (older than Dovecot's 2 s PID check) is overridden.
-    await writeFile(lockFile, `999999999:${os.hostname()}`);
-    const old = new Date(Date.now() - 60_000);
-    await utimes(lockFile, old, old);
-    assert.equal((await third.login('alice@example.test', 'alice-pw')).line, '+OK Logged in.');
-    assert.equal(await readFile(lockFile, 'latin1'), `${process.pid}:${os.hostname()}`);
+  it('allows concurrent sessions of one user (pop3_lock_session = no); DELE and QUIT skip what the other removed', async () => {
+    for (const subject of ['c1', 'c2', 'c3']) await deliver(srv, 'alice@example.test', message(subject, `${subject}\r\n`));
+    const before = (await files(srv, 'example.test/alice')).length;
+    const first = await pop3LoggedIn(srv.pop3sPort, 'alice@example.test', 'alice-pw');
+    const second = await pop3LoggedIn(srv.pop3sPort, 'alice@example.test', 'alice-pw');
+    await assert.rejects(stat(path.join(srv.mailRoot, 'example.test/alice', POP3_LOCK_NAME)), /ENOENT/, 'no session lock');
+    const list = (await first.multi('LIST')).lines;
+    assert.deepEqual((await second.multi('LIST')).lines, list, 'both see the same maildrop');
+    assert.equal(list.length, before);
+    // Both mark message 1; the second marks message 2 as well.
+    assert.equal((await first.cmd('DELE 1')).ok, true);
+    assert.equal((await second.cmd('DELE 1')).ok, true);
+    assert.equal((await second.cmd('DELE 2')).ok, true);
+    assert.equal((await first.quit())?.line, '+OK Logging out, messages deleted.');
+    assert.equal((await files(srv, 'example.test/alice')).length, before - 1);
+    // The second session keeps its numbering; the message the first removed is gone for it.
+    assert.equal((await second.cmd('RETR 1')).line, '-ERR Message is deleted.');
+    assert.equal((await second.cmd('RSET')).ok, true);
+    assert.equal((await second.cmd('RETR 1')).line, '-ERR Message was removed by another session.');
+    assert.equal((await second.cmd('DELE 1')).ok, true);
+    assert.equal((await second.cmd('DELE 2')).ok, true);
+    assert.equal((await second.quit())?.line, '+OK Logging out, messages deleted.', 'no error for the one already removed');
+    assert.equal((await files(srv, 'example.test/alice')).length, before - 2);
+    // The quota bookkeeping counted each removal once.
+    const third = await pop3LoggedIn(srv.pop3sPort, 'alice@example.test', 'alice-pw');
+    assert.match((await third.cmd('STAT')).line, new RegExp(`^\\+OK ${before - 2} `));
     await third.quit();
+    assert.equal(srv.logs.filter((l) => l.msg === 'pop3 command failed').length, 0, 'no command failed');
   });
 
   it('answers a 10 KB line with -ERR and goes on; closes after too many bad commands in a row', async () => {
@@ -546,6 +567,48 @@ describe('POP3', () => {
     const again = await login(srv.pop3sPort, 'carol@example.test', 'carol-pw');
     assert.match((await again.cmd('STAT')).line, /^\+OK 3 /);
     await again.quit();
+  });
+});
+
+describe('POP3 with lock_session', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({ config: { pop3: { lock_session: true } } });
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it('allows one session per mailbox: a second gets [IN-USE] (logged), also for a lock file of another process', async () => {
+    const first = await login(srv.pop3sPort, 'alice@example.test', 'alice-pw');
+    const maildir = path.join(srv.mailRoot, 'example.test/alice');
+    const lockFile = path.join(maildir, POP3_LOCK_NAME);
+    assert.equal(await readFile(lockFile, 'latin1'), `${process.pid}:${os.hostname()}`, "Dovecot's dotlock content");
+    const second = await Pop3TestClient.connect(srv.pop3Port);
+    await second.greeting();
+    await second.stls();
+    assert.equal((await second.login('alice@example.test', 'alice-pw')).line, '-ERR [IN-USE] Mailbox is locked by another POP3 session.');
+    assert.ok(
+      srv.logs.some((l) => l.msg === 'login refused' && l.protocol === 'pop3' && l.reason === 'in-use' && l.user === 'alice@example.test'),
+      'the refusal is logged with its reason',
+    );
+    // Still in AUTHORIZATION: it may try again once the first has quit.
+    await first.quit();
+    await assert.rejects(stat(lockFile), /ENOENT/, 'QUIT removed the lock file');
+    assert.equal((await second.login('alice@example.test', 'alice-pw')).line, '+OK Logged in.');
+    await second.quit();
+    // Another process's session (Dovecot with pop3_lock_session, or a second maild): PID 1 is alive.
+    await writeFile(lockFile, `1:${os.hostname()}`);
+    const third = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await third.greeting();
+    assert.equal((await third.login('alice@example.test', 'alice-pw')).code, 'IN-USE');
+    // A lock left by a process that is gone (older than Dovecot's 2 s PID check) is overridden.
+    await writeFile(lockFile, `999999999:${os.hostname()}`);
+    const old = new Date(Date.now() - 60_000);
+    await utimes(lockFile, old, old);
+    assert.equal((await third.login('alice@example.test', 'alice-pw')).line, '+OK Logged in.');
+    assert.equal(await readFile(lockFile, 'latin1'), `${process.pid}:${os.hostname()}`);
+    await third.quit();
   });
 });
 
@@ -595,6 +658,7 @@ describe('POP3 settings', () => {
     const r = await again.login('alice@example.test', 'alice-pw');
     assert.equal(r.code, 'LOGIN-DELAY');
     assert.match(r.text, /wait \d+ seconds/);
+    assert.ok(refusals(srv, 'login-delay').some((l) => l.user === 'alice@example.test'), 'the refusal is logged with its reason');
     await again.quit();
   });
 
@@ -647,5 +711,40 @@ describe('POP3 settings', () => {
     assert.equal(await d.waitClosed(), true);
     assert.equal((await readdir(path.join(mailRoot, 'example.org/erin/cur'))).length, 1);
     await assert.rejects(stat(path.join(mailRoot, 'example.org/erin', POP3_LOCK_NAME)), /ENOENT/);
+  });
+});
+
+describe('POP3 login timeout', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({ config: { pop3: { login_timeout: '1s', idle_timeout: '30s' } } });
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it('closes a connection that has not logged in within login_timeout, however busy it keeps itself', async () => {
+    const c = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await c.greeting();
+    let reply;
+    for (let i = 0; i < 500; i++) {
+      reply = await c.cmd('USER someone@example.test');
+      if (!reply.ok) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(reply?.line, '-ERR Login timed out, closing connection.');
+    assert.equal(await c.waitClosed(), true);
+    assert.ok(srv.logs.some((l) => l.msg === 'pop3 login timeout: no login in time'));
+  });
+
+  it('does not limit a session once logged in', async () => {
+    const c = await pop3LoggedIn(srv.pop3sPort, 'bob@example.test', 'bob-pw');
+    // Keep going until a connection opened after this one has timed out: this one is still served.
+    const other = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+    await other.greeting();
+    for (let i = 0; i < 500 && !(await other.waitClosed(50)); i++) assert.equal((await c.cmd('NOOP')).line, '+OK');
+    assert.equal(await other.waitClosed(0), true, 'the other connection timed out');
+    assert.equal((await c.cmd('NOOP')).line, '+OK');
+    await c.quit();
   });
 });

@@ -4,7 +4,7 @@
  * STARTTLS and hostile input.
  */
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
@@ -270,6 +270,30 @@ describe('SMTP MX listener', () => {
     await d.quit();
   });
 
+  it('answers recipients over the limit with 452 4.5.3 without counting them as errors, and delivers to the rest', async () => {
+    const before = (await srv.messages('example.org/erin')).length;
+    const c = await session();
+    assert.equal((await c.command('MAIL FROM:<bulk@remote.example>')).code, 250);
+    // 120 distinct addresses, all caught by the @example.org catch-all: limits.recipients is 100.
+    const replies = [];
+    for (let i = 0; i < 120; i++) replies.push(await c.command(`RCPT TO:<list${i}@example.org>`));
+    assert.deepEqual(
+      replies.slice(0, 100).map((r) => r.code),
+      Array(100).fill(250),
+    );
+    assert.deepEqual(
+      replies.slice(100).map((r) => `${r.code} ${r.enhanced}`),
+      Array(20).fill('452 4.5.3'),
+    );
+    assert.equal((await c.command('DATA')).code, 354, 'no 421: the 452s are not errors');
+    c.write('Subject: overshoot\r\n\r\nto many\r\n.\r\n');
+    assert.equal((await c.reply()).code, 250);
+    await c.quit();
+    const delivered = (await srv.read('example.org/erin')).filter((m) => m.includes('Subject: overshoot'));
+    assert.equal(delivered.length, 1, 'delivered once to the mailbox behind the accepted addresses');
+    assert.equal((await srv.messages('example.org/erin')).length, before + 1);
+  });
+
   it('closes a session whose command line exceeds the limit, without buffering it', async () => {
     const c = await session();
     c.write(`MAIL FROM:<${'a'.repeat(20_000)}@remote.example>\r\n`);
@@ -357,6 +381,37 @@ describe('SMTP MX listener limits', () => {
     }
   });
 
+  it('counts too-many-recipients replies as errors beyond the overshoot limit of a transaction', async () => {
+    const srv = await startTestServer({ config: { limits: { recipients: 2, recipient_overshoot: 3, errors: 3 } } });
+    try {
+      const c = await SmtpClient.connect(srv.smtpPort);
+      await c.greeting();
+      await c.command('EHLO client.remote.example');
+      const transaction = async () => {
+        assert.equal((await c.command('MAIL FROM:<s@remote.example>')).code, 250);
+        const codes = [];
+        for (let i = 0; i < 5; i++) codes.push((await c.command(`RCPT TO:<r${i}@example.org>`)).code);
+        return codes;
+      };
+      // Within the overshoot limit: no errors counted, and a new transaction starts afresh.
+      assert.deepEqual(await transaction(), [250, 250, 452, 452, 452]);
+      assert.equal((await c.command('RSET')).code, 250);
+      assert.deepEqual(await transaction(), [250, 250, 452, 452, 452]);
+      // Beyond it, each one counts: the third error ends the session.
+      const counted = [];
+      for (let i = 5; i < 8; i++) counted.push(await c.command(`RCPT TO:<r${i}@example.org>`));
+      assert.deepEqual(
+        counted.map((r) => r.code),
+        [452, 452, 452],
+      );
+      const closing = await c.reply();
+      assert.deepEqual([closing.code, closing.enhanced], [421, '4.7.0']);
+      assert.ok(await c.waitClosed(2000));
+    } finally {
+      await srv.stop();
+    }
+  });
+
   it('closes idle sessions with 421 after the idle timeout', async () => {
     const srv = await startTestServer({ config: { limits: { idle_timeout: '500ms' } } });
     try {
@@ -383,5 +438,131 @@ describe('SMTP MX listener limits', () => {
     } finally {
       await srv.stop();
     }
+  });
+});
+
+describe('SMTP deadlines', () => {
+  /** Sends `chunk` every `everyMs` until the server answers; returns that reply. */
+  async function trickle(c: SmtpClient, chunk: string, everyMs: number, max: number): Promise<{ reply: Awaited<ReturnType<SmtpClient['reply']>>; sent: number }> {
+    let sent = 0;
+    for (; sent < max && !c.closed && c.pending === ''; sent++) {
+      c.write(chunk);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+    return { reply: await c.reply(), sent };
+  }
+
+  /** Files anywhere in the queue's spool. */
+  async function spoolFiles(srv: TestServer): Promise<string[]> {
+    const spool = path.join(srv.mailRoot, '.queue');
+    const dirs = await readdir(spool).catch(() => [] as string[]);
+    const files = await Promise.all(dirs.map(async (d) => (await readdir(path.join(spool, d)).catch(() => [] as string[])).map((f) => `${d}/${f}`)));
+    return files.flat();
+  }
+
+  describe('DATA', () => {
+    let srv: TestServer;
+    before(async () => {
+      srv = await startTestServer({ config: { limits: { message_size: '1M', idle_timeout: '30s', data_timeout: '300ms', data_min_rate: 1000 } } });
+    });
+    after(async () => {
+      await srv.stop();
+    });
+
+    async function inData(rcpt: string): Promise<SmtpClient> {
+      const c = await SmtpClient.connect(srv.smtpPort);
+      await c.greeting();
+      await c.command('EHLO slow.example');
+      assert.equal((await c.command('MAIL FROM:<slow@remote.example>')).code, 250);
+      assert.equal((await c.command(`RCPT TO:<${rcpt}>`)).code, 250);
+      assert.equal((await c.command('DATA')).code, 354);
+      return c;
+    }
+
+    it('cuts off a sender that trickles its message with 421 4.4.2, keeping nothing', async () => {
+      const before = (await srv.messages('example.test/carol')).length;
+      const c = await inData('carol@example.test');
+      c.write('Subject: trickle\r\n\r\n');
+      // A byte every 50 ms (20 bytes/s) while the idle timeout is 30 s: only the DATA deadline ends it.
+      const { reply } = await trickle(c, 'x', 50, 200);
+      assert.deepEqual([reply.code, reply.enhanced], [421, '4.4.2']);
+      assert.match(reply.text, /too slow/);
+      assert.ok(await c.waitClosed(3000), 'connection closed');
+      await waitFor(async () => (await srv.tmpFiles('example.test/carol')).length === 0, 3000, 'tmp/ cleaned');
+      assert.equal((await srv.messages('example.test/carol')).length, before, 'nothing delivered');
+      assert.ok(srv.logs.some((l) => l.msg === 'session timed out' && l.what === 'data'));
+    });
+
+    it('cuts off a trickling message bound for the queue without leaving anything in the spool', async () => {
+      const c = await inData('forward@example.test'); // an alias to a remote address: the queue takes it
+      c.write('Subject: trickle queue\r\n\r\n');
+      const { reply } = await trickle(c, 'x', 50, 200);
+      assert.deepEqual([reply.code, reply.enhanced], [421, '4.4.2']);
+      assert.ok(await c.waitClosed(3000));
+      await waitFor(async () => (await spoolFiles(srv)).length === 0, 3000, 'spool empty');
+    });
+
+    it('lets a transfer that keeps the minimum rate run past data_timeout', async () => {
+      const c = await inData('carol@example.test');
+      c.write('Subject: steady\r\n\r\n');
+      // 20 lines of 2 KB, one every 50 ms (about a second in all, data_timeout is 300 ms): each
+      // line extends the deadline by 2 s.
+      for (let i = 0; i < 20; i++) {
+        c.write(`${'y'.repeat(2046)}\r\n`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(c.pending, '', 'no reply before the end of the message');
+      c.write('.\r\n');
+      assert.equal((await c.reply()).code, 250);
+      await c.quit();
+      assert.ok((await srv.read('example.test/carol')).some((m) => m.includes('Subject: steady')));
+    });
+  });
+
+  describe('session', () => {
+    let srv: TestServer;
+    before(async () => {
+      srv = await startTestServer({ config: { limits: { message_size: '1M', idle_timeout: '30s', session_timeout: '1500ms' } } });
+    });
+    after(async () => {
+      await srv.stop();
+    });
+
+    it('ends a session that outlasts session_timeout with 421 4.4.2, however busy it keeps itself', async () => {
+      const c = await SmtpClient.connect(srv.smtpPort);
+      await c.greeting();
+      let reply;
+      for (let i = 0; i < 500; i++) {
+        reply = await c.command('NOOP');
+        if (reply.code !== 250) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual([reply?.code, reply?.enhanced], [421, '4.4.2']);
+      assert.match(reply!.text, /session too long/);
+      assert.ok(await c.waitClosed(3000), 'connection closed');
+      assert.ok(srv.logs.some((l) => l.msg === 'session timed out' && l.what === 'session'));
+    });
+
+    it('answers a DATA in progress at the session deadline first, then ends the session', async () => {
+      const c = await SmtpClient.connect(srv.smtpPort);
+      await c.greeting();
+      await c.command('EHLO steady.example');
+      assert.equal((await c.command('MAIL FROM:<steady@remote.example>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.test>')).code, 250);
+      assert.equal((await c.command('DATA')).code, 354);
+      c.write('Subject: past the deadline\r\n\r\n');
+      // Until well past the session deadline, at a rate far above data_min_rate.
+      for (let i = 0; i < 40 && !c.closed; i++) {
+        c.write(`${'z'.repeat(1022)}\r\n`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(c.pending, '', 'nothing cut the message short');
+      c.write('.\r\n');
+      assert.equal((await c.reply()).code, 250, 'the message is accepted');
+      const closing = await c.reply();
+      assert.deepEqual([closing.code, closing.enhanced], [421, '4.4.2']);
+      assert.ok(await c.waitClosed(3000));
+      assert.ok((await srv.read('example.test/bob')).some((m) => m.includes('Subject: past the deadline')));
+    });
   });
 });

@@ -81,6 +81,10 @@ describe('submission listener', () => {
     const auth = await c.command(`AUTH PLAIN ${plain(...ALICE)}`);
     assert.deepEqual(code(auth), [530, '5.7.0']);
     assert.match(auth.text, /Must issue a STARTTLS command first/);
+    assert.ok(
+      srv.logs.some((l) => l.msg === 'login refused' && l.protocol === 'smtp' && l.reason === 'cleartext'),
+      'the refused AUTH is logged with its reason',
+    );
     const mail = await c.command('MAIL FROM:<alice@example.test>');
     assert.deepEqual(code(mail), [530, '5.7.0']);
     assert.match(mail.text, /Authentication required/);
@@ -144,6 +148,10 @@ describe('submission listener', () => {
       .filter((l) => l.msg === 'login failed' && l.protocol === 'smtp')
       .map((l) => l.failures);
     assert.deepEqual(failures, [1, 2], 'each failure counted for the address (the next login waits longer)');
+    assert.ok(
+      srv.logs.slice(before).some((l) => l.msg === 'login refused' && l.reason === 'authzid' && l.user === 'alice@example.test'),
+      'authorization as another user is logged with its reason',
+    );
     // The right password still works, and resets the count.
     assert.deepEqual(code(await c.command(`AUTH PLAIN ${plain(...ALICE)}`)), [235, '2.7.0']);
     await c.quit();
@@ -318,6 +326,23 @@ describe('submission listener', () => {
     assert.match(text, /\r\nMessage-ID: <[0-9A-F]+\.[0-9A-F]+@mx\.test\.example>\r\n/);
     assert.match(text, /\r\nSubject: mixed\r\n/);
     await waitFor(async () => (await srv.read('example.test/carol')).some((m) => m.includes('Subject: mixed')), 5000, 'delivery to carol');
+  });
+
+  it('answers recipients over the limit with 452 4.5.3 without ending the session, and queues for the rest', async () => {
+    const c = await open(srv, { login: ALICE });
+    assert.equal((await c.command('MAIL FROM:<alice@example.test>')).code, 250);
+    const codes = [];
+    for (let i = 0; i < 120; i++) codes.push(code(await c.command(`RCPT TO:<sub${i}@example.org>`)).join(' '));
+    assert.deepEqual(codes, [...Array(100).fill('250 2.1.5'), ...Array(20).fill('452 4.5.3')]);
+    assert.equal((await c.command('DATA')).code, 354);
+    c.write(message({ subject: 'submission overshoot', to: 'list@example.org' }).replace(/\n/g, '\r\n') + '.\r\n');
+    assert.deepEqual(code(await c.reply()), [250, '2.0.0']);
+    await c.quit();
+    await waitFor(
+      async () => (await srv.read('example.org/erin')).some((m) => m.includes('Subject: submission overshoot')),
+      5000,
+      'delivery to the catch-all mailbox',
+    );
   });
 
   it('refuses a message over the size limit with 552 5.3.4 and queues nothing', async () => {

@@ -1,4 +1,4 @@
-import { decodeBase64, decodeSaslPlain } from '../../auth/login.js';
+import { decodeBase64, decodeSaslPlain, logLoginRefused } from '../../auth/login.js';
 import { NOT_AUTHENTICATED, type ImapCommand } from '../command.js';
 import { ParseError, atom } from '../parser.js';
 import type { ImapSession } from '../session.js';
@@ -22,7 +22,10 @@ export const authenticate: ImapCommand = {
     const mechanism = atom(command.args[0], 'mechanism').toUpperCase();
     if (command.args.length > 2) throw new ParseError('too many arguments');
     if (mechanism !== 'PLAIN' && mechanism !== 'LOGIN') return { status: 'NO', text: `Unsupported authentication mechanism ${mechanism.slice(0, 20)}` };
-    if (!session.cleartextAllowed) return { status: 'NO', code: 'PRIVACYREQUIRED', text: 'Use STARTTLS (or port 993) before logging in' };
+    if (!session.cleartextAllowed) {
+      logLoginRefused(session.log, 'imap', '', 'cleartext');
+      return { status: 'NO', code: 'PRIVACYREQUIRED', text: 'Use STARTTLS (or port 993) before logging in' };
+    }
     const irToken = command.args[1];
     let initial: Buffer | undefined;
     if (irToken) {

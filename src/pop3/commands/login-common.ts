@@ -1,10 +1,15 @@
-import { passwordLogin } from '../../auth/login.js';
+import { logLoginRefused, passwordLogin } from '../../auth/login.js';
 import { AUTH_FAILED, PLAINTEXT_DISALLOWED, Pop3Error } from '../errors.js';
 import type { Pop3Session } from '../session.js';
 
-/** Refuses passwords on a connection without TLS where cleartext is not allowed (RFC 2595 section 2.1). */
-export function requirePrivacy(session: Pop3Session): void {
-  if (!session.cleartextAllowed) throw new Pop3Error(PLAINTEXT_DISALLOWED, { code: 'AUTH', bad: false });
+/**
+ * Refuses passwords on a connection without TLS where cleartext is not allowed (RFC 2595
+ * section 2.1); `user` is the login when known yet, for the log.
+ */
+export function requirePrivacy(session: Pop3Session, user = ''): void {
+  if (session.cleartextAllowed) return;
+  logLoginRefused(session.log, 'pop3', user, 'cleartext');
+  throw new Pop3Error(PLAINTEXT_DISALLOWED, { code: 'AUTH', bad: false });
 }
 
 /**
@@ -20,9 +25,9 @@ export async function completeLogin(
   mechanism: string,
   authzid = '',
 ): Promise<void> {
-  requirePrivacy(session);
+  requirePrivacy(session, username);
   if (authzid && authzid.toLowerCase() !== username.toLowerCase()) {
-    session.log.info({ user: username.slice(0, 256), authzid: authzid.slice(0, 256) }, 'pop3 login refused: authorization as another user');
+    logLoginRefused(session.log, 'pop3', username, 'authzid');
     throw new Pop3Error(AUTH_FAILED, { code: 'AUTH', bad: false });
   }
   const outcome = await passwordLogin(

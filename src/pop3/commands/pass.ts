@@ -11,8 +11,8 @@ export const pass: Pop3Command = {
   name: 'PASS',
   states: AUTHORIZATION,
   async run(session, args) {
-    requirePrivacy(session);
     const username = session.pendingUser;
+    requirePrivacy(session, username);
     if (username === undefined) throw new Pop3Error('No username given.');
     session.pendingUser = undefined;
     if (args === '') throw new Pop3Error('Missing password.');

@@ -10,8 +10,8 @@ export const user: Pop3Command = {
   name: 'USER',
   states: AUTHORIZATION,
   async run(session, args) {
-    requirePrivacy(session);
     const name = args.trim();
+    requirePrivacy(session, name);
     if (!name || /\s/.test(name)) throw new Pop3Error(name ? 'USER takes one argument.' : 'Missing user name.');
     session.pendingUser = name;
     session.writer.ok();
