@@ -116,6 +116,7 @@ function imapSettings(cfg: LoadedConfig, trusted: NetworkList): ImapSettings {
       badCommandsBeforeLogin: cfg.imap.bad_commands_before_login,
       badCommandsAfterLogin: cfg.imap.bad_commands,
       idleBeforeLoginMs: cfg.imap.idle_timeout_before_login,
+      loginTimeoutMs: cfg.imap.login_timeout,
       idleAfterLoginMs: cfg.imap.idle_timeout,
       connectionsPerUserIp: cfg.imap.connections_per_user_ip,
       outputHighWater: 1024 * 1024,

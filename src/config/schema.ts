@@ -298,6 +298,11 @@ const imapSchema = z.strictObject({
   bad_commands_before_login: int(1).default(3),
   bad_commands: int(1).default(20),
   idle_timeout_before_login: duration().default(60_000),
+  /**
+   * Time from connecting to a successful login, however busy the client keeps itself meanwhile
+   * (Dovecot's login timeout, 3 minutes); then BYE. 0: none.
+   */
+  login_timeout: duration().default(180_000),
   /** RFC 3501 section 5.4: at least 30 minutes once logged in. */
   idle_timeout: duration().default(1_800_000),
   /** Sessions per user and client address (Dovecot's mail_max_userip_connections). */

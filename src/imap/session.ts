@@ -32,6 +32,8 @@ export interface ImapLimits {
   badCommandsBeforeLogin: number;
   badCommandsAfterLogin: number;
   idleBeforeLoginMs: number;
+  /** Time from connecting to a successful login, 0 for no limit (Dovecot's login timeout). */
+  loginTimeoutMs: number;
   idleAfterLoginMs: number;
   connectionsPerUserIp: number;
   outputHighWater: number;
@@ -86,6 +88,7 @@ export class ImapSession {
   condstore = false;
   #badCommands = 0;
   #idleTimer: NodeJS.Timeout | undefined;
+  #loginTimer: NodeJS.Timeout | undefined;
   /** A command is running: the idle timer waits (it measures the client's silence, not our work). */
   #busy = false;
   #lineWaiter: ((line: Buffer | null) => void) | undefined;
@@ -131,6 +134,22 @@ export class ImapSession {
     this.log.info({ ip: this.ip, listener: this.#opts.listener, tls: this.secure }, 'imap connect');
     this.writer.untagged(`OK [CAPABILITY ${this.capabilities().join(' ')}] maild IMAP ready`);
     this.#armIdleTimer();
+    const loginMs = this.settings.limits.loginTimeoutMs;
+    if (loginMs > 0) this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
+    this.#loginTimer?.unref();
+  }
+
+  /** No login within imap.login_timeout: the connection goes, however busy it kept itself. */
+  #onLoginTimeout(): void {
+    if (this.#closed || this.state !== 'not-authenticated') return;
+    if (this.#busy) {
+      // A command (a password check) is running: its outcome decides; look again shortly.
+      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), 1000);
+      this.#loginTimer.unref();
+      return;
+    }
+    this.log.info({ ip: this.ip }, 'imap login timeout: no login in time');
+    this.#bye('Login timed out, closing connection.');
   }
 
   #attach(socket: Socket | tls.TLSSocket): void {
@@ -379,6 +398,7 @@ export class ImapSession {
       return { code: 'LIMIT', text: 'Too many connections from this user and address' };
     }
     this.#userIpCounted = true;
+    clearTimeout(this.#loginTimer);
     this.user = user;
     this.state = 'authenticated';
     this.account = await this.ctx.mail.account(user);
@@ -450,6 +470,7 @@ export class ImapSession {
     this.#closed = true;
     this.#reader.close();
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    clearTimeout(this.#loginTimer);
     this.#cancelLineWait();
     this.selected?.close();
     this.selected = undefined;

@@ -223,6 +223,37 @@ describe('IMAP limits', () => {
     }
   });
 
+  it('closes a connection that has not logged in within login_timeout, however busy it keeps itself', async () => {
+    const srv = await startTestServer({ config: { imap: { login_timeout: '1s' } } });
+    try {
+      const c = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+      await c.greeting();
+      const seen: string[] = [];
+      for (let i = 0; i < 500; i++) {
+        const tag = c.nextTag();
+        c.write(`${tag} NOOP\r\n`);
+        let line: string | null;
+        do {
+          line = await c.line();
+          if (line !== null) seen.push(line);
+        } while (line !== null && !line.startsWith(`${tag} `) && !line.startsWith('* BYE'));
+        if (line === null || line.startsWith('* BYE')) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(seen.at(-1), '* BYE Login timed out, closing connection.');
+      assert.ok(await c.waitClosed(2000));
+      assert.ok(srv.logs.some((l) => l.msg === 'imap login timeout: no login in time'));
+
+      // A session that logged in is not limited by it.
+      const a = await loggedIn(srv);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal((await a.cmd('NOOP')).status, 'OK');
+      await a.logout();
+    } finally {
+      await srv.stop();
+    }
+  });
+
   it('allows cleartext passwords from trusted networks only when configured', async () => {
     const srv = await startTestServer({ config: { auth: { cleartext: 'trusted_networks' }, trusted_networks: ['127.0.0.0/8'] } });
     try {
