@@ -50,6 +50,12 @@ export interface DirectorySource {
    * transport table. Directory.transportFor does the parent-domain search and the caching.
    */
   lookupTransport?(domain: string): Promise<string | null>;
+  /**
+   * Replaces the stored hash of a mailbox (passwords.rehash), but only while it is still
+   * `expected`: false when it changed meanwhile (or the mailbox is gone), nothing written.
+   * Optional: a backend without it does not rehash.
+   */
+  updatePassword?(email: string, expected: string, hash: string): Promise<boolean>;
   /** Called by the cache owner when the backend's data changed underneath (file reload). */
   onChange?(listener: () => void): void;
   close(): Promise<void>;
