@@ -273,3 +273,122 @@ for (const schema of schemas) {
     if (schema.extra) it('honours the rest of the schema', () => schema.extra!(srv, db));
   });
 }
+
+/** Runs the CLI from source. */
+function cli(config: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/index.ts'), '--config', config, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d) => (stdout += d));
+    proc.stderr.on('data', (d) => (stderr += d));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('MySQL queries that cannot run, and SIGHUP', () => {
+  let db: TestDatabase;
+  let reader: DatabaseUser;
+  let dir: string;
+
+  before(async () => {
+    db = await createTestDatabase({ migrate: false });
+    await loadSqlFile(db, SCHEMA_WITHOUT_ENABLE);
+    await insertVirtualRows(db);
+    reader = await createDatabaseUser(db, 'SELECT');
+    dir = await mkdtemp(path.join(os.tmpdir(), 'maild-dropin-'));
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await reader?.drop();
+    await db?.drop();
+  });
+
+  async function configFile(name: string, mysql: Record<string, unknown>): Promise<string> {
+    const file = path.join(dir, `${name}.yaml`);
+    await writeFile(
+      file,
+      stringify({
+        hostname: 'mx.test.example',
+        data_dir: path.join(dir, 'data'),
+        mail: { root: path.join(dir, 'mail') },
+        listeners: [{ name: 'mx', protocol: 'smtp', address: '127.0.0.1', port: 0 }],
+        directory: { backend: 'mysql', mysql: { connect_timeout: '2s', ...mysql } },
+      }),
+    );
+    return file;
+  }
+
+  const broken = [
+    ['user', "SELECT email, password, quota FROM virtual_users WHERE email = '%s'", /directory\.mysql\.queries\.user: Unknown column 'quota'/],
+    ['alias', "SELECT destination FROM aliases WHERE source = '%s'", /directory\.mysql\.queries\.alias: Table '[^']*aliases' doesn't exist/],
+  ] as const;
+
+  it('the daemon refuses to start (exit 1), naming the query and the database message', async () => {
+    for (const [key, query, message] of broken) {
+      const d = spawnDaemon(['--config', await configFile(`start-${key}`, mysqlSection(db, reader, { [key]: query }))]);
+      const ready = await d.waitLog((l) => l.msg === 'ready').then(
+        () => true,
+        () => false,
+      );
+      if (ready) d.kill();
+      const { code } = await d.exited;
+      assert.ok(!ready, `started with a broken ${key} query`);
+      assert.equal(code, 1, `exit code with a broken ${key} query`);
+      assert.match(d.stderr(), message);
+    }
+  });
+
+  it('check-config runs every query: exit 1 for one that cannot run, 75 when MySQL is unreachable, 0 with the defaults fitted to the tables', async () => {
+    for (const [key, query, message] of broken) {
+      const r = await cli(await configFile(`check-${key}`, mysqlSection(db, reader, { [key]: query })), ['check-config']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /configuration OK/);
+    }
+    const down = await cli(await configFile('check-down', { ...mysqlSection(db, reader), host: '127.0.0.1', port: 1 }), ['check-config']);
+    assert.equal(down.code, 75, down.stderr);
+    assert.match(down.stderr, /the MySQL queries could not be checked: cannot connect to MySQL as maild_ro_\w+@127\.0\.0\.1:1\//);
+    const good = await cli(await configFile('check-good', mysqlSection(db, reader)), ['check-config']);
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stderr, /queries\.user \(default\): SELECT email, password FROM virtual_users WHERE email = '%s': OK/);
+    assert.match(good.stderr, /configuration OK/);
+  });
+
+  it('on SIGHUP reads the columns again, and refuses a query that cannot run, keeping the running one', async () => {
+    const srv = await startTestServer({
+      config: { directory: { backend: 'mysql', mysql: mysqlSection(db, reader), cache: { positive_ttl: 0, negative_ttl: 0 } } },
+    });
+    try {
+      const send = async (to: string, body = 'hello\n') => {
+        const c = await mx(srv);
+        const r = await c.sendMail('s@remote.example', [to], simpleMessage('reload', body));
+        await c.quit();
+        return r.final?.[0] ?? r.rcpts[0]!;
+      };
+      // The operator adds a quota column (as maild migrate does, as an admin user) and sets quotas.
+      await db.sql('ALTER TABLE virtual_users ADD COLUMN quota BIGINT NOT NULL DEFAULT 0');
+      await db.sql('UPDATE virtual_users SET quota = 1000');
+      assert.equal((await send('alice@example.test', 'a'.repeat(2000))).code, 250, 'no quota before the reload');
+      await srv.runtime.reload(srv.runtime.config);
+      const over = await send('bob@example.test', 'b'.repeat(2000));
+      assert.deepEqual([over.code, over.enhanced], [552, '5.2.2'], 'the quota column is read after the reload');
+
+      const cfg = srv.runtime.config;
+      const mysql = cfg.directory.mysql!;
+      const next = {
+        ...cfg,
+        directory: { ...cfg.directory, mysql: { ...mysql, queries: { ...mysql.queries, user: "SELECT email, password, nope FROM virtual_users WHERE email = '%s'" } } },
+      };
+      await assert.rejects(srv.runtime.reload(next), /directory\.mysql\.queries\.user: Unknown column 'nope'/);
+      assert.equal((await send('bob@example.test')).code, 250, 'the running queries stay');
+      assert.equal(srv.runtime.config, cfg);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
