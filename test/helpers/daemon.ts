@@ -121,3 +121,20 @@ export function spawnDaemon(
   };
   return daemon;
 }
+
+/** Runs `maild ARGS` (the CLI) as a process to its end: compiled (dist/) by default, or from source through tsx. */
+export function runCli(
+  config: string,
+  args: string[],
+  opts: { compiled?: boolean } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const entry = opts.compiled === false ? ['--import', 'tsx', path.join(ROOT, 'src/cli/index.ts')] : [compiledEntry('src/cli/index.ts')];
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [...entry, '--config', config, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (d) => (stdout += d));
+    proc.stderr!.on('data', (d) => (stderr += d));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}

@@ -8,14 +8,13 @@
  * refuses to start and check-config fails, naming the query.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { ROOT, spawnDaemon } from '../helpers/daemon.js';
+import { ROOT, runCli, spawnDaemon } from '../helpers/daemon.js';
 import { ImapTestClient } from '../helpers/imap-client.js';
 import { createDatabaseUser, createTestDatabase, loadSqlFile, testServer, type DatabaseUser, type TestDatabase } from '../helpers/mysql.js';
 import { Pop3TestClient } from '../helpers/pop3-client.js';
@@ -274,20 +273,7 @@ for (const schema of schemas) {
   });
 }
 
-/** Runs the CLI from source. */
-function cli(config: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/index.ts'), '--config', config, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d) => (stdout += d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (config: string, args: string[]) => runCli(config, args, { compiled: false });
 
 describe('MySQL queries that cannot run, and SIGHUP', () => {
   let db: TestDatabase;

@@ -3,24 +3,12 @@
  * layout, hold/release, flush and delete through the daemon's control socket.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { compiledEntry } from '../helpers/daemon.js';
+import { runCli } from '../helpers/daemon.js';
 import { message, settled, setup, teardown, type QueueEnv } from '../helpers/queue-env.js';
 
-function maild(config: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [compiledEntry('src/cli/index.ts'), '--config', config, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d) => (stdout += d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const maild = (config: string, args: string[]) => runCli(config, args);
 
 describe('maild queue', () => {
   let env: QueueEnv;
