@@ -380,8 +380,9 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
         if (q.name === 'update_password') {
           if (!this.#rehash) continue;
           try {
-            const stmt = await conn.prepare(q.sql);
-            await stmt.close();
+            await conn.prepare(q.sql);
+            // unprepare, not close(): close() would leave a dead statement in the connection's cache.
+            conn.unprepare(q.sql);
           } catch (err) {
             const e = err as SqlError;
             if (e.errno === undefined || !ACCESS_DENIED.has(e.errno)) throw fail(q, err);
