@@ -463,7 +463,8 @@ export class FileDirectory implements DirectorySource, DirectoryAdmin {
       if (doc.contents === null) doc.contents = doc.createNode({}) as never;
       // false: nothing to change, the file is left alone.
       if (change(doc, snap) === false) return;
-      const next = doc.toString();
+      // No folding: a hash stays on one line, as an operator greps for it.
+      const next = doc.toString({ lineWidth: 0 });
       this.#snap = parseDirectoryText(next, this.path);
       await writeFileAtomic(this.path, next);
       this.#lastText = next;
