@@ -2,11 +2,14 @@
  * passwords.rehash over the wire: a login with a weaker stored hash (SHA512-CRYPT from doveadm or
  * MariaDB's ENCRYPT()) stores the password as argon2id, and the password still works; a failed
  * update is logged and the login succeeds; with rehash off nothing changes. On the YAML directory
- * (rewritten atomically, comments kept) and on MySQL with a user allowed to UPDATE.
+ * (rewritten atomically, comments kept) and on MySQL with a user allowed to UPDATE, where
+ * Dovecot's `doveadm pw -t` verifies the stored hash as well.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { PasswordService } from '../../src/directory/passwords/index.js';
@@ -155,6 +158,9 @@ describe('rehash on login, MySQL with a user allowed to UPDATE', () => {
     const now = await stored('alice@example.test');
     assert.match(now, NEW_HASH);
     assert.equal((await passwords.verify(now, 'alice-pw')).ok, true);
+    // A Dovecot still reading the same table verifies it too.
+    const { stdout } = await promisify(execFile)('doveadm', ['pw', '-t', now, '-p', 'alice-pw']);
+    assert.match(stdout, /\(verified\)/);
     assert.equal(await submissionAuth(srv, 'alice@example.test', 'alice-pw'), 235);
     assert.equal(await submissionAuth(srv, 'alice@example.test', 'wrong'), 535);
   });
