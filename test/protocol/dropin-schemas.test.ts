@@ -20,6 +20,7 @@ import { createDatabaseUser, createTestDatabase, loadSqlFile, testServer, type D
 import { Pop3TestClient } from '../helpers/pop3-client.js';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { start as startProxy } from '../helpers/tcp-proxy.js';
 
 const FIXTURE_SCHEMA = readFileSync(path.join(ROOT, 'test/fixtures/postfix-dovecot-schema.sql'), 'utf8');
 /** The tutorial's schema before it had `enable` (the Linode / workaround.org tables of many installations). */
@@ -343,6 +344,40 @@ describe('MySQL queries that cannot run, and SIGHUP', () => {
     assert.equal(good.code, 0, good.stderr);
     assert.match(good.stderr, /queries\.user \(default\): SELECT email, password FROM virtual_users WHERE email = '%s': OK/);
     assert.match(good.stderr, /configuration OK/);
+  });
+
+  it('starts while MySQL is unreachable: 451 until it is back, then the default queries fit the tables', async () => {
+    const proxy = await startProxy(testServer.port, testServer.host);
+    await proxy.stop();
+    const srv = await startTestServer({
+      config: {
+        directory: {
+          backend: 'mysql',
+          mysql: { ...mysqlSection(db, reader), host: '127.0.0.1', port: proxy.port, connect_timeout: '1s', query_timeout: '2s' },
+          cache: { positive_ttl: 0, negative_ttl: 0 },
+        },
+      },
+    });
+    try {
+      assert.ok(srv.logs.some((l) => String(l.msg).startsWith('MySQL unreachable, the queries are not checked')));
+      const c = await mx(srv);
+      assert.equal((await c.command('MAIL FROM:<s@remote.example>')).code, 250);
+      const down = await c.command('RCPT TO:<alice@example.test>');
+      assert.deepEqual([down.code, down.enhanced], [451, '4.3.0']);
+      await c.quit();
+      await proxy.resume();
+      const c2 = await mx(srv);
+      const r = await c2.sendMail('s@remote.example', ['alice@example.test'], simpleMessage('after the outage'));
+      assert.equal(r.rcpts[0]!.code, 250, r.rcpts[0]!.lines.join(' | '));
+      await c2.quit();
+      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+      await imap.greeting();
+      assert.equal((await imap.login('alice@example.test', 'alice-pw')).status, 'OK');
+      await imap.logout();
+    } finally {
+      await srv.stop();
+      await proxy.close();
+    }
   });
 
   it('on SIGHUP reads the columns again, and refuses a query that cannot run, keeping the running one', async () => {
