@@ -82,6 +82,7 @@ export class Directory {
   }
 
   async close(): Promise<void> {
+    await this.rehashed();
     await this.#source.close();
   }
 
@@ -270,14 +271,20 @@ export class Directory {
       return { ok: false, reason: 'bad-password' };
     }
     if (!user.enabled) return { ok: false, reason: 'disabled' };
-    if (this.#opts.rehash?.() && passwords.needsRehash(user.password)) await this.#rehash(user, password, result.scheme);
+    // In the background: the login's reply does not wait for a new hash and a database write.
+    if (this.#opts.rehash?.() && passwords.needsRehash(user.password)) void this.#rehash(user, password, result.scheme);
     return { ok: true, user };
+  }
+
+  /** Resolves once the password rehashes in progress have ended (shutdown, tests). */
+  async rehashed(): Promise<void> {
+    while (this.#rehashing.size > 0) await Promise.all([...this.#rehashing.values()]);
   }
 
   /**
    * Stores the password in the configured scheme after a login with a weaker one. Hashing runs in
-   * the password worker pool. Never fails the login: a failed update (a SELECT-only database user,
-   * a read-only file) is logged and the stored hash stays as it is.
+   * the password worker pool. Never fails the login, never rejects: a failed update (a SELECT-only
+   * database user, a read-only file) is logged and the stored hash stays as it is.
    */
   #rehash(user: UserRecord, password: string, from: string | null): Promise<void> {
     const running = this.#rehashing.get(user.email);
@@ -288,8 +295,7 @@ export class Directory {
     const work = (async () => {
       if (!source.updatePassword) return;
       try {
-        const hash = await this.#opts.passwords.hash(password);
-        const updated = await source.updatePassword(user.email, user.password, hash);
+        const updated = await source.updatePassword(user.email, user.password, () => this.#opts.passwords.hash(password));
         if (updated) {
           this.#cache.clear();
           log.info({ user: user.email, from, to }, 'password rehashed');

@@ -392,8 +392,9 @@ export class FileDirectory implements DirectorySource, DirectoryAdmin {
     });
   }
 
-  async updatePassword(email: string, expected: string, hash: string): Promise<boolean> {
+  async updatePassword(email: string, expected: string, makeHash: () => Promise<string>): Promise<boolean> {
     const key = addressKey(email);
+    const hash = await makeHash();
     let updated = false;
     await this.#edit((doc, snap) => {
       if (snap.users.get(key)?.password !== expected) return false;

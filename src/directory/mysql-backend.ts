@@ -53,7 +53,8 @@ export interface CompiledQuery {
 
 /**
  * mysql_table(5): %s the key, %u the local part, %d the domain, %% a percent sign; the upper-case
- * forms are the same in a query. %n is Dovecot's name for the local part.
+ * forms are the same in a query. %n is Dovecot's name for the local part. %p (update_password
+ * only): the new password hash.
  */
 const PLACEHOLDERS: Record<string, Part> = { s: 's', S: 's', u: 'u', U: 'u', n: 'u', d: 'd', D: 'd', p: 'p' };
 
@@ -238,6 +239,8 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
   #queries: Map<QueryName, CompiledQuery> | null = null;
   #loading: Promise<Map<QueryName, CompiledQuery>> | undefined;
   readonly #rehash: boolean;
+  /** Why the update_password query cannot run for this user (a grant missing), as the last check or update found. */
+  #updateDenied: string | undefined;
   readonly #logger: Logger;
   #failing = false;
   #lastWarn = 0;
@@ -376,6 +379,7 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
         throw new MailError('CONFIG_INVALID', `directory.mysql: cannot read the columns of virtual_users: ${e.message}`, { cause: err });
       }
       const queries = this.#build(columns);
+      let updateDenied: string | undefined;
       for (const q of queries.values()) {
         if (q.name === 'update_password') {
           if (!this.#rehash) continue;
@@ -383,9 +387,11 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
             await conn.prepare(q.sql);
             // unprepare, not close(): close() would leave a dead statement in the connection's cache.
             conn.unprepare(q.sql);
+            updateDenied = undefined;
           } catch (err) {
             const e = err as SqlError;
             if (e.errno === undefined || !ACCESS_DENIED.has(e.errno)) throw fail(q, err);
+            updateDenied = e.message;
             report.warnings.push(
               `directory.mysql.queries.update_password cannot run as ${this.#cfg.user} (${e.message}): stored hashes stay as they are; logins are not affected`,
             );
@@ -406,6 +412,7 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
         report.queries.push({ name: q.name, text: q.text ?? q.sql, isDefault: q.isDefault ?? false });
       }
       this.#queries = queries;
+      this.#updateDenied = updateDenied;
       return report;
     } finally {
       conn.release();
@@ -538,17 +545,20 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
    * admin's change meanwhile is kept, false), the update must change exactly that row without
    * warnings, and the user query must read `hash` back exactly (a column too narrow for it would
    * cut it); otherwise it is rolled back. Throws TEMP_FAIL with MySQL's message (a SELECT-only
-   * user gets "UPDATE command denied").
+   * user gets "UPDATE command denied"). Once the update was denied no new hash is computed (no
+   * argon2 work per login for nothing) until a check (SIGHUP) finds the grant.
    */
-  async updatePassword(email: string, expected: string, hash: string): Promise<boolean> {
+  async updatePassword(email: string, expected: string, makeHash: () => Promise<string>): Promise<boolean> {
     const key = email.toLowerCase();
     const what = `update_password of ${key}`;
+    if (this.#updateDenied !== undefined) throw new MailError('TEMP_FAIL', `${what}: ${this.#updateDenied}`);
     const queries = await this.#effective().catch((err: unknown) => {
       throw new MailError('TEMP_FAIL', `${what}: ${(err as Error).message}`, { cause: err });
     });
     const update = queries.get('update_password');
     const user = queries.get('user')!;
     if (!update) throw new MailError('UNSUPPORTED', 'directory.mysql.queries.update_password is not set');
+    const hash = await makeHash();
     const values = bind(update, key, false, hash);
     const userValues = bind(user, key, false);
     if (!values || !userValues) return false;
@@ -586,6 +596,7 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       if (err instanceof MailError) throw err;
       const e = err as SqlError;
       broken = e.fatal === true || e.code === 'PROTOCOL_SEQUENCE_TIMEOUT';
+      if (e.errno !== undefined && ACCESS_DENIED.has(e.errno)) this.#updateDenied = e.message;
       throw new MailError('TEMP_FAIL', `${what}: ${e.message}`, { cause: err });
     } finally {
       if (broken) conn.destroy();

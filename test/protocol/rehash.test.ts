@@ -81,6 +81,8 @@ users:
 
   it('stores a SHA512-CRYPT password as argon2id after an IMAP login, keeping the comments, and the password still works', async () => {
     assert.equal(await imapLogin(srv, 'alice@example.test', 'secret'), 'OK');
+    // The reply does not wait for the rehash; the test does.
+    await srv.runtime.directory.rehashed();
     const text = await readFile(file, 'utf8');
     const stored = String((parse(text) as { users: Record<string, { password: string }> }).users['alice@example.test']!.password);
     assert.match(stored, NEW_HASH, text);
@@ -96,6 +98,7 @@ users:
     await srv.runtime.reload(withRehash(srv, false));
     const before = await readFile(file, 'utf8');
     assert.equal(await imapLogin(srv, 'bob@example.test', 'bob-pw'), 'OK');
+    await srv.runtime.directory.rehashed();
     assert.equal(await readFile(file, 'utf8'), before);
     assert.ok(!srv.logs.some((l) => l.msg === 'password rehashed' && l.user === 'bob@example.test'));
   });
@@ -144,6 +147,7 @@ describe('rehash on login, MySQL with a user allowed to UPDATE', () => {
     const before = await stored('carol@example.test');
     await db.sql('ALTER TABLE virtual_users MODIFY password VARCHAR(106) NOT NULL');
     assert.equal(await pop3Login(srv, 'carol@example.test', 'carol-pw'), true);
+    await srv.runtime.directory.rehashed();
     assert.equal(await stored('carol@example.test'), before);
     const failed = srv.logs.find((l) => String(l.msg).startsWith('password rehash failed') && l.user === 'carol@example.test');
     assert.ok(failed, 'the failed update is logged');
@@ -155,6 +159,7 @@ describe('rehash on login, MySQL with a user allowed to UPDATE', () => {
   it('stores the password as argon2id after an IMAP login, and it still works', async () => {
     assert.match(await stored('alice@example.test'), /^\$6\$/);
     assert.equal(await imapLogin(srv, 'alice@example.test', 'alice-pw'), 'OK');
+    await srv.runtime.directory.rehashed();
     const now = await stored('alice@example.test');
     assert.match(now, NEW_HASH);
     assert.equal((await passwords.verify(now, 'alice-pw')).ok, true);
@@ -169,6 +174,7 @@ describe('rehash on login, MySQL with a user allowed to UPDATE', () => {
     await srv.runtime.reload(withRehash(srv, false));
     const before = await stored('dave@example.test');
     assert.equal(await imapLogin(srv, 'dave@example.test', 'dave-pw'), 'OK');
+    await srv.runtime.directory.rehashed();
     assert.equal(await stored('dave@example.test'), before);
     assert.ok(!srv.logs.some((l) => l.user === 'dave@example.test' && String(l.msg).startsWith('password rehash')));
   });
