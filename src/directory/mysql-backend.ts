@@ -368,7 +368,12 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
       const fail = (q: CompiledQuery, err: unknown): MailError => {
         const e = err as SqlError;
         if (e.fatal) return new MailError('TEMP_FAIL', `MySQL connection lost: ${e.message}`, { cause: err });
-        return invalid(q.name, e.message, q.isDefault);
+        // ER_NO_SUCH_TABLE for a tutorial table: a new database, or another schema that needs its queries set.
+        const hint =
+          e.errno === 1146 && /\.virtual_(users|domains|aliases)'/.test(e.message)
+            ? ' (maild migrate creates the tables; for other tables set the queries)'
+            : '';
+        return invalid(q.name, e.message + hint, q.isDefault);
       };
       let columns: Set<string>;
       try {

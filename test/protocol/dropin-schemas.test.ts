@@ -84,7 +84,7 @@ const schemas: Schema[] = [
       const r = await c.sendMail('s@remote.example', ['off@example.test'], simpleMessage('x'));
       assert.deepEqual([r.rcpts[0]!.code, r.rcpts[0]!.enhanced], [550, '5.2.1']);
       await c.quit();
-      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true, timeoutMs: 30_000 });
       await imap.greeting();
       assert.equal((await imap.login('off@example.test', 'off-pw')).status, 'NO');
       await imap.logout();
@@ -162,7 +162,7 @@ const schemas: Schema[] = [
 ];
 
 async function mx(srv: TestServer): Promise<SmtpClient> {
-  const c = await SmtpClient.connect(srv.smtpPort);
+  const c = await SmtpClient.connect(srv.smtpPort, { timeoutMs: 30_000 });
   await c.greeting();
   await c.command('EHLO client.remote.example');
   return c;
@@ -227,23 +227,23 @@ for (const schema of schemas) {
     });
 
     it('logs in over IMAP, POP3 and submission with the stored hashes', async () => {
-      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true, timeoutMs: 30_000 });
       await imap.greeting();
       const login = await imap.login('alice@example.test', 'alice-pw');
       assert.equal(login.status, 'OK', login.text);
       await imap.logout();
-      const wrong = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+      const wrong = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true, timeoutMs: 30_000 });
       await wrong.greeting();
       assert.equal((await wrong.login('alice@example.test', 'not-her-password')).status, 'NO');
       await wrong.logout();
 
-      const pop = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+      const pop = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true, timeoutMs: 30_000 });
       await pop.greeting();
       const pass = await pop.login('bob@example.test', 'bob-pw');
       assert.ok(pass.ok, pass.line);
       await pop.quit();
 
-      const sub = await SmtpClient.connect(srv.submissionsPort, { implicitTls: true });
+      const sub = await SmtpClient.connect(srv.submissionsPort, { implicitTls: true, timeoutMs: 30_000 });
       await sub.greeting();
       await sub.command('EHLO client.example');
       const auth = await sub.command(`AUTH PLAIN ${Buffer.from('\0alice@example.test\0alice-pw').toString('base64')}`);
@@ -371,7 +371,7 @@ describe('MySQL queries that cannot run, and SIGHUP', () => {
       const r = await c2.sendMail('s@remote.example', ['alice@example.test'], simpleMessage('after the outage'));
       assert.equal(r.rcpts[0]!.code, 250, r.rcpts[0]!.lines.join(' | '));
       await c2.quit();
-      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+      const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true, timeoutMs: 30_000 });
       await imap.greeting();
       assert.equal((await imap.login('alice@example.test', 'alice-pw')).status, 'OK');
       await imap.logout();

@@ -24,7 +24,7 @@ const DOVEADM_SHA512 = '{SHA512-CRYPT}$6$TNxAYW0fpeVov9Wh$X3t4iAxIC97gLf7QNhz2fz
 const NEW_HASH = /^\{ARGON2ID\}\$argon2id\$v=19\$m=65536,t=3,p=1\$/;
 
 async function imapLogin(srv: TestServer, user: string, pass: string): Promise<string> {
-  const c = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+  const c = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true, timeoutMs: 30_000 });
   await c.greeting();
   const r = await c.login(user, pass);
   await c.logout();
@@ -32,7 +32,7 @@ async function imapLogin(srv: TestServer, user: string, pass: string): Promise<s
 }
 
 async function submissionAuth(srv: TestServer, user: string, pass: string): Promise<number> {
-  const c = await SmtpClient.connect(srv.submissionsPort, { implicitTls: true });
+  const c = await SmtpClient.connect(srv.submissionsPort, { implicitTls: true, timeoutMs: 30_000 });
   await c.greeting();
   await c.command('EHLO client.example');
   const r = await c.command(`AUTH PLAIN ${Buffer.from(`\0${user}\0${pass}`).toString('base64')}`);
@@ -41,7 +41,7 @@ async function submissionAuth(srv: TestServer, user: string, pass: string): Prom
 }
 
 async function pop3Login(srv: TestServer, user: string, pass: string): Promise<boolean> {
-  const c = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true });
+  const c = await Pop3TestClient.connect(srv.pop3sPort, { implicitTls: true, timeoutMs: 30_000 });
   await c.greeting();
   const r = await c.login(user, pass);
   await c.quit();

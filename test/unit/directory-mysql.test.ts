@@ -138,6 +138,16 @@ describe('mysql query placeholders', () => {
     await without.close();
   });
 
+  it('with verify on a database without the tables, names the query and points at migrate', async () => {
+    const db = await newDatabase({ migrate: false });
+    await rejectsWith(
+      MysqlDirectory.open(db.config, { logger: silentLogger, verify: true }),
+      'CONFIG_INVALID',
+      /queries\.domain: Table '[^']*virtual_domains' doesn't exist \(maild migrate creates the tables/,
+    );
+    await db.drop();
+  });
+
   it('with verify, refuses a query MySQL cannot prepare, naming the key', async () => {
     const db = await newDatabase();
     const cfg = { ...db.config, queries: { ...db.config.queries, alias: "SELECT nonexistent FROM virtual_aliases WHERE source = '%s'" } };
