@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import type { LoadedConfig } from './config/load.js';
 import { Directory } from './directory/directory.js';
-import { openBackend } from './directory/open.js';
+import { checkBackend, openBackend } from './directory/open.js';
 import { PasswordService } from './directory/passwords/index.js';
 import { FileDirectory } from './directory/file-backend.js';
 import type { Logger } from './log.js';
@@ -158,13 +158,14 @@ function dovecotAuthSettings(cfg: LoadedConfig, trusted: NetworkList): DovecotAu
   };
 }
 
-function directoryOptions(cfg: LoadedConfig, passwords: PasswordService, logger: Logger) {
+function directoryOptions(cfg: LoadedConfig, passwords: PasswordService, logger: Logger, rehash: () => boolean) {
   const cache = cfg.directory.cache;
   return {
     recipientDelimiter: cfg.directory.recipient_delimiter,
     cache: { positiveTtlMs: cache.positive_ttl, negativeTtlMs: cache.negative_ttl, maxEntries: cache.max_entries },
     passwords,
     logger: logger.child({ component: 'directory' }),
+    rehash,
   };
 }
 
@@ -181,8 +182,19 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   await fs.mkdir(config.mail.root, { recursive: true, mode: 0o750 });
 
   const passwords = new PasswordService({ defaultScheme: config.passwords.default_scheme, newScheme: config.passwords.scheme });
-  const backend = await openBackend(config.directory, logger.child({ component: 'directory' }), { watch: true });
-  const directory = new Directory(backend, directoryOptions(config, passwords, logger));
+  // A MySQL query that cannot run stops the start here, naming it.
+  let backend;
+  try {
+    backend = await openBackend(config.directory, logger.child({ component: 'directory' }), {
+      watch: true,
+      check: true,
+      rehash: config.passwords.rehash,
+    });
+  } catch (err) {
+    await passwords.close();
+    throw err;
+  }
+  const directory = new Directory(backend, directoryOptions(config, passwords, logger, () => current.passwords.rehash));
   const store = new MaildirStore({ root: config.mail.root, layout: config.mail.layout, logger: logger.child({ component: 'store' }) });
   let credentials: Credentials = await loadCredentials(config.tls, config.data_dir, config.hostname, logger);
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
@@ -372,9 +384,22 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       if (changed(current.listeners, next.listeners)) logger.warn('listener changes take effect after a restart');
       if (changed(current.mail, next.mail) || current.data_dir !== next.data_dir)
         logger.warn('mail root and data_dir changes take effect after a restart');
-      credentials = await loadCredentials(next.tls, current.data_dir, next.hostname, logger);
-      if (changed(current.directory, next.directory)) {
-        const fresh = await openBackend(next.directory, logger.child({ component: 'directory' }), { watch: true });
+      // The directory first: a MySQL query that cannot run refuses the whole reload (nothing changed yet).
+      const directoryLog = logger.child({ component: 'directory' });
+      let fresh;
+      if (changed(current.directory, next.directory) || current.passwords.rehash !== next.passwords.rehash) {
+        fresh = await openBackend(next.directory, directoryLog, { watch: true, check: true, rehash: next.passwords.rehash });
+      } else {
+        // The same queries, but the tables may have changed (maild migrate added quota and enable).
+        await checkBackend(directory.source, directoryLog);
+      }
+      try {
+        credentials = await loadCredentials(next.tls, current.data_dir, next.hostname, logger);
+      } catch (err) {
+        await fresh?.close();
+        throw err;
+      }
+      if (fresh) {
         await directory.replaceSource(fresh);
         logger.info({ backend: next.directory.backend }, 'directory backend replaced');
       } else if (directory.source instanceof FileDirectory) {

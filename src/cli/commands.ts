@@ -12,7 +12,7 @@ import { Directory } from '../directory/directory.js';
 import { openBackend, type Backend } from '../directory/open.js';
 import { PasswordService } from '../directory/passwords/index.js';
 import type { MysqlDirectory } from '../directory/mysql-backend.js';
-import { isMailError } from '../errors.js';
+import { isMailError, MailError } from '../errors.js';
 import { generateKey } from '../queue/dkim.js';
 import { QueueUsageError, runQueueCommand } from './queue.js';
 import { silentLogger } from '../log.js';
@@ -43,7 +43,8 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
   pw [-s SCHEME] [-p PASSWORD]            hash a password, like doveadm pw
   lookup ADDRESS                          what an address resolves to, like postmap -q
   migrate                                 create or upgrade the MySQL schema (idempotent)
-  check-config                            print the effective configuration, secrets masked
+  check-config                            print the effective configuration, secrets masked;
+                                          run each MySQL query once (exit 1: one cannot run, 75: MySQL unreachable)
   queue list                              the outbound queue, like postqueue -p (! marks held messages)
   queue flush [ID]                        try every deferred message (or one) now, like postqueue -f / -i
   queue delete ID|ALL                     remove without notice, like postsuper -d
@@ -167,6 +168,23 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     switch (command) {
       case 'check-config': {
         out(stringify(redactConfig(config)).trimEnd());
+        if (config.directory.backend === 'mysql') {
+          // Every query runs once with a key that matches nothing: a broken one fails here, not at the first RCPT.
+          const { MysqlDirectory } = await import('../directory/mysql-backend.js');
+          const db = await MysqlDirectory.open(config.directory.mysql!, { logger: silentLogger, rehash: config.passwords.rehash });
+          try {
+            const report = await db.verify().catch((err: unknown) => {
+              if (isMailError(err, 'CONFIG_INVALID')) throw new MailError('CONFIG_INVALID', `config error: ${err.message}`);
+              if (isMailError(err, 'TEMP_FAIL')) throw new MailError('TEMP_FAIL', `the MySQL queries could not be checked: ${err.message}`);
+              throw err;
+            });
+            for (const q of report.queries)
+              io.stderr.write(`directory.mysql.queries.${q.name}${q.isDefault ? ' (default)' : ''}: ${q.text}: OK\n`);
+            for (const w of report.warnings) io.stderr.write(`warning: ${w}\n`);
+          } finally {
+            await db.close();
+          }
+        }
         io.stderr.write(`${config.configPath}: configuration OK\n`);
         return 0;
       }

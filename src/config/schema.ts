@@ -123,8 +123,12 @@ const mysqlQueries = z.strictObject({
   /**
    * The mailbox of an address. Columns by name: email (or user/username), password, and optionally
    * quota/quota_bytes (bytes, 0 = unlimited), enable/enabled/active (0 = disabled), maildir (relative path).
+   * Unset: the tutorials' virtual_users table as it is, "SELECT email, password[, quota][, enable]
+   * FROM virtual_users WHERE email = '%s'", with quota and enable only when the table has them
+   * (read from information_schema at start and on SIGHUP): no quota column means no quota, no
+   * enable column means every mailbox is enabled.
    */
-  user: z.string().default("SELECT email, password, quota, enable FROM virtual_users WHERE email = '%s'"),
+  user: z.string().optional(),
   /** Destinations of an alias, one per row (a comma-separated list in a row is split). */
   alias: z.string().default("SELECT destination FROM virtual_aliases WHERE source = '%s'"),
   /** Optional: the target domain of an alias domain (PostfixAdmin's alias_domain). */
@@ -134,6 +138,16 @@ const mysqlQueries = z.strictObject({
    * "[10.0.0.5]", "relay.example"), the tutorials' transport table. Unset: no transport table.
    */
   transport: z.string().optional(),
+  /**
+   * Optional: stores a rehashed password (passwords.rehash). %s/%u/%d: the address as in the
+   * user query; %p: the new hash with its {SCHEME} prefix. Both are bound as parameters. Unset:
+   * "UPDATE virtual_users SET password = '%p' WHERE email = '%s'" when the user query is unset,
+   * else no rehash for MySQL. Examples: PostfixAdmin "UPDATE mailbox SET password = '%p',
+   * modified = NOW() WHERE username = '%s'"; the 2008 tutorial "UPDATE users SET password = '%p'
+   * WHERE email = '%s'". It needs UPDATE on that column; with a SELECT-only user the update fails,
+   * is logged, and the login succeeds all the same.
+   */
+  update_password: z.string().optional(),
 });
 
 const mysqlSchema = z.strictObject({
@@ -388,8 +402,16 @@ export const configSchema = z.strictObject({
       scheme: passwordScheme.default('ARGON2ID'),
       /** Scheme assumed for stored hashes without a {SCHEME} prefix that do not identify themselves (Dovecot's default_pass_scheme). */
       default_scheme: z.string().default('CRYPT'),
+      /**
+       * After a successful login, replace a stored hash that is weaker than new ones would be: in
+       * another scheme than `scheme`, or in `scheme` with lower costs (argon2 memory, time or
+       * parallelism; SHA-crypt rounds; bcrypt cost) or an older argon2 version. The YAML file is
+       * rewritten atomically (comments kept); MySQL uses directory.mysql.queries.update_password.
+       * A failed update is logged and the login succeeds all the same.
+       */
+      rehash: z.boolean().default(false),
     })
-    .default({ scheme: 'ARGON2ID', default_scheme: 'CRYPT' }),
+    .default({ scheme: 'ARGON2ID', default_scheme: 'CRYPT', rehash: false }),
   limits: z
     .strictObject({
       message_size: size().default(26_214_400),

@@ -27,6 +27,8 @@ export interface DirectoryOptions {
   cache: CacheOptions;
   passwords: PasswordService;
   logger: Logger;
+  /** passwords.rehash, read at each login (SIGHUP may change it). Default: off. */
+  rehash?: () => boolean;
 }
 
 export type AuthResult = { ok: true; user: UserRecord } | { ok: false; reason: 'unknown-user' | 'bad-password' | 'disabled' | 'bad-login' };
@@ -52,6 +54,8 @@ export class Directory {
   #source: DirectorySource;
   readonly #cache: LookupCache;
   readonly #opts: DirectoryOptions;
+  /** Rehashes in progress by address: parallel logins of one user store one new hash. */
+  readonly #rehashing = new Map<string, Promise<void>>();
 
   constructor(source: DirectorySource, opts: DirectoryOptions) {
     this.#source = source;
@@ -78,6 +82,7 @@ export class Directory {
   }
 
   async close(): Promise<void> {
+    await this.rehashed();
     await this.#source.close();
   }
 
@@ -266,6 +271,42 @@ export class Directory {
       return { ok: false, reason: 'bad-password' };
     }
     if (!user.enabled) return { ok: false, reason: 'disabled' };
+    // In the background: the login's reply does not wait for a new hash and a database write.
+    if (this.#opts.rehash?.() && passwords.needsRehash(user.password)) void this.#rehash(user, password, result.scheme);
     return { ok: true, user };
+  }
+
+  /** Resolves once the password rehashes in progress have ended (shutdown, tests). */
+  async rehashed(): Promise<void> {
+    while (this.#rehashing.size > 0) await Promise.all([...this.#rehashing.values()]);
+  }
+
+  /**
+   * Stores the password in the configured scheme after a login with a weaker one. Hashing runs in
+   * the password worker pool. Never fails the login, never rejects: a failed update (a SELECT-only
+   * database user, a read-only file) is logged and the stored hash stays as it is.
+   */
+  #rehash(user: UserRecord, password: string, from: string | null): Promise<void> {
+    const running = this.#rehashing.get(user.email);
+    if (running) return running;
+    const source = this.#source;
+    const log = this.#opts.logger;
+    const to = this.#opts.passwords.newScheme;
+    const work = (async () => {
+      if (!source.updatePassword) return;
+      try {
+        const updated = await source.updatePassword(user.email, user.password, () => this.#opts.passwords.hash(password));
+        if (updated) {
+          this.#cache.clear();
+          log.info({ user: user.email, from, to }, 'password rehashed');
+        } else {
+          log.info({ user: user.email }, 'password rehash skipped: the stored hash changed meanwhile');
+        }
+      } catch (err) {
+        log.warn({ user: user.email, from, to, err: (err as Error).message }, 'password rehash failed, the stored hash stays (the login is not affected)');
+      }
+    })().finally(() => this.#rehashing.delete(user.email));
+    this.#rehashing.set(user.email, work);
+    return work;
   }
 }

@@ -392,6 +392,20 @@ export class FileDirectory implements DirectorySource, DirectoryAdmin {
     });
   }
 
+  async updatePassword(email: string, expected: string, makeHash: () => Promise<string>): Promise<boolean> {
+    const key = addressKey(email);
+    const hash = await makeHash();
+    let updated = false;
+    await this.#edit((doc, snap) => {
+      if (snap.users.get(key)?.password !== expected) return false;
+      const entry = (doc.get('users') as YAMLMap).get(findKey(doc.get('users') as YAMLMap, key)) as YAMLMap;
+      entry.set('password', hash);
+      updated = true;
+      return true;
+    });
+    return updated;
+  }
+
   async deleteUser(email: string): Promise<void> {
     const key = addressKey(email);
     await this.#edit((doc, snap) => {
@@ -439,17 +453,19 @@ export class FileDirectory implements DirectorySource, DirectoryAdmin {
   /**
    * Read-modify-write under a lock file: re-reads the current file (another admin may have
    * changed it), applies the edit to the YAML document (comments survive), validates the result
-   * as the daemon will, then replaces the file atomically.
+   * as the daemon will, then replaces the file atomically. An edit returning false writes nothing.
    */
-  async #edit(change: (doc: Document, snap: Snapshot) => void): Promise<void> {
+  async #edit(change: (doc: Document, snap: Snapshot) => void | boolean): Promise<void> {
     const release = await acquireLock(`${this.path}.lock`);
     try {
       const text = await fs.readFile(this.path, 'utf8');
       const snap = parseDirectoryText(text, this.path);
       const doc = parseDocument(text, { uniqueKeys: true });
       if (doc.contents === null) doc.contents = doc.createNode({}) as never;
-      change(doc, snap);
-      const next = doc.toString();
+      // false: nothing to change, the file is left alone.
+      if (change(doc, snap) === false) return;
+      // No folding: a hash stays on one line, as an operator greps for it.
+      const next = doc.toString({ lineWidth: 0 });
       this.#snap = parseDirectoryText(next, this.path);
       await writeFileAtomic(this.path, next);
       this.#lastText = next;

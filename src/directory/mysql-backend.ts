@@ -13,26 +13,54 @@ import { isUsableTransport } from './directory.js';
 import { migrate, type MigrateOptions, type MigrateResult } from './mysql-migrate.js';
 import type { AliasRecord, DirectoryAdmin, DirectorySource, DomainRecord, NewUser, UserRecord } from './types.js';
 
-export type QueryName = 'domain' | 'user' | 'alias' | 'alias_domain' | 'transport';
-type Part = 's' | 'u' | 'd';
+export type QueryName = 'domain' | 'user' | 'alias' | 'alias_domain' | 'transport' | 'update_password';
+type Part = 's' | 'u' | 'd' | 'p';
 type SqlValue = string | number | null;
+
+const LOOKUP_QUERIES = ['domain', 'user', 'alias', 'alias_domain', 'transport'] as const;
+
+/**
+ * The default user query on the tutorials' virtual_users table, with the optional columns the
+ * table has: no quota column means no quota, no enable column means every mailbox is enabled.
+ */
+export function defaultUserQuery(columns: ReadonlySet<string>): string {
+  const selected = ['email', 'password'];
+  if (columns.has('quota')) selected.push('quota');
+  if (columns.has('enable')) selected.push('`enable`');
+  return `SELECT ${selected.join(', ')} FROM virtual_users WHERE email = '%s'`;
+}
+
+/** The default update_password query, used with the default user query. */
+export const DEFAULT_UPDATE_PASSWORD_QUERY = "UPDATE virtual_users SET password = '%p' WHERE email = '%s'";
+
+/** What verify() found: the queries in force (with the defaults filled in) and problems that do not stop a start. */
+export interface VerifyReport {
+  queries: Array<{ name: QueryName; text: string; isDefault: boolean }>;
+  warnings: string[];
+}
 
 export interface CompiledQuery {
   name: QueryName;
   /** The statement with `?` for each placeholder. */
   sql: string;
-  /** What each `?` is bound to: the whole key, its local part, its domain. */
+  /** What each `?` is bound to: the whole key, its local part, its domain, the new password hash. */
   params: Part[];
+  /** The query as configured (or the default's text). */
+  text?: string;
+  /** Not configured: a default on the tutorials' tables. */
+  isDefault?: boolean;
 }
 
 /**
  * mysql_table(5): %s the key, %u the local part, %d the domain, %% a percent sign; the upper-case
- * forms are the same in a query. %n is Dovecot's name for the local part.
+ * forms are the same in a query. %n is Dovecot's name for the local part. %p (update_password
+ * only): the new password hash.
  */
-const PLACEHOLDERS: Record<string, Part> = { s: 's', S: 's', u: 'u', U: 'u', n: 'u', d: 'd', D: 'd' };
+const PLACEHOLDERS: Record<string, Part> = { s: 's', S: 's', u: 'u', U: 'u', n: 'u', d: 'd', D: 'd', p: 'p' };
 
-function invalid(name: string, message: string): MailError {
-  return new MailError('CONFIG_INVALID', `directory.mysql.queries.${name}: ${message}`);
+function invalid(name: string, message: string, isDefault = false): MailError {
+  const what = isDefault ? ` (not set: the default on the tutorials' virtual_* tables)` : '';
+  return new MailError('CONFIG_INVALID', `directory.mysql.queries.${name}${what}: ${message}`);
 }
 
 /**
@@ -49,7 +77,8 @@ export function compileQuery(name: QueryName, text: string): CompiledQuery {
     const ch = text[at + 1];
     if (ch === '%') return '%';
     const part = ch === undefined ? undefined : PLACEHOLDERS[ch];
-    if (!part) throw invalid(name, `unknown placeholder %${ch ?? ''} (use %s, %u, %n, %d or %%)`);
+    const known = name === 'update_password' ? '%s, %u, %n, %d, %p or %%' : '%s, %u, %n, %d or %%';
+    if (!part || (part === 'p' && name !== 'update_password')) throw invalid(name, `unknown placeholder %${ch ?? ''} (use ${known})`);
     return part;
   };
   while (i < n) {
@@ -85,7 +114,7 @@ export function compileQuery(name: QueryName, text: string): CompiledQuery {
         }
       }
       if (cur || pieces.length === 0) pieces.push(`${c}${cur}${c}`);
-      const parts = pieces.map((p) => (p === 's' || p === 'u' || p === 'd' ? (params.push(p), '?') : p));
+      const parts = pieces.map((p) => (p === 's' || p === 'u' || p === 'd' || p === 'p' ? (params.push(p), '?') : p));
       sql += parts.length === 1 ? parts[0] : `CONCAT(${parts.join(', ')})`;
       i = j + 1;
     } else if (c === '`') {
@@ -109,6 +138,7 @@ export function compileQuery(name: QueryName, text: string): CompiledQuery {
     }
   }
   if (!sql.trim()) throw invalid(name, 'empty query');
+  if (name === 'update_password' && !params.includes('p')) throw invalid(name, 'the new hash (%p) is not used');
   return { name, sql, params };
 }
 
@@ -118,7 +148,7 @@ export function compileQuery(name: QueryName, text: string): CompiledQuery {
  * part). Also null for values ending in white space: MySQL's PAD SPACE collations would make
  * 'bob@example.com ' equal 'bob@example.com'.
  */
-function bind(q: CompiledQuery, key: string, keyIsDomain: boolean): string[] | null {
+function bind(q: CompiledQuery, key: string, keyIsDomain: boolean, newHash?: string): string[] | null {
   let local: string | undefined;
   let domain: string | undefined;
   if (keyIsDomain) domain = key;
@@ -131,7 +161,7 @@ function bind(q: CompiledQuery, key: string, keyIsDomain: boolean): string[] | n
   }
   const values: string[] = [];
   for (const p of q.params) {
-    const v = p === 's' ? key : p === 'u' ? local : domain;
+    const v = p === 's' ? key : p === 'u' ? local : p === 'd' ? domain : newHash;
     if (!v || /\s$/.test(v)) return null;
     values.push(v);
   }
@@ -183,36 +213,64 @@ const WARN_INTERVAL_MS = 10_000;
 
 export interface MysqlDirectoryOptions {
   logger: Logger;
-  /** Prepare every query at open (syntax, tables, columns); refuses with CONFIG_INVALID. */
+  /**
+   * Run every query once at open (syntax, tables, columns, privileges); refuses with
+   * CONFIG_INVALID naming the query, or TEMP_FAIL when MySQL cannot be reached.
+   */
   verify?: boolean;
+  /** passwords.rehash: the update_password query (configured or default) is needed and checked. */
+  rehash?: boolean;
 }
+
+/** Keys the check runs the lookup queries with: nothing matches them. */
+const CHECK_ADDRESS = 'maild-check@invalid.invalid';
+const CHECK_DOMAIN = 'invalid.invalid';
+
+/** ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR: the user may not write there. */
+const ACCESS_DENIED = new Set([1142, 1143]);
 
 export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
   readonly kind = 'mysql' as const;
   readonly #pool: Pool;
   readonly #cfg: MysqlConfig;
-  readonly #queries: Map<QueryName, CompiledQuery>;
+  /** The configured queries, compiled. */
+  readonly #configured: Map<QueryName, CompiledQuery>;
+  /** The queries in force: the configured ones and the defaults; null until virtual_users' columns are known. */
+  #queries: Map<QueryName, CompiledQuery> | null = null;
+  #loading: Promise<Map<QueryName, CompiledQuery>> | undefined;
+  readonly #rehash: boolean;
+  /** Why the update_password query cannot run for this user (a grant missing), as the last check or update found. */
+  #updateDenied: string | undefined;
   readonly #logger: Logger;
   #failing = false;
   #lastWarn = 0;
   #suppressed = 0;
 
-  private constructor(pool: Pool, cfg: MysqlConfig, queries: Map<QueryName, CompiledQuery>, logger: Logger) {
+  private constructor(pool: Pool, cfg: MysqlConfig, configured: Map<QueryName, CompiledQuery>, opts: MysqlDirectoryOptions) {
     this.#pool = pool;
     this.#cfg = cfg;
-    this.#queries = queries;
-    this.#logger = logger;
+    this.#configured = configured;
+    this.#rehash = opts.rehash ?? false;
+    this.#logger = opts.logger;
+    // Without the default user query nothing depends on the tables' columns.
+    if (configured.has('user')) this.#queries = new Map(configured);
   }
 
   /**
    * Checks the queries and creates the pool. Does not need the database to be up (lookups fail
-   * temporarily until it is), unless opts.verify asks to prepare the queries.
+   * temporarily until it is), unless opts.verify asks to run the queries.
    */
   static async open(cfg: MysqlConfig, opts: MysqlDirectoryOptions): Promise<MysqlDirectory> {
-    const queries = new Map<QueryName, CompiledQuery>();
-    for (const name of ['domain', 'user', 'alias', 'alias_domain', 'transport'] as const) {
+    const configured = new Map<QueryName, CompiledQuery>();
+    for (const name of [...LOOKUP_QUERIES, 'update_password'] as const) {
       const q = cfg.queries[name];
-      if (q !== undefined) queries.set(name, compileQuery(name, q));
+      if (q !== undefined) configured.set(name, { ...compileQuery(name, q), text: q });
+    }
+    if (opts.rehash && configured.has('user') && !configured.has('update_password')) {
+      throw new MailError(
+        'CONFIG_INVALID',
+        'passwords.rehash: directory.mysql.queries.update_password is needed when directory.mysql.queries.user is set',
+      );
     }
     const pool = createPool({
       ...(cfg.socket ? { socketPath: cfg.socket } : { host: cfg.host, port: cfg.port }),
@@ -233,7 +291,7 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
     // A pooled connection may report an error more than once when its socket dies; without a
     // listener the second report would be an uncaught 'error' event.
     pool.pool.on('connection', (conn) => conn.on('error', () => undefined));
-    const dir = new MysqlDirectory(pool, cfg, queries, opts.logger);
+    const dir = new MysqlDirectory(pool, cfg, configured, opts);
     if (opts.verify) {
       try {
         await dir.verify();
@@ -245,25 +303,122 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
     return dir;
   }
 
-  /** Prepares every configured query: CONFIG_INVALID names a broken one, TEMP_FAIL when MySQL is down. */
-  async verify(): Promise<void> {
+  get #where(): string {
+    return `${this.#cfg.user}@${this.#cfg.socket ?? `${this.#cfg.host}:${this.#cfg.port}`}/${this.#cfg.database}`;
+  }
+
+  /** The columns of virtual_users (lower case), as information_schema shows them to this user. */
+  async #userColumns(conn: PoolConnection | Pool): Promise<Set<string>> {
+    const [rows] = await conn.execute<RowDataPacket[]>({
+      sql: 'SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?',
+      timeout: this.#cfg.query_timeout,
+    }, ['virtual_users']);
+    return new Set(rows.map((r) => String(text(r.name)).toLowerCase()));
+  }
+
+  /** The queries in force, given virtual_users' columns (only the defaults use them). */
+  #build(columns: ReadonlySet<string>): Map<QueryName, CompiledQuery> {
+    const queries = new Map(this.#configured);
+    if (!queries.has('user')) {
+      const user = defaultUserQuery(columns);
+      queries.set('user', { ...compileQuery('user', user), text: user, isDefault: true });
+      if (!queries.has('update_password')) {
+        queries.set('update_password', {
+          ...compileQuery('update_password', DEFAULT_UPDATE_PASSWORD_QUERY),
+          text: DEFAULT_UPDATE_PASSWORD_QUERY,
+          isDefault: true,
+        });
+      }
+    }
+    return queries;
+  }
+
+  /** The queries in force; reads the columns first when a default needs them. Throws on a database error. */
+  #effective(): Promise<Map<QueryName, CompiledQuery>> {
+    if (this.#queries) return Promise.resolve(this.#queries);
+    this.#loading ??= this.#userColumns(this.#pool).then(
+      (columns) => {
+        this.#loading = undefined;
+        return (this.#queries ??= this.#build(columns));
+      },
+      (err: unknown) => {
+        this.#loading = undefined;
+        throw err;
+      },
+    );
+    return this.#loading;
+  }
+
+  /**
+   * Reads virtual_users' columns again (for the default user query) and runs every lookup query
+   * once with a key that matches nothing; the update_password query (with passwords.rehash) is
+   * prepared, not run. Only when all of them work do they replace the queries in force (start,
+   * SIGHUP, check-config). Throws CONFIG_INVALID naming the first query that cannot run, with
+   * MySQL's message; TEMP_FAIL when MySQL cannot be reached.
+   */
+  async verify(): Promise<VerifyReport> {
     let conn: PoolConnection;
     try {
       conn = await this.#pool.getConnection();
     } catch (err) {
-      throw new MailError('TEMP_FAIL', `cannot connect to MySQL: ${(err as Error).message}`, { cause: err });
+      throw new MailError('TEMP_FAIL', `cannot connect to MySQL as ${this.#where}: ${(err as Error).message}`, { cause: err });
     }
+    const report: VerifyReport = { queries: [], warnings: [] };
     try {
-      for (const q of this.#queries.values()) {
-        try {
-          const stmt = await conn.prepare(q.sql);
-          await stmt.close();
-        } catch (err) {
-          const e = err as SqlError;
-          if (e.fatal) throw new MailError('TEMP_FAIL', `MySQL connection lost: ${e.message}`, { cause: err });
-          throw invalid(q.name, e.message);
-        }
+      const fail = (q: CompiledQuery, err: unknown): MailError => {
+        const e = err as SqlError;
+        if (e.fatal) return new MailError('TEMP_FAIL', `MySQL connection lost: ${e.message}`, { cause: err });
+        // ER_NO_SUCH_TABLE for a tutorial table: a new database, or another schema that needs its queries set.
+        const hint =
+          e.errno === 1146 && /\.virtual_(users|domains|aliases)'/.test(e.message)
+            ? ' (maild migrate creates the tables; for other tables set the queries)'
+            : '';
+        return invalid(q.name, e.message + hint, q.isDefault);
+      };
+      let columns: Set<string>;
+      try {
+        columns = this.#configured.has('user') ? new Set() : await this.#userColumns(conn);
+      } catch (err) {
+        const e = err as SqlError;
+        if (e.fatal) throw new MailError('TEMP_FAIL', `MySQL connection lost: ${e.message}`, { cause: err });
+        throw new MailError('CONFIG_INVALID', `directory.mysql: cannot read the columns of virtual_users: ${e.message}`, { cause: err });
       }
+      const queries = this.#build(columns);
+      let updateDenied: string | undefined;
+      for (const q of queries.values()) {
+        if (q.name === 'update_password') {
+          if (!this.#rehash) continue;
+          try {
+            await conn.prepare(q.sql);
+            // unprepare, not close(): close() would leave a dead statement in the connection's cache.
+            conn.unprepare(q.sql);
+            updateDenied = undefined;
+          } catch (err) {
+            const e = err as SqlError;
+            if (e.errno === undefined || !ACCESS_DENIED.has(e.errno)) throw fail(q, err);
+            updateDenied = e.message;
+            report.warnings.push(
+              `directory.mysql.queries.update_password cannot run as ${this.#cfg.user} (${e.message}): stored hashes stay as they are; logins are not affected`,
+            );
+          }
+        } else {
+          const keyIsDomain = q.name === 'domain' || q.name === 'alias_domain' || q.name === 'transport';
+          const values = bind(q, keyIsDomain ? CHECK_DOMAIN : CHECK_ADDRESS, keyIsDomain) ?? [];
+          let fields;
+          try {
+            [, fields] = await conn.execute<RowDataPacket[]>({ sql: q.sql, timeout: this.#cfg.query_timeout }, values);
+          } catch (err) {
+            throw fail(q, err);
+          }
+          if (q.name === 'user' && !(fields ?? []).some((f) => f.name.toLowerCase() === 'password')) {
+            throw invalid(q.name, 'the query returns no password column', q.isDefault);
+          }
+        }
+        report.queries.push({ name: q.name, text: q.text ?? q.sql, isDefault: q.isDefault ?? false });
+      }
+      this.#queries = queries;
+      this.#updateDenied = updateDenied;
+      return report;
     } finally {
       conn.release();
     }
@@ -293,7 +448,11 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
 
   async lookupUser(email: string): Promise<UserRecord | null> {
     const key = email.toLowerCase();
-    const rows = await this.#lookup('user', key, false);
+    return this.#userFromRows(key, await this.#lookup('user', key, false));
+  }
+
+  /** The mailbox in the user query's rows: the first whose address is exactly the key. */
+  #userFromRows(key: string, rows: unknown[]): UserRecord | null {
     for (const raw of rows) {
       const row = new Map(Object.entries(raw as Record<string, unknown>).map(([k, v]) => [k.toLowerCase(), v] as const));
       const pick = (...names: string[]) => names.find((k) => row.has(k));
@@ -365,12 +524,14 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
 
   /** Runs a lookup query; every failure becomes TEMP_FAIL (never "not found"). */
   async #lookup(name: QueryName, key: string, keyIsDomain: boolean, rowsAsArray = name !== 'user'): Promise<unknown[]> {
-    const q = this.#queries.get(name);
-    if (!q) return [];
-    const values = bind(q, key, keyIsDomain);
-    if (!values) return [];
+    if (name !== 'user' && !this.#configured.has(name)) return [];
     try {
-      const rows = await this.#withDeadline((expired) => this.#execute(q.sql, values, rowsAsArray, expired, this.#cfg.pool_size));
+      const rows = await this.#withDeadline(async (expired) => {
+        const q = (await this.#effective()).get(name);
+        const values = q && bind(q, key, keyIsDomain);
+        if (!q || !values) return [];
+        return this.#execute(q.sql, values, rowsAsArray, expired, this.#cfg.pool_size);
+      });
       if (this.#failing) {
         this.#failing = false;
         this.#logger.info({ suppressed: this.#suppressed }, 'MySQL lookups work again');
@@ -380,6 +541,71 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
     } catch (err) {
       this.#warn(name, err);
       throw new MailError('TEMP_FAIL', `MySQL ${name} lookup failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * Replaces a stored hash (passwords.rehash) with the update_password query, in a transaction:
+   * the user query must still return `expected` (the hash the login was checked against: an
+   * admin's change meanwhile is kept, false), the update must change exactly that row without
+   * warnings, and the user query must read `hash` back exactly (a column too narrow for it would
+   * cut it); otherwise it is rolled back. Throws TEMP_FAIL with MySQL's message (a SELECT-only
+   * user gets "UPDATE command denied"). Once the update was denied no new hash is computed (no
+   * argon2 work per login for nothing) until a check (SIGHUP) finds the grant.
+   */
+  async updatePassword(email: string, expected: string, makeHash: () => Promise<string>): Promise<boolean> {
+    const key = email.toLowerCase();
+    const what = `update_password of ${key}`;
+    if (this.#updateDenied !== undefined) throw new MailError('TEMP_FAIL', `${what}: ${this.#updateDenied}`);
+    const queries = await this.#effective().catch((err: unknown) => {
+      throw new MailError('TEMP_FAIL', `${what}: ${(err as Error).message}`, { cause: err });
+    });
+    const update = queries.get('update_password');
+    const user = queries.get('user')!;
+    if (!update) throw new MailError('UNSUPPORTED', 'directory.mysql.queries.update_password is not set');
+    const hash = await makeHash();
+    const values = bind(update, key, false, hash);
+    const userValues = bind(user, key, false);
+    if (!values || !userValues) return false;
+    let conn: PoolConnection;
+    try {
+      conn = await this.#pool.getConnection();
+    } catch (err) {
+      throw new MailError('TEMP_FAIL', `${what}: ${(err as Error).message}`, { cause: err });
+    }
+    const stored = async () => {
+      const [rows] = await conn.execute<RowDataPacket[]>({ sql: user.sql, timeout: this.#cfg.query_timeout }, userValues);
+      return this.#userFromRows(key, rows)?.password;
+    };
+    let broken = false;
+    try {
+      await conn.beginTransaction();
+      if ((await stored()) !== expected) {
+        await conn.rollback();
+        return false;
+      }
+      const [res] = await conn.execute<ResultSetHeader>({ sql: update.sql, timeout: this.#cfg.query_timeout }, values);
+      let problem: string | undefined;
+      if (res.affectedRows !== 1) problem = `the query changed ${res.affectedRows} rows, not 1`;
+      else if (res.warningStatus > 0) problem = 'MySQL warned about the new value (is the password column wide enough?)';
+      else if ((await stored()) !== hash)
+        problem = `the user query does not read the new hash back (${hash.length} characters: is the password column wide enough?)`;
+      if (problem) {
+        await conn.rollback();
+        throw new MailError('TEMP_FAIL', `${what}: ${problem}; rolled back`);
+      }
+      await conn.commit();
+      return true;
+    } catch (err) {
+      await conn.rollback().catch(() => undefined);
+      if (err instanceof MailError) throw err;
+      const e = err as SqlError;
+      broken = e.fatal === true || e.code === 'PROTOCOL_SEQUENCE_TIMEOUT';
+      if (e.errno !== undefined && ACCESS_DENIED.has(e.errno)) this.#updateDenied = e.message;
+      throw new MailError('TEMP_FAIL', `${what}: ${e.message}`, { cause: err });
+    } finally {
+      if (broken) conn.destroy();
+      else conn.release();
     }
   }
 
@@ -604,9 +830,12 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
   }
 
   async listUsers(domain?: string): Promise<UserRecord[]> {
-    const base = 'SELECT u.email, u.password, u.quota, u.enable FROM virtual_users u';
     let rows: RowDataPacket[];
     try {
+      // quota and enable as the table has them (a tutorial's table may lack both).
+      const columns = await this.#userColumns(this.#pool);
+      const optional = ['quota', 'enable'].filter((c) => columns.has(c)).map((c) => `, u.\`${c}\``);
+      const base = `SELECT u.email, u.password${optional.join('')} FROM virtual_users u`;
       rows =
         domain === undefined
           ? await this.#rows(this.#pool, base)

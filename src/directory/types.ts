@@ -50,6 +50,13 @@ export interface DirectorySource {
    * transport table. Directory.transportFor does the parent-domain search and the caching.
    */
   lookupTransport?(domain: string): Promise<string | null>;
+  /**
+   * Replaces the stored hash of a mailbox (passwords.rehash), but only while it is still
+   * `expected`: false when it changed meanwhile (or the mailbox is gone), nothing written.
+   * `hash` computes the new value; a backend that knows it cannot write does not call it.
+   * Optional: a backend without it does not rehash.
+   */
+  updatePassword?(email: string, expected: string, hash: () => Promise<string>): Promise<boolean>;
   /** Called by the cache owner when the backend's data changed underneath (file reload). */
   onChange?(listener: () => void): void;
   close(): Promise<void>;

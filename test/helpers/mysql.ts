@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { configSchema, type MysqlConfig } from '../../src/config/schema.js';
-import { migrate } from '../../src/directory/mysql-migrate.js';
+import { migrate, splitSql } from '../../src/directory/mysql-migrate.js';
 
 export const testServer = {
   host: process.env.MAILD_TEST_MYSQL_HOST ?? '127.0.0.1',
@@ -118,5 +118,51 @@ export async function createTestDatabase(opts: TestDatabaseOptions = {}): Promis
   } catch (err) {
     await drop();
     throw err;
+  }
+}
+
+export interface DatabaseUser {
+  user: string;
+  password: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * A real database user with only the given privileges on this database (default SELECT, as
+ * Postfix's and Dovecot's users are): `GRANT SELECT ON db.* TO ...`. Drop it when done.
+ */
+export async function createDatabaseUser(db: TestDatabase, privileges = 'SELECT'): Promise<DatabaseUser> {
+  const user = `maild_ro_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  const admin = await connectAdmin();
+  try {
+    await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
+    await admin.query(`GRANT ${privileges} ON \`${db.name}\`.* TO ?@?`, [user, '%']);
+  } finally {
+    await admin.end();
+  }
+  return {
+    user,
+    password,
+    async drop() {
+      const conn = await connectAdmin();
+      try {
+        await conn.query('DROP USER IF EXISTS ?@?', [user, '%']);
+      } finally {
+        await conn.end();
+      }
+    },
+  };
+}
+
+/**
+ * Runs an SQL file written for the mysql command line (a tutorial's schema) in this database:
+ * statements that create or choose databases and users (CREATE DATABASE, CREATE USER, GRANT,
+ * FLUSH, USE) are left out, the rest runs as it is.
+ */
+export async function loadSqlFile(db: TestDatabase, text: string): Promise<void> {
+  const skipped = /^(CREATE\s+DATABASE|CREATE\s+USER|GRANT|FLUSH|USE)\b/i;
+  for (const statement of splitSql(text)) {
+    if (!skipped.test(statement.trim())) await db.sql(statement);
   }
 }

@@ -116,12 +116,21 @@ function cliSuite(name: string, setup: () => Promise<{ config: string; cleanup: 
 
     it('prints the effective configuration without secrets', async () => {
       const r = await maild(config, ['check-config'], '', { MAILD_CLI_DB_PASSWORD: 'cli-secret-password' });
-      assert.equal(r.code, 0);
       assert.match(r.stdout, /listeners:/);
-      assert.match(r.stderr, /configuration OK/);
       if (name === 'mysql') {
         assert.match(r.stdout, /password: "\*\*\*\*\*\*\*\*"|password: '\*\*\*\*\*\*\*\*'/);
         assert.ok(!r.stdout.includes('cli-secret-password'));
+        // That is not the database's password: the queries cannot be run (75, EX_TEMPFAIL).
+        assert.equal(r.code, 75, r.stderr);
+        assert.match(r.stderr, /the MySQL queries could not be checked: cannot connect to MySQL as .*Access denied/);
+        assert.ok(!r.stderr.includes('cli-secret-password'));
+        const good = await maild(config, ['check-config']);
+        assert.equal(good.code, 0, good.stderr);
+        assert.match(good.stderr, /queries\.user \(default\): SELECT email, password, quota, `enable` FROM virtual_users/);
+        assert.match(good.stderr, /configuration OK/);
+      } else {
+        assert.equal(r.code, 0);
+        assert.match(r.stderr, /configuration OK/);
       }
     });
 

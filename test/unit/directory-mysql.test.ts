@@ -120,6 +120,34 @@ describe('mysql query placeholders', () => {
     await rejectsWith(MysqlDirectory.open(cfg, { logger: silentLogger }), 'CONFIG_INVALID', /directory\.mysql\.queries\.user/);
   });
 
+  it('takes %p (the new hash) in update_password only, and wants update_password for rehash with a configured user query', async () => {
+    const update = compileQuery('update_password', "UPDATE mailbox SET password = '%p', modified = NOW() WHERE username = '%s'");
+    assert.equal(update.sql, 'UPDATE mailbox SET password = ?, modified = NOW() WHERE username = ?');
+    assert.deepEqual(update.params, ['p', 's']);
+    assert.throws(
+      () => compileQuery('user', "SELECT email, password FROM u WHERE email = '%p'"),
+      (e: unknown) => isMailError(e, 'CONFIG_INVALID') && /queries\.user.*%p/.test(e.message),
+    );
+    assert.throws(
+      () => compileQuery('update_password', "UPDATE u SET password = 'x' WHERE email = '%s'"),
+      (e: unknown) => isMailError(e, 'CONFIG_INVALID') && /%p/.test(e.message),
+    );
+    const cfg = mysqlConfig({ database: 'unused', queries: { user: "SELECT email, password FROM users WHERE email = '%s'" } });
+    await rejectsWith(MysqlDirectory.open(cfg, { logger: silentLogger, rehash: true }), 'CONFIG_INVALID', /passwords\.rehash.*update_password/);
+    const without = await MysqlDirectory.open(cfg, { logger: silentLogger, rehash: false });
+    await without.close();
+  });
+
+  it('with verify on a database without the tables, names the query and points at migrate', async () => {
+    const db = await newDatabase({ migrate: false });
+    await rejectsWith(
+      MysqlDirectory.open(db.config, { logger: silentLogger, verify: true }),
+      'CONFIG_INVALID',
+      /queries\.domain: Table '[^']*virtual_domains' doesn't exist \(maild migrate creates the tables/,
+    );
+    await db.drop();
+  });
+
   it('with verify, refuses a query MySQL cannot prepare, naming the key', async () => {
     const db = await newDatabase();
     const cfg = { ...db.config, queries: { ...db.config.queries, alias: "SELECT nonexistent FROM virtual_aliases WHERE source = '%s'" } };

@@ -560,3 +560,51 @@ describe('passwords: worker pool', () => {
     }
   });
 });
+
+describe('passwords: needsRehash (passwords.rehash)', () => {
+  const stored = (pred: (f: Fixture) => boolean) => {
+    const f = fixtures.find(pred);
+    assert.ok(f, 'fixture present');
+    return f.stored;
+  };
+  const argon2 = new PasswordService({ threads: 1 });
+  const sha = new PasswordService({ threads: 1, newScheme: 'SHA512-CRYPT' });
+  after(async () => {
+    await argon2.close();
+    await sha.close();
+  });
+
+  it('with ARGON2ID configured: every other scheme, and argon2id with less memory or fewer passes, is weaker', async () => {
+    const sha512 = stored((f) => f.stored.startsWith('{SHA512-CRYPT}$6$') && !f.stored.includes('rounds='));
+    const doveadmArgon2id = stored((f) => f.stored.startsWith('{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$'));
+    for (const weak of [
+      sha512,
+      stored((f) => f.stored.startsWith('$1$')),
+      stored((f) => f.scheme === 'DES-CRYPT' && !f.stored.startsWith('{')),
+      stored((f) => f.stored.startsWith('{BLF-CRYPT}$2y$08$')),
+      stored((f) => f.stored.startsWith('{ARGON2I}$argon2i$')),
+      stored((f) => f.stored.startsWith('$argon2id$v=19$m=8192,t=2,p=4$')),
+      '{PLAIN}secret',
+    ]) {
+      assert.equal(argon2.needsRehash(weak), true, weak);
+    }
+    // doveadm's argon2id has maild's parameters; a new hash is as strong.
+    assert.equal(argon2.needsRehash(doveadmArgon2id), false);
+    assert.equal(argon2.needsRehash(await argon2.hash('x')), false);
+    // node argon2 hash('secret', { memoryCost: 131072, timeCost: 4, parallelism: 2 })
+    const stronger = '{ARGON2ID}$argon2id$v=19$m=131072,t=4,p=2$mb8ICUTNLdbEcU0F6a3bbw$WBOKf0Z2ONakX5SeI+ywUofxuBiVuY3AXCcaqA8O0jE';
+    assert.equal((await argon2.verify(stronger, 'secret')).ok, true);
+    assert.equal(argon2.needsRehash(stronger), false, 'stronger is kept');
+    // Values that cannot verify are left alone.
+    assert.equal(argon2.needsRehash('{NOPE}x'), false);
+    assert.equal(argon2.needsRehash(''), false);
+  });
+
+  it('with SHA512-CRYPT configured: argon2id is another scheme (rehashed), fewer rounds are weaker, more are kept', () => {
+    assert.equal(sha.needsRehash(stored((f) => f.stored.startsWith('{ARGON2ID}'))), true);
+    assert.equal(sha.needsRehash(stored((f) => f.stored.startsWith('{SHA512-CRYPT}$6$') && !f.stored.includes('rounds='))), false);
+    assert.equal(sha.needsRehash(stored((f) => f.stored.includes('$6$rounds=10000$'))), false);
+    // python3 crypt.crypt('x', '$6$rounds=1000$saltsalt')
+    assert.equal(sha.needsRehash('$6$rounds=1000$saltsalt$w9KQdgZ0Ki6LoC1UHsgXGBQaO4XJhW7upynW4LSaoTX6YuFX0KIqzhQcvdJFwTJS.I2sYmby8LApILDV7m1xF/'), true);
+  });
+});

@@ -17,6 +17,7 @@ import {
   MAX_PASSWORD_BYTES,
   NEW_PASSWORD_SCHEMES,
   costProfile,
+  isWeakerProfile,
   lookupScheme,
   newPasswordProfile,
   parseStored,
@@ -132,6 +133,16 @@ export class PasswordService {
     const stored = await this.dummyFor(this.dummyProfile);
     await this.pool.run({ op: 'verify', stored, plain, defaultScheme: this.defaultScheme });
     return false;
+  }
+
+  /**
+   * Should this stored value be replaced by a new hash after a successful login (passwords.rehash)?
+   * See isWeakerProfile for what counts as weaker. Parsing only, no hashing: cheap on the main
+   * thread. False for values that do not parse (they never verify).
+   */
+  needsRehash(stored: string): boolean {
+    const parsed = parseStored(stored, this.defaultScheme);
+    return parsed.ok && isWeakerProfile(costProfile(parsed.hash), newPasswordProfile(this.newScheme));
   }
 
   /** Hashes a new password; the result carries the {SCHEME} prefix as `doveadm pw -s SCHEME` prints it. */

@@ -472,6 +472,22 @@ export function newPasswordProfile(scheme: PasswordScheme): CostProfile {
   }
 }
 
+/**
+ * Is a stored hash with this profile weaker than new ones (passwords.rehash)? Yes when its scheme
+ * is another than the new-password scheme (whichever: the configured scheme is what the operator
+ * wants stored), or the same scheme with lower costs: argon2 with less memory, fewer passes or an
+ * older version; SHA-crypt with fewer rounds; bcrypt with a lower cost. Higher costs are kept.
+ */
+export function isWeakerProfile(stored: CostProfile, target: CostProfile): boolean {
+  if (stored.scheme !== target.scheme) return true;
+  if ('memoryCost' in stored && 'memoryCost' in target) {
+    return stored.version < target.version || stored.memoryCost < target.memoryCost || stored.timeCost < target.timeCost;
+  }
+  if ('rounds' in stored && 'rounds' in target) return stored.rounds < target.rounds;
+  if ('cost' in stored && 'cost' in target) return stored.cost < target.cost;
+  return false;
+}
+
 export function profileKey(p: CostProfile): string {
   return JSON.stringify(p);
 }
