@@ -194,7 +194,10 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     await passwords.close();
     throw err;
   }
-  const directory = new Directory(backend, directoryOptions(config, passwords, logger, () => current.passwords.rehash));
+  const directory = new Directory(
+    backend,
+    directoryOptions(config, passwords, logger, () => current.passwords.rehash),
+  );
   const store = new MaildirStore({ root: config.mail.root, layout: config.mail.layout, logger: logger.child({ component: 'store' }) });
   let credentials: Credentials = await loadCredentials(config.tls, config.data_dir, config.hostname, logger);
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');

@@ -75,7 +75,9 @@ const schemas: Schema[] = [
     async setup(db) {
       await loadSqlFile(db, FIXTURE_SCHEMA);
       await insertVirtualRows(db, { prefix: '{SHA512-CRYPT}' });
-      await db.sql(`INSERT INTO virtual_users (domain_id, email, password, \`enable\`) VALUES (1, 'off@example.test', ${sha512('off-pw')}, 0)`);
+      await db.sql(
+        `INSERT INTO virtual_users (domain_id, email, password, \`enable\`) VALUES (1, 'off@example.test', ${sha512('off-pw')}, 0)`,
+      );
     },
     rehash: true,
     storedPassword: virtualPassword,
@@ -101,7 +103,9 @@ const schemas: Schema[] = [
         "CREATE TABLE users (email varchar(80) NOT NULL, password varchar(20) NOT NULL, quota INT(10) DEFAULT '10485760', PRIMARY KEY (email)) ENGINE=MyISAM",
       );
       await db.sql("INSERT INTO domains (domain) VALUES ('example.test')");
-      await db.sql("INSERT INTO users (email, password) VALUES ('alice@example.test', ENCRYPT('alice-pw')), ('bob@example.test', ENCRYPT('bob-pw'))");
+      await db.sql(
+        "INSERT INTO users (email, password) VALUES ('alice@example.test', ENCRYPT('alice-pw')), ('bob@example.test', ENCRYPT('bob-pw'))",
+      );
       await db.sql("INSERT INTO forwardings (source, destination) VALUES ('team@example.test', 'alice@example.test,bob@example.test')");
     },
     queries: {
@@ -146,9 +150,14 @@ const schemas: Schema[] = [
           [`${local}@example.test`, pw, `example.test/${local}/`, local],
         );
         // PostfixAdmin stores an alias to itself for every mailbox.
-        await db.sql("INSERT INTO alias (address, goto, domain) VALUES (?, ?, 'example.test')", [`${local}@example.test`, `${local}@example.test`]);
+        await db.sql("INSERT INTO alias (address, goto, domain) VALUES (?, ?, 'example.test')", [
+          `${local}@example.test`,
+          `${local}@example.test`,
+        ]);
       }
-      await db.sql("INSERT INTO alias (address, goto, domain) VALUES ('team@example.test', 'alice@example.test,bob@example.test', 'example.test')");
+      await db.sql(
+        "INSERT INTO alias (address, goto, domain) VALUES ('team@example.test', 'alice@example.test,bob@example.test', 'example.test')",
+      );
     },
     queries: {
       domain: "SELECT domain FROM domain WHERE domain = '%s' AND active = '1' AND backupmx = '0'",
@@ -313,17 +322,27 @@ describe('MySQL queries that cannot run, and SIGHUP', () => {
   }
 
   const broken = [
-    ['user', "SELECT email, password, quota FROM virtual_users WHERE email = '%s'", /directory\.mysql\.queries\.user: Unknown column 'quota'/],
-    ['alias', "SELECT destination FROM aliases WHERE source = '%s'", /directory\.mysql\.queries\.alias: Table '[^']*aliases' doesn't exist/],
+    [
+      'user',
+      "SELECT email, password, quota FROM virtual_users WHERE email = '%s'",
+      /directory\.mysql\.queries\.user: Unknown column 'quota'/,
+    ],
+    [
+      'alias',
+      "SELECT destination FROM aliases WHERE source = '%s'",
+      /directory\.mysql\.queries\.alias: Table '[^']*aliases' doesn't exist/,
+    ],
   ] as const;
 
   it('the daemon refuses to start (exit 1), naming the query and the database message', async () => {
     for (const [key, query, message] of broken) {
       const d = spawnDaemon(['--config', await configFile(`start-${key}`, mysqlSection(db, reader, { [key]: query }))]);
-      const ready = await d.waitLog((l) => l.msg === 'ready').then(
-        () => true,
-        () => false,
-      );
+      const ready = await d
+        .waitLog((l) => l.msg === 'ready')
+        .then(
+          () => true,
+          () => false,
+        );
       if (ready) d.kill();
       const { code } = await d.exited;
       assert.ok(!ready, `started with a broken ${key} query`);
@@ -405,7 +424,10 @@ describe('MySQL queries that cannot run, and SIGHUP', () => {
       const mysql = cfg.directory.mysql!;
       const next = {
         ...cfg,
-        directory: { ...cfg.directory, mysql: { ...mysql, queries: { ...mysql.queries, user: "SELECT email, password, nope FROM virtual_users WHERE email = '%s'" } } },
+        directory: {
+          ...cfg.directory,
+          mysql: { ...mysql, queries: { ...mysql.queries, user: "SELECT email, password, nope FROM virtual_users WHERE email = '%s'" } },
+        },
       };
       await assert.rejects(srv.runtime.reload(next), /directory\.mysql\.queries\.user: Unknown column 'nope'/);
       assert.equal((await send('bob@example.test')).code, 250, 'the running queries stay');
