@@ -23,7 +23,7 @@ import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { start as startProxy } from '../helpers/tcp-proxy.js';
 
-const FIXTURE_SCHEMA = readFileSync(path.join(ROOT, 'test/fixtures/postfix-dovecot-schema.sql'), 'utf8');
+const FIXTURE_SCHEMA = readFileSync(path.join(ROOT, 'test/fixtures/import/postfix-dovecot/sql/schema.sql'), 'utf8');
 /** The tutorial's schema before it had `enable` (the Linode / workaround.org tables of many installations). */
 const SCHEMA_WITHOUT_ENABLE = FIXTURE_SCHEMA.split('\n')
   .filter((l) => !l.includes('`enable`'))
