@@ -168,6 +168,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     switch (command) {
       case 'check-config': {
         out(stringify(redactConfig(config)).trimEnd());
+        if (config.tls.cert && config.tls.key) {
+          // The files the daemon reads at start: missing, unreadable or mismatched stop it there.
+          const { loadCredentials } = await import('../tls/certificates.js');
+          const cert = await loadCredentials(config.tls, config.data_dir, config.hostname, silentLogger).catch((err: unknown) => {
+            throw isMailError(err, 'CONFIG_INVALID') ? new MailError('CONFIG_INVALID', `config error: ${err.message}`) : err;
+          });
+          io.stderr.write(`tls.cert: ${cert.subject}, valid until ${cert.validTo}: OK\n`);
+        }
         if (config.directory.backend === 'mysql') {
           // Every query runs once with a key that matches nothing: a broken one fails here, not at the first RCPT.
           const { MysqlDirectory } = await import('../directory/mysql-backend.js');

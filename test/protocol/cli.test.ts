@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { generate } from 'selfsigned';
 import { PasswordService } from '../../src/directory/passwords/index.js';
 import { compiledEntry } from '../helpers/daemon.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
@@ -187,6 +188,40 @@ describe('a running daemon and the CLI', () => {
       assert.match(await readFile(path.join(srv.dir, 'directory.yaml'), 'utf8'), /newcomer@example\.test/);
     } finally {
       await srv.stop();
+    }
+  });
+});
+
+describe('check-config and the TLS certificate', () => {
+  it('reads the configured certificate and key as the start does: missing or mismatched is exit 1 naming it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-cli-tls-'));
+    try {
+      const pair = async () => generate([{ name: 'commonName', value: 'mail.example.test' }], { keySize: 2048, algorithm: 'sha256' });
+      const [a, b] = await Promise.all([pair(), pair()]);
+      await writeFile(path.join(dir, 'cert.pem'), a.cert);
+      await writeFile(path.join(dir, 'key.pem'), a.private);
+      await writeFile(path.join(dir, 'other-key.pem'), b.private);
+      const config = path.join(dir, 'maild.yaml');
+      const write = (cert: string, key: string) =>
+        writeFile(config, `listeners: [{protocol: smtp, port: 0}]\nmail: {root: mail}\ntls: {cert: ${cert}, key: ${key}}\n`);
+
+      await write('cert.pem', 'key.pem');
+      const good = await maild(config, ['check-config']);
+      assert.equal(good.code, 0, good.stderr);
+      assert.match(good.stderr, /tls\.cert: CN=mail\.example\.test, valid until .*: OK/);
+
+      await write('missing.pem', 'key.pem');
+      const missing = await maild(config, ['check-config']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /tls\.cert: cannot read .*missing\.pem: ENOENT/);
+      assert.doesNotMatch(missing.stderr, /configuration OK/);
+
+      await write('cert.pem', 'other-key.pem');
+      const mismatched = await maild(config, ['check-config']);
+      assert.equal(mismatched.code, 1);
+      assert.match(mismatched.stderr, /the key does not belong to the certificate/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
