@@ -4,8 +4,8 @@
  * SELECT-only user; the generated maild.yaml runs the daemon, which then takes mail over SMTP
  * and over the LMTP socket Postfix delivered to, and logs the database's users in over IMAP and
  * submission. Only what this machine forces is changed in the generated file: ports (ephemeral),
- * socket paths, the mail root, the missing certificate files, and the dovecot-auth listener,
- * which this build does not have.
+ * socket paths, the mail root and the missing certificate files. Postfix's SASL socket (a
+ * dovecot-auth listener) answers as Dovecot's did.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { runCliProcess } from '../helpers/cli.js';
 import { ROOT, spawnDaemon, type Daemon } from '../helpers/daemon.js';
+import { DovecotAuthTestClient } from '../helpers/dovecot-auth-client.js';
 import { ImapTestClient } from '../helpers/imap-client.js';
 import { connectAdmin, createTestDatabase, testServer, type TestDatabase } from '../helpers/mysql.js';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
@@ -86,11 +87,9 @@ describe('maild import, then maild on the imported configuration', () => {
     generated = await readFile(output, 'utf8');
 
     // What this machine forces: ephemeral ports, sockets and mail below the temporary directory,
-    // a self-signed certificate (the fixture's files are not here), no dovecot-auth listener.
+    // a self-signed certificate (the fixture's files are not here).
     const cfg = parse(generated) as Record<string, unknown> & { listeners: Array<Record<string, unknown>> };
-    cfg.listeners = cfg.listeners
-      .filter((l) => l.protocol !== 'dovecot-auth')
-      .map((l) => (l.path ? { ...l, path: `${dir}/${l.name}.sock` } : { ...l, port: 0 }));
+    cfg.listeners = cfg.listeners.map((l) => (l.path ? { ...l, path: `${dir}/${l.name}.sock` } : { ...l, port: 0 }));
     cfg.mail = { ...(cfg.mail as object), root: `${dir}/mail` };
     cfg.data_dir = `${dir}/data`;
     delete cfg.tls;
@@ -99,6 +98,7 @@ describe('maild import, then maild on the imported configuration', () => {
     daemon = spawnDaemon(['--config', runnable], { compiled: true, env: { MAILD_DB_PASSWORD: dbPassword } });
     await daemon.waitLog((l) => l.msg === 'listening' && l.listener === 'pop3s');
     await daemon.waitLog((l) => l.msg === 'listening' && l.listener === 'lmtp');
+    await daemon.waitLog((l) => l.msg === 'listening' && l.listener === 'dovecot-auth');
   });
 
   after(async () => {
@@ -192,5 +192,15 @@ describe('maild import, then maild on the imported configuration', () => {
     const auth = await c.command(`AUTH PLAIN ${Buffer.from('\0alice@example.test\0alice-pw').toString('base64')}`);
     assert.equal(auth.code, 235);
     await c.quit();
+  });
+
+  it('checks passwords for Postfix on the SASL socket it used (smtpd_sasl_type = dovecot)', async () => {
+    const { client, handshake } = await DovecotAuthTestClient.open(`${dir}/dovecot-auth.sock`);
+    assert.ok(handshake.includes('MECH\tPLAIN\tplaintext'), handshake.join('\n'));
+    const resp = (pass: string) => Buffer.from(`\0alice@example.test\0${pass}`).toString('base64');
+    const params = 'service=smtp\tsecured\tlip=127.0.0.1\trip=127.0.0.1';
+    assert.deepEqual(await client.request(`AUTH\t1\tPLAIN\t${params}\tresp=${resp('alice-pw')}`), ['OK', '1', 'user=alice@example.test']);
+    const fail = await client.request(`AUTH\t2\tPLAIN\t${params}\tresp=${resp('wrong')}`);
+    assert.deepEqual(fail.slice(0, 2), ['FAIL', '2']);
   });
 });
