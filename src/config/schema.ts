@@ -371,6 +371,20 @@ const dovecotAuthSchema = z.strictObject({
 export const configSchema = z.strictObject({
   /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
   hostname: z.string().min(1).optional(),
+  /**
+   * The account maild serves as. Started as root, it binds the listeners and reads the TLS keys,
+   * then drops to this user (and `group`, else the user's primary group) before it serves anyone,
+   * as Postfix's mail_owner and Dovecot's default_internal_user. Started as root without it,
+   * maild refuses to run; `user: root` serves as root on purpose (not recommended).
+   */
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'expected a user name such as vmail')
+    .optional(),
+  group: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'expected a group name such as vmail')
+    .optional(),
   /** Where generated state lives (self-signed certificate). */
   data_dir: z.string().default('data'),
   mail: z

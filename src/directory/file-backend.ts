@@ -501,13 +501,18 @@ function deleteKey(doc: Document, section: string, key: string): void {
 export async function writeFileAtomic(file: string, text: string, mode = 0o640): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   let fileMode = mode;
+  let owner: { uid: number; gid: number } | undefined;
   try {
-    fileMode = (await fs.stat(file)).mode & 0o777;
+    const st = await fs.stat(file);
+    fileMode = st.mode & 0o777;
+    owner = st;
   } catch {
     // new file
   }
   const fh = await fs.open(tmp, 'wx', fileMode);
   try {
+    // The CLI run as root keeps a file the daemon (dropped to its user) must still read and rewrite.
+    if (owner && process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
     await fh.writeFile(text);
     await fh.sync();
   } finally {

@@ -92,6 +92,7 @@ describe('maild import, then maild on the imported configuration', () => {
     cfg.listeners = cfg.listeners.map((l) => (l.path ? { ...l, path: `${dir}/${l.name}.sock` } : { ...l, port: 0 }));
     cfg.mail = { ...(cfg.mail as object), root: `${dir}/mail` };
     cfg.data_dir = `${dir}/data`;
+    cfg.user = 'root'; // the suite runs as root and has no vmail account
     delete cfg.tls;
     const runnable = `${dir}/maild-test.yaml`;
     await writeFile(runnable, stringify(cfg));
