@@ -16,6 +16,8 @@ import { generateKey } from '../queue/dkim.js';
 import { QueueUsageError, runQueueCommand } from './queue.js';
 import { silentLogger } from '../log.js';
 import { resolveConfigPath, SYSTEM_CONFIG_PATH } from '../paths.js';
+import { dropPrivileges, lookupAccount } from '../privileges/account.js';
+import { prepareDirectories } from '../privileges/directories.js';
 import { maildirPath } from '../store/maildir.js';
 
 export interface CliIo {
@@ -182,6 +184,18 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   // A change written to a configuration the daemon does not read is a change lost: say which one.
   if (writesSomething(command, sub)) io.stderr.write(`maild: using ${config.configPath}\n`);
+  // Run as root, a command that writes files (the directory file, DKIM keys, the spool) does it as
+  // the account the daemon serves as, so the daemon can still read and rewrite them.
+  if (command !== 'check-config' && config.user !== undefined && config.user !== 'root' && process.getuid?.() === 0) {
+    try {
+      const account = lookupAccount(config.user, config.group);
+      await prepareDirectories(config, account);
+      dropPrivileges(account);
+    } catch (err) {
+      io.stderr.write(`maild: ${isMailError(err) ? `config error: ${err.message}` : String(err)}\n`);
+      return 1;
+    }
+  }
 
   let backend: Backend | undefined;
   let passwords: PasswordService | undefined;

@@ -13,6 +13,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import net from 'node:net';
 import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
+import { runCliProcess } from '../helpers/cli.js';
 import { SmtpClient, simpleMessage } from '../helpers/smtp-client.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -111,6 +112,26 @@ describe('privileges', { skip: !isRoot && 'needs root (CI runs as root)' }, () =
     const d = spawnDaemon(['--config', file]);
     assert.equal((await d.exited).code, 1);
     assert.match(d.stderr(), /user: no such user maild-no-such-user/);
+  });
+
+  it('the CLI run as root writes the directory file and DKIM keys as the user, so the daemon can read them', async () => {
+    const cfgDir = path.join(dir, 'cli');
+    await mkdir(cfgDir, { mode: 0o755 });
+    const file = path.join(cfgDir, 'maild.yaml');
+    await writeFile(
+      file,
+      `user: nobody\nlisteners: [{protocol: smtp, address: 127.0.0.1, port: 0}]\ndata_dir: ${cfgDir}/data\nmail: {root: ${cfgDir}/mail}\ndirectory: {file: {path: ${cfgDir}/data/directory.yaml}}\n`,
+      { mode: 0o600 },
+    );
+    const add = await runCliProcess(['--config', file, 'domain', 'add', 'cli.example']);
+    assert.equal(add.code, 0, add.stderr);
+    const directoryFile = await stat(path.join(cfgDir, 'data/directory.yaml'));
+    assert.equal(directoryFile.uid, NOBODY);
+    const dkim = await runCliProcess(['--config', file, 'dkim', 'generate', 'cli.example']);
+    assert.equal(dkim.code, 0, dkim.stderr);
+    const keys = await readdir(path.join(cfgDir, 'data/dkim'));
+    assert.ok(keys.length > 0);
+    for (const k of keys) assert.equal((await stat(path.join(cfgDir, 'data/dkim', k))).uid, NOBODY, k);
   });
 
   describe('dropped to nobody', () => {
