@@ -31,13 +31,13 @@ export function importMailStore(ctx: ImportContext): MailStoreSettings {
     );
     const uid = dv('mail_uid') || staticArgs.get('uid');
     const gid = dv('mail_gid') || staticArgs.get('gid');
-    if (uid && !/^\d+$/.test(uid)) {
+    if (uid) {
       account = {
         user: uid,
-        ...(gid && !/^\d+$/.test(gid) ? { group: gid } : {}),
+        ...(gid ? { group: gid } : {}),
         from: dv('mail_uid') ? dvLabel('mail_uid') : `userdb static uid=${uid}${gid ? ` gid=${gid}` : ''}`,
       };
-    } else if (uid) skip(`mail_uid ${uid}`, 'a numeric uid: set user: to the name of that account by hand');
+    }
     const location = dv('mail_location') || staticArgs.get('mail') || '';
     const label = dv('mail_location') ? dvLabel('mail_location') : `userdb static mail=${location}`;
     if (!location) skip('mail_location', 'not set (Dovecot guessed the mailbox format at run time); set mail.root and mail.layout by hand');
