@@ -1,0 +1,131 @@
+/**
+ * The container's entrypoint (config/docker-entrypoint, /opt/maild/bin/docker-entrypoint in the
+ * image), run here with sh against a temporary /etc/maild and volumes: it refuses to start
+ * without a configuration, writes one with `maild init` when MAILD_HOSTNAME and MAILD_DOMAIN are
+ * set (the printed password logs in), and runs a mounted one as it is.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { compiledEntry, ROOT, spawnDaemon, type Daemon } from '../helpers/daemon.js';
+import { ImapTestClient } from '../helpers/imap-client.js';
+
+const ENTRYPOINT = path.join(ROOT, 'config', 'docker-entrypoint');
+
+describe('container entrypoint', () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  let n = 0;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'maild-entrypoint-'));
+    // `maild` on PATH, as /opt/maild/bin/maild is in the image.
+    const bin = path.join(dir, 'bin');
+    await mkdir(bin);
+    await writeFile(path.join(bin, 'maild'), `#!/bin/sh\nexec '${process.execPath}' '${compiledEntry('src/cli/index.ts')}' "$@"\n`);
+    await chmod(path.join(bin, 'maild'), 0o755);
+    env = { PATH: `${bin}:${process.env.PATH}`, MAILD_CONFIG: undefined, MAILD_HOSTNAME: undefined, MAILD_DOMAIN: undefined };
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  /** A fresh container: its /etc/maild, state and mail volumes. */
+  const container = () => {
+    const root = path.join(dir, `c${n++}`);
+    return {
+      config: path.join(root, 'etc', 'maild', 'maild.yaml'),
+      env: {
+        ...env,
+        MAILD_CONFIG: path.join(root, 'etc', 'maild', 'maild.yaml'),
+        MAILD_DATA_DIR: path.join(root, 'var/lib/maild'),
+        MAILD_MAIL_ROOT: path.join(root, 'var/mail/vhosts'),
+      },
+      root,
+    };
+  };
+  const run = (args: string[], runEnv: NodeJS.ProcessEnv) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const proc = spawn('sh', [ENTRYPOINT, ...args], { env: { ...process.env, ...runEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      proc.stdout.on('data', (d) => (stdout += d));
+      proc.stderr.on('data', (d) => (stderr += d));
+      proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  const start = (runEnv: NodeJS.ProcessEnv): Daemon => spawnDaemon([], { command: ['sh', ENTRYPOINT], env: runEnv });
+  const stop = async (daemon: Daemon) => {
+    daemon.kill('SIGTERM');
+    return daemon.exited;
+  };
+
+  it('refuses to start without a configuration, saying how to mount or generate one', async () => {
+    for (const extra of [{}, { MAILD_HOSTNAME: 'mail.example.com' }, { MAILD_DOMAIN: 'example.com' }]) {
+      const c = container();
+      const r = await run([], { ...c.env, ...extra });
+      assert.equal(r.code, 78, r.stderr);
+      assert.match(r.stderr, /no configuration at .*maild\.yaml; refusing to start/);
+      assert.match(r.stderr, /docker run -v \S+:\S+maild\.yaml:ro/);
+      assert.match(r.stderr, /-e MAILD_HOSTNAME=mail\.example\.com -e MAILD_DOMAIN=example\.com/);
+      assert.doesNotMatch(r.stdout, /password/);
+      await assert.rejects(stat(c.root), { code: 'ENOENT' });
+    }
+  });
+
+  it('runs a mounted configuration as it is; SIGTERM reaches the daemon; other arguments are maild commands', async () => {
+    const c = container();
+    await mkdir(path.dirname(c.config), { recursive: true });
+    await writeFile(path.join(c.root, 'directory.yaml'), 'domains: [example.test]\n');
+    await writeFile(
+      c.config,
+      'data_dir: state\nmail: {root: mail}\nlisteners: [{name: mx, protocol: smtp, address: 127.0.0.1, port: 0}]\n' +
+        `directory: {file: {path: ${path.join(c.root, 'directory.yaml')}}}\nshutdown_timeout: 1s\n`,
+    );
+    const daemon = start({ ...c.env, MAILD_HOSTNAME: 'mail.example.com', MAILD_DOMAIN: 'example.com' });
+    try {
+      await daemon.waitLog((l) => l.msg === 'ready');
+      assert.ok(!daemon.logs.some((l) => typeof l.raw === 'string' && /password/.test(l.raw)), 'no init over a mounted config');
+      const health = await run(['health'], c.env);
+      assert.equal(health.code, 0, health.stderr);
+      assert.match(health.stdout, /maild is running/);
+    } finally {
+      const exit = await stop(daemon);
+      assert.deepEqual(exit, { code: 0, signal: null });
+    }
+    assert.equal((await run(['health'], c.env)).code, 1);
+  });
+
+  it('with MAILD_HOSTNAME and MAILD_DOMAIN writes a configuration, prints the password once, and starts; the password logs in', async () => {
+    const c = container();
+    // Loopback here; the image's default is 0.0.0.0. The ports are the container's: 1993 is IMAPS.
+    const runEnv = { ...c.env, MAILD_HOSTNAME: 'mail.example.com', MAILD_DOMAIN: 'example.com', MAILD_LISTEN: '127.0.0.1' };
+    const first = start(runEnv);
+    let password: string;
+    try {
+      const line = await first.waitLog((l) => typeof l.raw === 'string' && l.raw.startsWith('password:'));
+      password = String(line.raw).split(/\s+/)[1]!;
+      assert.ok(password.length >= 16);
+      await first.waitLog((l) => l.msg === 'ready');
+      assert.equal((await stat(c.config)).mode & 0o777, 0o640);
+      const imap = await ImapTestClient.connect(1993, { implicitTls: true });
+      await imap.greeting();
+      assert.equal((await imap.login('postmaster@example.com', password)).status, 'OK');
+      await imap.logout();
+    } finally {
+      assert.deepEqual(await stop(first), { code: 0, signal: null });
+    }
+
+    // The next start finds the configuration: no new password, same user.
+    const second = start(runEnv);
+    try {
+      await second.waitLog((l) => l.msg === 'ready');
+      assert.ok(!second.logs.some((l) => typeof l.raw === 'string' && l.raw.startsWith('password:')));
+      const imap = await ImapTestClient.connect(1993, { implicitTls: true });
+      await imap.greeting();
+      assert.equal((await imap.login('postmaster@example.com', password)).status, 'OK');
+      await imap.logout();
+    } finally {
+      await stop(second);
+    }
+  });
+});
