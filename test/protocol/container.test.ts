@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compiledEntry, ROOT, spawnDaemon, type Daemon } from '../helpers/daemon.js';
 import { ImapTestClient } from '../helpers/imap-client.js';
+import { createDatabaseUser, createTestDatabase, testServer } from '../helpers/mysql.js';
 
 const ENTRYPOINT = path.join(ROOT, 'config', 'docker-entrypoint');
 
@@ -126,6 +127,40 @@ describe('container entrypoint', () => {
       await imap.logout();
     } finally {
       await stop(second);
+    }
+  });
+
+  it("compose.yaml's maild configuration: migrate, then check-config and the CLI against MariaDB, the password from the environment", async () => {
+    // What compose.yaml's mariadb service makes: a database and mailuser with ALL on it.
+    const db = await createTestDatabase({ migrate: false });
+    const user = await createDatabaseUser(db, 'ALL PRIVILEGES');
+    try {
+      const composeEnv = {
+        ...env,
+        MAILD_CONFIG: path.join(ROOT, 'config', 'compose', 'maild.yaml'),
+        MAILD_HOSTNAME: 'mail.example.com',
+        MAILD_DB_HOST: testServer.host,
+        MAILD_DB_USER: user.user,
+        MAILD_DB_PASSWORD: user.password,
+        MAILD_DB_NAME: db.name,
+      };
+      const migrate = await run(['migrate'], composeEnv);
+      assert.equal(migrate.code, 0, migrate.stderr);
+      assert.match(migrate.stdout, /^applied: /);
+      const check = await run(['check-config'], composeEnv);
+      assert.equal(check.code, 0, check.stderr);
+      assert.match(check.stderr, /directory\.mysql\.queries\.user .*: OK/);
+      assert.match(check.stderr, /configuration OK/);
+      assert.ok(!check.stdout.includes(user.password), 'the password is masked');
+      assert.equal((await run(['domain', 'add', 'example.com'], composeEnv)).code, 0);
+      assert.equal((await run(['domain', 'list'], composeEnv)).stdout, 'example.com\n');
+      // Without the password in the environment it does not start.
+      const missing = await run(['check-config'], { ...composeEnv, MAILD_DB_PASSWORD: undefined });
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /directory\.mysql\.password: environment variable MAILD_DB_PASSWORD is not set/);
+    } finally {
+      await user.drop();
+      await db.drop();
     }
   });
 });
