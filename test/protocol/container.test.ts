@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -98,8 +99,10 @@ describe('container entrypoint', () => {
 
   it('with MAILD_HOSTNAME and MAILD_DOMAIN writes a configuration, prints the password once, and starts; the password logs in', async () => {
     const c = container();
-    // Loopback here; the image's default is 0.0.0.0. The ports are the container's: 1993 is IMAPS.
-    const runEnv = { ...c.env, MAILD_HOSTNAME: 'mail.example.com', MAILD_DOMAIN: 'example.com', MAILD_LISTEN: '127.0.0.1' };
+    // The ports are the container's (1993 is IMAPS), on an address of 127/8 of this run's own
+    // rather than the image's 0.0.0.0, so the quick start on 127.0.0.1 may run meanwhile.
+    const address = `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+    const runEnv = { ...c.env, MAILD_HOSTNAME: 'mail.example.com', MAILD_DOMAIN: 'example.com', MAILD_LISTEN: address };
     const first = start(runEnv);
     let password: string;
     try {
@@ -108,7 +111,7 @@ describe('container entrypoint', () => {
       assert.ok(password.length >= 16);
       await first.waitLog((l) => l.msg === 'ready');
       assert.equal((await stat(c.config)).mode & 0o777, 0o640);
-      const imap = await ImapTestClient.connect(1993, { implicitTls: true });
+      const imap = await ImapTestClient.connect(1993, { implicitTls: true, host: address });
       await imap.greeting();
       assert.equal((await imap.login('postmaster@example.com', password)).status, 'OK');
       await imap.logout();
@@ -121,7 +124,7 @@ describe('container entrypoint', () => {
     try {
       await second.waitLog((l) => l.msg === 'ready');
       assert.ok(!second.logs.some((l) => typeof l.raw === 'string' && l.raw.startsWith('password:')));
-      const imap = await ImapTestClient.connect(1993, { implicitTls: true });
+      const imap = await ImapTestClient.connect(1993, { implicitTls: true, host: address });
       await imap.greeting();
       assert.equal((await imap.login('postmaster@example.com', password)).status, 'OK');
       await imap.logout();
