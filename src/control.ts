@@ -9,12 +9,16 @@ import path from 'node:path';
 import type { Logger } from './log.js';
 import type { Queue } from './queue/queue.js';
 
-export type ControlRequest =
+/** What the queue commands ask (maild queue flush/delete/hold/release). */
+export type QueueControlRequest =
   | { cmd: 'flush'; id?: string }
   | { cmd: 'delete'; id: string }
   | { cmd: 'delete-all' }
   | { cmd: 'hold'; id: string }
   | { cmd: 'release'; id: string };
+
+/** ping (maild health): is the daemon alive? count: messages in the queue. */
+export type ControlRequest = QueueControlRequest | { cmd: 'ping' };
 
 export type ControlReply = { ok: true; count: number } | { ok: false; error: string };
 
@@ -26,6 +30,8 @@ const MAX_REQUEST = 4096;
 
 async function handle(queue: Queue, req: ControlRequest): Promise<ControlReply> {
   switch (req.cmd) {
+    case 'ping':
+      return { ok: true, count: queue.list().length };
     case 'flush':
       if (req.id && !queue.has(req.id)) return { ok: false, error: `no message ${req.id} in the queue` };
       return { ok: true, count: queue.flush(req.id) };
@@ -75,7 +81,8 @@ export async function startControlServer(dataDir: string, queue: Queue, logger: 
         socket.end(`${JSON.stringify({ ok: false, error: 'bad request' })}\n`);
         return;
       }
-      logger.info({ request: req }, 'control request');
+      // Health checks ping every few seconds: not worth a log line each.
+      if (req.cmd !== 'ping') logger.info({ request: req }, 'control request');
       handle(queue, req).then(
         (reply) => socket.end(`${JSON.stringify(reply)}\n`),
         (err: unknown) => socket.end(`${JSON.stringify({ ok: false, error: (err as Error).message })}\n`),

@@ -6,7 +6,7 @@ import { Writable, type Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { parseSize, type PasswordScheme } from '../config/schema.js';
+import { parseDuration, parseSize, type PasswordScheme } from '../config/schema.js';
 import { Directory } from '../directory/directory.js';
 import { openBackend, type Backend } from '../directory/open.js';
 import { PasswordService } from '../directory/passwords/index.js';
@@ -51,6 +51,11 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
   queue delete ID|ALL                     remove without notice, like postsuper -d
   queue hold ID | queue release ID        keep a message from delivery until released (postsuper -h / -H)
   dkim generate DOMAIN [--selector S]     create a DKIM key and print the DNS TXT record to publish
+  init --hostname HOST --domain DOMAIN [--user EMAIL] [--listen ADDRESS] [--container]
+       [--data-dir DIR] [--mail-root DIR]
+                                          write a first configuration (never over an existing one) and
+                                          a directory with one user; prints its random password once
+  health [--timeout SECONDS]              exit 0 when the running daemon answers, 1 otherwise
   import --postfix DIR --dovecot DIR [--output FILE]
                                           write a maild.yaml from a Postfix + Dovecot installation
                                           (/etc/postfix, /etc/dovecot); names what it cannot carry over
@@ -149,6 +154,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         postfix: { type: 'string' },
         dovecot: { type: 'string' },
         output: { type: 'string', short: 'o' },
+        hostname: { type: 'string' },
+        domain: { type: 'string' },
+        user: { type: 'string' },
+        listen: { type: 'string' },
+        container: { type: 'boolean' },
+        'data-dir': { type: 'string' },
+        'mail-root': { type: 'string' },
+        timeout: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -171,6 +184,31 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     }
     const { runImport } = await import('./import/index.js');
     return runImport({ postfix: opts.postfix, dovecot: opts.dovecot, output: opts.output }, io);
+  }
+
+  if (command === 'init') {
+    // Writes the configuration, so it reads none.
+    const { runInit, InitUsageError } = await import('./init.js');
+    try {
+      if (sub !== undefined) throw new InitUsageError(`init takes no argument ${sub}`);
+      return await runInit(
+        {
+          configPath: resolveConfigPath(opts.config),
+          hostname: opts.hostname,
+          domain: opts.domain,
+          user: opts.user,
+          listen: opts.listen,
+          container: opts.container ?? false,
+          dataDir: opts['data-dir'],
+          mailRoot: opts['mail-root'],
+        },
+        io,
+      );
+    } catch (err) {
+      if (!(err instanceof InitUsageError)) throw err;
+      io.stderr.write(`maild: ${err.message}\n\n${USAGE}`);
+      return 64;
+    }
   }
 
   let config: LoadedConfig;
@@ -208,6 +246,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case 'check-config': {
         const { checkConfig } = await import('./check-config.js');
         return await checkConfig(config, { out, note: (line) => io.stderr.write(`${line}\n`) });
+      }
+      case 'health': {
+        const timeoutMs = parseDuration(opts.timeout ?? '5s');
+        if (timeoutMs === undefined || timeoutMs === 0) throw new UsageError(`bad --timeout ${opts.timeout}`);
+        const { runHealth } = await import('./health.js');
+        return await runHealth(config, timeoutMs, io);
       }
       case 'pw': {
         const password = opts.password ?? (await readPassword(io, true));

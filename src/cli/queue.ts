@@ -4,7 +4,7 @@
  * daemon's control socket (it owns the spool) and fall back to the files when it is down.
  */
 import type { LoadedConfig } from '../config/load.js';
-import { sendControl, type ControlRequest } from '../control.js';
+import { sendControl, type QueueControlRequest } from '../control.js';
 import { Spool, isQueueId, type Envelope } from '../queue/spool.js';
 
 export interface QueueIo {
@@ -85,7 +85,7 @@ export async function runQueueCommand(args: string[], config: LoadedConfig, io: 
     case 'release': {
       const id = need(`${sub} ${sub === 'delete' ? 'ID|ALL' : 'ID'}`);
       if (id === 'ALL' && sub !== 'delete') throw new QueueUsageError(`usage: maild queue ${sub} ID`);
-      const req: ControlRequest = id === 'ALL' ? { cmd: 'delete-all' } : { cmd: sub, id };
+      const req: QueueControlRequest = id === 'ALL' ? { cmd: 'delete-all' } : { cmd: sub, id };
       const reply = (await sendControl(config.data_dir, req)) ?? (await offline(spool, req));
       if (!reply.ok) return fail(io, reply.error);
       const verb = sub === 'delete' ? 'deleted' : sub === 'hold' ? 'put on hold' : 'released';
@@ -103,7 +103,7 @@ function fail(io: QueueIo, error: string): number {
 }
 
 /** The daemon is not running: act on the spool files directly. */
-async function offline(spool: Spool, req: ControlRequest): Promise<{ ok: true; count: number } | { ok: false; error: string }> {
+async function offline(spool: Spool, req: QueueControlRequest): Promise<{ ok: true; count: number } | { ok: false; error: string }> {
   if (req.cmd === 'delete-all') {
     const envs = await spool.listEnvelopes();
     for (const env of envs) await spool.remove(env.id);

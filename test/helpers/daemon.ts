@@ -53,11 +53,13 @@ process.once('exit', () => {
 
 export function spawnDaemon(
   args: string[],
-  opts: { compiled?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; wrapper?: string[] } = {},
+  opts: { compiled?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; wrapper?: string[]; command?: string[] } = {},
 ): Daemon {
   const entry = opts.compiled ? [compiledEntry('src/main.ts')] : ['--import', 'tsx', path.join(ROOT, 'src/main.ts')];
-  const [command, ...prefix] = opts.wrapper ? [...opts.wrapper, process.execPath] : [process.execPath];
-  const proc = spawn(command!, [...prefix, ...entry, ...args], {
+  // command: another way in that ends up running the daemon (the container's entrypoint script).
+  const [command, ...prefix] =
+    opts.command ?? (opts.wrapper ? [...opts.wrapper, process.execPath, ...entry] : [process.execPath, ...entry]);
+  const proc = spawn(command!, [...prefix, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

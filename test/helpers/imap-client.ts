@@ -32,9 +32,10 @@ export class ImapTestClient {
     this.#attach(socket);
   }
 
-  static connect(port: number, opts: { implicitTls?: boolean; timeoutMs?: number } = {}): Promise<ImapTestClient> {
+  static connect(port: number, opts: { implicitTls?: boolean; timeoutMs?: number; host?: string } = {}): Promise<ImapTestClient> {
+    const host = opts.host ?? '127.0.0.1';
     return new Promise((resolve, reject) => {
-      const socket = opts.implicitTls ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
+      const socket = opts.implicitTls ? tls.connect({ port, host, rejectUnauthorized: false }) : net.connect(port, host);
       socket.once('error', reject);
       socket.once(opts.implicitTls ? 'secureConnect' : 'connect', () => {
         socket.removeListener('error', reject);
@@ -90,7 +91,10 @@ export class ImapTestClient {
       }
       if (this.#closed) return out || null;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no response within ${this.timeoutMs} ms; buffer: ${JSON.stringify(this.#buffer.toString('latin1').slice(0, 500))}`);
+      if (left <= 0)
+        throw new Error(
+          `no response within ${this.timeoutMs} ms; buffer: ${JSON.stringify(this.#buffer.toString('latin1').slice(0, 500))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.#waiters.push(() => {
