@@ -501,13 +501,19 @@ function deleteKey(doc: Document, section: string, key: string): void {
 export async function writeFileAtomic(file: string, text: string, mode = 0o640): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   let fileMode = mode;
+  let owner: { uid: number; gid: number } | undefined;
   try {
-    fileMode = (await fs.stat(file)).mode & 0o777;
+    const st = await fs.stat(file);
+    fileMode = st.mode & 0o777;
+    owner = st;
   } catch {
     // new file
   }
   const fh = await fs.open(tmp, 'wx', fileMode);
   try {
+    // root (the CLI on a production install) keeps the file's owner and group, so that the daemon's
+    // user still reads it (/etc/maild/directory.yaml root:vmail 0640).
+    if (owner && process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
     await fh.writeFile(text);
     await fh.sync();
   } finally {
