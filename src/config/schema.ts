@@ -371,6 +371,9 @@ const dovecotAuthSchema = z.strictObject({
 export const configSchema = z.strictObject({
   /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
   hostname: z.string().min(1).optional(),
+  /** Started as root: the user (and group) to serve as once listeners are bound and keys read. */
+  user: z.string().min(1).optional(),
+  group: z.string().min(1).optional(),
   /** Where generated state lives (self-signed certificate). */
   data_dir: z.string().default('data'),
   mail: z
