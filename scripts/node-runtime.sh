@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(sed -n 's/^ *"node_runtime": *"\([^"]*\)".*/\1/p' "$root/package.json")"
 [ -n "$version" ] || { echo "node-runtime: no config.node_runtime in package.json" >&2; exit 1; }
-cache="${MAILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/maild}"
+cache="${MAILD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/maild}"
 dir="$cache/node-v$version-linux-x64"
 if [ ! -x "$dir/bin/node" ]; then
   mkdir -p "$cache"
