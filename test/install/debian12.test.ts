@@ -10,75 +10,32 @@
  * checked by `systemd-analyze verify` against the installed tree. The daemon uses the host's network,
  * so ports 25, 110, 143, 465, 587, 993 and 995 must be free here.
  *
- * The pristine root filesystem is cached as a tarball under /var/cache/maild-test, keyed by date,
- * mirror and package list; each run unpacks a fresh copy (a modified tree is never reused).
+ * test/helpers/rootfs.ts makes the tree and caches the pristine one (a modified tree is never reused).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import {
+  assertPortsFree,
+  freshRootfs,
+  listDir,
+  passwdEntry,
+  processesServing,
+  processTree,
+  removeRootfs,
+  runChrooted,
+  stopTree,
+  uids,
+} from '../helpers/rootfs.js';
 
 const run = promisify(execFile);
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CACHE_DIR = '/var/cache/maild-test';
-const SUITE = 'bookworm';
-/** A Debian 12 server has these beyond minbase; systemd also gives `systemd-analyze verify` its units. */
-const INCLUDE = ['systemd', 'procps'];
 const MAIL_PORTS = [25, 110, 143, 465, 587, 993, 995];
-
-/** The Debian mirror this machine's apt uses (one-line or deb822 sources), for debootstrap. */
-function debianMirror(): string {
-  const candidates = ['/etc/apt/sources.list', ...listDir('/etc/apt/sources.list.d').map((f) => `/etc/apt/sources.list.d/${f}`)];
-  for (const file of candidates) {
-    if (!existsSync(file)) continue;
-    const text = readFileSync(file, 'utf8');
-    const oneLine = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s/m.exec(text);
-    if (oneLine) return oneLine[1]!;
-    for (const stanza of text.split(/\n\s*\n/)) {
-      const uri = /^URIs:\s*(\S+)/im.exec(stanza)?.[1];
-      if (uri && /^Suites:.*\bbookworm\b(?!-)/im.test(stanza)) return uri;
-    }
-  }
-  return 'http://deb.debian.org/debian';
-}
-
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-/** A fresh copy of the pristine Debian 12 tree in a new directory (debootstrapped once per day and package list). */
-async function freshRootfs(): Promise<string> {
-  const mirror = debianMirror();
-  const key = createHash('sha256')
-    .update(JSON.stringify([new Date().toISOString().slice(0, 10), SUITE, mirror, INCLUDE]))
-    .digest('hex')
-    .slice(0, 16);
-  const cached = path.join(CACHE_DIR, `debian12-minbase-${key}.tar`);
-  const rootfs = await mkdtemp(path.join(os.tmpdir(), 'maild-debian12-'));
-  await chmod(rootfs, 0o755); // a root directory (mkdtemp makes it 0700: apt's _apt could not enter)
-  if (!existsSync(cached)) {
-    await run('debootstrap', ['--variant=minbase', `--include=${INCLUDE.join(',')}`, SUITE, rootfs, mirror], { maxBuffer: 64 << 20 });
-    await mkdir(CACHE_DIR, { recursive: true });
-    for (const old of await readdir(CACHE_DIR))
-      if (old.startsWith('debian12-minbase-')) await rm(path.join(CACHE_DIR, old), { force: true });
-    await run('tar', ['--numeric-owner', '-cf', `${cached}.tmp`, '-C', rootfs, '.']);
-    await rename(`${cached}.tmp`, cached);
-  } else {
-    await run('tar', ['--numeric-owner', '-xpf', cached, '-C', rootfs]);
-  }
-  return rootfs;
-}
 
 /** The sh blocks between the README's production-checklist markers, unindented, in order. */
 function checklistBlocks(readme: string): string[] {
@@ -134,111 +91,6 @@ case "$command" in
 esac
 `;
 
-async function assertPortsFree(): Promise<void> {
-  for (const port of MAIL_PORTS) {
-    await new Promise<void>((resolve, reject) => {
-      const server = net.createServer();
-      server.once('error', (err) => reject(new Error(`port ${port} is taken on this machine (${String(err)}): the checklist binds it`)));
-      server.listen(port, '0.0.0.0', () => server.close(() => resolve()));
-    });
-  }
-}
-
-/** Runs a bash script as root chrooted into rootfs, with proc and dev mounted in a private mount namespace. */
-function runChrooted(rootfs: string, script: string): Promise<{ code: number | null; output: string }> {
-  const inner = `set -e
-mount -t proc proc "$1/proc"
-mount --rbind /dev "$1/dev"
-exec chroot "$1" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive /bin/bash -c 'cd /root && exec /bin/bash -e -o pipefail -x "$0"' "$2"`;
-  return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', inner, 'sh', rootfs, script], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
-
-/** The PIDs of a process and all its descendants. */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of listDir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const tree: number[] = [];
-  const walk = (pid: number) => {
-    tree.push(pid);
-    for (const child of children.get(pid) ?? []) walk(child);
-  };
-  if (existsSync(`/proc/${root}`)) walk(root);
-  return tree;
-}
-
-/** The real, effective, saved and filesystem uids of a process. */
-function uids(pid: number): number[] {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Uid:\s+(.*)$/m)![1]!;
-  return line.trim().split(/\s+/).map(Number);
-}
-
-/** Connects to the daemon's port 25 and returns the PIDs holding the server side of that connection. */
-async function processesServing(port: number, candidates: number[]): Promise<number[]> {
-  const socket = net.connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.once('data', () => resolve()); // the 220 greeting: the connection was accepted
-  });
-  try {
-    const clientPort = socket.localPort!;
-    // /proc/net/tcp: the server side's local address is :port and its remote one :clientPort.
-    const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
-    const inodes = new Set<string>();
-    for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[1]?.endsWith(`:${hex(port)}`) && f[2]?.endsWith(`:${hex(clientPort)}`)) inodes.add(f[9]!);
-    }
-    assert.ok(inodes.size > 0, 'the server side of the test connection is in /proc/net/tcp');
-    return candidates.filter((pid) =>
-      listDir(`/proc/${pid}/fd`).some((fd) => {
-        try {
-          return [...inodes].some((inode) => readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`);
-        } catch {
-          return false;
-        }
-      }),
-    );
-  } finally {
-    socket.destroy();
-  }
-}
-
-/** Ends a process tree: SIGTERM, then SIGKILL for whatever is left once the main process exited. */
-async function stopTree(mainPid: number): Promise<void> {
-  const tree = processTree(mainPid);
-  for (const pid of tree) process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 100 && tree.some((pid) => existsSync(`/proc/${pid}`)); i++) await new Promise((r) => setTimeout(r, 100));
-  for (const pid of tree) if (existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
-}
-
-function passwdEntry(rootfs: string, user: string): { uid: number; gid: number } {
-  const line = readFileSync(path.join(rootfs, 'etc/passwd'), 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${user}:`));
-  assert.ok(line, `${user} exists in the installed system's /etc/passwd`);
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
 async function findMessage(maildir: string, needle: string): Promise<string | undefined> {
   for (const sub of ['new', 'cur']) {
     for (const name of listDir(path.join(maildir, sub))) {
@@ -250,14 +102,13 @@ async function findMessage(maildir: string, needle: string): Promise<string | un
 }
 
 test('the README production checklist installs maild on a clean Debian 12 and mail flows', { timeout: 15 * 60_000 }, async () => {
-  await assertPortsFree();
+  await assertPortsFree(MAIL_PORTS);
   const { stdout } = await run('bash', [path.join(REPO, 'scripts/release.sh'), '--no-build'], { cwd: REPO, maxBuffer: 64 << 20 });
   const tarball = stdout.trim().split('\n').pop()!;
   const rootfs = await freshRootfs();
   let mainPid: number | undefined;
   try {
     await copyFile(tarball, path.join(rootfs, 'root', path.basename(tarball)));
-    await copyFile('/etc/resolv.conf', path.join(rootfs, 'etc/resolv.conf'));
     await writeFile(path.join(rootfs, 'usr/local/sbin/systemctl'), SYSTEMCTL_SHIM);
     await chmod(path.join(rootfs, 'usr/local/sbin/systemctl'), 0o755);
 
@@ -266,7 +117,10 @@ test('the README production checklist installs maild on a clean Debian 12 and ma
     assert.ok(blocks.length >= 5, `the checklist has its steps (found ${blocks.length} sh blocks)`);
     await writeFile(path.join(rootfs, 'root/checklist.sh'), blocks.join('\n'));
 
-    const result = await runChrooted(rootfs, 'checklist.sh');
+    const result = await runChrooted(rootfs, ['/bin/bash', '-e', '-o', 'pipefail', '-x', 'checklist.sh'], {
+      cwd: '/root',
+      env: { HOME: '/root', DEBIAN_FRONTEND: 'noninteractive' },
+    });
     const pidFile = path.join(rootfs, 'run/maild.mainpid');
     if (existsSync(pidFile)) mainPid = Number(readFileSync(pidFile, 'utf8'));
     const daemonLog = () => readFileSync(path.join(rootfs, 'var/log/maild.log'), 'utf8').slice(-4000);
@@ -296,9 +150,6 @@ test('the README production checklist installs maild on a clean Debian 12 and ma
     for (const pid of serving) assert.deepEqual(uids(pid), [vmail.uid, vmail.uid, vmail.uid, vmail.uid], `process ${pid} serves as vmail`);
   } finally {
     if (mainPid) await stopTree(mainPid);
-    // The mounts lived in the chroot's own mount namespace, gone with its last process; never
-    // delete through a mount that is still there.
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-    if (!mounts.includes(` ${rootfs}/`)) await rm(rootfs, { recursive: true, force: true });
+    await removeRootfs(rootfs);
   }
 });
