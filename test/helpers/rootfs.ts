@@ -54,7 +54,6 @@ export async function freshRootfs(): Promise<string> {
     .slice(0, 16);
   const cached = path.join(CACHE_DIR, `debian12-minbase-${key}.tar`);
   const rootfs = await mkdtemp(path.join(os.tmpdir(), 'maild-debian12-'));
-  await chmod(rootfs, 0o755); // a root directory (mkdtemp makes it 0700: apt's _apt could not enter)
   if (!existsSync(cached)) {
     await run('debootstrap', ['--variant=minbase', `--include=${INCLUDE.join(',')}`, SUITE, rootfs, mirror], { maxBuffer: 64 << 20 });
     await mkdir(CACHE_DIR, { recursive: true });
@@ -65,6 +64,7 @@ export async function freshRootfs(): Promise<string> {
   } else {
     await run('tar', ['--numeric-owner', '-xpf', cached, '-C', rootfs]);
   }
+  await chmod(rootfs, 0o755); // a root directory (mkdtemp makes it 0700: no user but root could enter)
   await run('cp', ['/etc/resolv.conf', path.join(rootfs, 'etc/resolv.conf')]);
   return rootfs;
 }
