@@ -42,7 +42,7 @@ function debianMirror(): string {
       if (uri && /^Suites:.*\bbookworm\b(?!-)/im.test(stanza)) return uri;
     }
   }
-  return 'http://deb.debian.org/debian';
+  throw new Error('no Debian bookworm mirror in /etc/apt/sources.list or /etc/apt/sources.list.d: debootstrap needs one');
 }
 
 /** A fresh copy of the pristine Debian 12 tree in a new directory, with the host's resolv.conf. */
