@@ -33,6 +33,7 @@ exec "$here/node/bin/node" "$here/dist/src/cli/index.js" "$@"
 WRAPPER
 chmod 0755 "$dest/bin/maild"
 
-tar -czf "$out.tmp" -C "$staging" --owner=0 --group=0 maild
-mv "$out.tmp" "$out"
+# Written aside and renamed: two builds at once (the install tests) each leave a whole tarball.
+tar -czf "$out.tmp.$$" -C "$staging" --owner=0 --group=0 maild
+mv "$out.tmp.$$" "$out"
 echo "$out"
