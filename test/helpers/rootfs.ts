@@ -57,10 +57,11 @@ export async function freshRootfs(): Promise<string> {
   if (!existsSync(cached)) {
     await run('debootstrap', ['--variant=minbase', `--include=${INCLUDE.join(',')}`, SUITE, rootfs, mirror], { maxBuffer: 64 << 20 });
     await mkdir(CACHE_DIR, { recursive: true });
+    // Yesterday's trees go; two tests making today's at once each write a whole one aside.
     for (const old of await readdir(CACHE_DIR))
-      if (old.startsWith('debian12-minbase-')) await rm(path.join(CACHE_DIR, old), { force: true });
-    await run('tar', ['--numeric-owner', '-cf', `${cached}.tmp`, '-C', rootfs, '.']);
-    await rename(`${cached}.tmp`, cached);
+      if (old.startsWith('debian12-minbase-') && !old.includes(key)) await rm(path.join(CACHE_DIR, old), { force: true });
+    await run('tar', ['--numeric-owner', '-cf', `${cached}.${process.pid}`, '-C', rootfs, '.']);
+    await rename(`${cached}.${process.pid}`, cached);
   } else {
     await run('tar', ['--numeric-owner', '-xpf', cached, '-C', rootfs]);
   }
