@@ -1,9 +1,13 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, type LoadedConfig } from './config/load.js';
+import { loadConfig, parseConfig, type LoadedConfig } from './config/load.js';
 import { isMailError } from './errors.js';
 import { createLogger } from './log.js';
-import { defaultConfigPath } from './paths.js';
-import { startServer } from './server.js';
+import { resolveConfigPath } from './paths.js';
+import { startServer, type ServerHooks } from './server.js';
+import { dropPrivileges, planPrivileges, type PrivilegePlan } from './privileges/account.js';
+import { prepareDirectories } from './privileges/directories.js';
+import { Keeper } from './privileges/keeper-client.js';
+import { loadCredentials } from './tls/certificates.js';
 
 function fail(message: string): never {
   process.stderr.write(`maild: ${message}\n`);
@@ -18,7 +22,7 @@ export async function runDaemon(argv: string[]): Promise<void> {
   } catch (err) {
     fail(`${(err as Error).message}\nusage: maild serve [--config PATH]`);
   }
-  const configPath = args.values.config ?? defaultConfigPath();
+  const configPath = resolveConfigPath(args.values.config);
   let config: LoadedConfig;
   try {
     config = loadConfig(configPath);
@@ -28,10 +32,33 @@ export async function runDaemon(argv: string[]): Promise<void> {
   const logger = createLogger(config.log.level);
   logger.info({ config: config.configPath, hostname: config.hostname, node: process.version }, 'starting');
 
-  let runtime;
+  let plan: PrivilegePlan;
   try {
-    runtime = await startServer(config, logger);
+    plan = planPrivileges(config);
   } catch (err) {
+    fail(isMailError(err) ? `config error: ${err.message}` : String(err));
+  }
+  if (plan.kind === 'stay' && plan.reason === 'user-is-root') logger.warn('user: root: serving clients as root');
+  if (plan.kind === 'stay' && plan.reason === 'not-root' && config.user !== undefined) {
+    logger.info({ user: process.env.USER ?? process.getuid?.() }, 'not started as root: serving as the current user, user: is not used');
+  }
+
+  let runtime;
+  let keeper: Keeper | undefined;
+  try {
+    const hooks: ServerHooks = {};
+    if (plan.kind === 'drop') {
+      // The root phase: what only root may do, then the drop, before any client is served.
+      const { account } = plan;
+      await prepareDirectories(config, account);
+      hooks.credentials = await loadCredentials(config.tls, config.data_dir, config.hostname, logger);
+      keeper = Keeper.start(configPath);
+      dropPrivileges(account);
+      logger.info({ user: account.user, uid: account.uid, group: account.group, gid: account.gid }, 'privileges dropped');
+    }
+    runtime = await startServer(config, logger, hooks);
+  } catch (err) {
+    keeper?.close();
     logger.fatal({ err: isMailError(err) ? err.message : err }, 'start failed');
     logger.flush();
     fail(isMailError(err) ? err.message : `start failed: ${(err as Error).message}`);
@@ -49,6 +76,7 @@ export async function runDaemon(argv: string[]): Promise<void> {
     logger.info({ signal }, 'stopping');
     runtime.shutdown().then(
       () => {
+        keeper?.close();
         logger.flush();
         process.exit(0);
       },
@@ -63,17 +91,28 @@ export async function runDaemon(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reloading configuration, directory and certificates');
-    let next: LoadedConfig;
-    try {
-      next = loadConfig(configPath);
-    } catch (err) {
-      logger.error(
-        { err: isMailError(err) ? err.message : String(err) },
-        'reload refused: the configuration is invalid, keeping the running one',
-      );
-      return;
-    }
-    runtime.reload(next).catch((err: unknown) => logger.error({ err: (err as Error).message }, 'reload failed, keeping what was running'));
+    void (async () => {
+      let next: LoadedConfig;
+      let credentials;
+      try {
+        if (keeper) {
+          // Dropped: the configuration and keys may be root-only; the keeper reads them.
+          const read = await keeper.reload();
+          next = parseConfig(read.configText, configPath);
+          credentials = read.credentials;
+        } else {
+          next = loadConfig(configPath);
+        }
+      } catch (err) {
+        logger.error(
+          { err: isMailError(err) ? err.message : String(err) },
+          'reload refused: the configuration is invalid, keeping the running one',
+        );
+        return;
+      }
+      if (next.user !== config.user || next.group !== config.group) logger.warn('user and group changes take effect after a restart');
+      await runtime.reload(next, credentials ? { credentials } : {});
+    })().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'reload failed, keeping what was running'));
   });
   process.on('uncaughtException', (err) => {
     // Crash-only: every acknowledged message is already durable; a supervisor restarts us.

@@ -58,7 +58,7 @@ export interface Runtime {
   readonly queue: Queue;
   /** The bound TCP port of a listener by name (tests listen on port 0). */
   portOf(name: string): number;
-  reload(next: LoadedConfig): Promise<void>;
+  reload(next: LoadedConfig, inputs?: ReloadInputs): Promise<void>;
   shutdown(): Promise<void>;
 }
 
@@ -172,6 +172,13 @@ function directoryOptions(cfg: LoadedConfig, passwords: PasswordService, logger:
 /** Test hooks: a clock for the queue (retry times, expiry). */
 export interface ServerHooks {
   now?: () => number;
+  /** Credentials read before the start dropped privileges (root-only key files). */
+  credentials?: Credentials;
+}
+
+/** What a reload may bring that the running process cannot read itself (see privileges/keeper.ts). */
+export interface ReloadInputs {
+  credentials?: Credentials;
 }
 
 export async function startServer(config: LoadedConfig, logger: Logger, hooks: ServerHooks = {}): Promise<Runtime> {
@@ -199,7 +206,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     directoryOptions(config, passwords, logger, () => current.passwords.rehash),
   );
   const store = new MaildirStore({ root: config.mail.root, layout: config.mail.layout, logger: logger.child({ component: 'store' }) });
-  let credentials: Credentials = await loadCredentials(config.tls, config.data_dir, config.hostname, logger);
+  let credentials: Credentials = hooks.credentials ?? (await loadCredentials(config.tls, config.data_dir, config.hostname, logger));
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
 
   let queueConfig = queueSettings(config);
@@ -381,7 +388,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       if (!a || typeof a === 'string') throw new Error(`no TCP listener named ${name}`);
       return a.port;
     },
-    async reload(next: LoadedConfig) {
+    async reload(next: LoadedConfig, inputs: ReloadInputs = {}) {
       const nextRoutes = routeSettings(next); // throws on a broken relayhost: nothing is changed
       const changed = (a: unknown, b: unknown) => JSON.stringify(a) !== JSON.stringify(b);
       if (changed(current.listeners, next.listeners)) logger.warn('listener changes take effect after a restart');
@@ -397,7 +404,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         await checkBackend(directory.source, directoryLog);
       }
       try {
-        credentials = await loadCredentials(next.tls, current.data_dir, next.hostname, logger);
+        credentials = inputs.credentials ?? (await loadCredentials(next.tls, current.data_dir, next.hostname, logger));
       } catch (err) {
         await fresh?.close();
         throw err;

@@ -5,8 +5,7 @@
 import { Writable, type Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
-import { loadConfig, redactConfig, type LoadedConfig } from '../config/load.js';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { parseSize, type PasswordScheme } from '../config/schema.js';
 import { Directory } from '../directory/directory.js';
 import { openBackend, type Backend } from '../directory/open.js';
@@ -16,7 +15,9 @@ import { isMailError, MailError } from '../errors.js';
 import { generateKey } from '../queue/dkim.js';
 import { QueueUsageError, runQueueCommand } from './queue.js';
 import { silentLogger } from '../log.js';
-import { defaultConfigPath } from '../paths.js';
+import { resolveConfigPath, SYSTEM_CONFIG_PATH } from '../paths.js';
+import { dropPrivileges, lookupAccount } from '../privileges/account.js';
+import { prepareDirectories } from '../privileges/directories.js';
 import { maildirPath } from '../store/maildir.js';
 
 export interface CliIo {
@@ -54,11 +55,33 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
                                           write a maild.yaml from a Postfix + Dovecot installation
                                           (/etc/postfix, /etc/dovecot); names what it cannot carry over
 
-The configuration defaults to config/quickstart.yaml (or $MAILD_CONFIG).
+The configuration is --config PATH, else $MAILD_CONFIG, else /etc/maild/maild.yaml; in the repository,
+npm start and npm run maild use config/quickstart.yaml. Commands that change something name the file.
 Schemes: ARGON2ID (default), ARGON2I, SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, SSHA512.
 `;
 
 class UsageError extends Error {}
+
+const CONFIG_LOOKUP = `the configuration is --config PATH, else $MAILD_CONFIG, else ${SYSTEM_CONFIG_PATH} (in the repository, npm start and npm run maild use config/quickstart.yaml)`;
+
+/** Commands that change the directory, the database schema, DKIM keys or the queue. */
+function writesSomething(command: string, sub: string | undefined): boolean {
+  switch (command) {
+    case 'migrate':
+      return true;
+    case 'domain':
+    case 'alias':
+      return sub === 'add' || sub === 'del';
+    case 'user':
+      return sub !== undefined && sub !== 'list';
+    case 'dkim':
+      return sub === 'generate';
+    case 'queue':
+      return sub !== undefined && sub !== 'list';
+    default:
+      return false;
+  }
+}
 
 const SCHEMES = new Set(['ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'BLF-CRYPT', 'SSHA512']);
 
@@ -151,11 +174,27 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 
   let config: LoadedConfig;
+  const configPath = resolveConfigPath(opts.config);
   try {
-    config = loadConfig(opts.config ?? defaultConfigPath());
+    config = loadConfig(configPath);
   } catch (err) {
     io.stderr.write(`maild: ${isMailError(err) ? `config error: ${err.message}` : String(err)}\n`);
+    if (!opts.config) io.stderr.write(`maild: ${CONFIG_LOOKUP}\n`);
     return 1;
+  }
+  // A change written to a configuration the daemon does not read is a change lost: say which one.
+  if (writesSomething(command, sub)) io.stderr.write(`maild: using ${config.configPath}\n`);
+  // Run as root, a command that writes files (the directory file, DKIM keys, the spool) does it as
+  // the account the daemon serves as, so the daemon can still read and rewrite them.
+  if (command !== 'check-config' && config.user !== undefined && config.user !== 'root' && process.getuid?.() === 0) {
+    try {
+      const account = lookupAccount(config.user, config.group);
+      await prepareDirectories(config, account);
+      dropPrivileges(account);
+    } catch (err) {
+      io.stderr.write(`maild: ${isMailError(err) ? `config error: ${err.message}` : String(err)}\n`);
+      return 1;
+    }
   }
 
   let backend: Backend | undefined;
@@ -167,34 +206,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   try {
     switch (command) {
       case 'check-config': {
-        out(stringify(redactConfig(config)).trimEnd());
-        if (config.tls.cert && config.tls.key) {
-          // The files the daemon reads at start: missing, unreadable or mismatched stop it there.
-          const { loadCredentials } = await import('../tls/certificates.js');
-          const cert = await loadCredentials(config.tls, config.data_dir, config.hostname, silentLogger).catch((err: unknown) => {
-            throw isMailError(err, 'CONFIG_INVALID') ? new MailError('CONFIG_INVALID', `config error: ${err.message}`) : err;
-          });
-          io.stderr.write(`tls.cert: ${cert.subject}, valid until ${cert.validTo}: OK\n`);
-        }
-        if (config.directory.backend === 'mysql') {
-          // Every query runs once with a key that matches nothing: a broken one fails here, not at the first RCPT.
-          const { MysqlDirectory } = await import('../directory/mysql-backend.js');
-          const db = await MysqlDirectory.open(config.directory.mysql!, { logger: silentLogger, rehash: config.passwords.rehash });
-          try {
-            const report = await db.verify().catch((err: unknown) => {
-              if (isMailError(err, 'CONFIG_INVALID')) throw new MailError('CONFIG_INVALID', `config error: ${err.message}`);
-              if (isMailError(err, 'TEMP_FAIL')) throw new MailError('TEMP_FAIL', `the MySQL queries could not be checked: ${err.message}`);
-              throw err;
-            });
-            for (const q of report.queries)
-              io.stderr.write(`directory.mysql.queries.${q.name}${q.isDefault ? ' (default)' : ''}: ${q.text}: OK\n`);
-            for (const w of report.warnings) io.stderr.write(`warning: ${w}\n`);
-          } finally {
-            await db.close();
-          }
-        }
-        io.stderr.write(`${config.configPath}: configuration OK\n`);
-        return 0;
+        const { checkConfig } = await import('./check-config.js');
+        return await checkConfig(config, { out, note: (line) => io.stderr.write(`${line}\n`) });
       }
       case 'pw': {
         const password = opts.password ?? (await readPassword(io, true));

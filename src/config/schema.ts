@@ -368,12 +368,25 @@ const dovecotAuthSchema = z.strictObject({
   connections: int(1).default(512),
 });
 
+/** A user or group as /etc/passwd and getent know it: a name, or a number (YAML reads 5000 as one). */
+function accountName(what: string) {
+  return z.preprocess(
+    (v) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? String(v) : v),
+    z.string().regex(/^(?:[a-z_][a-z0-9_.-]*\$?|\d+)$/i, `expected ${what}`),
+  );
+}
+
 export const configSchema = z.strictObject({
   /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
   hostname: z.string().min(1).optional(),
-  /** Started as root: the user (and group) to serve as once listeners are bound and keys read. */
-  user: z.string().min(1).optional(),
-  group: z.string().min(1).optional(),
+  /**
+   * The account maild serves as. Started as root, it binds the listeners and reads the TLS keys,
+   * then drops to this user (and `group`, else the user's primary group) before it serves anyone,
+   * as Postfix's mail_owner and Dovecot's default_internal_user. Started as root without it,
+   * maild refuses to run; `user: root` serves as root on purpose (not recommended).
+   */
+  user: accountName('a user name such as vmail, or a uid').optional(),
+  group: accountName('a group name such as vmail, or a gid').optional(),
   /** Where generated state lives (self-signed certificate). */
   data_dir: z.string().default('data'),
   mail: z

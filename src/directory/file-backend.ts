@@ -511,8 +511,7 @@ export async function writeFileAtomic(file: string, text: string, mode = 0o640):
   }
   const fh = await fs.open(tmp, 'wx', fileMode);
   try {
-    // root (the CLI on a production install) keeps the file's owner and group, so that the daemon's
-    // user still reads it (/etc/maild/directory.yaml root:vmail 0640).
+    // The CLI run as root keeps a file the daemon (dropped to its user) must still read and rewrite.
     if (owner && process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
     await fh.writeFile(text);
     await fh.sync();

@@ -146,7 +146,10 @@ function cliSuite(name: string, setup: () => Promise<{ config: string; cleanup: 
 cliSuite('file', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-cli-'));
   const config = path.join(dir, 'maild.yaml');
-  await writeFile(config, 'listeners: [{protocol: smtp, port: 0}]\ndirectory: {file: {path: directory.yaml}}\nmail: {root: mail}\n');
+  await writeFile(
+    config,
+    'user: root\nlisteners: [{protocol: smtp, port: 0}]\ndirectory: {file: {path: directory.yaml}}\nmail: {root: mail}\n',
+  );
   return { config, cleanup: () => rm(dir, { recursive: true, force: true }) };
 });
 
@@ -158,7 +161,7 @@ cliSuite('mysql', async () => {
   const { host, port, user, database } = db.config;
   await writeFile(
     config,
-    `listeners: [{protocol: smtp, port: 0}]\nmail: {root: mail}\ndirectory:\n  backend: mysql\n  mysql: {host: "${host}", port: ${port}, user: "${user}", password: "\${MAILD_CLI_DB_PASSWORD:-}", database: "${database}"}\n`,
+    `user: root\nlisteners: [{protocol: smtp, port: 0}]\nmail: {root: mail}\ndirectory:\n  backend: mysql\n  mysql: {host: "${host}", port: ${port}, user: "${user}", password: "\${MAILD_CLI_DB_PASSWORD:-}", database: "${database}"}\n`,
   );
   // migrate on an empty database creates the schema, and is idempotent.
   assert.match(await ok(config, ['migrate']), /^applied: /);
@@ -201,9 +204,10 @@ describe('check-config and the TLS certificate', () => {
       await writeFile(path.join(dir, 'cert.pem'), a.cert);
       await writeFile(path.join(dir, 'key.pem'), a.private);
       await writeFile(path.join(dir, 'other-key.pem'), b.private);
+      await writeFile(path.join(dir, 'directory.yaml'), 'domains: []\n');
       const config = path.join(dir, 'maild.yaml');
       const write = (cert: string, key: string) =>
-        writeFile(config, `listeners: [{protocol: smtp, port: 0}]\nmail: {root: mail}\ntls: {cert: ${cert}, key: ${key}}\n`);
+        writeFile(config, `user: root\nlisteners: [{protocol: smtp, port: 0}]\nmail: {root: mail}\ntls: {cert: ${cert}, key: ${key}}\n`);
 
       await write('cert.pem', 'key.pem');
       const good = await maild(config, ['check-config']);

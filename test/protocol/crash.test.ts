@@ -30,7 +30,7 @@ describe('crash safety (kill -9 under load)', () => {
     );
     await writeFile(
       config,
-      `hostname: crash.test\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {message_size: 2M, connections_per_ip: 100}\nshutdown_timeout: 1s\n`,
+      `hostname: crash.test\nuser: root\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {message_size: 2M, connections_per_ip: 100}\nshutdown_timeout: 1s\n`,
     );
   });
   after(async () => {

@@ -62,7 +62,7 @@ describe('configuration errors', () => {
     const file = path.join(dir, 'env.yaml');
     await writeFile(
       file,
-      'listeners:\n  - protocol: smtp\n    port: ${MAILD_TEST_PORT}\n    address: 127.0.0.1\ndata_dir: data\nmail: {root: mail}\ndirectory: {file: {path: d.yaml}}\n',
+      'user: root\nlisteners:\n  - protocol: smtp\n    port: ${MAILD_TEST_PORT}\n    address: 127.0.0.1\ndata_dir: data\nmail: {root: mail}\ndirectory: {file: {path: d.yaml}}\n',
     );
     await writeFile(path.join(dir, 'd.yaml'), 'domains: [a.example]\n');
     const d = spawnDaemon(['--config', file], { env: { MAILD_TEST_PORT: '0' } });

@@ -312,6 +312,7 @@ describe('MySQL queries that cannot run, and SIGHUP', () => {
       file,
       stringify({
         hostname: 'mx.test.example',
+        user: 'root',
         data_dir: path.join(dir, 'data'),
         mail: { root: path.join(dir, 'mail') },
         listeners: [{ name: 'mx', protocol: 'smtp', address: '127.0.0.1', port: 0 }],

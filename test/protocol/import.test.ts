@@ -92,6 +92,7 @@ describe('maild import, then maild on the imported configuration', () => {
     cfg.listeners = cfg.listeners.map((l) => (l.path ? { ...l, path: `${dir}/${l.name}.sock` } : { ...l, port: 0 }));
     cfg.mail = { ...(cfg.mail as object), root: `${dir}/mail` };
     cfg.data_dir = `${dir}/data`;
+    cfg.user = 'root'; // the suite runs as root and has no vmail account
     delete cfg.tls;
     const runnable = `${dir}/maild-test.yaml`;
     await writeFile(runnable, stringify(cfg));
@@ -117,6 +118,8 @@ describe('maild import, then maild on the imported configuration', () => {
     assert.ok(!generated.includes(dbPassword), 'no password in the file');
     assert.match(generated, /^ {4}password: \$\{MAILD_DB_PASSWORD\}$/m);
     assert.match(generated, new RegExp(`^ {4}database: ${db.name}$`, 'm'));
+    // The Maildirs' owner (the static userdb's uid=vmail gid=vmail) is the account maild drops to.
+    assert.match(generated, /^user: vmail\ngroup: vmail$/m);
     assert.match(generated, /^ {6}user: "SELECT email AS user, password FROM virtual_users WHERE email = '%s' AND `enable` = 1"$/m);
     assert.match(importStderr, /not carried over: login_trusted_networks/);
   });

@@ -32,6 +32,7 @@ describe('queue crash safety (kill -9 under load)', () => {
       config,
       [
         'hostname: crash.test',
+        'user: root', // the suite runs as root: serving as root on purpose
         'data_dir: data',
         'mail: {root: mail}',
         'listeners:',

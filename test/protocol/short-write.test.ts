@@ -21,7 +21,7 @@ describe('short writes', () => {
     await writeFile(path.join(dir, 'directory.yaml'), 'domains: [example.test]\nusers:\n  alice@example.test: {password: "{PLAIN}x"}\n');
     await writeFile(
       path.join(dir, 'maild.yaml'),
-      'hostname: fsize.test\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {message_size: 2M}\n',
+      'hostname: fsize.test\nuser: root\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {message_size: 2M}\n',
     );
     // prlimit (util-linux) sets RLIMIT_FSIZE for the daemon only; node ignores SIGXFSZ, so
     // writes past the limit are short, then fail with EFBIG.

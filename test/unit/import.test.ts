@@ -371,6 +371,8 @@ describe('maild import: generated configurations', () => {
     assert.equal(q.transport, "SELECT transport FROM transport WHERE domain='%s'");
     assertQueriesCompile(config);
     assert.equal(config.directory.mysql!.database, 'mail');
+    // mail_uid = 5000: the Maildirs' owner by number, looked up as such at start.
+    assert.equal(config.user, '5000');
     assert.equal(config.passwords.default_scheme, 'CRYPT');
     assert.equal(config.limits.message_size, 30_720_000);
     assert.equal(config.imap.hierarchy_separator, '.');

@@ -38,7 +38,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
   const { mainLabel, notCarried } = ctx;
   const passwordVariable = opts.passwordVariable ?? DEFAULT_PASSWORD_VARIABLE;
   // The order of these calls is the order of the "not carried over" list.
-  const { mailRoot, separator, specialFolders } = importMailStore(ctx);
+  const { mailRoot, account, separator, specialFolders } = importMailStore(ctx);
   const listeners = importListeners(ctx);
   if (listeners.length === 0) throw new ImportError('no listener found to carry over (no smtpd in master.cf and no Dovecot service)');
   const tls = importTls(ctx);
@@ -66,12 +66,16 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     line(`hostname: ${scalar(hostname)}`);
     line('');
   }
+  line('# Started as root, maild binds the ports and reads the keys, then serves as this account, the');
+  line(`# owner of the Maildirs${account ? ` (${account.from})` : ''}.`);
+  line(`user: ${scalar(account?.user ?? 'vmail')}`);
+  if (account?.group) line(`group: ${scalar(account.group)}`);
+  line('');
   line('# Generated state (a self-signed certificate when tls is not set, DKIM keys).');
   line('data_dir: /var/lib/maild');
   line('');
   if (mailRoot) {
     line(`# ${mailRoot.from}`);
-    line("# Run maild as the user that owns these Maildirs (Dovecot's mail_uid / userdb uid, e.g. vmail).");
     line('mail:');
     line(`  root: ${scalar(mailRoot.root)}`);
     line(`  layout: ${scalar(mailRoot.layout)}`);

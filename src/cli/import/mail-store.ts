@@ -9,6 +9,8 @@ const SPECIAL_USES = new Set(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\
 
 export interface MailStoreSettings {
   mailRoot?: { root: string; layout: string; from: string };
+  /** The owner of the Maildirs: Dovecot's mail_uid/mail_gid, or the static userdb's uid/gid. */
+  account?: { user: string; group?: string; from: string };
   separator?: string;
   /** [folder, special use, Dovecot's auto setting] */
   specialFolders: Array<[string, string, string]>;
@@ -17,6 +19,7 @@ export interface MailStoreSettings {
 export function importMailStore(ctx: ImportContext): MailStoreSettings {
   const { dovecot, dv, dvLabel, rel, skip } = ctx;
   let mailRoot: { root: string; layout: string; from: string } | undefined;
+  let account: MailStoreSettings['account'];
   let separator: string | undefined;
   if (dovecot) {
     const staticUserdb = findSections(dovecot, 'userdb').find((s) => (setting(s, 'driver') ?? s.name) === 'static');
@@ -26,6 +29,15 @@ export function importMailStore(ctx: ImportContext): MailStoreSettings {
         .filter((a) => a.includes('='))
         .map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] as const),
     );
+    const uid = dv('mail_uid') || staticArgs.get('uid');
+    const gid = dv('mail_gid') || staticArgs.get('gid');
+    if (uid) {
+      account = {
+        user: uid,
+        ...(gid ? { group: gid } : {}),
+        from: dv('mail_uid') ? dvLabel('mail_uid') : `userdb static uid=${uid}${gid ? ` gid=${gid}` : ''}`,
+      };
+    }
     const location = dv('mail_location') || staticArgs.get('mail') || '';
     const label = dv('mail_location') ? dvLabel('mail_location') : `userdb static mail=${location}`;
     if (!location) skip('mail_location', 'not set (Dovecot guessed the mailbox format at run time); set mail.root and mail.layout by hand');
@@ -106,7 +118,7 @@ export function importMailStore(ctx: ImportContext): MailStoreSettings {
     }
   }
 
-  return { ...(mailRoot ? { mailRoot } : {}), ...(separator ? { separator } : {}), specialFolders };
+  return { ...(mailRoot ? { mailRoot } : {}), ...(account ? { account } : {}), ...(separator ? { separator } : {}), specialFolders };
 }
 
 /** Dovecot's `%d/%n` path variables as maild's layout has them (%d, %n, %u). */
