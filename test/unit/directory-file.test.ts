@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -138,6 +138,22 @@ aliases: {}
       // No temporary or lock files are left behind.
       const { readdir } = await import('node:fs/promises');
       assert.deepEqual((await readdir(dir)).sort(), ['directory.yaml']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the file owner, group and mode when root edits it (root:vmail 0640 stays readable by the daemon)', async () => {
+    assert.equal(process.getuid?.(), 0, 'the tests run as root');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-dir-'));
+    try {
+      const file = path.join(dir, 'directory.yaml');
+      await writeFile(file, seed, { mode: 0o640 });
+      await chown(file, 0, 4321);
+      const backend = await FileDirectory.open(file, { logger: silentLogger });
+      await backend.addDomain('example.net');
+      const after = await stat(file);
+      assert.deepEqual({ uid: after.uid, gid: after.gid, mode: after.mode & 0o777 }, { uid: 0, gid: 4321, mode: 0o640 });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
