@@ -8,11 +8,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '../config/load.js';
-import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
 import { loadCredentials } from '../tls/certificates.js';
 import type { KeeperReply, KeeperRequest } from './keeper-client.js';
 
 const configPath = process.argv[2];
+/** The keeper has nothing to log (the daemon logs the outcome); pino stays out of this process. */
+const quiet = { info: () => undefined } as unknown as Logger;
 if (!configPath || !process.send) {
   process.stderr.write('maild keeper: started without its parent or configuration path\n');
   process.exit(64);
@@ -22,7 +24,7 @@ async function answer(request: KeeperRequest): Promise<KeeperReply> {
   try {
     const configText = readFileSync(configPath!, 'utf8');
     const cfg = parseConfig(configText, configPath!);
-    const credentials = await loadCredentials(cfg.tls, cfg.data_dir, cfg.hostname, silentLogger);
+    const credentials = await loadCredentials(cfg.tls, cfg.data_dir, cfg.hostname, quiet);
     return { id: request.id, ok: true, configText, credentials };
   } catch (err) {
     return { id: request.id, ok: false, error: (err as Error).message };

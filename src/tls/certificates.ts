@@ -6,7 +6,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import { MailError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -58,6 +57,8 @@ export async function loadCredentials(
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const now = new Date();
+  // Loaded only to generate: the privileged keeper reads certificates and stays small.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: hostname }], {
     keySize: 2048,
     algorithm: 'sha256',
