@@ -83,7 +83,15 @@ export const listenerSchema = z
     protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3', 'dovecot-auth']),
     /** A name for logs; defaults to protocol:port. */
     name: z.string().min(1).optional(),
-    address: z.string().min(1).default('0.0.0.0'),
+    /**
+     * The address or addresses to listen on: "0.0.0.0" (every IPv4 interface), "::" (every IPv6
+     * interface; IPv4 too when it is the only address), "::1", or a list such as ["127.0.0.1",
+     * "::1"]. Each address of a list is bound on its own, IPv6 ones IPv6-only, all on one port.
+     */
+    address: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1, 'give at least one address')])
+      .default('0.0.0.0')
+      .transform((a) => (typeof a === 'string' ? [a] : a)),
     port: port.optional(),
     /** A unix socket path instead of address/port (lmtp and dovecot-auth only). */
     path: z.string().min(1).optional(),
@@ -113,6 +121,8 @@ export const listenerSchema = z
       ctx.addIssue({ code: 'custom', path: ['socket_owner'], message: 'socket_owner and socket_group are for unix socket listeners' });
     if (l.path !== undefined && l.tls !== 'none')
       ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a unix socket listener takes no TLS' });
+    if (new Set(l.address).size !== l.address.length)
+      ctx.addIssue({ code: 'custom', path: ['address'], message: 'an address is listed twice' });
     if (l.protocol === 'dovecot-auth' && l.tls !== 'none')
       ctx.addIssue({ code: 'custom', path: ['tls'], message: 'dovecot-auth speaks no TLS (Postfix does not either)' });
   });
