@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { openSocket, type ConnectOptions } from './connect.js';
 
 export interface ImapResult {
   tag: string;
@@ -32,9 +33,13 @@ export class ImapTestClient {
     this.#attach(socket);
   }
 
-  static connect(port: number, opts: { implicitTls?: boolean; timeoutMs?: number } = {}): Promise<ImapTestClient> {
+  static connect(port: number, opts: ConnectOptions & { timeoutMs?: number } = {}): Promise<ImapTestClient> {
+    if (opts.host || opts.localAddress || opts.prelude !== undefined)
+      return openSocket(port, opts).then((socket) => new ImapTestClient(socket, opts.timeoutMs ?? 10_000));
     return new Promise((resolve, reject) => {
-      const socket = opts.implicitTls ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
+      const socket = opts.implicitTls
+        ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+        : net.connect(port, '127.0.0.1');
       socket.once('error', reject);
       socket.once(opts.implicitTls ? 'secureConnect' : 'connect', () => {
         socket.removeListener('error', reject);
@@ -90,7 +95,10 @@ export class ImapTestClient {
       }
       if (this.#closed) return out || null;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no response within ${this.timeoutMs} ms; buffer: ${JSON.stringify(this.#buffer.toString('latin1').slice(0, 500))}`);
+      if (left <= 0)
+        throw new Error(
+          `no response within ${this.timeoutMs} ms; buffer: ${JSON.stringify(this.#buffer.toString('latin1').slice(0, 500))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.#waiters.push(() => {
