@@ -305,7 +305,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   const listeners: Listener[] = [];
   let bound: BoundListeners | undefined = hooks.bound;
   try {
-    bound ??= await bindListeners(config, logger);
+    bound ??= await bindListeners(config, { logger });
     for (const l of config.listeners) {
       const name = listenerName(l);
       const front = bound.get(name);
@@ -402,6 +402,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       pop3Config = pop3Settings(next, settings.trusted);
       dovecotAuthConfig = dovecotAuthSettings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
+      front.updateProxyNetworks(next.proxy_networks);
       for (const l of smtpListeners) l.update(settings, credentials);
       for (const l of imapListeners) l.updateCredentials(credentials);
       for (const l of pop3Listeners) l.updateCredentials(credentials);

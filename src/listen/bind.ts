@@ -12,7 +12,9 @@
 import net from 'node:net';
 import type { ListenerConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../log.js';
+import { NetworkList, normalizeIp } from '../net.js';
 import { socketPeer, type ClientPeer } from './peer.js';
+import { readProxyHeader, PROXY_HEADER_TIMEOUT_MS } from './proxy-reader.js';
 import { openUnixSocket } from './unix-socket.js';
 
 /** Takes a client connection: a socket as net.Server gives it (reading, not yet flowing). */
@@ -21,6 +23,20 @@ export type ClientHandler = (socket: net.Socket, peer: ClientPeer) => void;
 /** What the socket front needs of the configuration. */
 export interface FrontConfig {
   listeners: readonly ListenerConfig[];
+  /** Who may send a PROXY header to a listener with proxy_protocol (addresses or CIDR ranges). */
+  proxy_networks?: readonly string[];
+}
+
+export interface FrontOptions {
+  logger?: Logger;
+  /** How long a proxy may take to send its header. */
+  proxyHeaderTimeoutMs?: number;
+}
+
+/** The PROXY protocol settings shared by a configuration's listeners (replaced on reload). */
+interface ProxySettings {
+  networks: NetworkList;
+  timeoutMs: number;
 }
 
 /** A listener's name in logs and in portOf(): its `name`, or protocol:port (protocol:path). */
@@ -47,15 +63,19 @@ export class BoundListener {
   readonly config: ListenerConfig;
   readonly #servers: net.Server[];
   readonly #log: Logger;
+  readonly #proxy: () => ProxySettings;
+  /** Connections whose PROXY header is being read. */
+  readonly #reading = new Set<net.Socket>();
   /** Connections accepted before serve(), in arrival order. */
   readonly #held = new Set<net.Socket>();
   #onClient: ClientHandler | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(config: ListenerConfig, servers: net.Server[], log: Logger) {
+  constructor(config: ListenerConfig, servers: net.Server[], log: Logger, proxy: () => ProxySettings) {
     this.name = listenerName(config);
     this.config = config;
     this.#servers = servers;
+    this.#proxy = proxy;
     this.#log = log.child({ listener: this.name });
     for (const server of servers) {
       server.on('connection', (socket: net.Socket) => this.#arrive(socket));
@@ -71,7 +91,40 @@ export class BoundListener {
   }
 
   #hand(socket: net.Socket): void {
-    this.#onClient!(startReading(socket), socketPeer(socket));
+    const real = socketPeer(socket);
+    if (!this.config.proxy_protocol) return this.#onClient!(startReading(socket), real);
+    const proxy = this.#proxy();
+    // A header is believed from the configured proxies only: anyone else could claim any address.
+    if (!proxy.networks.contains(real.address)) {
+      this.#log.warn({ ip: real.address }, 'connection refused: not from proxy_networks, which alone may send a PROXY header');
+      socket.destroy();
+      return;
+    }
+    this.#reading.add(socket);
+    readProxyHeader(socket, proxy.timeoutMs).then(
+      (header) => {
+        this.#reading.delete(socket);
+        if (socket.destroyed) return;
+        // v1 UNKNOWN and v2 LOCAL (health checks): the connection's own endpoints apply.
+        const peer: ClientPeer =
+          header.source && header.destination
+            ? {
+                address: normalizeIp(header.source.address),
+                port: header.source.port,
+                localAddress: normalizeIp(header.destination.address),
+                localPort: header.destination.port,
+                proxied: true,
+              }
+            : real;
+        this.#log.debug({ ip: peer.address, proxy: real.address, version: header.version }, 'PROXY header');
+        this.#onClient!(startReading(socket), peer);
+      },
+      (err: Error) => {
+        this.#reading.delete(socket);
+        this.#log.warn({ ip: real.address, err: err.message }, 'connection closed: no valid PROXY header');
+        socket.destroy();
+      },
+    );
   }
 
   /** Starts handing connections to `onClient`: the held ones first, then each as it arrives. */
@@ -107,7 +160,7 @@ export class BoundListener {
     this.#closing ??= Promise.all(
       this.#servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
     ).then(() => undefined);
-    for (const socket of this.#held) socket.destroy();
+    for (const socket of [...this.#held, ...this.#reading]) socket.destroy();
     this.#held.clear();
     return this.#closing;
   }
@@ -115,9 +168,16 @@ export class BoundListener {
 
 export class BoundListeners {
   readonly listeners: readonly BoundListener[];
+  readonly #proxy: ProxySettings;
 
-  constructor(listeners: BoundListener[]) {
+  constructor(listeners: BoundListener[], proxy: ProxySettings) {
     this.listeners = listeners;
+    this.#proxy = proxy;
+  }
+
+  /** Applies a reloaded proxy_networks to connections from now on. */
+  updateProxyNetworks(networks: readonly string[]): void {
+    this.#proxy.networks = new NetworkList(networks);
   }
 
   get(name: string): BoundListener | undefined {
@@ -148,7 +208,7 @@ function bindError(name: string, where: string, err: unknown): Error {
   });
 }
 
-async function bindOne(l: ListenerConfig, log: Logger): Promise<BoundListener> {
+async function bindOne(l: ListenerConfig, log: Logger, proxy: () => ProxySettings): Promise<BoundListener> {
   const name = listenerName(l);
   const servers: net.Server[] = [];
   const newServer = () => {
@@ -181,20 +241,28 @@ async function bindOne(l: ListenerConfig, log: Logger): Promise<BoundListener> {
     for (const s of servers) if (s.listening) s.close();
     throw err;
   }
-  return new BoundListener(l, servers, log);
+  return new BoundListener(l, servers, log, proxy);
 }
 
 /**
  * Binds every listener of the configuration (TCP addresses and unix sockets with their mode,
- * owner and group). On failure nothing stays bound and the error names the listener.
+ * owner and group). On failure nothing stays bound and the error names the listener. On a
+ * listener with proxy_protocol, a connection from an address outside proxy_networks is closed
+ * at once, and any other must start with a valid PROXY header (v1 or v2) within the timeout;
+ * the client it names is the peer handed over.
  */
-export async function bindListeners(config: FrontConfig, logger: Logger = silentLogger): Promise<BoundListeners> {
+export async function bindListeners(config: FrontConfig, options: FrontOptions = {}): Promise<BoundListeners> {
+  const logger = options.logger ?? silentLogger;
+  const proxy: ProxySettings = {
+    networks: new NetworkList(config.proxy_networks ?? []),
+    timeoutMs: options.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS,
+  };
   const bound: BoundListener[] = [];
   try {
-    for (const l of config.listeners) bound.push(await bindOne(l, logger));
+    for (const l of config.listeners) bound.push(await bindOne(l, logger, () => proxy));
   } catch (err) {
     await Promise.all(bound.map((b) => b.close()));
     throw err;
   }
-  return new BoundListeners(bound);
+  return new BoundListeners(bound, proxy);
 }
