@@ -4,6 +4,7 @@ import { isMailError } from './errors.js';
 import { createLogger } from './log.js';
 import { resolveConfigPath } from './paths.js';
 import { startServer, type ServerHooks } from './server.js';
+import { bindListeners } from './listen/bind.js';
 import { dropPrivileges, planPrivileges, type PrivilegePlan } from './privileges/account.js';
 import { prepareDirectories } from './privileges/directories.js';
 import { Keeper } from './privileges/keeper-client.js';
@@ -52,6 +53,9 @@ export async function runDaemon(argv: string[]): Promise<void> {
       const { account } = plan;
       await prepareDirectories(config, account);
       hooks.credentials = await loadCredentials(config.tls, config.data_dir, config.hostname, logger);
+      // Ports below 1024, and unix sockets in directories only root may write (Postfix's private/).
+      // Connections that come before the drop wait in the listen queue: none is served as root.
+      hooks.bound = await bindListeners(config, { logger });
       keeper = Keeper.start(configPath);
       dropPrivileges(account);
       logger.info({ user: account.user, uid: account.uid, group: account.group, gid: account.gid }, 'privileges dropped');

@@ -43,7 +43,9 @@ export type ErrorCode =
   /** A per-user or per-session limit was reached. */
   | 'LIMIT'
   /** Another session holds the mailbox exclusively (POP3). */
-  | 'IN_USE';
+  | 'IN_USE'
+  /** A PROXY protocol header is missing, malformed, too long, too slow or from an address not allowed to send one. */
+  | 'PROXY_HEADER';
 
 const TEMPORARY: ReadonlySet<ErrorCode> = new Set(['TEMP_FAIL', 'QUOTA_FULL', 'STORAGE_ERROR', 'RELAY_UNAVAILABLE']);
 

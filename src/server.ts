@@ -37,7 +37,9 @@ import { DkimKeys } from './queue/dkim.js';
 import { DovecotAuthListener } from './dovecot-auth/server.js';
 import type { DovecotAuthContext, DovecotAuthSettings } from './dovecot-auth/session.js';
 import { dovecotAuthCommands } from './dovecot-auth/commands/index.js';
-import { openUnixSocket } from './unix-socket.js';
+import { bindListeners, listenerName, type BoundListeners } from './listen/bind.js';
+
+export { listenerName };
 
 /** What the runtime needs of any listener. */
 export interface Listener {
@@ -60,10 +62,6 @@ export interface Runtime {
   portOf(name: string): number;
   reload(next: LoadedConfig, inputs?: ReloadInputs): Promise<void>;
   shutdown(): Promise<void>;
-}
-
-export function listenerName(l: LoadedConfig['listeners'][number]): string {
-  return l.name ?? `${l.protocol}:${l.path ?? l.port}`;
 }
 
 function smtpSettings(cfg: LoadedConfig): SmtpSettings {
@@ -169,9 +167,14 @@ function directoryOptions(cfg: LoadedConfig, passwords: PasswordService, logger:
   };
 }
 
-/** Test hooks: a clock for the queue (retry times, expiry). */
 export interface ServerHooks {
+  /** Test hook: a clock for the queue (retry times, expiry). */
   now?: () => number;
+  /**
+   * The listeners, bound already (the daemon binds them before it gives up root); bound here
+   * when absent. Either way the runtime owns them from now on and closes them at shutdown.
+   */
+  bound?: BoundListeners;
   /** Credentials read before the start dropped privileges (root-only key files). */
   credentials?: Credentials;
 }
@@ -307,66 +310,49 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   const imapListeners: ImapListener[] = [];
   const pop3Listeners: Pop3Listener[] = [];
   const listeners: Listener[] = [];
+  let bound: BoundListeners | undefined = hooks.bound;
   try {
+    bound ??= await bindListeners(config, { logger });
     for (const l of config.listeners) {
       const name = listenerName(l);
-      if (l.protocol === 'imap') {
-        const listener = new ImapListener(
-          {
-            name,
-            tls: l.tls,
-            credentials,
-            maxConnections: () => current.limits.connections,
-            maxPerIp: () => current.limits.connections_per_ip,
-          },
-          imapCtx,
-        );
-        await listener.listen(l.port!, l.address);
-        imapListeners.push(listener);
-        listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
-      } else if (l.protocol === 'pop3') {
-        const listener = new Pop3Listener(
-          {
-            name,
-            tls: l.tls,
-            credentials,
-            maxConnections: () => current.limits.connections,
-            maxPerIp: () => current.limits.connections_per_ip,
-          },
-          pop3Ctx,
-        );
-        await listener.listen(l.port!, l.address);
-        pop3Listeners.push(listener);
-        listeners.push({ spec: { name }, address: () => listener.address(), close: () => listener.close() });
+      const front = bound.get(name);
+      if (!front) throw new MailError('CONFIG_INVALID', `listener ${name} was not bound`);
+      const address = () => front.address();
+      if (l.protocol === 'imap' || l.protocol === 'pop3') {
+        const spec = {
+          name,
+          tls: l.tls,
+          credentials,
+          maxConnections: () => current.limits.connections,
+          maxPerIp: () => current.limits.connections_per_ip,
+        };
+        const listener = l.protocol === 'imap' ? new ImapListener(spec, imapCtx) : new Pop3Listener(spec, pop3Ctx);
+        if (listener instanceof ImapListener) imapListeners.push(listener);
+        else pop3Listeners.push(listener);
+        front.serve((socket, peer) => listener.accept(socket, peer));
+        listeners.push({ spec: { name }, address, close: async () => listener.close() });
       } else if (l.protocol === 'dovecot-auth') {
-        const listener = new DovecotAuthListener({ name }, dovecotAuthCtx);
-        if (l.path) await listener.listenUnix(l.path, { mode: l.socket_mode, owner: l.socket_owner, group: l.socket_group });
-        else await listener.listenTcp(l.port!, l.address);
+        const listener = new DovecotAuthListener({ name, unix: l.path !== undefined }, dovecotAuthCtx);
+        front.serve((socket, peer) => listener.accept(socket, peer));
         dovecotAuthListeners.push(listener);
-        listeners.push(listener);
+        listeners.push({ spec: { name }, address, close: (graceMs) => listener.close(graceMs) });
       } else {
         const listener = new SmtpListener({ name, protocol: l.protocol, tls: l.tls, credentials }, ctx);
-        if (l.path) {
-          const path = l.path;
-          await openUnixSocket(path, { mode: l.socket_mode, owner: l.socket_owner, group: l.socket_group }, () =>
-            listener.listen({ path }),
-          );
-        } else {
-          await listener.listen({ port: l.port!, address: l.address });
-        }
+        front.serve((socket, peer) => listener.accept(socket, peer));
         smtpListeners.push(listener);
-        listeners.push(listener);
+        listeners.push({ spec: { name }, address, close: (graceMs) => listener.close(graceMs) });
       }
-      logger.info({ listener: name, protocol: l.protocol, tls: l.tls, at: listeners[listeners.length - 1]!.address() }, 'listening');
+      logger.info({ listener: name, protocol: l.protocol, tls: l.tls, at: front.address(), addresses: front.addresses() }, 'listening');
     }
   } catch (err) {
-    await Promise.all(listeners.map((x) => x.close(0)));
+    await Promise.all([bound?.close(), ...listeners.map((x) => x.close(0))]);
     await control.close();
     await queue.stop();
     await directory.close();
     await passwords.close();
     throw err;
   }
+  const front = bound;
 
   let shuttingDown: Promise<void> | undefined;
 
@@ -423,6 +409,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       pop3Config = pop3Settings(next, settings.trusted);
       dovecotAuthConfig = dovecotAuthSettings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
+      front.updateProxyNetworks(next.proxy_networks);
       for (const l of smtpListeners) l.update(settings, credentials);
       for (const l of imapListeners) l.updateCredentials(credentials);
       for (const l of pop3Listeners) l.updateCredentials(credentials);
@@ -433,9 +420,10 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     shutdown() {
       shuttingDown ??= (async () => {
         logger.info({ timeoutMs: current.shutdown_timeout }, 'shutting down: no new connections, sessions may finish');
+        // The ports close at once; this resolves once every connection has ended.
+        const connectionsEnded = front.close();
         // IMAP sessions are long-lived: they are told BYE at once (RFC 3501 section 7.1.5).
-        // net.Server.close() resolves once every connection has ended: the sessions are told first.
-        const listenersClosed = Promise.all([...imapListeners, ...pop3Listeners].map((l) => l.close()));
+        for (const l of [...imapListeners, ...pop3Listeners]) l.close();
         for (const session of [...imapSessions]) session.shutdown();
         // POP3 sessions waiting for a command end at once (without UPDATE: nothing is deleted);
         // a running RETR or QUIT may finish within the shutdown timeout.
@@ -444,7 +432,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
           ...smtpListeners.map((l) => l.close(current.shutdown_timeout)),
           ...dovecotAuthListeners.map((l) => l.close(current.shutdown_timeout)),
         ]);
-        await listenersClosed;
+        await connectionsEnded;
         // Deliveries in progress finish and are recorded; nothing new starts.
         await control.close();
         await queue.stop(current.shutdown_timeout);

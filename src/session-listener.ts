@@ -1,12 +1,15 @@
 /**
- * A TCP listener for the protocols whose sessions are ours (IMAP, POP3): plain TCP (STARTTLS/STLS
- * offered or not) or implicit TLS (RFC 8314), with the total and per-address connection limits
- * checked before the greeting.
+ * The protocol side of a listener for the protocols whose sessions are ours (IMAP, POP3): takes
+ * the connections of a bound listener (src/listen), cleartext (STARTTLS/STLS offered or not) or
+ * implicit TLS (RFC 8314), and checks the total and per-address connection limits before the
+ * greeting. The client address is the peer's (the PROXY header's when the listener has one).
  */
-import net from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from './log.js';
-import { ConnectionCounter, normalizeIp } from './net.js';
+import type { ClientPeer } from './listen/peer.js';
+import { implicitTls } from './listen/tls.js';
+import { ConnectionCounter } from './net.js';
 
 export interface SessionListenerSpec {
   name: string;
@@ -23,34 +26,53 @@ export interface SessionProtocol {
   /** The line that refuses a connection over the limits, in place of the greeting. */
   refusal: string;
   /** Starts a session on an accepted connection. */
-  start(socket: net.Socket | tls.TLSSocket): void;
+  start(socket: net.Socket | tls.TLSSocket, peer: ClientPeer): void;
 }
 
 export class SessionListener {
   readonly spec: SessionListenerSpec;
   readonly #protocol: SessionProtocol;
-  readonly #server: net.Server;
   readonly #counter = new ConnectionCounter();
   readonly #log: Logger;
+  #secureContext: tls.SecureContext | undefined;
+  /** Those still in the implicit TLS handshake. */
+  readonly #handshaking = new Set<tls.TLSSocket>();
   #open = 0;
+  #closing = false;
 
   constructor(spec: SessionListenerSpec, protocol: SessionProtocol) {
     this.spec = spec;
     this.#protocol = protocol;
     this.#log = protocol.logger.child({ listener: spec.name });
-    const onSocket = (socket: net.Socket | tls.TLSSocket) => this.#accept(socket);
-    this.#server =
-      spec.tls === 'implicit'
-        ? tls.createServer({ key: spec.credentials.key, cert: spec.credentials.cert, handshakeTimeout: 30_000 }, onSocket)
-        : net.createServer(onSocket);
-    this.#server.on('tlsClientError', (err: Error) => this.#log.debug({ err: err.message }, 'TLS handshake failed'));
-    this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
+    if (spec.tls === 'implicit') this.#secureContext = tls.createSecureContext(spec.credentials);
   }
 
-  #accept(socket: net.Socket | tls.TLSSocket): void {
+  /** Takes a connection from the socket front. */
+  accept(socket: net.Socket, peer: ClientPeer): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    socket.on('error', () => undefined);
+    if (!this.#secureContext) return this.#admit(socket, peer);
+    const wrapped = implicitTls(socket, this.#secureContext);
+    this.#handshaking.add(wrapped.socket);
+    wrapped.secured.then(
+      () => {
+        this.#handshaking.delete(wrapped.socket);
+        this.#admit(wrapped.socket, peer);
+      },
+      (err: Error) => {
+        this.#handshaking.delete(wrapped.socket);
+        this.#log.debug({ ip: peer.address, err: err.message }, 'TLS handshake failed');
+      },
+    );
+  }
+
+  #admit(socket: net.Socket | tls.TLSSocket, peer: ClientPeer): void {
     socket.setNoDelay(true);
     socket.on('error', () => undefined);
-    const ip = normalizeIp(socket.remoteAddress);
+    const ip = peer.address;
     if (this.#open >= this.spec.maxConnections() || !this.#counter.acquire(ip, this.spec.maxPerIp())) {
       socket.end(this.#protocol.refusal);
       this.#log.warn({ ip }, `${this.#protocol.name} connection refused: too many connections`);
@@ -61,30 +83,20 @@ export class SessionListener {
       this.#open--;
       this.#counter.release(ip);
     });
-    this.#protocol.start(socket);
-  }
-
-  listen(port: number, address: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, address, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-  }
-
-  address(): { port: number; address: string } | null {
-    const a = this.#server.address();
-    return a && typeof a === 'object' ? { port: a.port, address: a.address } : null;
+    this.#protocol.start(socket, peer);
   }
 
   updateCredentials(credentials: { key: string | Buffer; cert: string | Buffer }): void {
-    if (this.#server instanceof tls.Server) this.#server.setSecureContext({ key: credentials.key, cert: credentials.cert });
+    if (this.#secureContext) this.#secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
   }
 
-  /** Stops accepting; the sessions (shared across listeners) are ended by the caller. */
-  close(): Promise<void> {
-    return new Promise((resolve) => (this.#server.listening ? this.#server.close(() => resolve()) : resolve()));
+  /**
+   * Takes no more connections and abandons the TLS handshakes in progress. The sessions (shared
+   * across listeners) are ended by the caller; the bound listener's close() tells when every
+   * connection is gone.
+   */
+  close(): void {
+    this.#closing = true;
+    for (const socket of this.#handshaking) socket.destroy();
   }
 }

@@ -16,6 +16,7 @@ import { passwordLogin, passwordsAllowed } from '../auth/login.js';
 import type { Directory } from '../directory/directory.js';
 import type { Logger } from '../log.js';
 import { normalizeIp, type NetworkList } from '../net.js';
+import type { ClientPeer } from '../listen/peer.js';
 import { LineReader } from '../pop3/reader.js';
 import type { DovecotAuthCommand, HandshakeState } from './command.js';
 import { PROTOCOL_MAJOR } from './commands/version.js';
@@ -89,11 +90,11 @@ export class DovecotAuthSession {
   /** Resolves once the connection is closed. */
   readonly finished = new Promise<void>((resolve) => (this.#finish = resolve));
 
-  constructor(socket: Socket, ctx: DovecotAuthContext, listener: string) {
+  constructor(socket: Socket, ctx: DovecotAuthContext, listener: string, peer: ClientPeer) {
     this.ctx = ctx;
     this.#socket = socket;
     this.id = ++connectionCounter;
-    this.peer = normalizeIp(socket.remoteAddress);
+    this.peer = peer.address;
     this.log = ctx.logger.child({ listener, authConnection: this.id });
     this.#reader = new LineReader(ctx.settings().limits.lineLength);
   }

@@ -15,7 +15,7 @@ export class ImapListener extends SessionListener {
       logger: ctx.logger,
       // RFC 3501 section 7.1.5: BYE as the greeting refuses the connection.
       refusal: '* BYE Too many connections, try again later\r\n',
-      start: (socket) => new ImapSession(socket, ctx, { tlsMode: spec.tls, listener: spec.name }).start(),
+      start: (socket, peer) => new ImapSession(socket, ctx, { tlsMode: spec.tls, listener: spec.name, peer }).start(),
     });
   }
 }

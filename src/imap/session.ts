@@ -11,7 +11,8 @@ import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Logger } from '../log.js';
-import { normalizeIp, type NetworkList } from '../net.js';
+import type { NetworkList } from '../net.js';
+import type { ClientPeer } from '../listen/peer.js';
 import type { ImapCommand, SessionState } from './command.js';
 import { replyForError } from './errors.js';
 import { isValidTag, parseCommand, ParseError, type ParsedCommand } from './parser.js';
@@ -64,6 +65,8 @@ export interface ImapContext {
 export interface SessionOptions {
   tlsMode: 'none' | 'starttls' | 'implicit';
   listener: string;
+  /** The client (from the PROXY header when the listener takes one). */
+  peer: ClientPeer;
 }
 
 let sessionCounter = 0;
@@ -102,7 +105,7 @@ export class ImapSession {
     this.#opts = opts;
     this.#socket = socket;
     this.id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
-    this.ip = normalizeIp(socket.remoteAddress);
+    this.ip = opts.peer.address;
     this.secure = opts.tlsMode === 'implicit';
     this.log = ctx.logger.child({ session: this.id });
     const limits = ctx.settings().limits;

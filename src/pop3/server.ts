@@ -15,7 +15,7 @@ export class Pop3Listener extends SessionListener {
       logger: ctx.logger,
       // -ERR as the greeting refuses the connection; [SYS/TEMP] says to try again later.
       refusal: '-ERR [SYS/TEMP] Too many connections, try again later.\r\n',
-      start: (socket) => new Pop3Session(socket, ctx, { tlsMode: spec.tls, listener: spec.name }).start(),
+      start: (socket, peer) => new Pop3Session(socket, ctx, { tlsMode: spec.tls, listener: spec.name, peer }).start(),
     });
   }
 }

@@ -14,7 +14,8 @@ import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import { isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { normalizeIp, type NetworkList } from '../net.js';
+import type { NetworkList } from '../net.js';
+import type { ClientPeer } from '../listen/peer.js';
 import type { MailService } from '../store/mail/service.js';
 import type { Pop3Command, Pop3State } from './command.js';
 import { BrokenResponseError, Pop3Error, replyForError } from './errors.js';
@@ -65,6 +66,8 @@ export interface Pop3Context {
 export interface Pop3SessionOptions {
   tlsMode: 'none' | 'starttls' | 'implicit';
   listener: string;
+  /** The client (from the PROXY header when the listener takes one). */
+  peer: ClientPeer;
 }
 
 /** Commands whose arguments are secret (never logged). */
@@ -108,7 +111,7 @@ export class Pop3Session {
     this.#opts = opts;
     this.#socket = socket;
     this.id = `${process.pid.toString(36)}p${(++sessionCounter).toString(36)}`;
-    this.ip = normalizeIp(socket.remoteAddress);
+    this.ip = opts.peer.address;
     this.secure = opts.tlsMode === 'implicit';
     this.log = ctx.logger.child({ session: this.id });
     const limits = ctx.settings().limits;

@@ -52,7 +52,9 @@ export function receivedHeader(info: ReceivedInfo): string {
     lines.push(`Received: ${by}`);
   } else {
     const helo = headerSafe(info.helo || 'unknown').slice(0, 255);
-    const client = info.ip ? `(${headerSafe(info.reverseName || 'unknown')} [${headerSafe(info.ip)}])` : '(localhost)';
+    // RFC 5321 section 4.1.3: an IPv6 address literal is tagged "IPv6:", as Postfix writes it.
+    const literal = info.ip.includes(':') ? `IPv6:${info.ip}` : info.ip;
+    const client = info.ip ? `(${headerSafe(info.reverseName || 'unknown')} [${headerSafe(literal)}])` : '(localhost)';
     lines.push(`Received: from ${helo} ${client}`);
     if (info.tls) lines.push(`\t(using ${headerSafe(info.tls.version)} with cipher ${headerSafe(info.tls.cipher)})`);
     lines.push(`\t${by}`);

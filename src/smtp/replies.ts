@@ -33,6 +33,8 @@ const BY_ERROR: Record<ErrorCode, SmtpReply> = {
   EXPUNGED: { code: 451, text: '4.3.0 Local error in processing' },
   LIMIT: { code: 452, text: '4.5.3 Too many recipients' },
   IN_USE: { code: 451, text: '4.2.0 Mailbox busy, try again later' },
+  // Raised by the socket front before any session exists (the connection is closed instead).
+  PROXY_HEADER: { code: 421, text: '4.7.0 Connection refused' },
 };
 
 export const RELAY_DENIED: SmtpReply = { code: 554, text: '5.7.1 Relay access denied' };

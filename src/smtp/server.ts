@@ -29,6 +29,10 @@ import type { EnvelopeDsn, OutboundQueue } from '../queue/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { SubmissionConfig } from '../config/schema.js';
 import { applyConnectionPatch } from './connection-patch.js';
+import type { ClientPeer } from '../listen/peer.js';
+import { implicitTls } from '../listen/tls.js';
+import type net from 'node:net';
+import type tls from 'node:tls';
 import { receivedHeader } from './received.js';
 import {
   AUTH_REQUIRED,
@@ -165,6 +169,9 @@ export class SmtpListener {
   readonly #ctx: SmtpContext;
   readonly #connections = new ConnectionCounter();
   readonly #log: Logger;
+  /** Implicit TLS connections still in their handshake (no session yet). */
+  readonly #handshaking = new Set<tls.TLSSocket>();
+  #closing = false;
 
   constructor(spec: SmtpListenerSpec, ctx: SmtpContext) {
     this.spec = spec;
@@ -634,23 +641,34 @@ export class SmtpListener {
       );
   }
 
-  listen(target: { port: number; address: string } | { path: string }): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.server.once('error', onError);
-      const done = () => {
-        this.server.server.removeListener('error', onError);
-        resolve();
-      };
-      if ('path' in target) this.server.listen(target.path, done);
-      else this.server.listen(target.port, target.address, done);
-    });
-  }
-
-  address(): { port: number; address: string } | string | null {
-    const a = this.server.server.address();
-    if (a && typeof a === 'object') return { port: a.port, address: a.address };
-    return a;
+  /**
+   * Takes a connection from the socket front. smtp-server never listens itself: the session
+   * gets the peer's address (the PROXY header's when the listener takes one) in place of the
+   * socket's, for limits, trusted networks, logs and Received.
+   */
+  accept(socket: net.Socket, peer: ClientPeer): void {
+    socket.on('error', () => undefined);
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    // On a unix socket there is no address: the session's ip stays empty ("unix" in logs).
+    const options = peer.address
+      ? { remoteAddress: peer.address, remotePort: peer.port, localAddress: peer.localAddress, localPort: peer.localPort }
+      : {};
+    if (this.spec.tls !== 'implicit') return this.server.connect(socket, options);
+    const wrapped = implicitTls(socket, this.server.secureContext.get('*')!);
+    this.#handshaking.add(wrapped.socket);
+    wrapped.secured.then(
+      () => {
+        this.#handshaking.delete(wrapped.socket);
+        this.server.connect(wrapped.socket, options);
+      },
+      (err: Error) => {
+        this.#handshaking.delete(wrapped.socket);
+        this.#log.debug({ ip: peer.address, err: err.message }, 'TLS handshake failed');
+      },
+    );
   }
 
   /**
@@ -659,21 +677,19 @@ export class SmtpListener {
    * whose DATA is cut short this way was never acknowledged, so the client sends it again.
    */
   async close(graceMs: number): Promise<void> {
-    const net = this.server.server;
-    // Stop listening at once; net.Server's close callback would wait for every session to end.
-    const stopped = new Promise<void>((resolve) => (net.listening ? net.close(() => resolve()) : resolve()));
+    this.#closing = true;
+    for (const socket of this.#handshaking) socket.destroy();
     const deadline = Date.now() + graceMs;
     while (this.server.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (this.server.connections.size > 0) {
-      this.server.options.closeTimeout = 1;
-      // smtp-server sends 421 and ends each session; a client that never closes its side is cut off.
-      this.server.close(() => undefined);
-      const force = setTimeout(() => {
-        for (const connection of this.server.connections as Set<{ _socket?: { destroy(): void } }>) connection._socket?.destroy();
-      }, 1000);
-      await stopped;
-      clearTimeout(force);
+    if (this.server.connections.size === 0) return;
+    // As smtp-server's own close() does: 421 and the end of each session.
+    for (const connection of this.server.connections) {
+      connection.send(421, 'Server shutting down');
+      connection.close();
     }
-    await stopped;
+    // A client that never closes its side is cut off.
+    const deadlineForce = Date.now() + 1000;
+    while (this.server.connections.size > 0 && Date.now() < deadlineForce) await new Promise((r) => setTimeout(r, 50));
+    for (const connection of this.server.connections as Set<{ _socket?: { destroy(): void } }>) connection._socket?.destroy();
   }
 }

@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { openSocket, type ConnectOptions } from './connect.js';
 
 export interface ImapResult {
   tag: string;
@@ -32,10 +33,13 @@ export class ImapTestClient {
     this.#attach(socket);
   }
 
-  static connect(port: number, opts: { implicitTls?: boolean; timeoutMs?: number; host?: string } = {}): Promise<ImapTestClient> {
-    const host = opts.host ?? '127.0.0.1';
+  static connect(port: number, opts: ConnectOptions & { timeoutMs?: number } = {}): Promise<ImapTestClient> {
+    if (opts.host || opts.localAddress || opts.prelude !== undefined)
+      return openSocket(port, opts).then((socket) => new ImapTestClient(socket, opts.timeoutMs ?? 10_000));
     return new Promise((resolve, reject) => {
-      const socket = opts.implicitTls ? tls.connect({ port, host, rejectUnauthorized: false }) : net.connect(port, host);
+      const socket = opts.implicitTls
+        ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+        : net.connect(port, '127.0.0.1');
       socket.once('error', reject);
       socket.once(opts.implicitTls ? 'secureConnect' : 'connect', () => {
         socket.removeListener('error', reject);

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { openSocket, type ConnectOptions } from './connect.js';
 
 export interface Reply {
   code: number;
@@ -28,7 +29,9 @@ export class SmtpClient {
     this.#attach(socket);
   }
 
-  static connect(target: number | string, opts: { host?: string; timeoutMs?: number; implicitTls?: boolean } = {}): Promise<SmtpClient> {
+  static connect(target: number | string, opts: ConnectOptions & { timeoutMs?: number } = {}): Promise<SmtpClient> {
+    if (typeof target === 'number' && (opts.localAddress || opts.prelude !== undefined))
+      return openSocket(target, opts).then((socket) => new SmtpClient(socket, opts.timeoutMs ?? 10_000));
     return new Promise((resolve, reject) => {
       const socket =
         typeof target === 'string'

@@ -36,6 +36,19 @@ function childrenOf(pid: number): number[] {
   return out ? out.split(/\s+/).map(Number) : [];
 }
 
+/** A port below 1024 that nothing listens on here (the test binds it for a moment to be sure). */
+async function freePrivilegedPort(): Promise<number> {
+  for (let port = 700 + Math.floor(Math.random() * 200); port < 1000; port++) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port below 1000');
+}
+
 function makeCertificate(dir: string, name: string): { cert: string; key: string } {
   const cert = path.join(dir, `${name}-cert.pem`);
   const key = path.join(dir, `${name}-key.pem`);
@@ -138,6 +151,7 @@ describe('privileges', { skip: !isRoot && 'needs root (CI runs as root)' }, () =
     let d: Daemon;
     let keys: string;
     let config: string;
+    let lowPort: number;
 
     before(async () => {
       // Keys as certbot leaves them: a root-only directory, a root-only key.
@@ -146,6 +160,8 @@ describe('privileges', { skip: !isRoot && 'needs root (CI runs as root)' }, () =
       const first = makeCertificate(keys, 'first.priv.example');
       await chmod(first.key, 0o600);
       config = path.join(dir, 'maild.yaml');
+      lowPort = await freePrivilegedPort();
+      await mkdir(path.join(dir, 'private'), { mode: 0o700 });
       await writeFile(
         config,
         [
@@ -156,6 +172,9 @@ describe('privileges', { skip: !isRoot && 'needs root (CI runs as root)' }, () =
           `tls: {cert: ${keys}/current-cert.pem, key: ${keys}/current-key.pem}`,
           'listeners:',
           '  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0, tls: starttls}',
+          // Root's alone: a port below 1024, and a socket in a directory like Postfix's private/.
+          `  - {name: low, protocol: smtp, address: 127.0.0.1, port: ${lowPort}}`,
+          `  - {name: sock, protocol: lmtp, path: ${dir}/private/maild-lmtp, socket_owner: daemon, socket_mode: "0600"}`,
           `directory: {file: {path: ${dir}/directory.yaml}}`,
           '',
         ].join('\n'),
@@ -177,6 +196,20 @@ describe('privileges', { skip: !isRoot && 'needs root (CI runs as root)' }, () =
       assert.deepEqual(gid, [NOGROUP, NOGROUP, NOGROUP, NOGROUP]);
       const line = await d.waitLog((l) => l.msg === 'privileges dropped');
       assert.equal(line.user, 'nobody');
+    });
+
+    it('bound a port below 1024 and a socket in a root-only directory before the drop, and serves both', async () => {
+      const low = await SmtpClient.connect(lowPort);
+      assert.equal((await low.greeting()).code, 220);
+      await low.quit();
+      const sockPath = path.join(dir, 'private/maild-lmtp');
+      const st = await stat(sockPath);
+      assert.ok(st.isSocket());
+      assert.equal(st.uid, Number(execFileSync('id', ['-u', 'daemon'], { encoding: 'utf8' }).trim()));
+      assert.equal(st.mode & 0o777, 0o600);
+      const lmtp = await SmtpClient.connect(sockPath);
+      assert.match((await lmtp.greeting()).text, /LMTP/);
+      await lmtp.quit();
     });
 
     it('read the root-only key before the drop: STARTTLS presents the configured certificate', async () => {

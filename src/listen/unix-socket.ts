@@ -4,7 +4,7 @@
  * do, so that Postfix (user postfix) can connect to a socket of a daemon running as vmail.
  */
 import fs from 'node:fs/promises';
-import { prepareUnixSocket } from './control.js';
+import { prepareUnixSocket } from '../control.js';
 
 export interface SocketAccess {
   /** Octal string such as "0660". */
