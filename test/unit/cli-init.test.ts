@@ -95,7 +95,7 @@ describe('maild init', () => {
     assert.equal((await maild(p.args('--hostname', 'mail.example.com', '--domain', 'example.com'))).code, 0);
     const cfg = loadConfig(p.config, {});
     assert.deepEqual(
-      cfg.listeners.map((l) => [l.name, l.protocol, l.address, l.port, l.tls]),
+      cfg.listeners.map((l) => [l.name, l.protocol, l.address.join(' '), l.port, l.tls]),
       [
         ['mx', 'smtp', '127.0.0.1', 25, 'starttls'],
         ['submissions', 'submission', '127.0.0.1', 465, 'implicit'],
@@ -112,7 +112,7 @@ describe('maild init', () => {
     const p = place();
     assert.equal((await maild(p.args('--hostname', 'mail.example.com', '--domain', 'example.com', '--listen', '::'))).code, 0);
     const cfg = loadConfig(p.config, {});
-    assert.deepEqual(new Set(cfg.listeners.map((l) => l.address)), new Set(['::']));
+    assert.deepEqual(new Set(cfg.listeners.map((l) => l.address.join(' '))), new Set(['::']));
     assert.ok(cfg.listeners.every((l) => l.tls === 'starttls' || l.tls === 'implicit'));
   });
 
@@ -122,7 +122,7 @@ describe('maild init', () => {
     assert.equal(r.code, 0, r.stderr);
     const cfg = loadConfig(p.config, {});
     assert.deepEqual(
-      cfg.listeners.map((l) => `${l.name} ${l.address}:${l.port}`),
+      cfg.listeners.map((l) => `${l.name} ${l.address.join(' ')}:${l.port}`),
       [
         'mx 0.0.0.0:2525',
         'submissions 0.0.0.0:1465',
