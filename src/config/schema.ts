@@ -395,150 +395,151 @@ function accountName(what: string) {
   );
 }
 
-export const configSchema = z
-  .strictObject({
-    /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
-    hostname: z.string().min(1).optional(),
-    /**
-     * The account maild serves as. Started as root, it binds the listeners and reads the TLS keys,
-     * then drops to this user (and `group`, else the user's primary group) before it serves anyone,
-     * as Postfix's mail_owner and Dovecot's default_internal_user. Started as root without it,
-     * maild refuses to run; `user: root` serves as root on purpose (not recommended).
-     */
-    user: accountName('a user name such as vmail, or a uid').optional(),
-    group: accountName('a group name such as vmail, or a gid').optional(),
-    /** Where generated state lives (self-signed certificate). */
-    data_dir: z.string().default('data'),
-    mail: z
-      .strictObject({
-        /** The mail root, as in Dovecot's mail_location = maildir:/var/mail/vhosts/%d/%n. */
-        root: z.string().default('mail'),
-        /** Path of a user's Maildir below the root: %d domain, %n local part, %u full address. */
-        layout: z
-          .string()
-          .default('%d/%n')
-          .refine((v) => /%[dnu]/.test(v) && !v.startsWith('/') && !v.split('/').includes('..'), {
-            message: 'expected a relative path using %d, %n or %u, such as "%d/%n"',
-          }),
-      })
-      .default({ root: 'mail', layout: '%d/%n' }),
-    listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
-    tls: z
-      .strictObject({
-        /** PEM certificate chain; when cert and key are absent a self-signed pair is generated in data_dir. */
-        cert: z.string().optional(),
-        key: z.string().optional(),
-      })
-      .default({})
-      .refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'give both cert and key, or neither' }),
-    directory: directorySchema.default(() => directorySchema.parse({})),
-    passwords: z
-      .strictObject({
-        /** Scheme for new passwords (CLI user add/passwd). */
-        scheme: passwordScheme.default('ARGON2ID'),
-        /** Scheme assumed for stored hashes without a {SCHEME} prefix that do not identify themselves (Dovecot's default_pass_scheme). */
-        default_scheme: z.string().default('CRYPT'),
-        /**
-         * After a successful login, replace a stored hash that is weaker than new ones would be: in
-         * another scheme than `scheme`, or in `scheme` with lower costs (argon2 memory, time or
-         * parallelism; SHA-crypt rounds; bcrypt cost) or an older argon2 version. The YAML file is
-         * rewritten atomically (comments kept); MySQL uses directory.mysql.queries.update_password.
-         * A failed update is logged and the login succeeds all the same.
-         */
-        rehash: z.boolean().default(false),
-      })
-      .default({ scheme: 'ARGON2ID', default_scheme: 'CRYPT', rehash: false }),
-    limits: z
-      .strictObject({
-        message_size: size().default(26_214_400),
-        recipients: int(1).default(100),
-        connections: int(1).default(1000),
-        connections_per_ip: int(1).default(20),
-        /** Longest command line a client may send. */
-        line_length: int(512, 1_048_576).default(4096),
-        /** Error replies before the session is closed with 421 (Postfix's smtpd_hard_error_limit). */
-        errors: int(1).default(20),
-        /**
-         * "452 4.5.3 Too many recipients" replies in one transaction that do not count as errors
-         * (Postfix's smtpd_recipient_overshoot_limit): a sender over `recipients` gets DATA through
-         * to the accepted ones and sends the rest again. Beyond this many, each one counts.
-         */
-        recipient_overshoot: int(0).default(1000),
-        /** Longest wait for the client's next command or the next bytes of a message (smtpd_timeout). */
-        idle_timeout: duration().default(300_000),
-        /**
-         * DATA may last this long plus one second for every `data_min_rate` bytes received (0: no
-         * deadline). With the defaults a transfer at 500 bytes/s or faster always finishes (a full
-         * 25 MB message at exactly that rate takes 14.5 hours), while a client trickling a byte
-         * every few seconds is cut off after about 5 minutes with 421 4.4.2 and nothing is kept.
-         */
-        data_timeout: duration().default(300_000),
-        /** The least DATA rate in bytes per second that keeps extending the deadline (Postfix's smtpd_min_data_rate: 500). 0: a flat data_timeout. */
-        data_min_rate: int(0).default(500),
-        /**
-         * How long an SMTP, submission or LMTP session may last (0: no limit). When it has passed,
-         * the session ends with 421 4.4.2 while it waits for a command, or right after the reply
-         * to the command or DATA in progress (which its own deadline bounds). A client that sends
-         * its mail and quits needs seconds; an hour leaves room for long batches and slow links,
-         * yet no one address can keep connection slots busy indefinitely by idling just under
-         * idle_timeout.
-         */
-        session_timeout: duration().default(3_600_000),
-      })
-      .default(() => ({
-        message_size: 26_214_400,
-        recipients: 100,
-        connections: 1000,
-        connections_per_ip: 20,
-        line_length: 4096,
-        errors: 20,
-        recipient_overshoot: 1000,
-        idle_timeout: 300_000,
-        data_timeout: 300_000,
-        data_min_rate: 500,
-        session_timeout: 3_600_000,
-      })),
-    auth: z
-      .strictObject({
-        /**
-         * Passwords over cleartext connections: never (TLS first: STARTTLS or an implicit-TLS
-         * port), or from trusted_networks only.
-         */
-        cleartext: z.enum(['never', 'trusted_networks']).default('never'),
-        /** Wait after a failed login from an address; doubles with each further failure. */
-        failure_delay: duration().default(1000),
-        failure_delay_max: duration().default(30_000),
-      })
-      .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
-    imap: imapSchema.default(() => imapSchema.parse({})),
-    pop3: pop3Schema.default(() => pop3Schema.parse({})),
-    /** The dovecot-auth listeners' limits. */
-    dovecot_auth: dovecotAuthSchema.default(() => dovecotAuthSchema.parse({})),
-    submission: submissionSchema.default(() => submissionSchema.parse({})),
-    queue: queueSchema.default(() => queueSchema.parse({})),
-    dkim: dkimSchema.default(() => dkimSchema.parse({})),
-    /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
-    trusted_networks: z.array(cidr).default([]),
-    /**
-     * The load balancers allowed to send a PROXY protocol header (addresses or CIDR ranges), for
-     * listeners with proxy_protocol: true. Anyone else connecting to such a listener is refused.
-     */
-    proxy_networks: z.array(cidr).default([]),
-    log: z
-      .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
-      .default({ level: 'info' }),
-    /** How long sessions may take to finish after SIGTERM before they are closed with 421. */
-    shutdown_timeout: duration().default(30_000),
-  })
-  .superRefine((cfg, ctx) => {
-    const proxied = cfg.listeners.findIndex((l) => l.proxy_protocol);
-    if (proxied !== -1 && cfg.proxy_networks.length === 0)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['proxy_networks'],
-        message: `listeners[${proxied}] has proxy_protocol: true; list the load balancers allowed to send the header here`,
-      });
-  });
+/** The configuration file's keys; configSchema adds the checks that span several of them. */
+const configObject = z.strictObject({
+  /** The name in the SMTP greeting and Received headers (Postfix's myhostname). */
+  hostname: z.string().min(1).optional(),
+  /**
+   * The account maild serves as. Started as root, it binds the listeners and reads the TLS keys,
+   * then drops to this user (and `group`, else the user's primary group) before it serves anyone,
+   * as Postfix's mail_owner and Dovecot's default_internal_user. Started as root without it,
+   * maild refuses to run; `user: root` serves as root on purpose (not recommended).
+   */
+  user: accountName('a user name such as vmail, or a uid').optional(),
+  group: accountName('a group name such as vmail, or a gid').optional(),
+  /** Where generated state lives (self-signed certificate). */
+  data_dir: z.string().default('data'),
+  mail: z
+    .strictObject({
+      /** The mail root, as in Dovecot's mail_location = maildir:/var/mail/vhosts/%d/%n. */
+      root: z.string().default('mail'),
+      /** Path of a user's Maildir below the root: %d domain, %n local part, %u full address. */
+      layout: z
+        .string()
+        .default('%d/%n')
+        .refine((v) => /%[dnu]/.test(v) && !v.startsWith('/') && !v.split('/').includes('..'), {
+          message: 'expected a relative path using %d, %n or %u, such as "%d/%n"',
+        }),
+    })
+    .default({ root: 'mail', layout: '%d/%n' }),
+  listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
+  tls: z
+    .strictObject({
+      /** PEM certificate chain; when cert and key are absent a self-signed pair is generated in data_dir. */
+      cert: z.string().optional(),
+      key: z.string().optional(),
+    })
+    .default({})
+    .refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'give both cert and key, or neither' }),
+  directory: directorySchema.default(() => directorySchema.parse({})),
+  passwords: z
+    .strictObject({
+      /** Scheme for new passwords (CLI user add/passwd). */
+      scheme: passwordScheme.default('ARGON2ID'),
+      /** Scheme assumed for stored hashes without a {SCHEME} prefix that do not identify themselves (Dovecot's default_pass_scheme). */
+      default_scheme: z.string().default('CRYPT'),
+      /**
+       * After a successful login, replace a stored hash that is weaker than new ones would be: in
+       * another scheme than `scheme`, or in `scheme` with lower costs (argon2 memory, time or
+       * parallelism; SHA-crypt rounds; bcrypt cost) or an older argon2 version. The YAML file is
+       * rewritten atomically (comments kept); MySQL uses directory.mysql.queries.update_password.
+       * A failed update is logged and the login succeeds all the same.
+       */
+      rehash: z.boolean().default(false),
+    })
+    .default({ scheme: 'ARGON2ID', default_scheme: 'CRYPT', rehash: false }),
+  limits: z
+    .strictObject({
+      message_size: size().default(26_214_400),
+      recipients: int(1).default(100),
+      connections: int(1).default(1000),
+      connections_per_ip: int(1).default(20),
+      /** Longest command line a client may send. */
+      line_length: int(512, 1_048_576).default(4096),
+      /** Error replies before the session is closed with 421 (Postfix's smtpd_hard_error_limit). */
+      errors: int(1).default(20),
+      /**
+       * "452 4.5.3 Too many recipients" replies in one transaction that do not count as errors
+       * (Postfix's smtpd_recipient_overshoot_limit): a sender over `recipients` gets DATA through
+       * to the accepted ones and sends the rest again. Beyond this many, each one counts.
+       */
+      recipient_overshoot: int(0).default(1000),
+      /** Longest wait for the client's next command or the next bytes of a message (smtpd_timeout). */
+      idle_timeout: duration().default(300_000),
+      /**
+       * DATA may last this long plus one second for every `data_min_rate` bytes received (0: no
+       * deadline). With the defaults a transfer at 500 bytes/s or faster always finishes (a full
+       * 25 MB message at exactly that rate takes 14.5 hours), while a client trickling a byte
+       * every few seconds is cut off after about 5 minutes with 421 4.4.2 and nothing is kept.
+       */
+      data_timeout: duration().default(300_000),
+      /** The least DATA rate in bytes per second that keeps extending the deadline (Postfix's smtpd_min_data_rate: 500). 0: a flat data_timeout. */
+      data_min_rate: int(0).default(500),
+      /**
+       * How long an SMTP, submission or LMTP session may last (0: no limit). When it has passed,
+       * the session ends with 421 4.4.2 while it waits for a command, or right after the reply
+       * to the command or DATA in progress (which its own deadline bounds). A client that sends
+       * its mail and quits needs seconds; an hour leaves room for long batches and slow links,
+       * yet no one address can keep connection slots busy indefinitely by idling just under
+       * idle_timeout.
+       */
+      session_timeout: duration().default(3_600_000),
+    })
+    .default(() => ({
+      message_size: 26_214_400,
+      recipients: 100,
+      connections: 1000,
+      connections_per_ip: 20,
+      line_length: 4096,
+      errors: 20,
+      recipient_overshoot: 1000,
+      idle_timeout: 300_000,
+      data_timeout: 300_000,
+      data_min_rate: 500,
+      session_timeout: 3_600_000,
+    })),
+  auth: z
+    .strictObject({
+      /**
+       * Passwords over cleartext connections: never (TLS first: STARTTLS or an implicit-TLS
+       * port), or from trusted_networks only.
+       */
+      cleartext: z.enum(['never', 'trusted_networks']).default('never'),
+      /** Wait after a failed login from an address; doubles with each further failure. */
+      failure_delay: duration().default(1000),
+      failure_delay_max: duration().default(30_000),
+    })
+    .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
+  imap: imapSchema.default(() => imapSchema.parse({})),
+  pop3: pop3Schema.default(() => pop3Schema.parse({})),
+  /** The dovecot-auth listeners' limits. */
+  dovecot_auth: dovecotAuthSchema.default(() => dovecotAuthSchema.parse({})),
+  submission: submissionSchema.default(() => submissionSchema.parse({})),
+  queue: queueSchema.default(() => queueSchema.parse({})),
+  dkim: dkimSchema.default(() => dkimSchema.parse({})),
+  /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
+  trusted_networks: z.array(cidr).default([]),
+  /**
+   * The load balancers allowed to send a PROXY protocol header (addresses or CIDR ranges), for
+   * listeners with proxy_protocol: true. Anyone else connecting to such a listener is refused.
+   */
+  proxy_networks: z.array(cidr).default([]),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .default({ level: 'info' }),
+  /** How long sessions may take to finish after SIGTERM before they are closed with 421. */
+  shutdown_timeout: duration().default(30_000),
+});
+
+export const configSchema = configObject.superRefine((cfg, ctx) => {
+  const proxied = cfg.listeners.findIndex((l) => l.proxy_protocol);
+  if (proxied !== -1 && cfg.proxy_networks.length === 0)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['proxy_networks'],
+      message: `listeners[${proxied}] has proxy_protocol: true; list the load balancers allowed to send the header here`,
+    });
+});
 
 export type Config = z.output<typeof configSchema>;
 export type ListenerConfig = z.output<typeof listenerSchema>;

@@ -96,6 +96,8 @@ export class ImapSession {
   #busy = false;
   #lineWaiter: ((line: Buffer | null) => void) | undefined;
   #closed = false;
+  /** Takes this session's listeners off its current socket (STARTTLS replaces the socket). */
+  #detach: () => void = () => undefined;
   #userIpCounted = false;
   #commands = 0;
   readonly #started = Date.now();
@@ -156,7 +158,7 @@ export class ImapSession {
   }
 
   #attach(socket: Socket | tls.TLSSocket): void {
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       if (!this.#busy) this.#armIdleTimer();
       this.#reader.push(chunk);
       // Input that arrives while a command runs waits in the reader; past a line's worth the
@@ -166,9 +168,19 @@ export class ImapSession {
       if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
         this.#bye('Too much input while a command is running');
       }
-    });
-    socket.on('error', (err) => this.log.debug({ err: err.message }, 'imap socket error'));
-    socket.on('close', () => this.#onClose());
+    };
+    const onError = (err: Error) => this.log.debug({ err: err.message }, 'imap socket error');
+    const onClose = () => this.#onClose();
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    // STARTTLS takes these off the cleartext socket; listeners of others (the listener's
+    // connection count) stay.
+    this.#detach = () => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
   }
 
   get #inputQueueMax(): number {
@@ -415,9 +427,7 @@ export class ImapSession {
   async startTls(): Promise<void> {
     const plain = this.#socket as Socket;
     this.#reader.close();
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('close');
-    plain.removeAllListeners('error');
+    this.#detach();
     plain.on('error', () => undefined);
     const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });
     await new Promise<void>((resolve, reject) => {

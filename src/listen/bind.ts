@@ -94,6 +94,11 @@ export class BoundListener {
     const real = socketPeer(socket);
     if (!this.config.proxy_protocol) return this.#onClient!(startReading(socket), real);
     const proxy = this.#proxy();
+    if (!real.address) {
+      // Reset before it was served (a health check that only connects): no peer to check.
+      socket.destroy();
+      return;
+    }
     // A header is believed from the configured proxies only: anyone else could claim any address.
     if (!proxy.networks.contains(real.address)) {
       this.#log.warn({ ip: real.address }, 'connection refused: not from proxy_networks, which alone may send a PROXY header');
@@ -116,7 +121,7 @@ export class BoundListener {
                 proxied: true,
               }
             : real;
-        this.#log.debug({ ip: peer.address, proxy: real.address, version: header.version }, 'PROXY header');
+        this.#log.debug({ ip: peer.address, proxy: real.address, version: header.version, proxied: peer.proxied }, 'PROXY header');
         this.#onClient!(startReading(socket), peer);
       },
       (err: Error) => {

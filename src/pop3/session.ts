@@ -96,6 +96,8 @@ export class Pop3Session {
   #busy = false;
   #lineWaiter: ((line: InputLine | null) => void) | undefined;
   #closed = false;
+  /** Takes this session's listeners off its current socket (STARTTLS replaces the socket). */
+  #detach: () => void = () => undefined;
   #closeWhenIdle = false;
   #bad = 0;
   #commands = 0;
@@ -170,13 +172,23 @@ export class Pop3Session {
   // ---- input ---------------------------------------------------------------------------------
 
   #attach(socket: Socket | tls.TLSSocket): void {
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       this.#armIdleTimer();
       for (const input of this.#reader.push(chunk)) this.#queue.push(input);
       this.#pump();
-    });
-    socket.on('error', (err) => this.log.debug({ err: err.message }, 'pop3 socket error'));
-    socket.on('close', () => this.#onClose());
+    };
+    const onError = (err: Error) => this.log.debug({ err: err.message }, 'pop3 socket error');
+    const onClose = () => this.#onClose();
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    // STARTTLS takes these off the cleartext socket; listeners of others (the listener's
+    // connection count) stay.
+    this.#detach = () => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
   }
 
   /** Reads are paused while lines wait, so a client that pipelines a lot queues in TCP, not here. */
@@ -372,9 +384,7 @@ export class Pop3Session {
     const plain = this.#socket as Socket;
     this.#queue.length = 0;
     this.#reader.reset();
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('close');
-    plain.removeAllListeners('error');
+    this.#detach();
     plain.on('error', () => undefined);
     plain.resume();
     const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });

@@ -41,7 +41,7 @@ interface Haproxy {
   port: Record<'smtpV2' | 'smtpV1' | 'imaps', number>;
 }
 
-async function startHaproxy(dir: string, backends: { smtp: number; imaps: number }): Promise<Haproxy> {
+async function startHaproxy(dir: string, backends: { smtp: number; imaps: number; health: number }): Promise<Haproxy> {
   const port = { smtpV2: await freePort(), smtpV1: await freePort(), imaps: await freePort() };
   const ready = await freePort();
   const cfg = [
@@ -74,6 +74,11 @@ async function startHaproxy(dir: string, backends: { smtp: number; imaps: number
     'backend maild_imaps',
     `  source ${HAPROXY_SOURCE}`,
     `  server s 127.0.0.1:${backends.imaps} send-proxy-v2`,
+    // Health checks of a send-proxy-v2 server carry a PROXY header with the LOCAL command.
+    'backend maild_health',
+    '  option smtpchk EHLO haproxy.test',
+    `  source ${HAPROXY_SOURCE}`,
+    `  server s 127.0.0.1:${backends.health} send-proxy-v2 check inter 1s`,
     '',
   ].join('\n');
   const file = path.join(dir, 'haproxy.cfg');
@@ -118,13 +123,18 @@ describe('HAProxy in front of maild (PROXY protocol)', () => {
         listeners: [
           { name: 'mx', protocol: 'smtp', address: '127.0.0.1', port: 0, tls: 'starttls', proxy_protocol: true },
           { name: 'imaps', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'implicit', proxy_protocol: true },
+          { name: 'health', protocol: 'smtp', address: '127.0.0.1', port: 0, proxy_protocol: true },
         ],
         proxy_networks: [HAPROXY_SOURCE],
         auth: { failure_delay: '10ms', failure_delay_max: '40ms' },
         limits: { message_size: '1M', idle_timeout: '30s', connections_per_ip: 3 },
       },
     });
-    haproxy = await startHaproxy(dir, { smtp: srv.runtime.portOf('mx'), imaps: srv.runtime.portOf('imaps') });
+    haproxy = await startHaproxy(dir, {
+      smtp: srv.runtime.portOf('mx'),
+      imaps: srv.runtime.portOf('imaps'),
+      health: srv.runtime.portOf('health'),
+    });
   });
   after(async () => {
     if (haproxy && haproxy.proc.exitCode === null) {
@@ -192,6 +202,21 @@ describe('HAProxy in front of maild (PROXY protocol)', () => {
     for (const c of [...open, other]) await c.logout();
     assert.ok(srv.logs.some((l) => l.msg === 'imap connect' && l.ip === CLIENT));
     assert.ok(!srv.logs.some((l) => l.msg === 'imap connect' && l.ip === HAPROXY_SOURCE));
+  });
+
+  it("takes HAProxy's health checks (v2 LOCAL) as HAProxy's own connections", async () => {
+    const checks = () => srv.logs.filter((l) => l.msg === 'PROXY header' && l.listener === 'health');
+    await waitFor(() => checks().length > 0, 10_000, 'a health check');
+    for (const check of checks()) {
+      assert.deepEqual([check.version, check.proxied, check.ip, check.proxy], [2, false, HAPROXY_SOURCE, HAPROXY_SOURCE]);
+    }
+    // option smtpchk waits for the greeting and says EHLO: the session is HAProxy's.
+    await waitFor(() => srv.logs.some((l) => l.msg === 'connect' && l.listener === 'health'), 10_000, 'a checked session');
+    const sessions = srv.logs.filter((l) => l.msg === 'connect' && l.listener === 'health').map((l) => l.ip);
+    assert.ok(
+      sessions.every((ip) => ip === HAPROXY_SOURCE),
+      sessions.join(', '),
+    );
   });
 
   it('refuses a PROXY header sent to maild directly from an address not in proxy_networks', async () => {

@@ -16,7 +16,9 @@ import { bindListeners, type BoundListeners } from '../../src/listen/bind.js';
 import type { ClientPeer } from '../../src/listen/peer.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/server.js';
-import { DEMO_DIRECTORY } from '../helpers/server.js';
+import { ImapTestClient } from '../helpers/imap-client.js';
+import { Pop3TestClient } from '../helpers/pop3-client.js';
+import { DEMO_DIRECTORY, startTestServer, waitFor } from '../helpers/server.js';
 
 function config(listeners: unknown[], extra: Record<string, unknown> = {}) {
   return parseConfig(stringify({ listeners, ...extra }), '/tmp/maild-listen-test.yaml', {});
@@ -186,6 +188,28 @@ describe('socket front', () => {
     } finally {
       early.destroy();
       await bound?.close();
+    }
+  });
+});
+
+describe('connection counts per address', () => {
+  it('free the slot of an IMAP or POP3 session that went through STARTTLS once it ends', async () => {
+    const srv = await startTestServer({ config: { limits: { message_size: '1M', connections_per_ip: 2 } } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const imap = await ImapTestClient.connect(srv.imapPort);
+        assert.match(await imap.greeting(), /^\* OK /, `IMAP session ${i + 1} of 3, one at a time`);
+        assert.equal((await imap.startTls()).status, 'OK');
+        await imap.logout();
+        await waitFor(() => srv.runtime.imapSessions.size === 0);
+        const pop3 = await Pop3TestClient.connect(srv.pop3Port);
+        assert.equal((await pop3.greeting()).ok, true, `POP3 session ${i + 1} of 3, one at a time`);
+        assert.equal((await pop3.stls()).ok, true);
+        await pop3.quit();
+        await waitFor(() => srv.runtime.pop3Sessions.size === 0);
+      }
+    } finally {
+      await srv.stop();
     }
   });
 });

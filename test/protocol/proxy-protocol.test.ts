@@ -207,4 +207,14 @@ describe('PROXY protocol listeners', () => {
     socket.destroy();
     assert.ok(srv.logs.some((l) => l.msg === 'pop3 connect' && l.ip === '2001:db8::40'));
   });
+
+  it('applies a changed proxy_networks on reload', async () => {
+    const header = proxyV2({ source: '203.0.113.50', destination: '192.0.2.25' });
+    await srv.runtime.reload({ ...srv.runtime.config, proxy_networks: ['127.0.0.9'] });
+    assert.equal(await closedWith('mx', { localAddress: PROXY, prelude: header }), '', '127.0.0.3 is no longer a proxy');
+    await srv.runtime.reload({ ...srv.runtime.config, proxy_networks: [PROXY] });
+    const c = await SmtpClient.connect(port('mx'), viaProxy(header));
+    assert.equal((await c.greeting()).code, 220);
+    await c.quit();
+  });
 });

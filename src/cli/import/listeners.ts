@@ -33,7 +33,7 @@ export function importListeners(ctx: ImportContext): Listener[] {
     if (interfaces.includes('all') && (inetProtocols.includes('all') || inetProtocols.includes('ipv6')))
       skip(
         main.has('inet_protocols') ? mainLabel('inet_protocols') : "inet_protocols = all (Postfix's default)",
-        'IPv6: maild\'s listeners bind one address each (0.0.0.0 here); add listeners on "::" for IPv6',
+        'IPv6: the listeners get 0.0.0.0; for IPv6 as well, make their address ["0.0.0.0", "::"]',
       );
     const defaultAddress = interfaceAddress(interfaces, skip, mainLabel('inet_interfaces'));
     const services = master ?? [{ service: 'smtp', type: 'inet', command: 'smtpd', options: new Map<string, string>(), line: 0 }];
@@ -98,7 +98,7 @@ export function importListeners(ctx: ImportContext): Listener[] {
     if (listenList.some((a) => a.includes(':')))
       skip(
         dv('listen') === undefined ? "listen = *, :: (Dovecot's default)" : dvLabel('listen'),
-        'the IPv6 addresses: maild\'s listeners bind one address each; add listeners on "::" for IPv6',
+        'the IPv6 addresses: the listeners get 0.0.0.0; for IPv6 as well, make their address ["0.0.0.0", "::"]',
       );
     const listenAddress = interfaceAddress(
       listenList.map((a) => (a === '*' ? 'all' : a === '::' ? 'all' : a)),
@@ -264,7 +264,7 @@ const HARMLESS_SERVICE_OPTIONS = new Set([
 function interfaceAddress(list: string[], skip: (what: string, why: string) => void, label: string): string {
   if (list.length === 0 || list.includes('all')) return '0.0.0.0';
   const mapped = list.map((a) => (a === 'loopback-only' || a === 'localhost' ? '127.0.0.1' : a.replace(/^\[|\]$/g, '')));
-  if (mapped.length > 1) skip(label, `maild's listener binds one address; ${mapped[0]} was taken`);
+  if (mapped.length > 1) skip(label, `${mapped[0]} was taken; a listener's address may list the others too`);
   return mapped[0]!;
 }
 
