@@ -5,7 +5,8 @@
  * built by the classic tutorials is upgraded in place, and a run that stopped half-way (MySQL
  * commits DDL implicitly, there is no transaction around a file) can simply be repeated.
  */
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { pathExists } from '../paths.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +37,7 @@ export function migrationsDir(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = path.join(dir, 'migrations');
-    if (existsSync(path.join(dir, 'package.json')) && existsSync(candidate) && statSync(candidate).isDirectory()) return candidate;
+    if (pathExists(path.join(dir, 'package.json')) && statSync(candidate, { throwIfNoEntry: false })?.isDirectory()) return candidate;
     const parent = path.dirname(dir);
     if (parent === dir) throw new MailError('CONFIG_INVALID', `no migrations/ folder found above ${fileURLToPath(import.meta.url)}`);
     dir = parent;
