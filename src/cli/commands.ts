@@ -11,7 +11,7 @@ import { Directory } from '../directory/directory.js';
 import { openBackend, type Backend } from '../directory/open.js';
 import { PasswordService } from '../directory/passwords/index.js';
 import type { MysqlDirectory } from '../directory/mysql-backend.js';
-import { isMailError, MailError } from '../errors.js';
+import { isMailError } from '../errors.js';
 import { generateKey } from '../queue/dkim.js';
 import { QueueUsageError, runQueueCommand } from './queue.js';
 import { silentLogger } from '../log.js';

@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { simpleParser } from 'mailparser';
 import { message, reportsIn, settled, setup, teardown, type QueueEnv as Env } from '../helpers/queue-env.js';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
