@@ -15,6 +15,14 @@ export interface Status {
   readonly text: string;
 }
 
+/**
+ * The status as one line, "550 5.1.1 Recipient address rejected: user unknown": the form of an
+ * RFC 5321 reply line, of an RFC 3464 "smtp" Diagnostic-Code and of the reply in log lines.
+ */
+export function statusLine(status: Status): string {
+  return `${status.code} ${status.enhanced} ${status.text}`;
+}
+
 /** An error that is not a MailError: something unexpected went wrong here, so a client retries. */
 export const LOCAL_ERROR: Status = { code: 451, enhanced: '4.3.0', text: 'Local error in processing, try again later' };
 

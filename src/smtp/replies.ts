@@ -57,11 +57,6 @@ export function replyText(status: Status): string {
   return `${status.enhanced} ${status.text}`;
 }
 
-/** The whole reply line, for the log: "550 5.1.1 Recipient address rejected: ...". */
-export function replyLine(status: Status): string {
-  return `${status.code} ${replyText(status)}`;
-}
-
 /** An Error that smtp-server turns into exactly this reply. */
 export function replyError(status: Status): Error & { responseCode: number } {
   return Object.assign(new Error(replyText(status)), { responseCode: status.code });

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { MailError, type ErrorCode } from '../../src/errors.js';
 import { resultForError } from '../../src/queue/local.js';
-import { SenderNotOwnedError, replyError, replyFor, replyLine, replyText } from '../../src/smtp/replies.js';
-import { LOCAL_ERROR, statusFor } from '../../src/status.js';
+import { SenderNotOwnedError, replyError, replyFor, replyText } from '../../src/smtp/replies.js';
+import { LOCAL_ERROR, statusFor, statusLine } from '../../src/status.js';
 
 /** Every MailError code with the SMTP reply line it has always been answered with. */
 const WIRE: Record<ErrorCode, string> = {
@@ -41,7 +41,7 @@ describe('status of an error', () => {
   it('maps every MailError code to a code, an enhanced code of the same class and a text', () => {
     for (const [code, line] of Object.entries(WIRE) as [ErrorCode, string][]) {
       const status = statusFor(new MailError(code, 'detail for the log'));
-      assert.equal(replyLine(status), line, code);
+      assert.equal(statusLine(status), line, code);
       assert.match(status.enhanced, /^[245]\.\d{1,3}\.\d{1,3}$/, code);
       assert.equal(status.enhanced[0], String(status.code)[0], code);
       assert.doesNotMatch(status.text, /^\d/, `${code}: the text carries no code`);
@@ -53,16 +53,16 @@ describe('status of an error', () => {
     for (const err of [new Error('boom'), 'a string', undefined, { code: 'QUOTA_FULL' }]) {
       assert.deepEqual(statusFor(err), LOCAL_ERROR);
     }
-    assert.equal(replyLine(LOCAL_ERROR), '451 4.3.0 Local error in processing, try again later');
+    assert.equal(statusLine(LOCAL_ERROR), '451 4.3.0 Local error in processing, try again later');
   });
 });
 
 describe('SMTP rendering of a status', () => {
   const status = { code: 550, enhanced: '5.1.1', text: 'Recipient address rejected: user unknown' };
 
-  it('puts the enhanced code before the text, and the reply code before both for the log', () => {
+  it('puts the enhanced code before the text for smtp-server, and the reply code before both in a line', () => {
     assert.equal(replyText(status), '5.1.1 Recipient address rejected: user unknown');
-    assert.equal(replyLine(status), '550 5.1.1 Recipient address rejected: user unknown');
+    assert.equal(statusLine(status), '550 5.1.1 Recipient address rejected: user unknown');
   });
 
   it('makes an Error that smtp-server sends as exactly this reply', () => {
@@ -105,7 +105,7 @@ describe("queue's local delivery result for an error", () => {
   it('counts an unexpected error as a storage error, retried', () => {
     const result = resultForError('bob@example.com', new Error('EIO'));
     assert.equal(result.status, 'deferred');
-    assert.equal(`${result.code} ${result.enhanced} ${result.text}`, '452 4.3.1 Insufficient system storage, try again later (EIO)');
+    assert.equal(statusLine(result), '452 4.3.1 Insufficient system storage, try again later (EIO)');
   });
 });
 
