@@ -1,7 +1,8 @@
 /**
  * Typed errors with stable codes. Lower layers (directory, store, queue) throw these; each
- * protocol maps them to replies in exactly one place (smtp/replies.ts for SMTP and LMTP).
- * The message is for logs; what a client sees comes from the protocol's mapping table.
+ * protocol maps them to replies in exactly one place: SMTP, LMTP and the queue's delivery
+ * reports through the statuses of status.ts (rendered by smtp/replies.ts), IMAP and POP3 in
+ * their errors.ts. The message is for logs; what a client sees comes from the mapping.
  */
 export type ErrorCode =
   /** A dependency (MySQL, the directory file) is unavailable: retry later. */

@@ -9,24 +9,23 @@ import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import { MailError, isMailError } from '../errors.js';
 import type { MaildirStore } from '../store/store.js';
-import { replyFor } from '../smtp/replies.js';
+import { statusFor } from '../status.js';
 import type { RecipientResult } from './types.js';
 
 /**
- * The result for an error of the directory or store: the reply the SMTP listener gives for the
- * same error (smtp/replies.ts, the one mapping of errors to SMTP codes), with the detail added
- * for the sender's report. Anything unexpected counts as a storage error: retried.
+ * The result for an error of the directory or store: its status (src/status.ts, the same one
+ * the SMTP listener answers with), with the detail added for the sender's report. Anything
+ * unexpected counts as a storage error: retried.
  */
 export function resultForError(address: string, err: unknown): RecipientResult {
   const e = isMailError(err) ? err : new MailError('STORAGE_ERROR', String((err as Error)?.message ?? err));
-  const reply = replyFor(e);
-  const space = reply.text.indexOf(' ');
+  const status = statusFor(e);
   return {
     address,
-    status: reply.code >= 500 ? 'failed' : 'deferred',
-    code: reply.code,
-    enhanced: reply.text.slice(0, space),
-    text: `${reply.text.slice(space + 1)} (${e.message.replace(/[\r\n]/g, ' ')})`,
+    status: status.code >= 500 ? 'failed' : 'deferred',
+    code: status.code,
+    enhanced: status.enhanced,
+    text: `${status.text} (${e.message.replace(/[\r\n]/g, ' ')})`,
   };
 }
 

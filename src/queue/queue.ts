@@ -20,6 +20,7 @@ import { resultForError, type LocalDelivery } from './local.js';
 import type { Route, Router } from './route.js';
 import type { Envelope, SpooledRecipient, Spool } from './spool.js';
 import type { EnqueueRequest, EnqueueResult, NextHop, OutboundQueue, RecipientResult, Transaction } from './types.js';
+import { statusLine } from '../status.js';
 
 export interface QueueSettings {
   hostname: string;
@@ -64,6 +65,16 @@ interface Entry {
 function routeFailure(address: string, err: unknown): RecipientResult {
   if (!isMailError(err, 'CONFIG_INVALID')) return resultForError(address, err);
   return { address, status: 'deferred', code: 451, enhanced: '4.3.5', text: `mail transport unavailable (${oneLine(err.message, 500)})` };
+}
+
+/**
+ * A result as one reply line for the envelope and the DSN's Diagnostic-Code. A remote server's
+ * reply comes whole, starting with its own codes ("550 5.1.1 User unknown", parseReply); any
+ * other result is rendered from its status fields.
+ */
+function resultLine(res: RecipientResult): string {
+  const codes = `${res.code} ${res.enhanced}`;
+  return res.text === codes || res.text.startsWith(`${codes} `) ? res.text : statusLine(res);
 }
 
 /** A counting semaphore whose limit may change; waiters are served first come, first served. */
@@ -595,8 +606,7 @@ export class Queue implements OutboundQueue {
     r.attempts++;
     r.lastAttempt = now;
     r.status = res.enhanced;
-    // Remote replies come whole ("550 5.1.1 User unknown"); local results as code, status and text.
-    const reply = oneLine(/^\d{3}(?: |$)/.test(res.text) ? res.text : `${res.code} ${res.enhanced} ${res.text}`, 500);
+    const reply = oneLine(resultLine(res), 500);
     if (res.remoteMta) r.remoteMta = oneLine(res.remoteMta, 255);
     if (res.status === 'sent') {
       r.state = 'sent';

@@ -4,6 +4,7 @@
  * spool on disk; protocol code never touches it.
  */
 import type { Readable } from 'node:stream';
+import type { Status } from '../status.js';
 
 /** A recipient as the queue keeps it. */
 export interface QueueRecipient {
@@ -103,16 +104,19 @@ export interface NextHop {
   auth?: { user: string; pass: string };
 }
 
-/** One recipient's outcome of a delivery attempt. */
-export interface RecipientResult {
+/**
+ * One recipient's outcome of a delivery attempt: a status (src/status.ts) whose code is the SMTP
+ * reply code (a synthetic 4xx/5xx for connection and DNS failures) and whose enhanced code is
+ * the server's or derived from the code when it gave none.
+ */
+export interface RecipientResult extends Status {
   address: string;
   /** sent: 2xx. deferred: 4xx, connection or DNS trouble (retry). failed: 5xx or permanent DNS answer (bounce). */
   status: 'sent' | 'deferred' | 'failed';
-  /** SMTP reply code (a synthetic 4xx/5xx for connection and DNS failures). */
-  code: number;
-  /** RFC 3463 enhanced status code, e.g. "5.1.1" (derived from the code when the server gave none). */
-  enhanced: string;
-  /** The reply text or a description of the failure, one line, no CR/LF. */
+  /**
+   * One line, no CR/LF: a remote server's whole reply ("550 5.1.1 User unknown"), or the
+   * status text of a local result with the detail in parentheses.
+   */
   text: string;
   /** The host that answered, e.g. "mx1.example.com[192.0.2.1]:25", when one did. */
   remoteMta?: string;

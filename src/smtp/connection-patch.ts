@@ -33,8 +33,10 @@
  */
 import { Readable } from 'node:stream';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import { DATA_TIMEOUT, SESSION_TIMEOUT } from './replies.js';
+import type { Status } from '../status.js';
+import { DATA_TIMEOUT, SESSION_TIMEOUT, STARTTLS_FIRST, TOO_MANY_ERRORS, replyText } from './replies.js';
 
+/** A reply text of ours (replyText in replies.ts): smtp-server passes only the text on to send(). */
 const EXPLICIT_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
 
 interface PatchedConnection {
@@ -105,12 +107,12 @@ function overshootCounts(conn: PatchedConnection): boolean {
  * failed at once, as smtp-server fails it when the client goes away, so the store or the queue
  * removes what it wrote of it.
  */
-function timeOut(conn: PatchedConnection, reply: { code: number; text: string }, what: 'data' | 'session'): void {
+function timeOut(conn: PatchedConnection, reply: Status, what: 'data' | 'session'): void {
   if (conn._closing || conn.__maildClosing) return;
   conn.__maildClosing = true;
   const parser = conn._parser;
   conn._server.options.maildTimedOut?.(conn.session, what, what === 'data' && parser ? parser.dataBytes : undefined);
-  conn.send(reply.code, reply.text); // a 421 closes the connection
+  conn.send(reply.code, replyText(reply)); // a 421 closes the connection
   const stream = conn._dataStream;
   if (stream instanceof Readable && !stream.destroyed && !stream.readableEnded) {
     const err = Object.assign(new Error('DATA deadline passed before the message was received in full'), { code: 'ETIMEDOUT' });
@@ -175,7 +177,7 @@ export function applyConnectionPatch(): void {
       this.__maildErrors = (this.__maildErrors ?? 0) + 1;
       if (this.__maildErrors >= limit) {
         this.__maildClosing = true;
-        original.call(this, 421, '4.7.0 Too many errors, closing connection', false);
+        original.call(this, TOO_MANY_ERRORS.code, replyText(TOO_MANY_ERRORS), false);
       }
     } else if (code === 250 && context === 'DATA_OK') {
       this.__maildErrors = 0;
@@ -233,7 +235,7 @@ export function applyConnectionPatch(): void {
     const { maildAuthAllowed: allowed, maildAuthRefused: refused } = this._server.options;
     if (allowed && !allowed(this.session)) {
       refused?.(this.session);
-      this.send(530, '5.7.0 Must issue a STARTTLS command first');
+      this.send(STARTTLS_FIRST.code, replyText(STARTTLS_FIRST));
       return callback();
     }
     return auth.call(this, command, callback);

@@ -43,8 +43,8 @@ import {
   TOO_MANY_CONNECTIONS,
   replyError,
   replyFor,
-  type SmtpReply,
 } from './replies.js';
+import { statusLine, type Status } from '../status.js';
 import { RecipientRateLimiter, ownsAddress } from './sender-check.js';
 import { relayBeforeCommit, saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
 
@@ -352,12 +352,12 @@ export class SmtpListener {
     } catch (err) {
       if (!isMailError(err)) st.log.error({ err, from: sender }, 'sender lookup failed');
       const reply = replyFor(err);
-      st.log.warn({ from: sender, sasl_username: login, reply: `${reply.code} ${reply.text}` }, 'sender refused');
+      st.log.warn({ from: sender, sasl_username: login, reply: statusLine(reply) }, 'sender refused');
       throw replyError(reply);
     }
     if (!owned) {
       const reply = replyFor(new SenderNotOwnedError(login, sender, 'envelope'));
-      st.log.info({ from: sender, sasl_username: login, reply: `${reply.code} ${reply.text}` }, 'sender refused: not owned by user');
+      st.log.info({ from: sender, sasl_username: login, reply: statusLine(reply) }, 'sender refused: not owned by user');
       throw replyError(reply);
     }
     st.owned.add(sender.toLowerCase());
@@ -365,9 +365,9 @@ export class SmtpListener {
 
   async #onRcptTo(address: ResolvedRcpt, session: SMTPServerSession): Promise<void> {
     const st = this.#state(session);
-    const refuse = (reply: SmtpReply, why: string, err?: unknown) => {
+    const refuse = (reply: Status, why: string, err?: unknown) => {
       const level = isMailError(err) && !err.temporary ? 'info' : reply.code >= 500 ? 'info' : 'warn';
-      st.log[level]({ rcpt: address.address, reply: `${reply.code} ${reply.text}`, why }, 'recipient refused');
+      st.log[level]({ rcpt: address.address, reply: statusLine(reply), why }, 'recipient refused');
       return replyError(reply);
     };
     if (this.spec.protocol !== 'submission') return this.#checkRcpt(address, st, refuse, false);
@@ -393,7 +393,7 @@ export class SmtpListener {
   async #checkRcpt(
     address: ResolvedRcpt,
     st: SessionState,
-    refuse: (reply: SmtpReply, why: string, err?: unknown) => Error,
+    refuse: (reply: Status, why: string, err?: unknown) => Error,
     authenticated: boolean,
   ): Promise<void> {
     const lmtp = this.spec.protocol === 'lmtp';
@@ -635,7 +635,7 @@ export class SmtpListener {
           if (!isMailError(err) && !(err instanceof SenderNotOwnedError))
             st.log.error({ err, qid: queueId }, 'enqueue failed unexpectedly');
           const level = reply.code >= 500 ? 'info' : 'warn';
-          st.log[level]({ ...logged, reply: `${reply.code} ${reply.text}`, why: (err as Error).message }, 'message refused');
+          st.log[level]({ ...logged, reply: statusLine(reply), why: (err as Error).message }, 'message refused');
           cb(replyError(reply));
         },
       );

@@ -17,7 +17,8 @@ import type { Directory } from '../directory/directory.js';
 import type { Logger } from '../log.js';
 import { fromAddresses, hasField, parseHeaderBlock } from './headers.js';
 import { rfc5322Date } from './received.js';
-import { AUTH_INVALID, AUTH_TEMPORARY, SenderNotOwnedError, type SmtpReply } from './replies.js';
+import { AUTH_INVALID, AUTH_TEMPORARY, SenderNotOwnedError } from './replies.js';
+import type { Status } from '../status.js';
 import { ownsAddress, type SenderCheckDeps } from './sender-check.js';
 
 /** What signs outgoing mail (src/queue/dkim.ts DkimKeys); undefined: no key for the domain. */
@@ -35,7 +36,7 @@ export interface SaslCredentials {
   authcid?: string;
 }
 
-export type SaslOutcome = { ok: true; login: string } | { ok: false; reply: SmtpReply };
+export type SaslOutcome = { ok: true; login: string } | { ok: false; reply: Status };
 
 /**
  * Checks SASL PLAIN/LOGIN credentials with the failed-login delay and failure counting shared
