@@ -40,7 +40,10 @@ export const append: ImapCommand = {
     if (!(await account.exists(name))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
     await account.checkQuota(message.value.length);
     try {
-      const { uid, uidValidity } = await account.with(name, async (mailbox) => ({ uid: await mailbox.append(message.value, flags, keywords, date), uidValidity: mailbox.uidValidity }));
+      const { uid, uidValidity } = await account.with(name, async (mailbox) => ({
+        uid: await mailbox.append(message.value, flags, keywords, date),
+        uidValidity: mailbox.uidValidity,
+      }));
       await account.usage(message.value.length, 1);
       return { code: `APPENDUID ${uidValidity} ${uid}`, text: 'Append completed' };
     } catch (err) {

@@ -47,4 +47,3 @@ export const check: ImapCommand = {
   states: SELECTED,
   async run() {},
 };
-

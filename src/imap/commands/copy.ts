@@ -11,7 +11,10 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
   const ranges = parseSequenceSet(atom(command.args[0], 'sequence set'));
   const targetName = mailboxArg(session, command.args[1]);
   if (move && selected.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
-  const uids = selected.select(ranges, uid).map((i) => selected.uids[i]!).filter((u) => !selected.isExpunged(u));
+  const uids = selected
+    .select(ranges, uid)
+    .map((i) => selected.uids[i]!)
+    .filter((u) => !selected.isExpunged(u));
   const account = session.account!;
   if (!(await account.exists(targetName))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
   if (uids.length === 0) return { text: 'No messages to copy' };
@@ -22,7 +25,10 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
   let pairs: Array<[number, number]>;
   let uidValidity = 0;
   try {
-    ({ pairs, uidValidity } = await account.with(targetName, async (target) => ({ pairs: await source.transfer(target, uids, move), uidValidity: target.uidValidity })));
+    ({ pairs, uidValidity } = await account.with(targetName, async (target) => ({
+      pairs: await source.transfer(target, uids, move),
+      uidValidity: target.uidValidity,
+    })));
   } catch (err) {
     if (isMailError(err, 'MAILBOX_NOT_FOUND')) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
     throw err;

@@ -236,7 +236,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const line = `r ${through + 1}`;
     this.#mutex
       .run(() => this.#appendIndex([line]))
-      .catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'));
+      .catch((err: unknown) =>
+        this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'),
+      );
     return from;
   }
 
@@ -248,7 +250,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   expungedSince(modseq: number): number[] | undefined {
     const first = this.#expungeLog[0];
     if (first && first.modseq > modseq + 1 && this.#expungeLog.length >= MAX_EXPUNGE_LOG) return undefined;
-    return this.#expungeLog.filter((e) => e.modseq > modseq).map((e) => e.uid).sort((a, b) => a - b);
+    return this.#expungeLog
+      .filter((e) => e.modseq > modseq)
+      .map((e) => e.uid)
+      .sort((a, b) => a - b);
   }
 
   filePath(rec: MessageRecord): string {
@@ -394,7 +399,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (rec.flags & FLAG_DELETED) deleted++;
       size += rec.vsize;
     }
-    return { messages: this.#uids.length, recent: this.recentCount(), uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
+    return {
+      messages: this.#uids.length,
+      recent: this.recentCount(),
+      uidNext: this.uidNext,
+      uidValidity: this.uidValidity,
+      unseen,
+      deleted,
+      size,
+      highestModseq: this.highestModseq,
+    };
   }
 
   // ---- loading and syncing -------------------------------------------------------------------
@@ -671,7 +685,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (!current || current.corrupt) {
         if (!this.uidValidity) this.uidValidity = await newUidValidity(this.#opts.root);
         this.#guid ||= generateMailboxGuid();
-        await rewriteUidlist(this.dir, { uidValidity: this.uidValidity, nextUid: this.uidNext, guid: this.#guid, records: this.#knownRecords() });
+        await rewriteUidlist(this.dir, {
+          uidValidity: this.uidValidity,
+          nextUid: this.uidNext,
+          guid: this.#guid,
+          records: this.#knownRecords(),
+        });
         this.#uidlistCorrupt = false;
       } else if (records.length) {
         await appendUids(this.dir, records);
@@ -890,7 +909,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * Gives UIDs to files this process put into cur/ and records them (caller holds the mutex).
    * A file that a concurrent sync already picked up keeps the UID it got there.
    */
-  async #adopt(files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>): Promise<number[]> {
+  async #adopt(
+    files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>,
+  ): Promise<number[]> {
     await this.#assignUids(files.map((f) => f.base));
     const modseq = this.highestModseq + 1;
     const uids: number[] = [];
@@ -900,7 +921,18 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const uid = this.#byBase.get(f.base)!;
       uids.push(uid);
       if (this.#records.has(uid)) continue;
-      this.#records.set(uid, { uid, base: f.base, name: f.name, inNew: false, flags: f.flags, keywords: f.keywords, modseq, size: f.size, vsize: f.vsize, internalDate: f.date });
+      this.#records.set(uid, {
+        uid,
+        base: f.base,
+        name: f.name,
+        inNew: false,
+        flags: f.flags,
+        keywords: f.keywords,
+        modseq,
+        size: f.size,
+        vsize: f.vsize,
+        internalDate: f.date,
+      });
       fresh.push(uid);
       indexLines.push(`m ${uid} ${modseq}`, `s ${uid} ${f.size} ${f.vsize} ${Math.round(f.date)}`);
     }
@@ -963,7 +995,15 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         f.name = wanted;
       }
       const newUids = await target.#adopt(
-        placed.map((f) => ({ base: f.base, name: f.name, flags: f.source.flags, keywords: f.source.keywords, size: f.source.size, vsize: f.source.vsize, date: f.source.internalDate })),
+        placed.map((f) => ({
+          base: f.base,
+          name: f.name,
+          flags: f.source.flags,
+          keywords: f.source.keywords,
+          size: f.source.size,
+          vsize: f.source.vsize,
+          date: f.source.internalDate,
+        })),
       );
       return placed.map((f, i) => [f.source.uid, newUids[i]!] as [number, number]);
     });
@@ -1026,7 +1066,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         const current = await loadUidlist(this.dir);
         if (!current) return;
         const records = current.records.filter((r) => !this.#goneBases.has(r.base));
-        await rewriteUidlist(this.dir, { uidValidity: current.uidValidity, nextUid: Math.max(current.nextUid, this.uidNext), guid: current.guid, records });
+        await rewriteUidlist(this.dir, {
+          uidValidity: current.uidValidity,
+          nextUid: Math.max(current.nextUid, this.uidNext),
+          guid: current.guid,
+          records,
+        });
         this.#goneBases.clear();
       });
     });

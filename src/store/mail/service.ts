@@ -81,7 +81,11 @@ export class MailService {
     // One sync for a burst of deliveries.
     setImmediate(() => {
       this.#syncScheduled.delete(mailbox);
-      mailbox.sync().catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: mailbox.dir }, 'sync after delivery failed'));
+      mailbox
+        .sync()
+        .catch((err: unknown) =>
+          this.#opts.logger.warn({ err: (err as Error).message, mailbox: mailbox.dir }, 'sync after delivery failed'),
+        );
     });
   }
 
@@ -91,7 +95,9 @@ export class MailService {
     if (!mailbox) {
       let pending = this.#opening.get(dir);
       if (!pending) {
-        pending = Mailbox.open(dir, name, { logger: this.#opts.logger, syncer: this.#opts.syncer, root }, create).finally(() => this.#opening.delete(dir));
+        pending = Mailbox.open(dir, name, { logger: this.#opts.logger, syncer: this.#opts.syncer, root }, create).finally(() =>
+          this.#opening.delete(dir),
+        );
         this.#opening.set(dir, pending);
       }
       mailbox = await pending;
@@ -307,7 +313,8 @@ export class Account {
     if (folder.dir === this.maildir) throw new MailError('NOT_PERMITTED', 'INBOX cannot be deleted');
     if (!(await this.exists(folder.name))) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${folder.name}`);
     const all = await this.service.names.list(this.maildir);
-    if (all.some((f) => f.exists && this.service.names.isChildOf(f.name, folder.name))) throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
+    if (all.some((f) => f.exists && this.service.names.isChildOf(f.name, folder.name)))
+      throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
     // Out of sight atomically under Dovecot's name for it, then removed.
     const trash = path.join(this.maildir, '..DOVECOT-TRASHED');
     for (let attempt = 0; ; attempt++) {
@@ -352,7 +359,9 @@ export class Account {
       }
       return;
     }
-    const children = (await this.service.names.list(this.maildir)).filter((f) => f.exists && this.service.names.isChildOf(f.name, source.name));
+    const children = (await this.service.names.list(this.maildir)).filter(
+      (f) => f.exists && this.service.names.isChildOf(f.name, source.name),
+    );
     try {
       await fs.rename(source.dir, target.dir);
     } catch (err) {
