@@ -19,12 +19,10 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
   if (!(await account.exists(targetName))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
   if (uids.length === 0) return { text: 'No messages to copy' };
   const source = selected.mailbox;
-  await source.ensureDetails(uids);
-  const bytes = uids.reduce((n, u) => n + (source.record(u)?.size ?? 0), 0);
-  if (!move) await account.checkQuota(bytes);
   let pairs: Array<[number, number]>;
   let uidValidity = 0;
   try {
+    // The store refuses a copy over quota (QUOTA_EXCEEDED: NO [OVERQUOTA]).
     ({ pairs, uidValidity } = await account.with(targetName, async (target) => ({
       pairs: await source.transfer(target, uids, move),
       uidValidity: target.uidValidity,
@@ -33,7 +31,6 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
     if (isMailError(err, 'MAILBOX_NOT_FOUND')) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
     throw err;
   }
-  if (!move) await account.usage(bytes, pairs.length);
   if (pairs.length === 0) return { status: 'NO', code: 'EXPUNGEISSUED', text: 'The messages no longer exist' };
   const code = `COPYUID ${uidValidity} ${formatList(pairs.map((p) => p[0]))} ${formatList(pairs.map((p) => p[1]))}`;
   if (move) {

@@ -10,7 +10,7 @@ import type { Logger } from '../../log.js';
 import type { UserRecord } from '../../directory/types.js';
 import type { DirectorySyncer } from '../dir-sync.js';
 import { maildirPath } from '../maildir.js';
-import { addUsage, readUsage } from '../quota.js';
+import { MaildirQuota } from '../quota.js';
 import type { DeliveredEvent, MaildirStore } from '../store.js';
 import { FolderNames, type Separator } from './formats.js';
 import { Mailbox } from './mailbox.js';
@@ -89,8 +89,11 @@ export class MailService {
     });
   }
 
-  /** The shared Mailbox of a folder directory (counted; release() when done). */
-  async acquire(dir: string, name: string, root: string, create = false): Promise<Mailbox> {
+  /**
+   * The shared Mailbox of a folder directory (counted; release() when done). `quota` is the
+   * limit of the Maildir as the opener's directory record has it; the latest opener's applies.
+   */
+  async acquire(dir: string, name: string, root: string, quota: MaildirQuota, create = false): Promise<Mailbox> {
     let mailbox = this.#open.get(dir);
     if (!mailbox) {
       let pending = this.#opening.get(dir);
@@ -103,6 +106,7 @@ export class MailService {
       mailbox = await pending;
       this.#open.set(dir, mailbox);
     }
+    mailbox.quota = quota;
     mailbox.refs++;
     return mailbox;
   }
@@ -178,11 +182,14 @@ export class Account {
   readonly service: MailService;
   readonly user: UserRecord;
   readonly maildir: string;
+  /** The Maildir's quota: the folders' appends, copies and expunges check and record it. */
+  readonly maildirQuota: MaildirQuota;
 
   constructor(service: MailService, user: UserRecord, maildir: string) {
     this.service = service;
     this.user = user;
     this.maildir = maildir;
+    this.maildirQuota = new MaildirQuota(maildir, user.quotaBytes, user.email);
   }
 
   /** The canonical spelling: INBOX (and an INBOX first level) in upper case. */
@@ -203,7 +210,7 @@ export class Account {
   /** Opens a folder; INBOX is created on first use. Release with close(). */
   async open(name: string): Promise<Mailbox> {
     const folder = this.#resolve(name, true);
-    return this.service.acquire(folder.dir, folder.name, this.maildir, folder.dir === this.maildir);
+    return this.service.acquire(folder.dir, folder.name, this.maildir, this.maildirQuota, folder.dir === this.maildir);
   }
 
   close(mailbox: Mailbox): void {
@@ -412,22 +419,8 @@ export class Account {
     });
   }
 
-  /** Storage quota; unlimited accounts report no limit. */
+  /** Storage quota; unlimited accounts report no limit. STORAGE_ERROR when it cannot be read. */
   async quota(): Promise<{ usedBytes: number; limitBytes: number }> {
-    if (!this.user.quotaBytes) return { usedBytes: 0, limitBytes: 0 };
-    return { usedBytes: (await readUsage(this.maildir, this.user.quotaBytes)).bytes, limitBytes: this.user.quotaBytes };
-  }
-
-  /** Refuses a write of `bytes` that would take the account over its quota. */
-  async checkQuota(bytes: number): Promise<void> {
-    if (!this.user.quotaBytes) return;
-    const used = (await readUsage(this.maildir, this.user.quotaBytes)).bytes;
-    if (used + bytes > this.user.quotaBytes) throw new MailError('QUOTA_EXCEEDED', `${this.user.email}: quota exceeded`);
-  }
-
-  /** Records a change of usage in maildirsize (appends, copies, expunges). */
-  async usage(bytes: number, messages: number): Promise<void> {
-    if (!this.user.quotaBytes) return;
-    await addUsage(this.maildir, this.user.quotaBytes, bytes, messages).catch(() => undefined);
+    return { usedBytes: (await this.maildirQuota.usage()).bytes, limitBytes: this.maildirQuota.limitBytes };
   }
 }
