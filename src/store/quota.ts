@@ -7,6 +7,7 @@
  * MaildirQuota is the one place that checks and records quota: delivery (store.ts) and the
  * mailbox operations (Mailbox.append, expunge, transfer) go through it; protocols never do.
  */
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MailError, storageError } from '../errors.js';
@@ -55,8 +56,9 @@ export async function readUsage(maildir: string, limitBytes: number): Promise<Qu
 async function addUsage(maildir: string, limitBytes: number, bytes: number, messages: number): Promise<void> {
   const file = path.join(maildir, 'maildirsize');
   try {
-    // O_APPEND makes a short line atomic against other writers.
-    await fs.appendFile(file, `${bytes} ${messages}\n`, { flag: 'a' });
+    // O_APPEND makes a short line atomic against other writers. Without O_CREAT: a missing file
+    // is rebuilt from the names below (a bare delta line would lack the limit line).
+    await fs.appendFile(file, `${bytes} ${messages}\n`, { flag: fsConstants.O_WRONLY | fsConstants.O_APPEND });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await recalculate(maildir, limitBytes);
