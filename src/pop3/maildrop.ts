@@ -154,7 +154,7 @@ export class Maildrop {
 
   /**
    * The UPDATE state (RFC 1939 section 6): removes the messages marked deleted, through the
-   * store's expunge (IMAP sessions get EXPUNGE; maildirsize is kept current), and sets \Seen on
+   * store's expunge (IMAP sessions get EXPUNGE; the store keeps the quota current), and sets \Seen on
    * the retrieved ones. Returns how many messages were removed. A message another session
    * (POP3 or IMAP) removed meanwhile is skipped, as Dovecot skips already expunged ones.
    */
@@ -162,14 +162,8 @@ export class Maildrop {
     const mailbox = this.#mailbox;
     const doomed = this.messages.filter((m) => m.deleted && mailbox.record(m.uid)).map((m) => m.uid);
     let removed = 0;
-    if (doomed.length) {
-      await mailbox.ensureDetails(doomed);
-      const sizes = new Map(doomed.map((uid) => [uid, Math.max(0, mailbox.record(uid)?.size ?? 0)]));
-      const done = await mailbox.expunge(doomed);
-      // Only what this expunge removed: another session may have taken some of them meanwhile.
-      await this.account.usage(-done.reduce((n, uid) => n + (sizes.get(uid) ?? 0), 0), -done.length);
-      removed = done.length;
-    }
+    // Only what this expunge removed counts: another session may have taken some meanwhile.
+    if (doomed.length) removed = (await mailbox.expunge(doomed)).length;
     await this.#markSeen();
     return removed;
   }

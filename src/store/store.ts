@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import type { UserRecord } from '../directory/types.js';
 import { DirectorySyncer } from './dir-sync.js';
 import { deliveredName, maildirPath, uniqueBaseName } from './maildir.js';
-import { addUsage, readUsage } from './quota.js';
+import { MaildirQuota } from './quota.js';
 
 /** Bodies up to this size are kept in memory until the end of DATA (one write per file). */
 const MEMORY_BODY_LIMIT = 128 * 1024;
@@ -154,22 +154,17 @@ export class MaildirStore {
     return maildirPath(this.#opts.root, this.#opts.layout, user);
   }
 
+  /** The quota of a mailbox's Maildir, with the limit the directory gives it. */
+  quotaOf(user: UserRecord): MaildirQuota {
+    return new MaildirQuota(this.maildirOf(user), user.quotaBytes, user.email);
+  }
+
   /**
    * For RCPT time: refuses a mailbox that is already full (QUOTA_FULL) or, when the client
    * declared the message size, one this message would overfill (QUOTA_EXCEEDED).
    */
   async checkQuota(user: UserRecord, declaredSize = 0): Promise<void> {
-    if (!user.quotaBytes) return;
-    let used: number;
-    try {
-      used = (await readUsage(this.maildirOf(user), user.quotaBytes)).bytes;
-    } catch (err) {
-      throw storageError(err, 'reading quota');
-    }
-    if (used >= user.quotaBytes) throw new MailError('QUOTA_FULL', `${user.email} is at ${used} of ${user.quotaBytes} bytes`);
-    if (declaredSize && used + declaredSize > user.quotaBytes) {
-      throw new MailError('QUOTA_EXCEEDED', `${user.email}: ${declaredSize} bytes would exceed ${user.quotaBytes} (used ${used})`);
-    }
+    await this.quotaOf(user).checkRoom(declaredSize);
   }
 
   /** Creates tmp/, new/ and cur/ of a Maildir (mode 0700, as Dovecot does). */
@@ -218,13 +213,14 @@ export class MaildirStore {
 
   async #deliver(input: Readable, req: DeliveryRequest): Promise<DeliveryOutcome> {
     const results = new Map<string, MailboxResult>();
-    const targets: Array<{ mailbox: UserRecord; maildir: string; header: string; base: string }> = [];
+    const targets: Array<{ mailbox: UserRecord; maildir: string; quota: MaildirQuota; header: string; base: string }> = [];
     for (const mailbox of req.mailboxes) {
       try {
-        const maildir = this.maildirOf(mailbox);
+        const quota = this.quotaOf(mailbox);
+        const maildir = quota.maildir;
         await this.ensureMaildir(maildir);
         const header = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n${req.received ? `${req.received}\n` : ''}`;
-        targets.push({ mailbox, maildir, header, base: uniqueBaseName() });
+        targets.push({ mailbox, maildir, quota, header, base: uniqueBaseName() });
       } catch (err) {
         results.set(mailbox.email, { mailbox, ok: false, error: storageError(err, `preparing ${mailbox.email}`) });
       }
@@ -309,15 +305,7 @@ export class MaildirStore {
       const size = headerBytes + bodyBytes;
       const vsize = headerBytes + countLineFeeds(target.header) + bodyVirtual;
       try {
-        if (target.mailbox.quotaBytes) {
-          const used = (await readUsage(target.maildir, target.mailbox.quotaBytes)).bytes;
-          if (used + size > target.mailbox.quotaBytes) {
-            throw new MailError(
-              'QUOTA_EXCEEDED',
-              `${target.mailbox.email}: ${size} bytes would exceed ${target.mailbox.quotaBytes} (used ${used})`,
-            );
-          }
-        }
+        await target.quota.check(size);
         const tmp = path.join(target.maildir, 'tmp', target.base);
         if (target === primary && spool) {
           await spool.sync();
@@ -326,7 +314,8 @@ export class MaildirStore {
         }
         written.push({ target, tmp, size, vsize });
       } catch (err) {
-        if (!isMailError(err)) await this.#forget(target.maildir);
+        // A Maildir removed meanwhile is created again by the next delivery.
+        if (!isMailError(err) || err.code === 'STORAGE_ERROR') await this.#forget(target.maildir);
         results.set(target.mailbox.email, {
           mailbox: target.mailbox,
           ok: false,
@@ -369,7 +358,7 @@ export class MaildirStore {
         return;
       }
       results.set(target.mailbox.email, { mailbox: target.mailbox, ok: true, file: final });
-      await this.#afterDelivery(target.mailbox, target.maildir, name, size);
+      await this.#afterDelivery(target, name, size);
     });
 
     return { inputBytes, bodyBytes, results: req.mailboxes.map((m) => results.get(m.email)!) };
@@ -406,14 +395,11 @@ export class MaildirStore {
     await fh.close();
   }
 
-  async #afterDelivery(mailbox: UserRecord, maildir: string, file: string, size: number): Promise<void> {
-    try {
-      // Maildir++ usage is kept for mailboxes with a quota; for the others nothing reads it, and
-      // a stale file is rebuilt the moment a quota is set (its first line no longer matches).
-      if (mailbox.quotaBytes) await addUsage(maildir, mailbox.quotaBytes, size, 1);
-    } catch (err) {
-      this.#opts.logger.warn({ maildir, err: (err as Error).message }, 'could not update maildirsize');
-    }
+  async #afterDelivery(target: { mailbox: UserRecord; maildir: string; quota: MaildirQuota }, file: string, size: number): Promise<void> {
+    const { mailbox, maildir } = target;
+    // Maildir++ usage is kept for mailboxes with a quota; for the others nothing reads it, and
+    // a stale file is rebuilt the moment a quota is set (its first line no longer matches).
+    await target.quota.recordDone(size, 1, this.#opts.logger);
     this.events.emit('delivered', { mailbox: mailbox.email, maildir, folder: 'INBOX', file, size });
     this.#maybeCleanTmp(maildir);
   }

@@ -4,7 +4,7 @@
  * delivery.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loggedIn } from '../helpers/imap-client.js';
@@ -355,6 +355,27 @@ describe('IMAP mailboxes', () => {
     const none = await loggedIn(srv, 'bob@example.test', 'bob-pw');
     assert.deepEqual((await none.cmd('GETQUOTAROOT INBOX')).untagged, ['QUOTAROOT "INBOX"']);
     await none.logout();
+    await c.logout();
+  });
+
+  it('answers NO [UNAVAILABLE] and stores nothing when the quota cannot be read', async () => {
+    const maildir = path.join(srv.mailRoot, 'example.test/small');
+    const c = await loggedIn(srv, 'small@example.test', 'x');
+    assert.equal((await c.cmd('SELECT INBOX')).status, 'OK');
+    const before = await readdir(path.join(maildir, 'cur'));
+    // A directory where maildirsize belongs: reading it fails (EISDIR), as a damaged disk would.
+    await rm(path.join(maildir, 'maildirsize'), { force: true });
+    await mkdir(path.join(maildir, 'maildirsize'));
+    try {
+      const append = await c.cmd('APPEND INBOX {5}\r\nhello');
+      assert.deepEqual([append.status, append.code], ['NO', 'UNAVAILABLE']);
+      const quota = await c.cmd('GETQUOTA ""');
+      assert.deepEqual([quota.status, quota.code], ['NO', 'UNAVAILABLE']);
+      assert.deepEqual(await readdir(path.join(maildir, 'cur')), before);
+    } finally {
+      await rm(path.join(maildir, 'maildirsize'), { recursive: true });
+    }
+    assert.equal((await c.cmd('APPEND INBOX {5}\r\nhello')).status, 'OK', 'rebuilt once it can be');
     await c.logout();
   });
 });

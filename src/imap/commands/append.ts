@@ -38,10 +38,12 @@ export const append: ImapCommand = {
     const { flags, keywords } = parseFlags(flagTokens);
     const account = session.account!;
     if (!(await account.exists(name))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
-    await account.checkQuota(message.value.length);
     try {
-      const { uid, uidValidity } = await account.with(name, async (mailbox) => ({ uid: await mailbox.append(message.value, flags, keywords, date), uidValidity: mailbox.uidValidity }));
-      await account.usage(message.value.length, 1);
+      // The store refuses a message over quota (QUOTA_EXCEEDED: NO [OVERQUOTA]).
+      const { uid, uidValidity } = await account.with(name, async (mailbox) => ({
+        uid: await mailbox.append(message.value, flags, keywords, date),
+        uidValidity: mailbox.uidValidity,
+      }));
       return { code: `APPENDUID ${uidValidity} ${uid}`, text: 'Append completed' };
     } catch (err) {
       if (isMailError(err, 'MAILBOX_NOT_FOUND')) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };

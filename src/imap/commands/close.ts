@@ -20,11 +20,7 @@ export const close: ImapCommand = {
     await session.account!.with(selected.name, async (mailbox) => {
       selected.close();
       const doomed = mailbox.uids.filter((uid) => (mailbox.record(uid)?.flags ?? 0) & FLAG_DELETED);
-      if (doomed.length === 0) return;
-      await mailbox.ensureDetails(doomed);
-      const bytes = doomed.reduce((n, uid) => n + (mailbox.record(uid)?.size ?? 0), 0);
-      const done = await mailbox.expunge(doomed);
-      await session.account!.usage(-bytes, -done.length);
+      if (doomed.length) await mailbox.expunge(doomed);
     });
   },
 };
@@ -47,4 +43,3 @@ export const check: ImapCommand = {
   states: SELECTED,
   async run() {},
 };
-

@@ -11,23 +11,26 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
   const ranges = parseSequenceSet(atom(command.args[0], 'sequence set'));
   const targetName = mailboxArg(session, command.args[1]);
   if (move && selected.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
-  const uids = selected.select(ranges, uid).map((i) => selected.uids[i]!).filter((u) => !selected.isExpunged(u));
+  const uids = selected
+    .select(ranges, uid)
+    .map((i) => selected.uids[i]!)
+    .filter((u) => !selected.isExpunged(u));
   const account = session.account!;
   if (!(await account.exists(targetName))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
   if (uids.length === 0) return { text: 'No messages to copy' };
   const source = selected.mailbox;
-  await source.ensureDetails(uids);
-  const bytes = uids.reduce((n, u) => n + (source.record(u)?.size ?? 0), 0);
-  if (!move) await account.checkQuota(bytes);
   let pairs: Array<[number, number]>;
   let uidValidity = 0;
   try {
-    ({ pairs, uidValidity } = await account.with(targetName, async (target) => ({ pairs: await source.transfer(target, uids, move), uidValidity: target.uidValidity })));
+    // The store refuses a copy over quota (QUOTA_EXCEEDED: NO [OVERQUOTA]).
+    ({ pairs, uidValidity } = await account.with(targetName, async (target) => ({
+      pairs: await source.transfer(target, uids, move),
+      uidValidity: target.uidValidity,
+    })));
   } catch (err) {
     if (isMailError(err, 'MAILBOX_NOT_FOUND')) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
     throw err;
   }
-  if (!move) await account.usage(bytes, pairs.length);
   if (pairs.length === 0) return { status: 'NO', code: 'EXPUNGEISSUED', text: 'The messages no longer exist' };
   const code = `COPYUID ${uidValidity} ${formatList(pairs.map((p) => p[0]))} ${formatList(pairs.map((p) => p[1]))}`;
   if (move) {

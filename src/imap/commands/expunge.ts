@@ -4,16 +4,12 @@ import { ParseError, atom } from '../parser.js';
 import type { ImapSession } from '../session.js';
 import { parseSequenceSet } from '../sequence.js';
 
-/** Expunges the \Deleted messages among `uids` and keeps maildirsize current. */
+/** Expunges the \Deleted messages among `uids` (the store keeps the quota current). */
 export async function expungeDeleted(session: ImapSession, uids: readonly number[]): Promise<number[]> {
   const mailbox = session.selected!.mailbox;
   const doomed = uids.filter((uid) => (mailbox.record(uid)?.flags ?? 0) & FLAG_DELETED);
   if (doomed.length === 0) return [];
-  await mailbox.ensureDetails(doomed);
-  const bytes = doomed.reduce((n, uid) => n + (mailbox.record(uid)?.size ?? 0), 0);
-  const done = await mailbox.expunge(doomed);
-  await session.account!.usage(-bytes, -done.length);
-  return done;
+  return mailbox.expunge(doomed);
 }
 
 /**

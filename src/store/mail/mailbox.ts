@@ -17,6 +17,7 @@ import { MailError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { DirectorySyncer } from '../dir-sync.js';
 import { uniqueBaseName } from '../maildir.js';
+import { MaildirQuota } from '../quota.js';
 import { writeAll } from '../store.js';
 import {
   KEYWORDS,
@@ -150,6 +151,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   #dirty = true;
   /** Sessions using this mailbox (the service closes it at zero). */
   refs = 0;
+  /**
+   * The quota of the Maildir this folder is in (the service sets it from the account opening
+   * the folder): append and copy check it, and append, copy and expunge record their change.
+   */
+  quota: MaildirQuota;
   readonly #cache: MetaCache;
   /** Whether a base names a message of the mailbox (what the metadata cache keeps). */
   readonly #isLive = (base: string): boolean => {
@@ -163,6 +169,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.name = name;
     this.#opts = opts;
     this.#cache = new MetaCache(dir, { logger: opts.logger });
+    this.quota = new MaildirQuota(opts.root, 0, opts.root);
     this.setMaxListeners(0);
   }
 
@@ -236,7 +243,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const line = `r ${through + 1}`;
     this.#mutex
       .run(() => this.#appendIndex([line]))
-      .catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'));
+      .catch((err: unknown) =>
+        this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'),
+      );
     return from;
   }
 
@@ -248,7 +257,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   expungedSince(modseq: number): number[] | undefined {
     const first = this.#expungeLog[0];
     if (first && first.modseq > modseq + 1 && this.#expungeLog.length >= MAX_EXPUNGE_LOG) return undefined;
-    return this.#expungeLog.filter((e) => e.modseq > modseq).map((e) => e.uid).sort((a, b) => a - b);
+    return this.#expungeLog
+      .filter((e) => e.modseq > modseq)
+      .map((e) => e.uid)
+      .sort((a, b) => a - b);
   }
 
   filePath(rec: MessageRecord): string {
@@ -394,7 +406,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (rec.flags & FLAG_DELETED) deleted++;
       size += rec.vsize;
     }
-    return { messages: this.#uids.length, recent: this.recentCount(), uidNext: this.uidNext, uidValidity: this.uidValidity, unseen, deleted, size, highestModseq: this.highestModseq };
+    return {
+      messages: this.#uids.length,
+      recent: this.recentCount(),
+      uidNext: this.uidNext,
+      uidValidity: this.uidValidity,
+      unseen,
+      deleted,
+      size,
+      highestModseq: this.highestModseq,
+    };
   }
 
   // ---- loading and syncing -------------------------------------------------------------------
@@ -671,7 +692,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (!current || current.corrupt) {
         if (!this.uidValidity) this.uidValidity = await newUidValidity(this.#opts.root);
         this.#guid ||= generateMailboxGuid();
-        await rewriteUidlist(this.dir, { uidValidity: this.uidValidity, nextUid: this.uidNext, guid: this.#guid, records: this.#knownRecords() });
+        await rewriteUidlist(this.dir, {
+          uidValidity: this.uidValidity,
+          nextUid: this.uidNext,
+          guid: this.#guid,
+          records: this.#knownRecords(),
+        });
         this.#uidlistCorrupt = false;
       } else if (records.length) {
         await appendUids(this.dir, records);
@@ -829,15 +855,22 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return undefined;
   }
 
-  /** Removes messages (their files) and records the expunges. Returns the UIDs expunged. */
-  expunge(uids: number[]): Promise<number[]> {
+  /**
+   * Removes messages (their files), records the expunges and takes their size off the quota.
+   * Returns the UIDs expunged: those another session removed meanwhile are neither here nor counted.
+   */
+  async expunge(uids: number[]): Promise<number[]> {
+    // Sizes not known from the file names (S=) are needed for maildirsize.
+    if (this.quota.limited) await this.ensureDetails(uids);
     return this.#mutex.run(async () => {
       const modseq = this.highestModseq + 1;
       const done: number[] = [];
       const indexLines: string[] = [];
+      let bytes = 0;
       for (const uid of uids) {
         const rec = this.#records.get(uid);
         if (!rec) continue;
+        bytes += Math.max(0, rec.size);
         await fs.unlink(this.filePath(rec)).catch(async (err: NodeJS.ErrnoException) => {
           if (err.code !== 'ENOENT') throw err;
           const found = await this.#findByBase(rec.base);
@@ -851,6 +884,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         indexLines.push(`h ${modseq}`);
         await this.#appendIndex(indexLines);
         this.emit('change', { modseq, added: [], expunged: done, flagged: [] });
+        await this.quota.recordDone(-bytes, -done.length, this.#opts.logger);
       }
       return done;
     });
@@ -858,11 +892,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /**
    * APPEND: writes the message durably into cur/ with its flags and date, then gives it a UID.
-   * `data` may use CRLF or LF line ends (stored with LF, as Dovecot stores mail).
+   * `data` may use CRLF or LF line ends (stored with LF, as Dovecot stores mail). QUOTA_EXCEEDED
+   * when the stored message would take the Maildir over its quota.
    */
   append(data: Buffer, flags: number, keywords: string[], internalDate?: Date): Promise<number> {
     return this.#mutex.run(async () => {
       const stored = crlfToLf(data);
+      await this.quota.check(stored.length);
       const vsize = stored.length + countLf(stored);
       const keywordIdx = await this.#keywordIndexes(keywords);
       const base = `${uniqueBaseName()},S=${stored.length},W=${vsize}`;
@@ -882,6 +918,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       await fs.rename(tmp, path.join(this.dir, 'cur', name));
       await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
       const [uid] = await this.#adopt([{ base, name, flags, keywords, size: stored.length, vsize, date: date.getTime() }]);
+      await this.quota.recordDone(stored.length, 1, this.#opts.logger);
       return uid!;
     });
   }
@@ -890,7 +927,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * Gives UIDs to files this process put into cur/ and records them (caller holds the mutex).
    * A file that a concurrent sync already picked up keeps the UID it got there.
    */
-  async #adopt(files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>): Promise<number[]> {
+  async #adopt(
+    files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>,
+  ): Promise<number[]> {
     await this.#assignUids(files.map((f) => f.base));
     const modseq = this.highestModseq + 1;
     const uids: number[] = [];
@@ -900,7 +939,18 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const uid = this.#byBase.get(f.base)!;
       uids.push(uid);
       if (this.#records.has(uid)) continue;
-      this.#records.set(uid, { uid, base: f.base, name: f.name, inNew: false, flags: f.flags, keywords: f.keywords, modseq, size: f.size, vsize: f.vsize, internalDate: f.date });
+      this.#records.set(uid, {
+        uid,
+        base: f.base,
+        name: f.name,
+        inNew: false,
+        flags: f.flags,
+        keywords: f.keywords,
+        modseq,
+        size: f.size,
+        vsize: f.vsize,
+        internalDate: f.date,
+      });
       fresh.push(uid);
       indexLines.push(`m ${uid} ${modseq}`, `s ${uid} ${f.size} ${f.vsize} ${Math.round(f.date)}`);
     }
@@ -919,9 +969,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * the file and records the expunge here. Target directory fsynced before the return. The two
    * mailboxes' locks are never held together, so opposite transfers cannot deadlock. The target
    * may be this mailbox: the messages get new UIDs (and a move expunges the old ones, RFC 6851).
+   * A copy must fit the target's quota (QUOTA_EXCEEDED otherwise, before anything is copied);
+   * a move within one Maildir changes no usage.
    */
   async transfer(target: Mailbox, uids: number[], move: boolean): Promise<Array<[number, number]>> {
     await this.ensureDetails(uids);
+    const counted = !move || target.quota.maildir !== this.quota.maildir;
+    if (counted) await target.quota.check(uids.reduce((n, uid) => n + Math.max(0, this.#records.get(uid)?.size ?? 0), 0));
     // 1. Put the files into the target's cur/ (under this mailbox's lock).
     const placed = await this.#mutex.run(async () => {
       const done: Array<{ source: MessageRecord; base: string; name: string; meta: CacheFields | undefined }> = [];
@@ -963,10 +1017,23 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         f.name = wanted;
       }
       const newUids = await target.#adopt(
-        placed.map((f) => ({ base: f.base, name: f.name, flags: f.source.flags, keywords: f.source.keywords, size: f.source.size, vsize: f.source.vsize, date: f.source.internalDate })),
+        placed.map((f) => ({
+          base: f.base,
+          name: f.name,
+          flags: f.source.flags,
+          keywords: f.source.keywords,
+          size: f.source.size,
+          vsize: f.source.vsize,
+          date: f.source.internalDate,
+        })),
       );
       return placed.map((f, i) => [f.source.uid, newUids[i]!] as [number, number]);
     });
+    if (counted) {
+      const bytes = placed.reduce((n, f) => n + Math.max(0, f.source.size), 0);
+      await target.quota.recordDone(bytes, placed.length, this.#opts.logger);
+      if (move) await this.quota.recordDone(-bytes, -placed.length, this.#opts.logger);
+    }
     // The copies have the same content: their cached metadata comes along.
     const schema = this.#cache.schema;
     if (placed.some((f) => f.meta) && schema !== undefined && target.#cache.adopt(schema)) {
@@ -1026,7 +1093,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         const current = await loadUidlist(this.dir);
         if (!current) return;
         const records = current.records.filter((r) => !this.#goneBases.has(r.base));
-        await rewriteUidlist(this.dir, { uidValidity: current.uidValidity, nextUid: Math.max(current.nextUid, this.uidNext), guid: current.guid, records });
+        await rewriteUidlist(this.dir, {
+          uidValidity: current.uidValidity,
+          nextUid: Math.max(current.nextUid, this.uidNext),
+          guid: current.guid,
+          records,
+        });
         this.#goneBases.clear();
       });
     });

@@ -10,7 +10,7 @@ import type { Logger } from '../../log.js';
 import type { UserRecord } from '../../directory/types.js';
 import type { DirectorySyncer } from '../dir-sync.js';
 import { maildirPath } from '../maildir.js';
-import { addUsage, readUsage } from '../quota.js';
+import { MaildirQuota } from '../quota.js';
 import type { DeliveredEvent, MaildirStore } from '../store.js';
 import { FolderNames, type Separator } from './formats.js';
 import { Mailbox } from './mailbox.js';
@@ -81,22 +81,32 @@ export class MailService {
     // One sync for a burst of deliveries.
     setImmediate(() => {
       this.#syncScheduled.delete(mailbox);
-      mailbox.sync().catch((err: unknown) => this.#opts.logger.warn({ err: (err as Error).message, mailbox: mailbox.dir }, 'sync after delivery failed'));
+      mailbox
+        .sync()
+        .catch((err: unknown) =>
+          this.#opts.logger.warn({ err: (err as Error).message, mailbox: mailbox.dir }, 'sync after delivery failed'),
+        );
     });
   }
 
-  /** The shared Mailbox of a folder directory (counted; release() when done). */
-  async acquire(dir: string, name: string, root: string, create = false): Promise<Mailbox> {
+  /**
+   * The shared Mailbox of a folder directory (counted; release() when done). `quota` is the
+   * limit of the Maildir as the opener's directory record has it; the latest opener's applies.
+   */
+  async acquire(dir: string, name: string, root: string, quota: MaildirQuota, create = false): Promise<Mailbox> {
     let mailbox = this.#open.get(dir);
     if (!mailbox) {
       let pending = this.#opening.get(dir);
       if (!pending) {
-        pending = Mailbox.open(dir, name, { logger: this.#opts.logger, syncer: this.#opts.syncer, root }, create).finally(() => this.#opening.delete(dir));
+        pending = Mailbox.open(dir, name, { logger: this.#opts.logger, syncer: this.#opts.syncer, root }, create).finally(() =>
+          this.#opening.delete(dir),
+        );
         this.#opening.set(dir, pending);
       }
       mailbox = await pending;
       this.#open.set(dir, mailbox);
     }
+    mailbox.quota = quota;
     mailbox.refs++;
     return mailbox;
   }
@@ -172,11 +182,14 @@ export class Account {
   readonly service: MailService;
   readonly user: UserRecord;
   readonly maildir: string;
+  /** The Maildir's quota: the folders' appends, copies and expunges check and record it. */
+  readonly maildirQuota: MaildirQuota;
 
   constructor(service: MailService, user: UserRecord, maildir: string) {
     this.service = service;
     this.user = user;
     this.maildir = maildir;
+    this.maildirQuota = new MaildirQuota(maildir, user.quotaBytes, user.email);
   }
 
   /** The canonical spelling: INBOX (and an INBOX first level) in upper case. */
@@ -197,7 +210,7 @@ export class Account {
   /** Opens a folder; INBOX is created on first use. Release with close(). */
   async open(name: string): Promise<Mailbox> {
     const folder = this.#resolve(name, true);
-    return this.service.acquire(folder.dir, folder.name, this.maildir, folder.dir === this.maildir);
+    return this.service.acquire(folder.dir, folder.name, this.maildir, this.maildirQuota, folder.dir === this.maildir);
   }
 
   close(mailbox: Mailbox): void {
@@ -307,7 +320,8 @@ export class Account {
     if (folder.dir === this.maildir) throw new MailError('NOT_PERMITTED', 'INBOX cannot be deleted');
     if (!(await this.exists(folder.name))) throw new MailError('MAILBOX_NOT_FOUND', `no mailbox ${folder.name}`);
     const all = await this.service.names.list(this.maildir);
-    if (all.some((f) => f.exists && this.service.names.isChildOf(f.name, folder.name))) throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
+    if (all.some((f) => f.exists && this.service.names.isChildOf(f.name, folder.name)))
+      throw new MailError('NOT_PERMITTED', 'Mailbox has children, delete them first');
     // Out of sight atomically under Dovecot's name for it, then removed.
     const trash = path.join(this.maildir, '..DOVECOT-TRASHED');
     for (let attempt = 0; ; attempt++) {
@@ -352,7 +366,9 @@ export class Account {
       }
       return;
     }
-    const children = (await this.service.names.list(this.maildir)).filter((f) => f.exists && this.service.names.isChildOf(f.name, source.name));
+    const children = (await this.service.names.list(this.maildir)).filter(
+      (f) => f.exists && this.service.names.isChildOf(f.name, source.name),
+    );
     try {
       await fs.rename(source.dir, target.dir);
     } catch (err) {
@@ -403,22 +419,8 @@ export class Account {
     });
   }
 
-  /** Storage quota; unlimited accounts report no limit. */
+  /** Storage quota; unlimited accounts report no limit. STORAGE_ERROR when it cannot be read. */
   async quota(): Promise<{ usedBytes: number; limitBytes: number }> {
-    if (!this.user.quotaBytes) return { usedBytes: 0, limitBytes: 0 };
-    return { usedBytes: (await readUsage(this.maildir, this.user.quotaBytes)).bytes, limitBytes: this.user.quotaBytes };
-  }
-
-  /** Refuses a write of `bytes` that would take the account over its quota. */
-  async checkQuota(bytes: number): Promise<void> {
-    if (!this.user.quotaBytes) return;
-    const used = (await readUsage(this.maildir, this.user.quotaBytes)).bytes;
-    if (used + bytes > this.user.quotaBytes) throw new MailError('QUOTA_EXCEEDED', `${this.user.email}: quota exceeded`);
-  }
-
-  /** Records a change of usage in maildirsize (appends, copies, expunges). */
-  async usage(bytes: number, messages: number): Promise<void> {
-    if (!this.user.quotaBytes) return;
-    await addUsage(this.maildir, this.user.quotaBytes, bytes, messages).catch(() => undefined);
+    return { usedBytes: (await this.maildirQuota.usage()).bytes, limitBytes: this.maildirQuota.limitBytes };
   }
 }
