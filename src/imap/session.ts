@@ -4,15 +4,13 @@
  * literal sizes, bad commands, idle time, output buffer).
  */
 import { drainOrClose } from '../flow-control.js';
-import { passwordsAllowed } from '../auth/login.js';
 import type { Socket } from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Logger } from '../log.js';
-import type { NetworkList } from '../net.js';
-import type { ClientPeer } from '../listen/peer.js';
+import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
 import type { ImapCommand, SessionState } from './command.js';
 import { replyForError } from './errors.js';
 import { isValidTag, parseCommand, ParseError, type ParsedCommand } from './parser.js';
@@ -41,11 +39,8 @@ export interface ImapLimits {
   outputStallMs: number;
 }
 
-export interface ImapSettings {
+export interface ImapSettings extends LineSessionSettings {
   hostname: string;
-  trusted: NetworkList;
-  /** 'trusted': cleartext LOGIN/AUTHENTICATE allowed from trusted networks only; 'never': TLS first. */
-  cleartextAuth: 'never' | 'trusted';
   limits: ImapLimits;
 }
 
@@ -62,26 +57,14 @@ export interface ImapContext {
   sessions: Set<ImapSession>;
 }
 
-export interface SessionOptions {
-  tlsMode: 'none' | 'starttls' | 'implicit';
-  listener: string;
-  /** The client (from the PROXY header when the listener takes one). */
-  peer: ClientPeer;
-}
-
 let sessionCounter = 0;
 
-export class ImapSession {
+export class ImapSession extends LineSession<ImapSettings> {
   readonly ctx: ImapContext;
   readonly id: string;
-  readonly ip: string;
-  log: Logger;
   readonly writer: ImapWriter;
-  #socket: Socket | tls.TLSSocket;
   #reader: ImapReader;
-  readonly #opts: SessionOptions;
   state: SessionState | 'logout' = 'not-authenticated';
-  secure: boolean;
   user: UserRecord | undefined;
   account: Account | undefined;
   selected: SelectedMailbox | undefined;
@@ -90,26 +73,16 @@ export class ImapSession {
   /** CONDSTORE was activated by a command that implies it (RFC 7162 section 3.1). */
   condstore = false;
   #badCommands = 0;
-  #idleTimer: NodeJS.Timeout | undefined;
-  #loginTimer: NodeJS.Timeout | undefined;
   /** A command is running: the idle timer waits (it measures the client's silence, not our work). */
   #busy = false;
   #lineWaiter: ((line: Buffer | null) => void) | undefined;
-  #closed = false;
-  /** Takes this session's listeners off its current socket (STARTTLS replaces the socket). */
-  #detach: () => void = () => undefined;
   #userIpCounted = false;
-  #commands = 0;
-  readonly #started = Date.now();
 
   constructor(socket: Socket | tls.TLSSocket, ctx: ImapContext, opts: SessionOptions) {
+    const id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
+    super(socket, opts, { protocol: 'imap', log: ctx.logger.child({ session: id }), secureContext: () => ctx.secureContext() });
     this.ctx = ctx;
-    this.#opts = opts;
-    this.#socket = socket;
-    this.id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
-    this.ip = opts.peer.address;
-    this.secure = opts.tlsMode === 'implicit';
-    this.log = ctx.logger.child({ session: this.id });
+    this.id = id;
     const limits = ctx.settings().limits;
     this.writer = new ImapWriter(socket, { highWaterMark: limits.outputHighWater, stallTimeoutMs: limits.outputStallMs });
     this.#reader = this.#newReader();
@@ -120,67 +93,31 @@ export class ImapSession {
     return this.ctx.settings();
   }
 
-  get tlsMode(): SessionOptions['tlsMode'] {
-    return this.#opts.tlsMode;
-  }
-
-  get trusted(): boolean {
-    return this.settings.trusted.contains(this.ip);
-  }
-
-  /** May LOGIN/AUTHENTICATE be used now (RFC 3501 section 6.2.3, RFC 8314)? */
-  get cleartextAllowed(): boolean {
-    return passwordsAllowed(this.secure, this.settings.cleartextAuth, this.trusted);
-  }
-
   start(): void {
-    const socket = this.#socket;
-    this.#attach(socket);
-    this.log.info({ ip: this.ip, listener: this.#opts.listener, tls: this.secure }, 'imap connect');
+    this.beginSession();
     this.writer.untagged(`OK [CAPABILITY ${this.capabilities().join(' ')}] maild IMAP ready`);
-    this.#armIdleTimer();
-    const loginMs = this.settings.limits.loginTimeoutMs;
-    if (loginMs > 0) this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
-    this.#loginTimer?.unref();
+    this.startLoginTimer(this.settings.limits.loginTimeoutMs);
   }
 
   /** No login within imap.login_timeout: the connection goes, however busy it kept itself. */
-  #onLoginTimeout(): void {
-    if (this.#closed || this.state !== 'not-authenticated') return;
-    if (this.#busy) {
-      // A command (a password check) is running: its outcome decides; look again shortly.
-      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), 1000);
-      this.#loginTimer.unref();
-      return;
-    }
+  protected override onLoginTimeout(): 'busy' | void {
+    if (this.state !== 'not-authenticated') return;
+    // A command (a password check) is running: its outcome decides; look again shortly.
+    if (this.#busy) return 'busy';
     this.log.info({ ip: this.ip }, 'imap login timeout: no login in time');
     this.#bye('Login timed out, closing connection.');
   }
 
-  #attach(socket: Socket | tls.TLSSocket): void {
-    const onData = (chunk: Buffer) => {
-      if (!this.#busy) this.#armIdleTimer();
-      this.#reader.push(chunk);
-      // Input that arrives while a command runs waits in the reader; past a line's worth the
-      // socket stops reading, so TCP holds the client back rather than our memory growing.
-      if (this.#reader.queuedBytes > this.#inputQueueMax) socket.pause();
-      // A client that floods while a command runs must not queue without bound.
-      if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
-        this.#bye('Too much input while a command is running');
-      }
-    };
-    const onError = (err: Error) => this.log.debug({ err: err.message }, 'imap socket error');
-    const onClose = () => this.#onClose();
-    socket.on('data', onData);
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    // STARTTLS takes these off the cleartext socket; listeners of others (the listener's
-    // connection count) stay.
-    this.#detach = () => {
-      socket.off('data', onData);
-      socket.off('error', onError);
-      socket.off('close', onClose);
-    };
+  protected onData(chunk: Buffer): void {
+    if (!this.#busy) this.armIdleTimer();
+    this.#reader.push(chunk);
+    // Input that arrives while a command runs waits in the reader; past a line's worth the
+    // socket stops reading, so TCP holds the client back rather than our memory growing.
+    if (this.#reader.queuedBytes > this.#inputQueueMax) this.socket.pause();
+    // A client that floods while a command runs must not queue without bound.
+    if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
+      this.#bye('Too much input while a command is running');
+    }
   }
 
   get #inputQueueMax(): number {
@@ -190,7 +127,7 @@ export class ImapSession {
   /** Lets the reader go on with queued input, and the socket read again once that is small. */
   #resumeInput(): void {
     this.#reader.resume();
-    if (!this.#closed && this.#reader.queuedBytes <= this.#inputQueueMax && this.#socket.isPaused()) this.#socket.resume();
+    if (!this.closed && this.#reader.queuedBytes <= this.#inputQueueMax && this.socket.isPaused()) this.socket.resume();
   }
 
   #newReader(): ImapReader {
@@ -234,26 +171,21 @@ export class ImapSession {
     ];
     caps.push(`APPENDLIMIT=${this.settings.limits.appendSize}`);
     if (this.state === 'not-authenticated') {
-      if (!this.secure && this.#opts.tlsMode === 'starttls') caps.push('STARTTLS');
+      if (!this.secure && this.tlsMode === 'starttls') caps.push('STARTTLS');
       if (this.cleartextAllowed) caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
       else caps.push('LOGINDISABLED');
     }
     return caps;
   }
 
-  #disarmIdleTimer(): void {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
+  /** The idle timeout: it runs only while the session waits for the client. */
+  protected idleTimeoutMs(): number {
+    const limits = this.settings.limits;
+    return this.state === 'not-authenticated' ? limits.idleBeforeLoginMs : limits.idleAfterLoginMs;
   }
 
-  /** (Re)starts the idle timeout: only while the session waits for the client. */
-  #armIdleTimer(): void {
-    if (this.#closed) return;
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    const limits = this.settings.limits;
-    const ms = this.state === 'not-authenticated' ? limits.idleBeforeLoginMs : limits.idleAfterLoginMs;
-    this.#idleTimer = setTimeout(() => this.#bye('Autologout; idle for too long'), ms);
-    this.#idleTimer.unref();
+  protected onIdle(): void {
+    this.#bye('Autologout; idle for too long');
   }
 
   #onLiteral(req: LiteralRequest): LiteralDecision {
@@ -276,12 +208,12 @@ export class ImapSession {
   }
 
   #onCommand(segments: Segment[]): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (this.#lineWaiter) {
       const waiter = this.#lineWaiter;
       this.#lineWaiter = undefined;
       this.#reader.pause();
-      this.#disarmIdleTimer();
+      this.disarmIdleTimer();
       const text = segments.map((s) => ('text' in s ? s.text : s.literal));
       waiter(Buffer.concat(text));
       return;
@@ -290,14 +222,14 @@ export class ImapSession {
     // A slow command (a login that waits out failure delays, a big SEARCH) is not the client
     // being idle: the timer runs again once the answer is out and the next command is awaited.
     this.#busy = true;
-    this.#disarmIdleTimer();
+    this.disarmIdleTimer();
     void this.#execute(segments)
       .then(() => this.#drainOutput())
       .then(
         () => {
           this.#busy = false;
-          if (this.#closed || this.state === 'logout') return;
-          this.#armIdleTimer();
+          if (this.closed || this.state === 'logout') return;
+          this.armIdleTimer();
           this.#resumeInput();
         },
         (err: unknown) => {
@@ -320,9 +252,9 @@ export class ImapSession {
   /** Reads one raw line from the client (IDLE's DONE, AUTHENTICATE responses); null when the connection closes. */
   readLine(): Promise<Buffer | null> {
     return new Promise((resolve) => {
-      if (this.#closed) return resolve(null);
+      if (this.closed) return resolve(null);
       this.#lineWaiter = resolve;
-      this.#armIdleTimer();
+      this.armIdleTimer();
       this.#resumeInput();
     });
   }
@@ -344,7 +276,7 @@ export class ImapSession {
       this.#countBad();
       return;
     }
-    this.#commands++;
+    this.countCommand();
     const command = this.ctx.commands.get(parsed.name);
     if (!command) {
       this.writer.tagged(parsed.tag, 'BAD', `Unknown command ${parsed.name.slice(0, 40)}`);
@@ -358,7 +290,7 @@ export class ImapSession {
     }
     try {
       const result = (await command.run(this, parsed)) ?? {};
-      if (this.#closed || result.answered) return;
+      if (this.closed || result.answered) return;
       await this.flushUpdates(parsed.name);
       const status = result.status ?? 'OK';
       this.writer.tagged(parsed.tag, status, result.text ?? `${parsed.name} completed`, result.code);
@@ -372,7 +304,7 @@ export class ImapSession {
       const reply = replyForError(err);
       if (reply.unexpected) this.log.error({ err, command: parsed.name }, 'imap command failed');
       else this.log.debug({ err: (err as Error).message, command: parsed.name }, 'imap command refused');
-      if (this.#closed) return;
+      if (this.closed) return;
       await this.flushUpdates(parsed.name).catch(() => undefined);
       this.writer.tagged(parsed.tag, reply.status, reply.text, reply.code);
       if (reply.status === 'BAD') this.#countBad();
@@ -413,7 +345,7 @@ export class ImapSession {
       return { code: 'LIMIT', text: 'Too many connections from this user and address' };
     }
     this.#userIpCounted = true;
-    clearTimeout(this.#loginTimer);
+    this.stopLoginTimer();
     this.user = user;
     this.state = 'authenticated';
     this.account = await this.ctx.mail.account(user);
@@ -424,40 +356,18 @@ export class ImapSession {
   }
 
   /** STARTTLS (RFC 3501 section 6.2.1): the plaintext that followed the command is dropped. */
-  async startTls(): Promise<void> {
-    const plain = this.#socket as Socket;
+  protected override dropInputBeforeTls(): void {
     this.#reader.close();
-    this.#detach();
-    plain.on('error', () => undefined);
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });
-    await new Promise<void>((resolve, reject) => {
-      // The client owes us its ClientHello: that wait is the client's silence, so the idle timeout
-      // before login bounds it too (the idle timer itself rests while a command runs).
-      const timer = setTimeout(() => reject(new Error('TLS handshake timeout')), Math.min(30_000, this.settings.limits.idleBeforeLoginMs));
-      secure.once('secure', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      secure.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    }).catch((err: unknown) => {
-      this.log.info({ err: (err as Error).message }, 'STARTTLS handshake failed');
-      secure.destroy();
-      this.#onClose();
-      throw err;
-    });
-    this.#socket = secure;
+  }
+
+  protected override adoptTlsSocket(secure: tls.TLSSocket): void {
     this.writer.setSocket(secure);
-    this.secure = true;
     this.#reader = this.#newReader();
     this.#reader.pause(); // resumed when the STARTTLS command completes
-    this.#attach(secure);
   }
 
   #bye(text: string): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (!this.writer.inLiteral) this.writer.untagged(`BYE ${text}`);
     else this.log.info({ reason: text }, 'closing in the middle of a literal, without BYE');
     this.close();
@@ -468,36 +378,18 @@ export class ImapSession {
     this.#bye('Server shutting down.');
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#socket.end();
-    // A socket paused for backpressure must read on, or the client's FIN is never seen and the
-    // connection never closes (what comes in is dropped: the reader is closed).
-    this.#socket.resume();
-    setTimeout(() => this.#socket.destroy(), 2000).unref();
-    this.#onClose();
-  }
-
-  #onClose(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected override onClosed(): void {
     this.#reader.close();
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    clearTimeout(this.#loginTimer);
     this.#cancelLineWait();
     this.selected?.close();
     this.selected = undefined;
     if (this.#userIpCounted && this.user) this.ctx.limiter.closeSession(this.user.email, this.ip);
     this.#userIpCounted = false;
     this.ctx.sessions.delete(this);
-    this.log.info(
-      { commands: this.#commands, bytesOut: this.writer.bytesOut, seconds: Math.round((Date.now() - this.#started) / 1000) },
-      'imap disconnect',
-    );
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  protected override disconnectFields(): Record<string, unknown> {
+    return { bytesOut: this.writer.bytesOut };
   }
 
   /** LOGOUT: BYE, the tagged OK, then close (RFC 3501 section 6.1.3). */
