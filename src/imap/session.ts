@@ -11,7 +11,7 @@ import type { UserRecord } from '../directory/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Logger } from '../log.js';
 import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
-import type { ImapCommand, SessionState } from './command.js';
+import type { ImapCommand, ImapState, SessionState } from './command.js';
 import { replyForError } from './errors.js';
 import { isValidTag, parseCommand, ParseError, type ParsedCommand } from './parser.js';
 import { ImapReader, type LiteralDecision, type LiteralRequest, type Segment } from './reader.js';
@@ -64,10 +64,9 @@ export class ImapSession extends LineSession<ImapSettings> {
   readonly id: string;
   readonly writer: ImapWriter;
   #reader: ImapReader;
-  state: SessionState | 'logout' = 'not-authenticated';
-  user: UserRecord | undefined;
-  account: Account | undefined;
-  selected: SelectedMailbox | undefined;
+  #state: ImapState = { name: 'not-authenticated' };
+  /** LOGOUT ran: no command follows. */
+  #loggedOut = false;
   /** ENABLEd extensions (RFC 5161): CONDSTORE, QRESYNC. */
   readonly enabled = new Set<string>();
   /** CONDSTORE was activated by a command that implies it (RFC 7162 section 3.1). */
@@ -76,7 +75,8 @@ export class ImapSession extends LineSession<ImapSettings> {
   /** A command is running: the idle timer waits (it measures the client's silence, not our work). */
   #busy = false;
   #lineWaiter: ((line: Buffer | null) => void) | undefined;
-  #userIpCounted = false;
+  /** The user whose session per user and address is counted (released on close). */
+  #countedUser: string | undefined;
 
   constructor(socket: Socket | tls.TLSSocket, ctx: ImapContext, opts: SessionOptions) {
     const id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
@@ -91,6 +91,19 @@ export class ImapSession extends LineSession<ImapSettings> {
 
   get settings(): ImapSettings {
     return this.ctx.settings();
+  }
+
+  get state(): SessionState | 'logout' {
+    return this.#loggedOut ? 'logout' : this.#state.name;
+  }
+
+  get user(): UserRecord | undefined {
+    return this.#state.name === 'not-authenticated' ? undefined : this.#state.user;
+  }
+
+  /** The selected mailbox's view, if one is selected. */
+  get selected(): SelectedMailbox | undefined {
+    return this.#state.name === 'selected' ? this.#state.mailbox : undefined;
   }
 
   start(): void {
@@ -283,13 +296,14 @@ export class ImapSession extends LineSession<ImapSettings> {
       this.#countBad();
       return;
     }
-    if (this.state === 'logout' || !command.states.includes(this.state)) {
+    const state = this.#state;
+    if (this.#loggedOut || !command.states.includes(state.name)) {
       this.writer.tagged(parsed.tag, 'BAD', `${parsed.name} is not valid in this state`);
       this.#countBad();
       return;
     }
     try {
-      const result = (await command.run(this, parsed)) ?? {};
+      const result = (await command.run(this, parsed, state)) ?? {};
       if (this.closed || result.answered) return;
       await this.flushUpdates(parsed.name);
       const status = result.status ?? 'OK';
@@ -338,21 +352,49 @@ export class ImapSession extends LineSession<ImapSettings> {
     if (this.#badCommands >= max) this.#bye('Too many invalid IMAP commands.');
   }
 
-  /** Logs in: limits per user+address, then the authenticated state. Returns a refusal text, or undefined. */
-  async loggedIn(user: UserRecord, mechanism: string): Promise<{ code: string; text: string } | undefined> {
+  /**
+   * Logs in (LOGIN, AUTHENTICATE): the limit per user and address, the account with its special
+   * folders, then the authenticated state. Returns a refusal, or undefined.
+   */
+  async login(user: UserRecord, mechanism: string): Promise<{ code: string; text: string } | undefined> {
     if (!this.ctx.limiter.openSession(user.email, this.ip, this.settings.limits.connectionsPerUserIp)) {
       this.log.warn({ user: user.email, ip: this.ip }, 'too many sessions for this user and address');
       return { code: 'LIMIT', text: 'Too many connections from this user and address' };
     }
-    this.#userIpCounted = true;
+    this.#countedUser = user.email;
     this.stopLoginTimer();
-    this.user = user;
-    this.state = 'authenticated';
-    this.account = await this.ctx.mail.account(user);
-    await this.account.ensureSpecialFolders();
+    let account: Account;
+    try {
+      account = await this.ctx.mail.account(user);
+      await account.ensureSpecialFolders();
+    } catch (err) {
+      this.ctx.limiter.closeSession(user.email, this.ip);
+      this.#countedUser = undefined;
+      throw err;
+    }
+    this.#state = { name: 'authenticated', user, account };
     this.log = this.log.child({ user: user.email });
     this.log.info({ mechanism, ip: this.ip, tls: this.secure }, 'imap login');
     return undefined;
+  }
+
+  /** SELECT, EXAMINE: `mailbox` becomes the selected one (the previous one was deselected). */
+  select(mailbox: SelectedMailbox): void {
+    if (this.#state.name === 'not-authenticated') throw new Error('select before login');
+    const { user, account } = this.#state;
+    this.selected?.close();
+    this.#state = { name: 'selected', user, account, mailbox };
+  }
+
+  /**
+   * Back to the authenticated state (CLOSE, UNSELECT, DELETE of the selected mailbox, a new
+   * SELECT). The view is closed, unless the caller closes it itself (CLOSE, once it expunged).
+   */
+  deselect(opts: { leaveViewOpen?: boolean } = {}): void {
+    if (this.#state.name !== 'selected') return;
+    const { user, account, mailbox } = this.#state;
+    this.#state = { name: 'authenticated', user, account };
+    if (!opts.leaveViewOpen) mailbox.close();
   }
 
   /** STARTTLS (RFC 3501 section 6.2.1): the plaintext that followed the command is dropped. */
@@ -381,10 +423,9 @@ export class ImapSession extends LineSession<ImapSettings> {
   protected override onClosed(): void {
     this.#reader.close();
     this.#cancelLineWait();
-    this.selected?.close();
-    this.selected = undefined;
-    if (this.#userIpCounted && this.user) this.ctx.limiter.closeSession(this.user.email, this.ip);
-    this.#userIpCounted = false;
+    this.deselect();
+    if (this.#countedUser !== undefined) this.ctx.limiter.closeSession(this.#countedUser, this.ip);
+    this.#countedUser = undefined;
     this.ctx.sessions.delete(this);
   }
 
@@ -394,7 +435,7 @@ export class ImapSession extends LineSession<ImapSettings> {
 
   /** LOGOUT: BYE, the tagged OK, then close (RFC 3501 section 6.1.3). */
   logout(tag: string): void {
-    this.state = 'logout';
+    this.#loggedOut = true;
     this.writer.untagged('BYE Logging out');
     this.writer.tagged(tag, 'OK', 'Logout completed');
     this.close();
