@@ -15,9 +15,10 @@ import type { AuthLimiter } from '../auth/limiter.js';
 import { passwordLogin, passwordsAllowed } from '../auth/login.js';
 import type { Directory } from '../directory/directory.js';
 import type { Logger } from '../log.js';
-import { normalizeIp, type NetworkList } from '../net.js';
+import { normalizeIp } from '../net.js';
 import type { ClientPeer } from '../listen/peer.js';
-import { LineReader } from '../pop3/reader.js';
+import { LineReader } from '../session/line-reader.js';
+import { LineSession, type LineSessionSettings } from '../session/line-session.js';
 import type { DovecotAuthCommand, HandshakeState } from './command.js';
 import { PROTOCOL_MAJOR } from './commands/version.js';
 import { isExpected, ProtocolViolation, replyForError, RequestFailed } from './errors.js';
@@ -44,10 +45,8 @@ export interface DovecotAuthLimits {
   connections: number;
 }
 
-export interface DovecotAuthSettings {
-  trusted: NetworkList;
-  /** auth.cleartext: 'trusted' lets clients in trusted_networks (by `rip`) send passwords unsecured. */
-  cleartextAuth: 'never' | 'trusted';
+/** cleartextAuth is auth.cleartext: 'trusted' lets clients in trusted_networks (by `rip`) send passwords unsecured. */
+export interface DovecotAuthSettings extends LineSessionSettings {
   limits: DovecotAuthLimits;
 }
 
@@ -72,30 +71,31 @@ export interface AuthRequest {
 
 let connectionCounter = 0;
 
-export class DovecotAuthSession {
+export class DovecotAuthSession extends LineSession<DovecotAuthSettings> {
   readonly ctx: DovecotAuthContext;
   readonly id: number;
-  /** The connecting process's address ('' over a unix socket). */
-  readonly peer: string;
   readonly requests = new Map<string, AuthRequest>();
   handshake: HandshakeState = 'version';
   clientPid: number | undefined;
-  log: Logger;
-  readonly #socket: Socket;
   readonly #reader: LineReader;
-  #idleTimer: NodeJS.Timeout | undefined;
-  #closed = false;
   #closeWhenIdle = false;
-  #finish!: () => void;
-  /** Resolves once the connection is closed. */
-  readonly finished = new Promise<void>((resolve) => (this.#finish = resolve));
 
   constructor(socket: Socket, ctx: DovecotAuthContext, listener: string, peer: ClientPeer) {
+    const id = ++connectionCounter;
+    super(
+      socket,
+      { tlsMode: 'none', listener, peer },
+      {
+        protocol: 'dovecot-auth',
+        log: ctx.logger.child({ listener, authConnection: id }),
+        logLevel: 'debug',
+        // A client that writes its next request to a closed unix socket gets EPIPE at once,
+        // which makes Postfix reconnect instead of reporting a lost connection.
+        closeBothWays: true,
+      },
+    );
     this.ctx = ctx;
-    this.#socket = socket;
-    this.id = ++connectionCounter;
-    this.peer = peer.address;
-    this.log = ctx.logger.child({ listener, authConnection: this.id });
+    this.id = id;
     this.#reader = new LineReader(ctx.settings().limits.lineLength);
   }
 
@@ -103,15 +103,13 @@ export class DovecotAuthSession {
     return this.ctx.settings();
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  /** The connecting process's address ('' over a unix socket). */
+  get peer(): string {
+    return this.ip;
   }
 
   start(): void {
-    this.#socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    this.#socket.on('error', (err) => this.log.debug({ err: err.message }, 'dovecot-auth socket error'));
-    this.#socket.on('close', () => this.#onClose());
-    this.log.debug({ peer: this.peer || 'unix' }, 'dovecot-auth connect');
+    this.beginSession();
     // The server's handshake; the client may have sent its own already (Postfix does not wait).
     let handshake = line('VERSION', String(PROTOCOL_MAJOR), String(PROTOCOL_MINOR));
     for (const [name, mechanism] of MECHANISMS) handshake += line('MECH', name, ...mechanism.flags);
@@ -120,7 +118,6 @@ export class DovecotAuthSession {
     handshake += line('COOKIE', randomBytes(16).toString('hex'));
     handshake += line('DONE');
     this.#send(handshake);
-    this.#armIdleTimer();
   }
 
   /**
@@ -136,21 +133,22 @@ export class DovecotAuthSession {
 
   // ---- input ---------------------------------------------------------------------------------
 
-  #onData(chunk: Buffer): void {
-    if (this.#closed) return;
+  protected onData(chunk: Buffer): void {
+    if (this.closed) return;
     for (const input of this.#reader.push(chunk)) {
-      if (this.#closed) return;
+      if (this.closed) return;
       if ('tooLong' in input) {
         this.#violation(new ProtocolViolation('line too long'));
         return;
       }
       this.#dispatch(input.line.toString('utf8'));
     }
-    this.#armIdleTimer();
+    this.armIdleTimer();
   }
 
   #dispatch(text: string): void {
     const [name = '', ...fields] = text.split('\t');
+    this.countCommand();
     const command = this.ctx.commands.get(name);
     try {
       if (!command) throw new ProtocolViolation(`unknown command ${JSON.stringify(name.slice(0, 20))}`);
@@ -250,7 +248,7 @@ export class DovecotAuthSession {
       this.#answerError(request.id, err);
     }
     this.end(request);
-    this.#armIdleTimer();
+    this.armIdleTimer();
   }
 
   /** FAIL for the request, or the end of the connection for a temporary failure (errors.ts says why). */
@@ -270,23 +268,22 @@ export class DovecotAuthSession {
   // ---- output, timers, end -------------------------------------------------------------------
 
   #send(text: string): void {
-    if (this.#closed) return;
-    this.#socket.write(text);
-    if (this.#socket.writableLength > OUTPUT_LIMIT) {
+    if (this.closed) return;
+    this.socket.write(text);
+    if (this.socket.writableLength > OUTPUT_LIMIT) {
       this.log.info('dovecot-auth client stopped reading; disconnecting');
       this.destroy();
     }
   }
 
-  #armIdleTimer(): void {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    if (this.#closed) return;
-    this.#idleTimer = setTimeout(() => {
-      if (this.requests.size > 0) return this.#armIdleTimer();
-      this.log.debug('dovecot-auth connection idle for too long; closing');
-      this.close();
-    }, this.settings.limits.idleMs);
-    this.#idleTimer.unref();
+  protected idleTimeoutMs(): number {
+    return this.settings.limits.idleMs;
+  }
+
+  protected onIdle(): void {
+    if (this.requests.size > 0) return this.armIdleTimer();
+    this.log.debug('dovecot-auth connection idle for too long; closing');
+    this.close();
   }
 
   /** Server shutdown: closes now, or once the password checks in progress have answered. */
@@ -295,30 +292,8 @@ export class DovecotAuthSession {
     else this.close();
   }
 
-  /**
-   * Closes once the output is flushed, both ways at once: a client that writes its next request
-   * to a closed unix socket gets EPIPE at once, which makes Postfix reconnect instead of
-   * reporting a lost connection.
-   */
-  close(): void {
-    if (this.#closed) return;
-    this.#socket.end(() => this.#socket.destroy());
-    setTimeout(() => this.#socket.destroy(), 2000).unref();
-    this.#onClose();
-  }
-
-  destroy(): void {
-    this.#socket.destroy();
-    this.#onClose();
-  }
-
-  #onClose(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+  protected override onClosed(): void {
     for (const r of this.requests.values()) if (r.timer) clearTimeout(r.timer);
     this.requests.clear();
-    this.log.debug('dovecot-auth disconnect');
-    this.#finish();
   }
 }

@@ -4,10 +4,27 @@
  * A handler writes untagged responses through the session and returns the tagged result;
  * errors it throws are mapped to NO/BAD in one place (errors.ts).
  */
+import type { UserRecord } from '../directory/types.js';
+import type { Account } from '../store/mail/service.js';
 import type { ParsedCommand } from './parser.js';
+import type { SelectedMailbox } from './selected.js';
 import type { ImapSession } from './session.js';
 
-export type SessionState = 'not-authenticated' | 'authenticated' | 'selected';
+/**
+ * The session's state (RFC 3501 section 3) with what each state holds: the logged-in user's
+ * account, and in the selected state the mailbox view. The session changes it only through
+ * login(), select() and deselect().
+ */
+export type ImapState =
+  | { readonly name: 'not-authenticated' }
+  | { readonly name: 'authenticated'; readonly user: UserRecord; readonly account: Account }
+  | { readonly name: 'selected'; readonly user: UserRecord; readonly account: Account; readonly mailbox: SelectedMailbox };
+
+export type SessionState = ImapState['name'];
+
+/** The states after login: the account is there. */
+export type LoggedIn = Extract<ImapState, { name: 'authenticated' | 'selected' }>;
+export type Selected = Extract<ImapState, { name: 'selected' }>;
 
 export interface CommandResult {
   status?: 'OK' | 'NO' | 'BAD';
@@ -17,14 +34,18 @@ export interface CommandResult {
   answered?: boolean;
 }
 
-export interface ImapCommand {
+/**
+ * A command allowed in the states S. Its handler gets the state it runs in, so a command of the
+ * authenticated states has the account, one of the selected state the mailbox, without a check.
+ */
+export interface ImapCommand<S extends ImapState = ImapState> {
   /** Upper case, as parsed: 'FETCH', 'UID FETCH'. */
   name: string;
-  states: readonly SessionState[];
-  run(session: ImapSession, command: ParsedCommand): Promise<CommandResult | void>;
+  states: readonly S['name'][];
+  run(session: ImapSession, command: ParsedCommand, state: S): Promise<CommandResult | void>;
 }
 
 export const ANY: readonly SessionState[] = ['not-authenticated', 'authenticated', 'selected'];
-export const NOT_AUTHENTICATED: readonly SessionState[] = ['not-authenticated'];
-export const AUTHENTICATED: readonly SessionState[] = ['authenticated', 'selected'];
-export const SELECTED: readonly SessionState[] = ['selected'];
+export const NOT_AUTHENTICATED: readonly 'not-authenticated'[] = ['not-authenticated'];
+export const AUTHENTICATED: readonly LoggedIn['name'][] = ['authenticated', 'selected'];
+export const SELECTED: readonly Selected['name'][] = ['selected'];

@@ -4,16 +4,14 @@
  * literal sizes, bad commands, idle time, output buffer).
  */
 import { drainOrClose } from '../flow-control.js';
-import { passwordsAllowed } from '../auth/login.js';
 import type { Socket } from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Logger } from '../log.js';
-import type { NetworkList } from '../net.js';
-import type { ClientPeer } from '../listen/peer.js';
-import type { ImapCommand, SessionState } from './command.js';
+import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
+import type { ImapCommand, ImapState, SessionState } from './command.js';
 import { replyForError } from './errors.js';
 import { isValidTag, parseCommand, ParseError, type ParsedCommand } from './parser.js';
 import { ImapReader, type LiteralDecision, type LiteralRequest, type Segment } from './reader.js';
@@ -41,11 +39,8 @@ export interface ImapLimits {
   outputStallMs: number;
 }
 
-export interface ImapSettings {
+export interface ImapSettings extends LineSessionSettings {
   hostname: string;
-  trusted: NetworkList;
-  /** 'trusted': cleartext LOGIN/AUTHENTICATE allowed from trusted networks only; 'never': TLS first. */
-  cleartextAuth: 'never' | 'trusted';
   limits: ImapLimits;
 }
 
@@ -62,54 +57,32 @@ export interface ImapContext {
   sessions: Set<ImapSession>;
 }
 
-export interface SessionOptions {
-  tlsMode: 'none' | 'starttls' | 'implicit';
-  listener: string;
-  /** The client (from the PROXY header when the listener takes one). */
-  peer: ClientPeer;
-}
-
 let sessionCounter = 0;
 
-export class ImapSession {
+export class ImapSession extends LineSession<ImapSettings> {
   readonly ctx: ImapContext;
   readonly id: string;
-  readonly ip: string;
-  log: Logger;
   readonly writer: ImapWriter;
-  #socket: Socket | tls.TLSSocket;
   #reader: ImapReader;
-  readonly #opts: SessionOptions;
-  state: SessionState | 'logout' = 'not-authenticated';
-  secure: boolean;
-  user: UserRecord | undefined;
-  account: Account | undefined;
-  selected: SelectedMailbox | undefined;
+  #state: ImapState = { name: 'not-authenticated' };
+  /** LOGOUT ran: no command follows. */
+  #loggedOut = false;
   /** ENABLEd extensions (RFC 5161): CONDSTORE, QRESYNC. */
   readonly enabled = new Set<string>();
   /** CONDSTORE was activated by a command that implies it (RFC 7162 section 3.1). */
   condstore = false;
   #badCommands = 0;
-  #idleTimer: NodeJS.Timeout | undefined;
-  #loginTimer: NodeJS.Timeout | undefined;
   /** A command is running: the idle timer waits (it measures the client's silence, not our work). */
   #busy = false;
   #lineWaiter: ((line: Buffer | null) => void) | undefined;
-  #closed = false;
-  /** Takes this session's listeners off its current socket (STARTTLS replaces the socket). */
-  #detach: () => void = () => undefined;
-  #userIpCounted = false;
-  #commands = 0;
-  readonly #started = Date.now();
+  /** The user whose session per user and address is counted (released on close). */
+  #countedUser: string | undefined;
 
   constructor(socket: Socket | tls.TLSSocket, ctx: ImapContext, opts: SessionOptions) {
+    const id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
+    super(socket, opts, { protocol: 'imap', log: ctx.logger.child({ session: id }), secureContext: () => ctx.secureContext() });
     this.ctx = ctx;
-    this.#opts = opts;
-    this.#socket = socket;
-    this.id = `${process.pid.toString(36)}${(++sessionCounter).toString(36)}`;
-    this.ip = opts.peer.address;
-    this.secure = opts.tlsMode === 'implicit';
-    this.log = ctx.logger.child({ session: this.id });
+    this.id = id;
     const limits = ctx.settings().limits;
     this.writer = new ImapWriter(socket, { highWaterMark: limits.outputHighWater, stallTimeoutMs: limits.outputStallMs });
     this.#reader = this.#newReader();
@@ -120,67 +93,44 @@ export class ImapSession {
     return this.ctx.settings();
   }
 
-  get tlsMode(): SessionOptions['tlsMode'] {
-    return this.#opts.tlsMode;
+  get state(): SessionState | 'logout' {
+    return this.#loggedOut ? 'logout' : this.#state.name;
   }
 
-  get trusted(): boolean {
-    return this.settings.trusted.contains(this.ip);
+  get user(): UserRecord | undefined {
+    return this.#state.name === 'not-authenticated' ? undefined : this.#state.user;
   }
 
-  /** May LOGIN/AUTHENTICATE be used now (RFC 3501 section 6.2.3, RFC 8314)? */
-  get cleartextAllowed(): boolean {
-    return passwordsAllowed(this.secure, this.settings.cleartextAuth, this.trusted);
+  /** The selected mailbox's view, if one is selected. */
+  get selected(): SelectedMailbox | undefined {
+    return this.#state.name === 'selected' ? this.#state.mailbox : undefined;
   }
 
   start(): void {
-    const socket = this.#socket;
-    this.#attach(socket);
-    this.log.info({ ip: this.ip, listener: this.#opts.listener, tls: this.secure }, 'imap connect');
+    this.beginSession();
     this.writer.untagged(`OK [CAPABILITY ${this.capabilities().join(' ')}] maild IMAP ready`);
-    this.#armIdleTimer();
-    const loginMs = this.settings.limits.loginTimeoutMs;
-    if (loginMs > 0) this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
-    this.#loginTimer?.unref();
+    this.startLoginTimer(this.settings.limits.loginTimeoutMs);
   }
 
   /** No login within imap.login_timeout: the connection goes, however busy it kept itself. */
-  #onLoginTimeout(): void {
-    if (this.#closed || this.state !== 'not-authenticated') return;
-    if (this.#busy) {
-      // A command (a password check) is running: its outcome decides; look again shortly.
-      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), 1000);
-      this.#loginTimer.unref();
-      return;
-    }
+  protected override onLoginTimeout(): 'busy' | void {
+    if (this.state !== 'not-authenticated') return;
+    // A command (a password check) is running: its outcome decides; look again shortly.
+    if (this.#busy) return 'busy';
     this.log.info({ ip: this.ip }, 'imap login timeout: no login in time');
     this.#bye('Login timed out, closing connection.');
   }
 
-  #attach(socket: Socket | tls.TLSSocket): void {
-    const onData = (chunk: Buffer) => {
-      if (!this.#busy) this.#armIdleTimer();
-      this.#reader.push(chunk);
-      // Input that arrives while a command runs waits in the reader; past a line's worth the
-      // socket stops reading, so TCP holds the client back rather than our memory growing.
-      if (this.#reader.queuedBytes > this.#inputQueueMax) socket.pause();
-      // A client that floods while a command runs must not queue without bound.
-      if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
-        this.#bye('Too much input while a command is running');
-      }
-    };
-    const onError = (err: Error) => this.log.debug({ err: err.message }, 'imap socket error');
-    const onClose = () => this.#onClose();
-    socket.on('data', onData);
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    // STARTTLS takes these off the cleartext socket; listeners of others (the listener's
-    // connection count) stay.
-    this.#detach = () => {
-      socket.off('data', onData);
-      socket.off('error', onError);
-      socket.off('close', onClose);
-    };
+  protected onData(chunk: Buffer): void {
+    if (!this.#busy) this.armIdleTimer();
+    this.#reader.push(chunk);
+    // Input that arrives while a command runs waits in the reader; past a line's worth the
+    // socket stops reading, so TCP holds the client back rather than our memory growing.
+    if (this.#reader.queuedBytes > this.#inputQueueMax) this.socket.pause();
+    // A client that floods while a command runs must not queue without bound.
+    if (this.#reader.queuedBytes > this.settings.limits.lineLength + this.settings.limits.appendSize + 65_536) {
+      this.#bye('Too much input while a command is running');
+    }
   }
 
   get #inputQueueMax(): number {
@@ -190,7 +140,7 @@ export class ImapSession {
   /** Lets the reader go on with queued input, and the socket read again once that is small. */
   #resumeInput(): void {
     this.#reader.resume();
-    if (!this.#closed && this.#reader.queuedBytes <= this.#inputQueueMax && this.#socket.isPaused()) this.#socket.resume();
+    if (!this.closed && this.#reader.queuedBytes <= this.#inputQueueMax && this.socket.isPaused()) this.socket.resume();
   }
 
   #newReader(): ImapReader {
@@ -234,26 +184,21 @@ export class ImapSession {
     ];
     caps.push(`APPENDLIMIT=${this.settings.limits.appendSize}`);
     if (this.state === 'not-authenticated') {
-      if (!this.secure && this.#opts.tlsMode === 'starttls') caps.push('STARTTLS');
+      if (!this.secure && this.tlsMode === 'starttls') caps.push('STARTTLS');
       if (this.cleartextAllowed) caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
       else caps.push('LOGINDISABLED');
     }
     return caps;
   }
 
-  #disarmIdleTimer(): void {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
+  /** The idle timeout: it runs only while the session waits for the client. */
+  protected idleTimeoutMs(): number {
+    const limits = this.settings.limits;
+    return this.state === 'not-authenticated' ? limits.idleBeforeLoginMs : limits.idleAfterLoginMs;
   }
 
-  /** (Re)starts the idle timeout: only while the session waits for the client. */
-  #armIdleTimer(): void {
-    if (this.#closed) return;
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    const limits = this.settings.limits;
-    const ms = this.state === 'not-authenticated' ? limits.idleBeforeLoginMs : limits.idleAfterLoginMs;
-    this.#idleTimer = setTimeout(() => this.#bye('Autologout; idle for too long'), ms);
-    this.#idleTimer.unref();
+  protected onIdle(): void {
+    this.#bye('Autologout; idle for too long');
   }
 
   #onLiteral(req: LiteralRequest): LiteralDecision {
@@ -276,12 +221,12 @@ export class ImapSession {
   }
 
   #onCommand(segments: Segment[]): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (this.#lineWaiter) {
       const waiter = this.#lineWaiter;
       this.#lineWaiter = undefined;
       this.#reader.pause();
-      this.#disarmIdleTimer();
+      this.disarmIdleTimer();
       const text = segments.map((s) => ('text' in s ? s.text : s.literal));
       waiter(Buffer.concat(text));
       return;
@@ -290,14 +235,14 @@ export class ImapSession {
     // A slow command (a login that waits out failure delays, a big SEARCH) is not the client
     // being idle: the timer runs again once the answer is out and the next command is awaited.
     this.#busy = true;
-    this.#disarmIdleTimer();
+    this.disarmIdleTimer();
     void this.#execute(segments)
       .then(() => this.#drainOutput())
       .then(
         () => {
           this.#busy = false;
-          if (this.#closed || this.state === 'logout') return;
-          this.#armIdleTimer();
+          if (this.closed || this.state === 'logout') return;
+          this.armIdleTimer();
           this.#resumeInput();
         },
         (err: unknown) => {
@@ -320,9 +265,9 @@ export class ImapSession {
   /** Reads one raw line from the client (IDLE's DONE, AUTHENTICATE responses); null when the connection closes. */
   readLine(): Promise<Buffer | null> {
     return new Promise((resolve) => {
-      if (this.#closed) return resolve(null);
+      if (this.closed) return resolve(null);
       this.#lineWaiter = resolve;
-      this.#armIdleTimer();
+      this.armIdleTimer();
       this.#resumeInput();
     });
   }
@@ -344,21 +289,22 @@ export class ImapSession {
       this.#countBad();
       return;
     }
-    this.#commands++;
+    this.countCommand();
     const command = this.ctx.commands.get(parsed.name);
     if (!command) {
       this.writer.tagged(parsed.tag, 'BAD', `Unknown command ${parsed.name.slice(0, 40)}`);
       this.#countBad();
       return;
     }
-    if (this.state === 'logout' || !command.states.includes(this.state)) {
+    const state = this.#state;
+    if (this.#loggedOut || !command.states.includes(state.name)) {
       this.writer.tagged(parsed.tag, 'BAD', `${parsed.name} is not valid in this state`);
       this.#countBad();
       return;
     }
     try {
-      const result = (await command.run(this, parsed)) ?? {};
-      if (this.#closed || result.answered) return;
+      const result = (await command.run(this, parsed, state)) ?? {};
+      if (this.closed || result.answered) return;
       await this.flushUpdates(parsed.name);
       const status = result.status ?? 'OK';
       this.writer.tagged(parsed.tag, status, result.text ?? `${parsed.name} completed`, result.code);
@@ -372,7 +318,7 @@ export class ImapSession {
       const reply = replyForError(err);
       if (reply.unexpected) this.log.error({ err, command: parsed.name }, 'imap command failed');
       else this.log.debug({ err: (err as Error).message, command: parsed.name }, 'imap command refused');
-      if (this.#closed) return;
+      if (this.closed) return;
       await this.flushUpdates(parsed.name).catch(() => undefined);
       this.writer.tagged(parsed.tag, reply.status, reply.text, reply.code);
       if (reply.status === 'BAD') this.#countBad();
@@ -406,58 +352,64 @@ export class ImapSession {
     if (this.#badCommands >= max) this.#bye('Too many invalid IMAP commands.');
   }
 
-  /** Logs in: limits per user+address, then the authenticated state. Returns a refusal text, or undefined. */
-  async loggedIn(user: UserRecord, mechanism: string): Promise<{ code: string; text: string } | undefined> {
+  /**
+   * Logs in (LOGIN, AUTHENTICATE): the limit per user and address, the account with its special
+   * folders, then the authenticated state. Returns a refusal, or undefined.
+   */
+  async login(user: UserRecord, mechanism: string): Promise<{ code: string; text: string } | undefined> {
     if (!this.ctx.limiter.openSession(user.email, this.ip, this.settings.limits.connectionsPerUserIp)) {
       this.log.warn({ user: user.email, ip: this.ip }, 'too many sessions for this user and address');
       return { code: 'LIMIT', text: 'Too many connections from this user and address' };
     }
-    this.#userIpCounted = true;
-    clearTimeout(this.#loginTimer);
-    this.user = user;
-    this.state = 'authenticated';
-    this.account = await this.ctx.mail.account(user);
-    await this.account.ensureSpecialFolders();
+    this.#countedUser = user.email;
+    this.stopLoginTimer();
+    let account: Account;
+    try {
+      account = await this.ctx.mail.account(user);
+      await account.ensureSpecialFolders();
+    } catch (err) {
+      this.ctx.limiter.closeSession(user.email, this.ip);
+      this.#countedUser = undefined;
+      throw err;
+    }
+    this.#state = { name: 'authenticated', user, account };
     this.log = this.log.child({ user: user.email });
     this.log.info({ mechanism, ip: this.ip, tls: this.secure }, 'imap login');
     return undefined;
   }
 
+  /** SELECT, EXAMINE: `mailbox` becomes the selected one (the previous one was deselected). */
+  select(mailbox: SelectedMailbox): void {
+    if (this.#state.name === 'not-authenticated') throw new Error('select before login');
+    const { user, account } = this.#state;
+    this.selected?.close();
+    this.#state = { name: 'selected', user, account, mailbox };
+  }
+
+  /**
+   * Back to the authenticated state (CLOSE, UNSELECT, DELETE of the selected mailbox, a new
+   * SELECT). The view is closed, unless the caller closes it itself (CLOSE, once it expunged).
+   */
+  deselect(opts: { leaveViewOpen?: boolean } = {}): void {
+    if (this.#state.name !== 'selected') return;
+    const { user, account, mailbox } = this.#state;
+    this.#state = { name: 'authenticated', user, account };
+    if (!opts.leaveViewOpen) mailbox.close();
+  }
+
   /** STARTTLS (RFC 3501 section 6.2.1): the plaintext that followed the command is dropped. */
-  async startTls(): Promise<void> {
-    const plain = this.#socket as Socket;
+  protected override dropInputBeforeTls(): void {
     this.#reader.close();
-    this.#detach();
-    plain.on('error', () => undefined);
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });
-    await new Promise<void>((resolve, reject) => {
-      // The client owes us its ClientHello: that wait is the client's silence, so the idle timeout
-      // before login bounds it too (the idle timer itself rests while a command runs).
-      const timer = setTimeout(() => reject(new Error('TLS handshake timeout')), Math.min(30_000, this.settings.limits.idleBeforeLoginMs));
-      secure.once('secure', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      secure.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    }).catch((err: unknown) => {
-      this.log.info({ err: (err as Error).message }, 'STARTTLS handshake failed');
-      secure.destroy();
-      this.#onClose();
-      throw err;
-    });
-    this.#socket = secure;
+  }
+
+  protected override adoptTlsSocket(secure: tls.TLSSocket): void {
     this.writer.setSocket(secure);
-    this.secure = true;
     this.#reader = this.#newReader();
     this.#reader.pause(); // resumed when the STARTTLS command completes
-    this.#attach(secure);
   }
 
   #bye(text: string): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (!this.writer.inLiteral) this.writer.untagged(`BYE ${text}`);
     else this.log.info({ reason: text }, 'closing in the middle of a literal, without BYE');
     this.close();
@@ -468,41 +420,22 @@ export class ImapSession {
     this.#bye('Server shutting down.');
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#socket.end();
-    // A socket paused for backpressure must read on, or the client's FIN is never seen and the
-    // connection never closes (what comes in is dropped: the reader is closed).
-    this.#socket.resume();
-    setTimeout(() => this.#socket.destroy(), 2000).unref();
-    this.#onClose();
-  }
-
-  #onClose(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected override onClosed(): void {
     this.#reader.close();
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    clearTimeout(this.#loginTimer);
     this.#cancelLineWait();
-    this.selected?.close();
-    this.selected = undefined;
-    if (this.#userIpCounted && this.user) this.ctx.limiter.closeSession(this.user.email, this.ip);
-    this.#userIpCounted = false;
+    this.deselect();
+    if (this.#countedUser !== undefined) this.ctx.limiter.closeSession(this.#countedUser, this.ip);
+    this.#countedUser = undefined;
     this.ctx.sessions.delete(this);
-    this.log.info(
-      { commands: this.#commands, bytesOut: this.writer.bytesOut, seconds: Math.round((Date.now() - this.#started) / 1000) },
-      'imap disconnect',
-    );
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  protected override disconnectFields(): Record<string, unknown> {
+    return { bytesOut: this.writer.bytesOut };
   }
 
   /** LOGOUT: BYE, the tagged OK, then close (RFC 3501 section 6.1.3). */
   logout(tag: string): void {
-    this.state = 'logout';
+    this.#loggedOut = true;
     this.writer.untagged('BYE Logging out');
     this.writer.tagged(tag, 'OK', 'Logout completed');
     this.close();

@@ -6,22 +6,21 @@
  * commands in a row, inactivity, output the client does not read.
  */
 import { drainOrClose } from '../flow-control.js';
-import { logLoginRefused, passwordsAllowed } from '../auth/login.js';
+import { logLoginRefused } from '../auth/login.js';
 import type { Socket } from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { AuthLimiter } from '../auth/limiter.js';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import { isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { NetworkList } from '../net.js';
-import type { ClientPeer } from '../listen/peer.js';
+import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
 import type { MailService } from '../store/mail/service.js';
 import type { Pop3Command, Pop3State } from './command.js';
 import { BrokenResponseError, Pop3Error, replyForError } from './errors.js';
 import type { LoginDelay } from './login-delay.js';
 import { Maildrop } from './maildrop.js';
-import { LineReader, type InputLine } from './reader.js';
+import { LineReader, type InputLine } from '../session/line-reader.js';
 import { Pop3Writer, StalledClientError } from './writer.js';
 
 export interface Pop3Limits {
@@ -39,11 +38,8 @@ export interface Pop3Limits {
   outputStallMs: number;
 }
 
-export interface Pop3Settings {
+export interface Pop3Settings extends LineSessionSettings {
   hostname: string;
-  trusted: NetworkList;
-  /** 'trusted': USER/PASS and AUTH without TLS from trusted networks only; 'never': TLS first. */
-  cleartextAuth: 'never' | 'trusted';
   /** One session per mailbox (pop3.lock_session): a second login gets [IN-USE]. */
   lockSession: boolean;
   limits: Pop3Limits;
@@ -63,59 +59,37 @@ export interface Pop3Context {
   sessions: Set<Pop3Session>;
 }
 
-export interface Pop3SessionOptions {
-  tlsMode: 'none' | 'starttls' | 'implicit';
-  listener: string;
-  /** The client (from the PROXY header when the listener takes one). */
-  peer: ClientPeer;
-}
-
 /** Commands whose arguments are secret (never logged). */
 const SECRET = new Set(['PASS', 'AUTH']);
 
 let sessionCounter = 0;
 
-export class Pop3Session {
+export class Pop3Session extends LineSession<Pop3Settings> {
   readonly ctx: Pop3Context;
   readonly id: string;
-  readonly ip: string;
   readonly writer: Pop3Writer;
-  log: Logger;
   state: Pop3State | 'update' = 'authorization';
-  secure: boolean;
   /** The name from USER, waiting for PASS. */
   pendingUser: string | undefined;
   user: UserRecord | undefined;
   maildrop: Maildrop | undefined;
   /** Counters for the disconnect log line (Dovecot's pop3_logout_format). */
   readonly stats = { retr: 0, retrBytes: 0, top: 0, topBytes: 0, deleted: 0 };
-  #socket: Socket | tls.TLSSocket;
-  readonly #opts: Pop3SessionOptions;
   #reader: LineReader;
   readonly #queue: InputLine[] = [];
   #busy = false;
   #lineWaiter: ((line: InputLine | null) => void) | undefined;
-  #closed = false;
-  /** Takes this session's listeners off its current socket (STARTTLS replaces the socket). */
-  #detach: () => void = () => undefined;
   #closeWhenIdle = false;
   #bad = 0;
-  #commands = 0;
-  #idleTimer: NodeJS.Timeout | undefined;
-  #loginTimer: NodeJS.Timeout | undefined;
-  readonly #started = Date.now();
-  #finish!: () => void;
-  /** Resolves once the connection is closed and the maildrop (lock, mailbox) released. */
-  readonly finished = new Promise<void>((resolve) => (this.#finish = resolve));
+  /** QUIT's UPDATE is done and the maildrop released (`finished` waits for it after a QUIT). */
+  #quitDone!: () => void;
+  readonly #updateDone = new Promise<void>((resolve) => (this.#quitDone = resolve));
 
-  constructor(socket: Socket | tls.TLSSocket, ctx: Pop3Context, opts: Pop3SessionOptions) {
+  constructor(socket: Socket | tls.TLSSocket, ctx: Pop3Context, opts: SessionOptions) {
+    const id = `${process.pid.toString(36)}p${(++sessionCounter).toString(36)}`;
+    super(socket, opts, { protocol: 'pop3', log: ctx.logger.child({ session: id }), secureContext: () => ctx.secureContext() });
     this.ctx = ctx;
-    this.#opts = opts;
-    this.#socket = socket;
-    this.id = `${process.pid.toString(36)}p${(++sessionCounter).toString(36)}`;
-    this.ip = opts.peer.address;
-    this.secure = opts.tlsMode === 'implicit';
-    this.log = ctx.logger.child({ session: this.id });
+    this.id = id;
     const limits = ctx.settings().limits;
     this.writer = new Pop3Writer(socket, { highWaterMark: limits.outputHighWater, stallTimeoutMs: limits.outputStallMs });
     this.#reader = new LineReader(limits.lineLength);
@@ -126,39 +100,18 @@ export class Pop3Session {
     return this.ctx.settings();
   }
 
-  get tlsMode(): Pop3SessionOptions['tlsMode'] {
-    return this.#opts.tlsMode;
-  }
-
-  get trusted(): boolean {
-    return this.settings.trusted.contains(this.ip);
-  }
-
-  /** May passwords be sent now (RFC 2595 section 2.1, RFC 8314): over TLS, or cleartext where allowed. */
-  get cleartextAllowed(): boolean {
-    return passwordsAllowed(this.secure, this.settings.cleartextAuth, this.trusted);
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
   start(): void {
-    this.#attach(this.#socket);
-    this.log.info({ ip: this.ip, listener: this.#opts.listener, tls: this.secure }, 'pop3 connect');
+    this.beginSession();
     // RFC 1939 section 4: the greeting. No APOP timestamp: APOP is not offered.
     this.writer.ok('maild POP3 ready.');
-    this.#armIdleTimer();
-    const loginMs = this.settings.limits.loginTimeoutMs;
-    if (loginMs > 0) this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
-    this.#loginTimer?.unref();
+    this.startLoginTimer(this.settings.limits.loginTimeoutMs);
   }
 
   /** The CAPA list for the current state (RFC 2449 section 5). */
   capabilities(): string[] {
     const caps = ['CAPA', 'TOP', 'UIDL', 'RESP-CODES', 'PIPELINING', 'AUTH-RESP-CODE'];
     if (this.state === 'authorization') {
-      if (!this.secure && this.#opts.tlsMode === 'starttls') caps.push('STLS');
+      if (!this.secure && this.tlsMode === 'starttls') caps.push('STLS');
       // Before TLS (unless cleartext is allowed here) neither USER nor SASL is announced, as
       // Dovecot does with disable_plaintext_auth (RFC 2595 section 2.1 lets a server refuse them).
       if (this.cleartextAllowed) caps.push('USER', 'SASL PLAIN LOGIN');
@@ -171,35 +124,22 @@ export class Pop3Session {
 
   // ---- input ---------------------------------------------------------------------------------
 
-  #attach(socket: Socket | tls.TLSSocket): void {
-    const onData = (chunk: Buffer) => {
-      this.#armIdleTimer();
-      for (const input of this.#reader.push(chunk)) this.#queue.push(input);
-      this.#pump();
-    };
-    const onError = (err: Error) => this.log.debug({ err: err.message }, 'pop3 socket error');
-    const onClose = () => this.#onClose();
-    socket.on('data', onData);
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    // STARTTLS takes these off the cleartext socket; listeners of others (the listener's
-    // connection count) stay.
-    this.#detach = () => {
-      socket.off('data', onData);
-      socket.off('error', onError);
-      socket.off('close', onClose);
-    };
+  protected onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.armIdleTimer();
+    for (const input of this.#reader.push(chunk)) this.#queue.push(input);
+    this.#pump();
   }
 
   /** Reads are paused while lines wait, so a client that pipelines a lot queues in TCP, not here. */
   #flowInput(): void {
-    if (this.#closed) return;
-    if (this.#queue.length > 0) this.#socket.pause();
-    else this.#socket.resume();
+    if (this.closed) return;
+    if (this.#queue.length > 0) this.socket.pause();
+    else this.socket.resume();
   }
 
   #pump(): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (this.#lineWaiter) {
       const next = this.#queue.shift();
       if (next) {
@@ -225,12 +165,12 @@ export class Pop3Session {
       })
       .finally(() => {
         this.#busy = false;
-        if (this.#closed) return;
+        if (this.closed) return;
         if (this.#closeWhenIdle) {
           this.#shutdownNow();
           return;
         }
-        this.#armIdleTimer();
+        this.armIdleTimer();
         this.#pump();
       });
   }
@@ -238,9 +178,9 @@ export class Pop3Session {
   /** The next line from the client (AUTH's continuation lines); null when the connection closes. */
   readLine(): Promise<InputLine | null> {
     return new Promise((resolve) => {
-      if (this.#closed) return resolve(null);
+      if (this.closed) return resolve(null);
       this.#lineWaiter = resolve;
-      this.#armIdleTimer();
+      this.armIdleTimer();
       this.#pump();
     });
   }
@@ -255,7 +195,7 @@ export class Pop3Session {
     const space = text.indexOf(' ');
     const name = (space === -1 ? text : text.slice(0, space)).toUpperCase();
     const args = space === -1 ? '' : text.slice(space + 1);
-    this.#commands++;
+    this.countCommand();
     this.log.debug({ command: name.slice(0, 20), args: SECRET.has(name) ? '<hidden>' : args.slice(0, 100) }, 'pop3 command');
     const command = this.ctx.commands.get(name);
     if (!command) {
@@ -287,7 +227,7 @@ export class Pop3Session {
       const reply = replyForError(err);
       if (reply.unexpected) this.log.error({ err, command: name }, 'pop3 command failed');
       else this.log.debug({ err: (err as Error).message, command: name }, 'pop3 command refused');
-      if (this.#closed) return;
+      if (this.closed) return;
       this.#refuse(reply);
     }
     await drainOrClose(this);
@@ -303,17 +243,14 @@ export class Pop3Session {
     }
   }
 
-  #armIdleTimer(): void {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    if (this.#closed) return;
-    this.#idleTimer = setTimeout(() => this.#onIdle(), this.settings.limits.idleMs);
-    this.#idleTimer.unref();
+  protected idleTimeoutMs(): number {
+    return this.settings.limits.idleMs;
   }
 
-  #onIdle(): void {
+  protected onIdle(): void {
     if (this.#busy && !this.#lineWaiter) {
       // A command is running (RETR to a slow reader: the writer's stall timeout watches it).
-      this.#armIdleTimer();
+      this.armIdleTimer();
       return;
     }
     // RFC 1939 section 3: on autologout the server closes the connection without a response and
@@ -323,14 +260,10 @@ export class Pop3Session {
   }
 
   /** No login within pop3.login_timeout: the connection goes, whatever it was doing meanwhile. */
-  #onLoginTimeout(): void {
-    if (this.#closed || this.state !== 'authorization') return;
-    if (this.#busy && !this.#lineWaiter) {
-      // A password check is running: its outcome decides; look again shortly.
-      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), 1000);
-      this.#loginTimer.unref();
-      return;
-    }
+  protected override onLoginTimeout(): 'busy' | void {
+    if (this.state !== 'authorization') return;
+    // A password check is running: its outcome decides; look again shortly.
+    if (this.#busy && !this.#lineWaiter) return 'busy';
     this.log.info({ ip: this.ip }, 'pop3 login timeout: no login in time');
     this.writer.err('Login timed out, closing connection.');
     this.close();
@@ -363,12 +296,12 @@ export class Pop3Session {
       if (isMailError(err) && err.code === 'IN_USE') logLoginRefused(this.log, 'pop3', user.email, 'in-use');
       throw err;
     }
-    if (this.#closed) {
+    if (this.closed) {
       // The client went away while the maildrop was being opened.
       await maildrop.close().catch(() => undefined);
       return;
     }
-    clearTimeout(this.#loginTimer);
+    this.stopLoginTimer();
     this.maildrop = maildrop;
     this.user = user;
     this.pendingUser = undefined;
@@ -380,36 +313,15 @@ export class Pop3Session {
   }
 
   /** STLS (RFC 2595 section 4): the +OK went out in cleartext; anything pipelined after it is dropped. */
-  async startTls(): Promise<void> {
-    const plain = this.#socket as Socket;
+  protected override dropInputBeforeTls(): void {
     this.#queue.length = 0;
     this.#reader.reset();
-    this.#detach();
-    plain.on('error', () => undefined);
-    plain.resume();
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.ctx.secureContext() });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('TLS handshake timeout')), 30_000);
-      secure.once('secure', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      secure.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    }).catch((err: unknown) => {
-      this.log.info({ err: (err as Error).message }, 'STLS handshake failed');
-      secure.destroy();
-      this.#onClose();
-      throw err;
-    });
-    this.#socket = secure;
+  }
+
+  protected override adoptTlsSocket(secure: tls.TLSSocket): void {
     this.writer.setSocket(secure);
-    this.secure = true;
     // Nothing learned before TLS is kept (RFC 2595 section 4: the client forgets the capabilities).
     this.pendingUser = undefined;
-    this.#attach(secure);
   }
 
   /**
@@ -417,7 +329,7 @@ export class Pop3Session {
    * deleted: only QUIT enters UPDATE); a running command (a RETR, the UPDATE of a QUIT) ends first.
    */
   shutdown(): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (this.#busy && !this.#lineWaiter) {
       this.#closeWhenIdle = true;
       return;
@@ -432,54 +344,30 @@ export class Pop3Session {
 
   /** QUIT's end: its UPDATE is done and the maildrop released. */
   quitDone(): void {
-    this.#finish();
+    this.#quitDone();
   }
 
-  /** Closes the connection. Without a QUIT before, the maildrop is released without UPDATE. */
-  close(): void {
-    if (this.#closed) return;
-    this.#socket.end();
-    setTimeout(() => this.#socket.destroy(), 2000).unref();
-    this.#onClose();
-  }
-
-  /** Drops the connection at once (shutdown timeout). */
-  destroy(): void {
-    this.#socket.destroy();
-    this.#onClose();
-  }
-
-  #onClose(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    clearTimeout(this.#loginTimer);
+  /** Without a QUIT before, the maildrop is released without UPDATE. */
+  protected override onClosed(): Promise<void> {
     this.#queue.length = 0;
     const waiter = this.#lineWaiter;
     this.#lineWaiter = undefined;
     waiter?.(null);
-    const maildrop = this.maildrop;
-    // A QUIT in progress releases the maildrop itself, after its UPDATE.
-    if (maildrop && this.state !== 'update') {
-      this.maildrop = undefined;
-      maildrop
-        .close()
-        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'releasing the maildrop failed'))
-        .finally(() => this.#finish());
-    } else if (this.state !== 'update') {
-      this.#finish();
-    }
     this.ctx.sessions.delete(this);
-    this.log.info(
-      {
-        commands: this.#commands,
-        bytesOut: this.writer.bytesOut,
-        seconds: Math.round((Date.now() - this.#started) / 1000),
-        retr: `${this.stats.retr}/${this.stats.retrBytes}`,
-        top: `${this.stats.top}/${this.stats.topBytes}`,
-        deleted: this.stats.deleted,
-      },
-      'pop3 disconnect',
-    );
+    // A QUIT in progress releases the maildrop itself, after its UPDATE.
+    if (this.state === 'update') return this.#updateDone;
+    const maildrop = this.maildrop;
+    if (!maildrop) return Promise.resolve();
+    this.maildrop = undefined;
+    return maildrop.close().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'releasing the maildrop failed'));
+  }
+
+  protected override disconnectFields(): Record<string, unknown> {
+    return {
+      bytesOut: this.writer.bytesOut,
+      retr: `${this.stats.retr}/${this.stats.retrBytes}`,
+      top: `${this.stats.top}/${this.stats.topBytes}`,
+      deleted: this.stats.deleted,
+    };
   }
 }

@@ -1,5 +1,5 @@
 import { isMailError } from '../../errors.js';
-import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, type ListToken, type Token } from '../parser.js';
 import { parseFlags } from './flags.js';
 import { mailboxArg } from './select.js';
@@ -18,10 +18,10 @@ export function parseDateTime(text: string): Date {
 }
 
 /** APPEND (RFC 3501 section 6.3.11; UIDPLUS APPENDUID, RFC 4315; APPENDLIMIT, RFC 7889). */
-export const append: ImapCommand = {
+export const append: ImapCommand<LoggedIn> = {
   name: 'APPEND',
   states: AUTHENTICATED,
-  async run(session, command) {
+  async run(session, command, { account }) {
     const args = [...command.args];
     const name = mailboxArg(session, args.shift());
     let flagTokens: Token[] = [];
@@ -36,7 +36,6 @@ export const append: ImapCommand = {
     if (!message || message.type !== 'string' || args.length > 0) throw new ParseError('APPEND needs a message literal');
     if (message.value.length === 0) throw new ParseError('empty message');
     const { flags, keywords } = parseFlags(flagTokens);
-    const account = session.account!;
     if (!(await account.exists(name))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
     try {
       // The store refuses a message over quota (QUOTA_EXCEEDED: NO [OVERQUOTA]).

@@ -1,21 +1,16 @@
 import { isMailError } from '../../errors.js';
-import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
+import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '../command.js';
 import { ParseError, atom, type ParsedCommand } from '../parser.js';
 import { formatList, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
 import { mailboxArg } from './select.js';
 
-async function runTransfer(session: ImapSession, command: ParsedCommand, uid: boolean, move: boolean): Promise<CommandResult> {
+async function runTransfer(session: ImapSession, command: ParsedCommand, { mailbox: selected, account }: Selected, uid: boolean, move: boolean): Promise<CommandResult> {
   if (command.args.length !== 2) throw new ParseError(`${move ? 'MOVE' : 'COPY'} needs a sequence set and a mailbox`);
-  const selected = session.selected!;
   const ranges = parseSequenceSet(atom(command.args[0], 'sequence set'));
   const targetName = mailboxArg(session, command.args[1]);
   if (move && selected.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
-  const uids = selected
-    .select(ranges, uid)
-    .map((i) => selected.uids[i]!)
-    .filter((u) => !selected.isExpunged(u));
-  const account = session.account!;
+  const uids = selected.select(ranges, uid).map((i) => selected.uids[i]!).filter((u) => !selected.isExpunged(u));
   if (!(await account.exists(targetName))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
   if (uids.length === 0) return { text: 'No messages to copy' };
   const source = selected.mailbox;
@@ -42,8 +37,8 @@ async function runTransfer(session: ImapSession, command: ParsedCommand, uid: bo
 }
 
 /** COPY (RFC 3501 section 6.4.7; COPYUID, RFC 4315). Copying into the same mailbox is allowed. */
-export const copy: ImapCommand = { name: 'COPY', states: SELECTED, run: (s, c) => runTransfer(s, c, false, false) };
-export const uidCopy: ImapCommand = { name: 'UID COPY', states: SELECTED, run: (s, c) => runTransfer(s, c, true, false) };
+export const copy: ImapCommand<Selected> = { name: 'COPY', states: SELECTED, run: (s, c, st) => runTransfer(s, c, st, false, false) };
+export const uidCopy: ImapCommand<Selected> = { name: 'UID COPY', states: SELECTED, run: (s, c, st) => runTransfer(s, c, st, true, false) };
 /** MOVE (RFC 6851). */
-export const move: ImapCommand = { name: 'MOVE', states: SELECTED, run: (s, c) => runTransfer(s, c, false, true) };
-export const uidMove: ImapCommand = { name: 'UID MOVE', states: SELECTED, run: (s, c) => runTransfer(s, c, true, true) };
+export const move: ImapCommand<Selected> = { name: 'MOVE', states: SELECTED, run: (s, c, st) => runTransfer(s, c, st, false, true) };
+export const uidMove: ImapCommand<Selected> = { name: 'UID MOVE', states: SELECTED, run: (s, c, st) => runTransfer(s, c, st, true, true) };

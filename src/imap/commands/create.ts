@@ -1,12 +1,12 @@
-import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, atom, list } from '../parser.js';
 import { mailboxArg } from './select.js';
 
 /** CREATE (RFC 3501 section 6.3.3), with CREATE-SPECIAL-USE: CREATE name (USE (\Sent)) (RFC 6154). */
-export const create: ImapCommand = {
+export const create: ImapCommand<LoggedIn> = {
   name: 'CREATE',
   states: AUTHENTICATED,
-  async run(session, command) {
+  async run(session, command, { account }) {
     const name = mailboxArg(session, command.args[0]);
     let specialUse: string | undefined;
     if (command.args[1]) {
@@ -18,7 +18,7 @@ export const create: ImapCommand = {
     }
     if (command.args.length > 2) throw new ParseError('too many arguments');
     try {
-      await session.account!.create(name, specialUse);
+      await account.create(name, specialUse);
     } catch (err) {
       if ((err as { code?: string }).code === 'BAD_MAILBOX_NAME' && specialUse) return { status: 'NO', code: 'USEATTR', text: 'Unsupported special use' };
       throw err;

@@ -1,20 +1,18 @@
-import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError } from '../parser.js';
 import { mailboxArg } from './select.js';
 
 /** DELETE (RFC 3501 section 6.3.4). */
-export const deleteMailbox: ImapCommand = {
+export const deleteMailbox: ImapCommand<LoggedIn> = {
   name: 'DELETE',
   states: AUTHENTICATED,
-  async run(session, command) {
+  async run(session, command, { account }) {
     if (command.args.length !== 1) throw new ParseError('DELETE needs a mailbox name');
     const name = mailboxArg(session, command.args[0]);
     if (session.selected?.name === name) {
       // Deleting the selected mailbox deselects it (Dovecot does the same).
-      session.selected.close();
-      session.selected = undefined;
-      session.state = 'authenticated';
+      session.deselect();
     }
-    await session.account!.delete(name);
+    await account.delete(name);
   },
 };

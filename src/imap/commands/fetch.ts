@@ -8,7 +8,7 @@
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import { lfToCrlf, type Mailbox } from '../../store/mail/mailbox.js';
 import { FLAG_SEEN, type MessageRecord } from '../../store/mail/types.js';
-import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
+import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '../command.js';
 import { CACHE_SCHEMA, FIELD_BODY, FIELD_BODYSTRUCTURE, FIELD_ENVELOPE, cacheFields } from '../message-cache.js';
 import { extractSection, parseSectionSpec, parseStructure, type MimePart, type SectionSpec } from '../mime/index.js';
 import { ParseError, atom, list, number64, type AtomToken, type ParsedCommand, type Token } from '../parser.js';
@@ -185,8 +185,12 @@ class CrlfStream extends Transform {
   }
 }
 
-async function runFetch(session: ImapSession, command: ParsedCommand, uid: boolean): Promise<CommandResult> {
-  const selected = session.selected!;
+async function runFetch(
+  session: ImapSession,
+  command: ParsedCommand,
+  { mailbox: selected }: Selected,
+  uid: boolean,
+): Promise<CommandResult> {
   const mailbox = selected.mailbox;
   const args = command.args;
   if (args.length < 2) throw new ParseError('FETCH needs a sequence set and items');
@@ -536,5 +540,5 @@ async function fetchOne(
   return m.finish();
 }
 
-export const fetch: ImapCommand = { name: 'FETCH', states: SELECTED, run: (s, c) => runFetch(s, c, false) };
-export const uidFetch: ImapCommand = { name: 'UID FETCH', states: SELECTED, run: (s, c) => runFetch(s, c, true) };
+export const fetch: ImapCommand<Selected> = { name: 'FETCH', states: SELECTED, run: (s, c, st) => runFetch(s, c, st, false) };
+export const uidFetch: ImapCommand<Selected> = { name: 'UID FETCH', states: SELECTED, run: (s, c, st) => runFetch(s, c, st, true) };

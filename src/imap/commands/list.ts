@@ -1,5 +1,6 @@
+import type { Account } from '../../store/mail/service.js';
 import type { FolderInfo } from '../../store/mail/types.js';
-import { AUTHENTICATED, type ImapCommand, type CommandResult } from '../command.js';
+import { AUTHENTICATED, type ImapCommand, type CommandResult, type LoggedIn } from '../command.js';
 import { ParseError, astring, atom, list as listArg, type Token } from '../parser.js';
 import type { ImapSession } from '../session.js';
 import { encodeToBuffer } from '../values.js';
@@ -38,7 +39,7 @@ interface ListOptions {
   statusItems?: ReturnType<typeof parseStatusItems>;
 }
 
-async function runList(session: ImapSession, args: Token[], lsub: boolean): Promise<CommandResult> {
+async function runList(session: ImapSession, account: Account, args: Token[], lsub: boolean): Promise<CommandResult> {
   const opts: ListOptions = { subscribedOnly: lsub, recursiveMatch: false, specialUseOnly: false, returnSubscribed: false, returnChildren: true, returnSpecialUse: true };
   let i = 0;
   let extended = false;
@@ -76,15 +77,15 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
 
   const w = session.writer;
   const verb = lsub ? 'LSUB' : 'LIST';
-  const sep = session.account!.separator;
+  const sep = account.separator;
   const isChild = (name: string, parent: string) => name.startsWith(parent + sep);
   if (patterns.length === 1 && patterns[0] === '' && !extended) {
     // RFC 3501 section 6.3.8: the hierarchy delimiter and root.
     w.untagged(`${verb} (\\Noselect) "${sep}" ""`);
     return {};
   }
-  const folders = await session.account!.list();
-  const subscribed = new Set(await session.account!.subscriptions());
+  const folders = await account.list();
+  const subscribed = new Set(await account.subscriptions());
   // Subscriptions to folders that no longer exist are listed too (RFC 5258 section 3.1).
   const known = new Set(folders.map((f) => f.name));
   for (const s of subscribed) if (!known.has(s)) folders.push({ name: s, subscribed: true, hasChildren: false, exists: false });
@@ -118,7 +119,7 @@ async function runList(session: ImapSession, args: Token[], lsub: boolean): Prom
     w.untagged(`${verb} (${attrs.join(' ')}) "${sep}" ${quoteName(f.name)}${extendedData}`);
     if (opts.statusItems && f.exists) {
       try {
-        statusLine(session, f.name, opts.statusItems, await session.account!.status(f.name));
+        statusLine(session, f.name, opts.statusItems, await account.status(f.name));
       } catch {
         // A folder that vanished between LIST and STATUS is just not reported.
       }
@@ -140,15 +141,15 @@ function attributes(f: FolderInfo, opts: ListOptions, lsub: boolean, childInfoOn
 }
 
 /** LIST (RFC 3501 section 6.3.8; LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154). */
-export const listCommand: ImapCommand = {
+export const listCommand: ImapCommand<LoggedIn> = {
   name: 'LIST',
   states: AUTHENTICATED,
-  run: (session, command) => runList(session, command.args, false),
+  run: (session, command, { account }) => runList(session, account, command.args, false),
 };
 
 /** LSUB (RFC 3501 section 6.3.9). */
-export const lsub: ImapCommand = {
+export const lsub: ImapCommand<LoggedIn> = {
   name: 'LSUB',
   states: AUTHENTICATED,
-  run: (session, command) => runList(session, command.args, true),
+  run: (session, command, { account }) => runList(session, account, command.args, true),
 };

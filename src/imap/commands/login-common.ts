@@ -18,7 +18,7 @@ export async function completeLogin(session: ImapSession, username: string, pass
       ? { status: 'NO', code: 'UNAVAILABLE', text: 'Temporary authentication failure, try again later' }
       : { status: 'NO', code: 'AUTHENTICATIONFAILED', text: 'Authentication failed.' };
   }
-  const refusal = await session.loggedIn(outcome.user, mechanism);
+  const refusal = await session.login(outcome.user, mechanism);
   if (refusal) return { status: 'NO', code: refusal.code, text: refusal.text };
   return { status: 'OK', code: `CAPABILITY ${session.capabilities().join(' ')}`, text: 'Logged in' };
 }

@@ -1,10 +1,10 @@
-import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 
 /** NAMESPACE (RFC 2342): one personal namespace, with the configured hierarchy separator. */
-export const namespace: ImapCommand = {
+export const namespace: ImapCommand<LoggedIn> = {
   name: 'NAMESPACE',
   states: AUTHENTICATED,
-  async run(session) {
-    session.writer.untagged(`NAMESPACE (("" "${session.account!.separator}")) NIL NIL`);
+  async run(session, _command, { account }) {
+    session.writer.untagged(`NAMESPACE (("" "${account.separator}")) NIL NIL`);
   },
 };

@@ -1,4 +1,4 @@
-import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
+import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '../command.js';
 import { ParseError, astring, atom, list, type ParsedCommand } from '../parser.js';
 import { SearchParser, SearchRunner } from '../search.js';
 import { formatSet } from '../sequence.js';
@@ -6,8 +6,7 @@ import type { ImapSession } from '../session.js';
 
 const ESEARCH_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT']);
 
-async function runSearch(session: ImapSession, command: ParsedCommand, uid: boolean): Promise<CommandResult> {
-  const selected = session.selected!;
+async function runSearch(session: ImapSession, command: ParsedCommand, { mailbox: selected }: Selected, uid: boolean): Promise<CommandResult> {
   const args = [...command.args];
   let returnOptions: string[] | undefined;
   // RFC 4731: SEARCH RETURN (MIN MAX ALL COUNT) criteria
@@ -61,5 +60,5 @@ async function runSearch(session: ImapSession, command: ParsedCommand, uid: bool
 }
 
 /** SEARCH (RFC 3501 section 6.4.4; ESEARCH RFC 4731; CONDSTORE MODSEQ RFC 7162). */
-export const search: ImapCommand = { name: 'SEARCH', states: SELECTED, run: (s, c) => runSearch(s, c, false) };
-export const uidSearch: ImapCommand = { name: 'UID SEARCH', states: SELECTED, run: (s, c) => runSearch(s, c, true) };
+export const search: ImapCommand<Selected> = { name: 'SEARCH', states: SELECTED, run: (s, c, st) => runSearch(s, c, st, false) };
+export const uidSearch: ImapCommand<Selected> = { name: 'UID SEARCH', states: SELECTED, run: (s, c, st) => runSearch(s, c, st, true) };

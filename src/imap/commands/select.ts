@@ -1,5 +1,5 @@
 import { FLAG_SEEN } from '../../store/mail/types.js';
-import { AUTHENTICATED, type CommandResult, type ImapCommand } from '../command.js';
+import { AUTHENTICATED, type CommandResult, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, astring, atom, list, number, number64, type Token } from '../parser.js';
 import { SelectedMailbox, flagList } from '../selected.js';
 import { formatSet, parseSequenceSet } from '../sequence.js';
@@ -41,18 +41,15 @@ function parseParams(session: ImapSession, t: Token | undefined): { condstore: b
   return out;
 }
 
-async function selectMailbox(session: ImapSession, args: Token[], readOnly: boolean): Promise<CommandResult> {
+async function selectMailbox(session: ImapSession, { account }: LoggedIn, args: Token[], readOnly: boolean): Promise<CommandResult> {
   const name = mailboxArg(session, args[0]);
   if (args.length > 2) throw new ParseError('too many arguments');
   const params = parseParams(session, args[1]);
   // A SELECT first closes the current mailbox, successful or not (RFC 3501 section 6.3.1).
   if (session.selected) {
-    session.selected.close();
-    session.selected = undefined;
-    session.state = 'authenticated';
+    session.deselect();
     if (session.enabled.has('QRESYNC')) session.writer.untagged('OK [CLOSED] Previous mailbox closed.');
   }
-  const account = session.account!;
   const mailbox = await account.open(name);
   const selected = new SelectedMailbox(mailbox, name, readOnly, () => account.close(mailbox));
   try {
@@ -74,8 +71,7 @@ async function selectMailbox(session: ImapSession, args: Token[], readOnly: bool
   w.untagged(`OK [UIDNEXT ${mailbox.uidNext}] Predicted next UID`);
   // RFC 7162 section 3.1.2.1: sent on every SELECT by a server that keeps MODSEQs.
   w.untagged(`OK [HIGHESTMODSEQ ${mailbox.highestModseq}] Highest`);
-  session.selected = selected;
-  session.state = 'selected';
+  session.select(selected);
 
   const q = params.qresync;
   if (q && q.uidValidity === mailbox.uidValidity) {
@@ -100,15 +96,15 @@ async function selectMailbox(session: ImapSession, args: Token[], readOnly: bool
 }
 
 /** SELECT (RFC 3501 section 6.3.1). */
-export const select: ImapCommand = {
+export const select: ImapCommand<LoggedIn> = {
   name: 'SELECT',
   states: AUTHENTICATED,
-  run: (session, command) => selectMailbox(session, command.args, false),
+  run: (session, command, state) => selectMailbox(session, state, command.args, false),
 };
 
 /** EXAMINE (RFC 3501 section 6.3.2): SELECT, read-only. */
-export const examine: ImapCommand = {
+export const examine: ImapCommand<LoggedIn> = {
   name: 'EXAMINE',
   states: AUTHENTICATED,
-  run: (session, command) => selectMailbox(session, command.args, true),
+  run: (session, command, state) => selectMailbox(session, state, command.args, true),
 };

@@ -1,5 +1,5 @@
 import type { MailboxStatus } from '../../store/mail/types.js';
-import { AUTHENTICATED, type ImapCommand } from '../command.js';
+import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, atom, list, type Token } from '../parser.js';
 import type { ImapSession } from '../session.js';
 import { encodeToBuffer } from '../values.js';
@@ -32,14 +32,14 @@ export function statusLine(session: ImapSession, name: string, items: StatusItem
 }
 
 /** STATUS (RFC 3501 section 6.3.10). */
-export const status: ImapCommand = {
+export const status: ImapCommand<LoggedIn> = {
   name: 'STATUS',
   states: AUTHENTICATED,
-  async run(session, command) {
+  async run(session, command, { account }) {
     if (command.args.length !== 2) throw new ParseError('STATUS needs a mailbox name and items');
     const name = mailboxArg(session, command.args[0]);
     const items = parseStatusItems(command.args[1]);
-    const st = await session.account!.status(name);
+    const st = await account.status(name);
     statusLine(session, name, items, st);
   },
 };

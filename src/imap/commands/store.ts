@@ -1,12 +1,16 @@
-import { SELECTED, type CommandResult, type ImapCommand } from '../command.js';
+import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '../command.js';
 import { ParseError, atom, list, number64, type ParsedCommand, type Token } from '../parser.js';
 import { flagList } from '../selected.js';
 import { formatSet, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
 import { parseFlags } from './flags.js';
 
-async function runStore(session: ImapSession, command: ParsedCommand, uid: boolean): Promise<CommandResult> {
-  const selected = session.selected!;
+async function runStore(
+  session: ImapSession,
+  command: ParsedCommand,
+  { mailbox: selected }: Selected,
+  uid: boolean,
+): Promise<CommandResult> {
   const args = command.args;
   const ranges = parseSequenceSet(atom(args[0], 'sequence set'));
   let i = 1;
@@ -72,5 +76,5 @@ async function runStore(session: ImapSession, command: ParsedCommand, uid: boole
 }
 
 /** STORE (RFC 3501 section 6.4.6; CONDSTORE UNCHANGEDSINCE, RFC 7162). */
-export const store: ImapCommand = { name: 'STORE', states: SELECTED, run: (s, c) => runStore(s, c, false) };
-export const uidStore: ImapCommand = { name: 'UID STORE', states: SELECTED, run: (s, c) => runStore(s, c, true) };
+export const store: ImapCommand<Selected> = { name: 'STORE', states: SELECTED, run: (s, c, st) => runStore(s, c, st, false) };
+export const uidStore: ImapCommand<Selected> = { name: 'UID STORE', states: SELECTED, run: (s, c, st) => runStore(s, c, st, true) };

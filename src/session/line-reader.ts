@@ -1,7 +1,8 @@
 /**
- * Splits the client's bytes into command lines (RFC 1939 section 3: commands end with CRLF; a
- * bare LF is accepted too). Memory is bounded: a line longer than the limit is not kept but
- * reported once as too long and its remaining bytes are dropped up to its end.
+ * Splits the client's bytes into command lines, for the protocols without literals (POP3, RFC
+ * 1939 section 3: commands end with CRLF, a bare LF is accepted too; Dovecot's auth protocol).
+ * Memory is bounded: a line longer than the limit is not kept but reported once as too long and
+ * its remaining bytes are dropped up to its end.
  */
 
 export type InputLine = { line: Buffer } | { tooLong: true };
