@@ -24,6 +24,7 @@ import {
 import { parseStructure } from './mime/index.js';
 import { ParseError, astring, atom, number, number64, type Token } from './parser.js';
 import { parseSequenceSet, selectIndexes, type SeqRange } from './sequence.js';
+import { monthIndex } from './args.js';
 
 export type SearchKey =
   | { op: 'all' }
@@ -42,14 +43,13 @@ export type SearchKey =
   | { op: 'or'; a: SearchKey; b: SearchKey }
   | { op: 'and'; keys: SearchKey[] };
 
-const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 const MAX_DEPTH = 32;
 
 /** date (RFC 3501 section 9): 1-Feb-1994, possibly quoted; as a day number (UTC days). */
 function parseDay(t: Token | undefined): number {
   const text = astring(t, 'date');
   const m = /^(\d{1,2})-([A-Za-z]{3})-(\d{4})$/.exec(text);
-  const month = m ? MONTHS.indexOf(m[2]!.toLowerCase()) : -1;
+  const month = m ? monthIndex(m[2]!) : -1;
   if (!m || month < 0) throw new ParseError('invalid date');
   return Math.floor(Date.UTC(Number(m[3]), month, Number(m[1])) / 86_400_000);
 }
@@ -254,7 +254,7 @@ function headerValues(c: Content, field: string): string[] | undefined {
  */
 export function writtenDay(date: string): number | null {
   const m = /(?:^|[\s,(])(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})(?=\s|$)/.exec(date);
-  const month = m ? MONTHS.indexOf(m[2]!.toLowerCase()) : -1;
+  const month = m ? monthIndex(m[2]!) : -1;
   if (m && month >= 0) {
     const day = Number(m[1]);
     let year = Number(m[3]);

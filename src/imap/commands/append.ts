@@ -1,15 +1,12 @@
 import { isMailError } from '../../errors.js';
 import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, type ListToken, type Token } from '../parser.js';
-import { parseFlags } from './flags.js';
-import { mailboxArg } from './select.js';
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+import { mailboxArg, monthIndex, parseFlags } from '../args.js';
 
 /** date-time (RFC 3501 section 9): "dd-Mon-yyyy hh:mm:ss +zzzz", day may be space-padded. */
 export function parseDateTime(text: string): Date {
   const m = /^([ \d]?\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$/.exec(text);
-  const month = m ? MONTHS.findIndex((x) => x.toLowerCase() === m[2]!.toLowerCase()) : -1;
+  const month = m ? monthIndex(m[2]!) : -1;
   if (!m || month < 0) throw new ParseError('invalid date-time');
   const offset = (m[7] === '-' ? -1 : 1) * (Number(m[8]) * 60 + Number(m[9]));
   const ms = Date.UTC(Number(m[3]), month, Number(m[1]!.trim()), Number(m[4]), Number(m[5]), Number(m[6])) - offset * 60_000;

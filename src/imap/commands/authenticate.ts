@@ -21,7 +21,8 @@ export const authenticate: ImapCommand = {
   async run(session, command) {
     const mechanism = atom(command.args[0], 'mechanism').toUpperCase();
     if (command.args.length > 2) throw new ParseError('too many arguments');
-    if (mechanism !== 'PLAIN' && mechanism !== 'LOGIN') return { status: 'NO', text: `Unsupported authentication mechanism ${mechanism.slice(0, 20)}` };
+    if (mechanism !== 'PLAIN' && mechanism !== 'LOGIN')
+      return { status: 'NO', text: `Unsupported authentication mechanism ${mechanism.slice(0, 20)}` };
     if (!session.cleartextAllowed) {
       logLoginRefused(session.log, 'imap', '', 'cleartext');
       return { status: 'NO', code: 'PRIVACYREQUIRED', text: 'Use STARTTLS (or port 993) before logging in' };

@@ -3,14 +3,23 @@ import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '.
 import { ParseError, atom, type ParsedCommand } from '../parser.js';
 import { formatList, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
-import { mailboxArg } from './select.js';
+import { mailboxArg } from '../args.js';
 
-async function runTransfer(session: ImapSession, command: ParsedCommand, { mailbox: selected, account }: Selected, uid: boolean, move: boolean): Promise<CommandResult> {
+async function runTransfer(
+  session: ImapSession,
+  command: ParsedCommand,
+  { mailbox: selected, account }: Selected,
+  uid: boolean,
+  move: boolean,
+): Promise<CommandResult> {
   if (command.args.length !== 2) throw new ParseError(`${move ? 'MOVE' : 'COPY'} needs a sequence set and a mailbox`);
   const ranges = parseSequenceSet(atom(command.args[0], 'sequence set'));
   const targetName = mailboxArg(session, command.args[1]);
   if (move && selected.readOnly) return { status: 'NO', code: 'READ-ONLY', text: 'Mailbox is read-only' };
-  const uids = selected.select(ranges, uid).map((i) => selected.uids[i]!).filter((u) => !selected.isExpunged(u));
+  const uids = selected
+    .select(ranges, uid)
+    .map((i) => selected.uids[i]!)
+    .filter((u) => !selected.isExpunged(u));
   if (!(await account.exists(targetName))) return { status: 'NO', code: 'TRYCREATE', text: 'Mailbox does not exist' };
   if (uids.length === 0) return { text: 'No messages to copy' };
   const source = selected.mailbox;

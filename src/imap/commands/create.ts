@@ -1,6 +1,6 @@
 import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, atom, list } from '../parser.js';
-import { mailboxArg } from './select.js';
+import { mailboxArg } from '../args.js';
 
 /** CREATE (RFC 3501 section 6.3.3), with CREATE-SPECIAL-USE: CREATE name (USE (\Sent)) (RFC 6154). */
 export const create: ImapCommand<LoggedIn> = {
@@ -20,7 +20,8 @@ export const create: ImapCommand<LoggedIn> = {
     try {
       await account.create(name, specialUse);
     } catch (err) {
-      if ((err as { code?: string }).code === 'BAD_MAILBOX_NAME' && specialUse) return { status: 'NO', code: 'USEATTR', text: 'Unsupported special use' };
+      if ((err as { code?: string }).code === 'BAD_MAILBOX_NAME' && specialUse)
+        return { status: 'NO', code: 'USEATTR', text: 'Unsupported special use' };
       throw err;
     }
   },

@@ -1,6 +1,6 @@
 import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError } from '../parser.js';
-import { mailboxArg } from './select.js';
+import { mailboxArg } from '../args.js';
 
 /** DELETE (RFC 3501 section 6.3.4). */
 export const deleteMailbox: ImapCommand<LoggedIn> = {

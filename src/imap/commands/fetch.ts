@@ -17,6 +17,7 @@ import { formatSet, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
 import { Atom, Literal, Raw, encodeValue, quote, type ImapValue } from '../values.js';
 import { StreamLiteral, type OutputPart } from '../writer.js';
+import { MONTHS } from '../args.js';
 
 type Item =
   | { kind: 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODY' | 'BODYSTRUCTURE' | 'MODSEQ' }
@@ -147,8 +148,6 @@ class ResponseBatch {
     await this.#session.writer.write([new Raw(data.subarray(0, data.length - 2))]);
   }
 }
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 /** date-time as IMAP writes it: "22-Nov-2026 04:01:00 +0000" (RFC 3501 section 9). */
 export function imapDate(ms: number): string {

@@ -12,7 +12,8 @@ import { parseStatusItems, statusLine } from './status.js';
  * spelling folder names already have.
  */
 export function patternToRegExp(pattern: string, separator: string): RegExp {
-  const canonical = /^inbox$/i.test(pattern.slice(0, 5)) && (pattern.length === 5 || pattern[5] === separator) ? `INBOX${pattern.slice(5)}` : pattern;
+  const canonical =
+    /^inbox$/i.test(pattern.slice(0, 5)) && (pattern.length === 5 || pattern[5] === separator) ? `INBOX${pattern.slice(5)}` : pattern;
   const notSeparator = `[^${separator === '/' ? '/' : '.'}]*`;
   let re = '';
   for (const ch of canonical) {
@@ -40,7 +41,14 @@ interface ListOptions {
 }
 
 async function runList(session: ImapSession, account: Account, args: Token[], lsub: boolean): Promise<CommandResult> {
-  const opts: ListOptions = { subscribedOnly: lsub, recursiveMatch: false, specialUseOnly: false, returnSubscribed: false, returnChildren: true, returnSpecialUse: true };
+  const opts: ListOptions = {
+    subscribedOnly: lsub,
+    recursiveMatch: false,
+    specialUseOnly: false,
+    returnSubscribed: false,
+    returnChildren: true,
+    returnSpecialUse: true,
+  };
   let i = 0;
   let extended = false;
   if (!lsub && args[0]?.type === 'list') {
@@ -53,12 +61,16 @@ async function runList(session: ImapSession, account: Account, args: Token[], ls
       else if (name === 'REMOTE') continue;
       else throw new ParseError(`unknown selection option ${name.slice(0, 30)}`);
     }
-    if (opts.recursiveMatch && !opts.subscribedOnly) throw new ParseError('RECURSIVEMATCH needs another selection option (RFC 5258 section 3.1)');
+    if (opts.recursiveMatch && !opts.subscribedOnly)
+      throw new ParseError('RECURSIVEMATCH needs another selection option (RFC 5258 section 3.1)');
     i++;
   }
   const reference = astring(args[i++], 'reference', false);
   const patternToken = args[i++];
-  const patterns = patternToken?.type === 'list' ? (extended = true, patternToken.items.map((p) => astring(p, 'pattern', false))) : [astring(patternToken, 'pattern', false)];
+  const patterns =
+    patternToken?.type === 'list'
+      ? ((extended = true), patternToken.items.map((p) => astring(p, 'pattern', false)))
+      : [astring(patternToken, 'pattern', false)];
   if (args[i]) {
     if (lsub || atom(args[i], 'RETURN').toUpperCase() !== 'RETURN') throw new ParseError('unexpected argument');
     extended = true;
@@ -107,7 +119,8 @@ async function runList(session: ImapSession, account: Account, args: Token[], ls
       // RECURSIVEMATCH: a parent whose subscribed descendant is not listed itself (RFC 5258
       // sections 3.1 and 3.5, CHILDINFO); when the descendant is listed, the parent is not.
       if (opts.recursiveMatch && hit && subscribedChild(true)) childInfo = true;
-      else if (lsub && hit && folders.some((c) => c.subscribed && isChild(c.name, f.name)) && patterns.some((p) => p.endsWith('%'))) childInfo = true;
+      else if (lsub && hit && folders.some((c) => c.subscribed && isChild(c.name, f.name)) && patterns.some((p) => p.endsWith('%')))
+        childInfo = true;
       else hit = false;
     } else if (opts.recursiveMatch && !lsub && hit && subscribedChild(false)) {
       childInfo = true; // a subscribed parent says so too, as Dovecot does

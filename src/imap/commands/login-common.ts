@@ -3,7 +3,13 @@ import type { CommandResult } from '../command.js';
 import type { ImapSession } from '../session.js';
 
 /** The shared end of LOGIN and AUTHENTICATE: checks, logs in, answers with the new capabilities. */
-export async function completeLogin(session: ImapSession, username: string, password: string, mechanism: string, authzid = ''): Promise<CommandResult> {
+export async function completeLogin(
+  session: ImapSession,
+  username: string,
+  password: string,
+  mechanism: string,
+  authzid = '',
+): Promise<CommandResult> {
   if (!session.cleartextAllowed) {
     logLoginRefused(session.log, 'imap', username, 'cleartext');
     return { status: 'NO', code: 'PRIVACYREQUIRED', text: 'Use STARTTLS (or port 993) before logging in' };
@@ -12,7 +18,13 @@ export async function completeLogin(session: ImapSession, username: string, pass
     logLoginRefused(session.log, 'imap', username, 'authzid');
     return { status: 'NO', code: 'AUTHORIZATIONFAILED', text: 'Authorization as another user is not allowed' };
   }
-  const outcome = await passwordLogin({ directory: session.ctx.directory, limiter: session.ctx.limiter, log: session.log }, session.ip, username, password, 'imap');
+  const outcome = await passwordLogin(
+    { directory: session.ctx.directory, limiter: session.ctx.limiter, log: session.log },
+    session.ip,
+    username,
+    password,
+    'imap',
+  );
   if (!outcome.ok) {
     return outcome.temporary
       ? { status: 'NO', code: 'UNAVAILABLE', text: 'Temporary authentication failure, try again later' }

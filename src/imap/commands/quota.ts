@@ -3,7 +3,7 @@ import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, astring } from '../parser.js';
 import type { ImapSession } from '../session.js';
 import { encodeToBuffer } from '../values.js';
-import { mailboxArg } from './select.js';
+import { mailboxArg } from '../args.js';
 
 /** `* QUOTA "" (STORAGE used limit)` in KiB (RFC 9208 section 5.1). */
 async function quotaLine(session: ImapSession, account: Account): Promise<boolean> {

@@ -6,7 +6,12 @@ import type { ImapSession } from '../session.js';
 
 const ESEARCH_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT']);
 
-async function runSearch(session: ImapSession, command: ParsedCommand, { mailbox: selected }: Selected, uid: boolean): Promise<CommandResult> {
+async function runSearch(
+  session: ImapSession,
+  command: ParsedCommand,
+  { mailbox: selected }: Selected,
+  uid: boolean,
+): Promise<CommandResult> {
   const args = [...command.args];
   let returnOptions: string[] | undefined;
   // RFC 4731: SEARCH RETURN (MIN MAX ALL COUNT) criteria
@@ -20,7 +25,8 @@ async function runSearch(session: ImapSession, command: ParsedCommand, { mailbox
     args.shift();
     const charset = astring(args.shift(), 'charset').toUpperCase();
     // Strings are compared as UTF-8 (RFC 9051 section 6.4.4: UTF-8 must be supported).
-    if (charset !== 'UTF-8' && charset !== 'US-ASCII') return { status: 'NO', code: 'BADCHARSET (UTF-8 US-ASCII)', text: 'Unsupported charset' };
+    if (charset !== 'UTF-8' && charset !== 'US-ASCII')
+      return { status: 'NO', code: 'BADCHARSET (UTF-8 US-ASCII)', text: 'Unsupported charset' };
   }
   const parser = new SearchParser(args);
   const criteria = parser.parseAll();

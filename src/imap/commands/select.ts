@@ -1,14 +1,10 @@
 import { FLAG_SEEN } from '../../store/mail/types.js';
 import { AUTHENTICATED, type CommandResult, type ImapCommand, type LoggedIn } from '../command.js';
-import { ParseError, astring, atom, list, number, number64, type Token } from '../parser.js';
+import { ParseError, atom, list, number, number64, type Token } from '../parser.js';
+import { mailboxArg } from '../args.js';
 import { SelectedMailbox, flagList } from '../selected.js';
 import { formatSet, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
-
-/** A mailbox name argument: modified UTF-7 is 7-bit, so 8-bit bytes make the name invalid. */
-export function mailboxArg(session: ImapSession, t: Token | undefined): string {
-  return session.ctx.mail.names.canonical(astring(t, 'mailbox name', false));
-}
 
 interface QresyncParams {
   uidValidity: number;
@@ -89,7 +85,8 @@ async function selectMailbox(session: ImapSession, { account }: LoggedIn, args: 
     if (gone.length) w.untagged(`VANISHED (EARLIER) ${formatSet(gone)}`);
     for (const uid of selected.uids) {
       const rec = mailbox.record(uid)!;
-      if (rec.modseq > q.modseq) w.untagged(`${selected.seqOf(uid)} FETCH (UID ${uid} FLAGS ${flagList(rec, selected.isRecent(uid))} MODSEQ (${rec.modseq}))`);
+      if (rec.modseq > q.modseq)
+        w.untagged(`${selected.seqOf(uid)} FETCH (UID ${uid} FLAGS ${flagList(rec, selected.isRecent(uid))} MODSEQ (${rec.modseq}))`);
     }
   }
   return { code: readOnly ? 'READ-ONLY' : 'READ-WRITE', text: `${readOnly ? 'EXAMINE' : 'SELECT'} completed` };

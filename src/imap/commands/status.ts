@@ -3,7 +3,7 @@ import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError, atom, list, type Token } from '../parser.js';
 import type { ImapSession } from '../session.js';
 import { encodeToBuffer } from '../values.js';
-import { mailboxArg } from './select.js';
+import { mailboxArg } from '../args.js';
 
 const ITEMS = ['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'HIGHESTMODSEQ', 'SIZE', 'DELETED'] as const;
 type StatusItem = (typeof ITEMS)[number];

@@ -3,7 +3,7 @@ import { ParseError, atom, list, number64, type ParsedCommand, type Token } from
 import { flagList } from '../selected.js';
 import { formatSet, parseSequenceSet } from '../sequence.js';
 import type { ImapSession } from '../session.js';
-import { parseFlags } from './flags.js';
+import { parseFlags } from '../args.js';
 
 async function runStore(
   session: ImapSession,

@@ -1,6 +1,6 @@
 import { AUTHENTICATED, type ImapCommand, type LoggedIn } from '../command.js';
 import { ParseError } from '../parser.js';
-import { mailboxArg } from './select.js';
+import { mailboxArg } from '../args.js';
 
 /** SUBSCRIBE (RFC 3501 section 6.3.6): any valid name, existing or not. */
 export const subscribe: ImapCommand<LoggedIn> = {

@@ -1,5 +1,24 @@
-import { systemFlagBit } from '../../store/mail/types.js';
-import { ParseError, type Token } from '../parser.js';
+/**
+ * Arguments several IMAP commands share: mailbox names, flag lists and the month names of date
+ * and date-time (RFC 3501 section 9).
+ */
+import { systemFlagBit } from '../store/mail/types.js';
+import { ParseError, astring, type Token } from './parser.js';
+import type { ImapSession } from './session.js';
+
+/** A mailbox name argument: modified UTF-7 is 7-bit, so 8-bit bytes make the name invalid. */
+export function mailboxArg(session: ImapSession, t: Token | undefined): string {
+  return session.ctx.mail.names.canonical(astring(t, 'mailbox name', false));
+}
+
+/** date-month (RFC 3501 section 9), as servers write it. */
+export const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'] as const;
+
+/** The month index (0-11) of a three-letter name in any case, -1 for anything else. */
+export function monthIndex(name: string): number {
+  const lower = name.toLowerCase();
+  return MONTHS.findIndex((m) => m.toLowerCase() === lower);
+}
 
 /** A keyword is an atom (RFC 3501 flag-keyword); these characters are atom-specials. */
 const KEYWORD = /^[^\s(){%*"\\\]\u0000-\u001f\u007f-\uffff]{1,64}$/;
