@@ -18,7 +18,7 @@ import type { Logger } from '../../log.js';
 import type { DirectorySyncer } from '../dir-sync.js';
 import { uniqueBaseName } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
-import { writeAll } from '../store.js';
+import { createDurably, readHead } from '../fsio.js';
 import {
   KEYWORDS,
   appendUids,
@@ -305,26 +305,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const rec = this.#records.get(uid);
       if (!rec) break;
-      let fh: fs.FileHandle;
       try {
         messageFileAccess.opens++;
-        fh = await fs.open(this.filePath(rec), 'r');
+        return await readHead(this.filePath(rec), bytes);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         await this.sync(true);
-        continue;
-      }
-      try {
-        const buf = Buffer.allocUnsafe(bytes);
-        let got = 0;
-        while (got < bytes) {
-          const { bytesRead } = await fh.read(buf, got, bytes - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        return buf.subarray(0, got);
-      } finally {
-        await fh.close();
       }
     }
     throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
@@ -903,15 +889,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const keywordIdx = await this.#keywordIndexes(keywords);
       const base = `${uniqueBaseName()},S=${stored.length},W=${vsize}`;
       const tmp = path.join(this.dir, 'tmp', base);
-      const fh = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DSYNC, 0o600);
-      try {
-        await writeAll(fh, [stored]);
-      } catch (err) {
-        await fh.close().catch(() => undefined);
-        await fs.unlink(tmp).catch(() => undefined);
-        throw new MailError('STORAGE_ERROR', `append: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
-      }
-      await fh.close();
+      await createDurably(tmp, [stored], (err) => new MailError('STORAGE_ERROR', `append: ${err.code ?? err}`, { cause: err }));
       const date = internalDate ?? new Date();
       await fs.utimes(tmp, date, date);
       const name = freshName(base, flags, keywordIdx);
