@@ -22,6 +22,7 @@ import { DirectorySyncer } from './dir-sync.js';
 import { deliveredName, maildirPath, uniqueBaseName } from './maildir.js';
 import { MaildirQuota } from './quota.js';
 import { createDurably, writeAll } from './fsio.js';
+import { LineEndConverter, countLineFeeds } from './line-ends.js';
 
 /** Bodies up to this size are kept in memory until the end of DATA (one write per file). */
 const MEMORY_BODY_LIMIT = 128 * 1024;
@@ -74,64 +75,6 @@ export interface MaildirStoreOptions {
   root: string;
   layout: string;
   logger: Logger;
-}
-
-/**
- * CRLF -> LF conversion across chunk boundaries, counting what IMAP will report as the size.
- * Each input chunk becomes one output buffer (the lines copied together), so a message is
- * written with a handful of buffers rather than one per line.
- */
-class LineEndConverter {
-  #pendingCR = false;
-  bytes = 0;
-  lineFeeds = 0;
-
-  push(chunk: Buffer, out: Buffer[]): void {
-    if (this.#pendingCR) {
-      this.#pendingCR = false;
-      if (chunk[0] !== 0x0a) this.#emit(CR, out);
-    }
-    let end = chunk.length;
-    if (end > 0 && chunk[end - 1] === 0x0d) {
-      this.#pendingCR = true; // might be the CR of a CRLF split across chunks
-      end--;
-    }
-    let crlf = chunk.indexOf(CRLF);
-    if (crlf === -1 || crlf >= end) {
-      if (end > 0) this.#emit(end === chunk.length ? chunk : chunk.subarray(0, end), out);
-      return;
-    }
-    const converted = Buffer.allocUnsafe(end);
-    let written = 0;
-    let from = 0;
-    while (crlf !== -1 && crlf < end) {
-      written += chunk.copy(converted, written, from, crlf);
-      from = crlf + 1; // keep the LF
-      crlf = chunk.indexOf(CRLF, crlf + 2);
-    }
-    written += chunk.copy(converted, written, from, end);
-    this.#emit(converted.subarray(0, written), out);
-  }
-
-  end(out: Buffer[]): void {
-    if (this.#pendingCR) this.#emit(CR, out);
-    this.#pendingCR = false;
-  }
-
-  #emit(buf: Buffer, out: Buffer[]): void {
-    out.push(buf);
-    this.bytes += buf.length;
-    for (let j = buf.indexOf(0x0a); j !== -1; j = buf.indexOf(0x0a, j + 1)) this.lineFeeds++;
-  }
-}
-
-const CR = Buffer.from('\r');
-const CRLF = Buffer.from('\r\n');
-
-function countLineFeeds(s: string): number {
-  let n = 0;
-  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
-  return n;
 }
 
 export class MaildirStore {

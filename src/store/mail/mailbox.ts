@@ -19,6 +19,7 @@ import type { DirectorySyncer } from '../dir-sync.js';
 import { uniqueBaseName } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
 import { createDurably, readHead } from '../fsio.js';
+import { bareLineFeeds, crlfToLf } from '../line-ends.js';
 import {
   KEYWORDS,
   appendUids,
@@ -68,46 +69,6 @@ export interface StoreResult {
   changed: number[];
   /** UIDs refused by UNCHANGEDSINCE (RFC 7162 section 3.1.3). */
   modified: number[];
-}
-
-/** Converts LF line ends to CRLF (IMAP's form of a stored message). */
-export function lfToCrlf(data: Buffer): Buffer {
-  let count = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) count++;
-  if (count === 0) return data;
-  const out = Buffer.allocUnsafe(data.length + count);
-  let w = 0;
-  let from = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) {
-    if (i > 0 && data[i - 1] === 0x0d) continue;
-    w += data.copy(out, w, from, i);
-    out[w++] = 0x0d;
-    out[w++] = 0x0a;
-    from = i + 1;
-  }
-  w += data.copy(out, w, from);
-  return out.subarray(0, w);
-}
-
-/** Converts CRLF to LF (how messages are stored, as Dovecot and Postfix store them). */
-export function crlfToLf(data: Buffer): Buffer {
-  if (data.indexOf('\r\n') === -1) return data;
-  const out = Buffer.allocUnsafe(data.length);
-  let w = 0;
-  let from = 0;
-  for (let i = data.indexOf('\r\n'); i !== -1; i = data.indexOf('\r\n', i + 2)) {
-    w += data.copy(out, w, from, i);
-    from = i + 1;
-  }
-  w += data.copy(out, w, from);
-  return out.subarray(0, w);
-}
-
-/** Line feeds without a CR before them: what CRLF conversion adds to the size (W=). */
-function countLf(data: Buffer): number {
-  let n = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) n++;
-  return n;
 }
 
 export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
@@ -368,7 +329,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         if (rec.size < 0) rec.size = st.size;
         if (rec.vsize < 0) {
           messageFileAccess.opens++;
-          rec.vsize = rec.size + countLf(await fs.readFile(file));
+          rec.vsize = rec.size + bareLineFeeds(await fs.readFile(file));
         }
         lines.push(`s ${uid} ${rec.size} ${rec.vsize} ${Math.round(rec.internalDate)}`);
       } catch {
@@ -885,7 +846,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#mutex.run(async () => {
       const stored = crlfToLf(data);
       await this.quota.check(stored.length);
-      const vsize = stored.length + countLf(stored);
+      const vsize = stored.length + bareLineFeeds(stored);
       const keywordIdx = await this.#keywordIndexes(keywords);
       const base = `${uniqueBaseName()},S=${stored.length},W=${vsize}`;
       const tmp = path.join(this.dir, 'tmp', base);
