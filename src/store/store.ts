@@ -19,7 +19,8 @@ import { MailError, isMailError, storageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { UserRecord } from '../directory/types.js';
 import { DirectorySyncer } from './dir-sync.js';
-import { deliveredName, maildirPath, uniqueBaseName } from './maildir.js';
+import { baseWithSizes } from './dovecot/filename.js';
+import { maildirPath, uniqueBaseName } from './maildir.js';
 import { MaildirQuota } from './quota.js';
 import { createDurably, writeAll } from './fsio.js';
 import { LineEndConverter, countLineFeeds } from './line-ends.js';
@@ -283,7 +284,7 @@ export class MaildirStore {
 
     // --- 3. rename into new/ and make the directory entries durable --------------------------------
     await mapLimit(written, WRITE_CONCURRENCY, async ({ target, tmp, size, vsize }) => {
-      const name = deliveredName(target.base, size, vsize);
+      const name = baseWithSizes(target.base, size, vsize);
       const final = path.join(target.maildir, 'new', name);
       try {
         await fs.rename(tmp, final);

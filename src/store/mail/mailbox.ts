@@ -36,6 +36,7 @@ import {
 } from './formats.js';
 import type { KeywordTable } from '../dovecot/index.js';
 import { acquireDotlock } from '../dovecot/dotlock.js';
+import { baseWithSizes } from '../dovecot/filename.js';
 import { replaceFile } from '../dovecot/fsutil.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
@@ -848,7 +849,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       await this.quota.check(stored.length);
       const vsize = stored.length + bareLineFeeds(stored);
       const keywordIdx = await this.#keywordIndexes(keywords);
-      const base = `${uniqueBaseName()},S=${stored.length},W=${vsize}`;
+      const base = baseWithSizes(uniqueBaseName(), stored.length, vsize);
       const tmp = path.join(this.dir, 'tmp', base);
       await createDurably(tmp, [stored], (err) => new MailError('STORAGE_ERROR', `append: ${err.code ?? err}`, { cause: err }));
       const date = internalDate ?? new Date();
@@ -922,7 +923,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         for (const uid of uids) {
           let rec = this.#records.get(uid);
           if (!rec) continue;
-          const base = `${uniqueBaseName()},S=${rec.size},W=${rec.vsize}`;
+          const base = baseWithSizes(uniqueBaseName(), rec.size, rec.vsize);
           let name = freshName(base, rec.flags, []);
           try {
             await this.#place(rec, path.join(target.dir, 'cur', name), move);
