@@ -4,7 +4,7 @@
  * a "<bytes> <messages>" delta, appended on each change. The file is rebuilt from the message
  * file names when it is missing, when the limit changed, or when it has grown past 5120 bytes.
  *
- * MaildirQuota is the one place that checks and records quota: delivery (store.ts) and the
+ * MaildirQuota is the one place that checks and records quota: delivery (delivery.ts) and the
  * mailbox operations (Mailbox.append, expunge, transfer) go through it; protocols never do.
  */
 import { constants as fsConstants } from 'node:fs';

@@ -12,7 +12,7 @@ import type { DirectorySyncer } from '../dir-sync.js';
 import { replaceDurably } from '../fsio.js';
 import { maildirPath } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
-import type { DeliveredEvent, MaildirStore } from '../store.js';
+import type { DeliveredEvent, MaildirStore } from '../delivery.js';
 import { FolderNames, type Separator } from './formats.js';
 import { Mailbox } from './mailbox.js';
 import type { FolderInfo, MailboxStatus } from './types.js';

@@ -1,0 +1,383 @@
+/**
+ * The Maildir store's delivery path. A delivery is a transaction (maddy's model, mapped onto
+ * Maildir's tmp -> new):
+ *   1. stream the message into tmp/ (small messages stay in memory until the end),
+ *   2. at the end, check each mailbox's quota and write one file per mailbox, each with its own
+ *      Return-Path and Delivered-To (as Postfix's virtual(8) does), fsync every file,
+ *   3. rename each file into new/ and fsync each new/ directory (group-committed),
+ *   4. only then report success, so the caller may answer 250.
+ * A crash at any point leaves at most a file in tmp/ (removed after 36 hours), never a partial
+ * message in new/. Files are written with LF line ends as Dovecot and Postfix do; the name
+ * carries S= (bytes on disk) and W= (bytes with CRLF) for Dovecot and Maildir++ quota.
+ */
+import { EventEmitter } from 'node:events';
+import { createReadStream } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { MailError, isMailError, storageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { UserRecord } from '../directory/types.js';
+import { DirectorySyncer } from './dir-sync.js';
+import { baseWithSizes } from './dovecot/filename.js';
+import { maildirPath, uniqueBaseName } from './maildir.js';
+import { MaildirQuota } from './quota.js';
+import { createDurably, writeAll } from './fsio.js';
+import { LineEndConverter, countLineFeeds } from './line-ends.js';
+
+/** Bodies up to this size are kept in memory until the end of DATA (one write per file). */
+const MEMORY_BODY_LIMIT = 128 * 1024;
+/** Files in tmp/ older than this are leftovers of a crash (the maildir description: 36 hours). */
+const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
+/** How often one Maildir's tmp/ is checked for leftovers. */
+const TMP_SCAN_INTERVAL_MS = 8 * 3600 * 1000;
+/** Files written at once for a message with many recipients. */
+const WRITE_CONCURRENCY = 16;
+
+export interface DeliveryRequest {
+  /** The id that ties log lines about this message together. */
+  queueId: string;
+  /** Envelope sender; '' for the null sender (bounces). */
+  sender: string;
+  /** The complete Received: header field this hop adds, without the final newline. */
+  received: string;
+  /** Distinct mailboxes to deliver to. */
+  mailboxes: UserRecord[];
+  /** Largest message accepted, in bytes as received. */
+  maxBytes: number;
+  /**
+   * All or nothing: when any mailbox fails before the files are moved into new/, none is
+   * delivered and that failure is thrown. SMTP has one reply for all recipients and, until
+   * there is a queue to bounce from, this is what keeps a partial delivery from being
+   * acknowledged for everybody or refused for everybody. LMTP answers per recipient instead.
+   */
+  atomic?: boolean;
+}
+
+export type MailboxResult = { mailbox: UserRecord; ok: true; file: string } | { mailbox: UserRecord; ok: false; error: MailError };
+
+export interface DeliveryOutcome {
+  /** Bytes received from the client. */
+  inputBytes: number;
+  /** Size of the message body as stored (LF line ends), without the added headers. */
+  bodyBytes: number;
+  results: MailboxResult[];
+}
+
+export interface DeliveredEvent {
+  mailbox: string;
+  maildir: string;
+  folder: 'INBOX';
+  file: string;
+  size: number;
+}
+
+export interface MaildirStoreOptions {
+  root: string;
+  layout: string;
+  logger: Logger;
+}
+
+export class MaildirStore {
+  readonly events = new EventEmitter<{ delivered: [DeliveredEvent] }>();
+  readonly syncer = new DirectorySyncer();
+  readonly #opts: MaildirStoreOptions;
+  readonly #ensured = new Set<string>();
+  readonly #tmpScanned = new Map<string, number>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  constructor(opts: MaildirStoreOptions) {
+    this.#opts = opts;
+    this.events.setMaxListeners(0);
+  }
+
+  get root(): string {
+    return this.#opts.root;
+  }
+
+  maildirOf(user: UserRecord): string {
+    return maildirPath(this.#opts.root, this.#opts.layout, user);
+  }
+
+  /** The quota of a mailbox's Maildir, with the limit the directory gives it. */
+  quotaOf(user: UserRecord): MaildirQuota {
+    return new MaildirQuota(this.maildirOf(user), user.quotaBytes, user.email);
+  }
+
+  /**
+   * For RCPT time: refuses a mailbox that is already full (QUOTA_FULL) or, when the client
+   * declared the message size, one this message would overfill (QUOTA_EXCEEDED).
+   */
+  async checkQuota(user: UserRecord, declaredSize = 0): Promise<void> {
+    await this.quotaOf(user).checkRoom(declaredSize);
+  }
+
+  /** Creates tmp/, new/ and cur/ of a Maildir (mode 0700, as Dovecot does). */
+  async ensureMaildir(maildir: string): Promise<void> {
+    if (this.#ensured.has(maildir)) return;
+    for (const sub of ['tmp', 'new', 'cur']) await fs.mkdir(path.join(maildir, sub), { recursive: true, mode: 0o700 });
+    if (this.#ensured.size > 100_000) this.#ensured.clear();
+    this.#ensured.add(maildir);
+  }
+
+  /**
+   * Delivers one message to every mailbox of the request. Consumes `input` to its end whatever
+   * happens, so the protocol can answer afterwards. Throws MESSAGE_TOO_BIG when the input
+   * exceeds maxBytes and STORAGE_ERROR when the message could not be written at all; failures
+   * of single mailboxes (quota, a broken Maildir) are reported per mailbox.
+   */
+  deliver(input: Readable, req: DeliveryRequest): Promise<DeliveryOutcome> {
+    const running = this.#deliver(input, req);
+    this.#inFlight.add(running);
+    void running.then(
+      () => this.#inFlight.delete(running),
+      () => this.#inFlight.delete(running),
+    );
+    return running;
+  }
+
+  /** Resolves once every delivery in progress has finished (graceful shutdown). */
+  async drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  }
+
+  /** Finishes the deliveries in progress and releases open directory handles. */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.syncer.close();
+  }
+
+  /**
+   * Forgets what is cached about a Maildir after a failure, so the next delivery creates it
+   * again if it was removed (an admin deleting a mailbox while the server runs).
+   */
+  async #forget(maildir: string): Promise<void> {
+    this.#ensured.delete(maildir);
+    await this.syncer.invalidate(path.join(maildir, 'new'));
+  }
+
+  async #deliver(input: Readable, req: DeliveryRequest): Promise<DeliveryOutcome> {
+    const results = new Map<string, MailboxResult>();
+    const targets: Array<{ mailbox: UserRecord; maildir: string; quota: MaildirQuota; header: string; base: string }> = [];
+    for (const mailbox of req.mailboxes) {
+      try {
+        const quota = this.quotaOf(mailbox);
+        const maildir = quota.maildir;
+        await this.ensureMaildir(maildir);
+        const header = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n${req.received ? `${req.received}\n` : ''}`;
+        targets.push({ mailbox, maildir, quota, header, base: uniqueBaseName() });
+      } catch (err) {
+        results.set(mailbox.email, { mailbox, ok: false, error: storageError(err, `preparing ${mailbox.email}`) });
+      }
+    }
+
+    // --- 1. receive the body -------------------------------------------------------------------
+    const primary = targets[0];
+    const converter = new LineEndConverter();
+    let inputBytes = 0;
+    let chunks: Buffer[] = [];
+    let spool: FileHandle | undefined;
+    let spoolPath: string | undefined;
+    let failure: MailError | undefined;
+    let tooBig = false;
+
+    const discard = async () => {
+      chunks = [];
+      if (spool) await spool.close().catch(() => undefined);
+      if (spoolPath) await fs.unlink(spoolPath).catch(() => undefined);
+      spool = undefined;
+      spoolPath = undefined;
+    };
+
+    try {
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        inputBytes += chunk.length;
+        if (failure || tooBig || !primary) continue; // keep reading to the end of DATA
+        if (inputBytes > req.maxBytes) {
+          tooBig = true;
+          await discard();
+          continue;
+        }
+        converter.push(chunk, chunks);
+        if (!spool && converter.bytes > MEMORY_BODY_LIMIT) {
+          try {
+            spoolPath = path.join(primary.maildir, 'tmp', primary.base);
+            spool = await fs.open(spoolPath, 'wx', 0o600);
+            await writeAll(spool, [Buffer.from(primary.header), ...chunks]);
+            chunks = [];
+          } catch (err) {
+            failure = storageError(err, 'writing to tmp/');
+            await discard();
+            await this.#forget(primary.maildir);
+          }
+        } else if (spool && chunks.length > 64) {
+          try {
+            await writeAll(spool, chunks);
+            chunks = [];
+          } catch (err) {
+            failure = storageError(err, 'writing to tmp/');
+            await discard();
+          }
+        }
+      }
+    } catch (err) {
+      // The client went away in the middle of DATA: nothing was acknowledged, keep nothing.
+      await discard();
+      throw err;
+    }
+    converter.end(chunks);
+    if (tooBig) throw new MailError('MESSAGE_TOO_BIG', `message of more than ${req.maxBytes} bytes`);
+    if (!primary) return { inputBytes, bodyBytes: 0, results: req.mailboxes.map((m) => results.get(m.email)!) };
+    if (spool && !failure && chunks.length > 0) {
+      try {
+        await writeAll(spool, chunks);
+        chunks = [];
+      } catch (err) {
+        failure = storageError(err, 'writing to tmp/');
+      }
+    }
+    if (failure) {
+      await discard();
+      throw failure;
+    }
+    const bodyBytes = converter.bytes;
+    const bodyVirtual = converter.bytes + converter.lineFeeds;
+
+    // --- 2. quota and one durable file per mailbox -----------------------------------------------
+    const written: Array<{ target: (typeof targets)[number]; tmp: string; size: number; vsize: number }> = [];
+    const writeOne = async (target: (typeof targets)[number]) => {
+      const headerBytes = Buffer.byteLength(target.header);
+      const size = headerBytes + bodyBytes;
+      const vsize = headerBytes + countLineFeeds(target.header) + bodyVirtual;
+      try {
+        await target.quota.check(size);
+        const tmp = path.join(target.maildir, 'tmp', target.base);
+        if (target === primary && spool) {
+          await spool.sync();
+        } else {
+          await this.#writeFile(tmp, target.header, chunks, spoolPath, Buffer.byteLength(primary.header));
+        }
+        written.push({ target, tmp, size, vsize });
+      } catch (err) {
+        // A Maildir removed meanwhile is created again by the next delivery.
+        if (!isMailError(err) || err.code === 'STORAGE_ERROR') await this.#forget(target.maildir);
+        results.set(target.mailbox.email, {
+          mailbox: target.mailbox,
+          ok: false,
+          error: storageError(err, `writing for ${target.mailbox.email}`),
+        });
+      }
+    };
+    try {
+      await mapLimit(targets, WRITE_CONCURRENCY, writeOne);
+    } finally {
+      if (spool) await spool.close().catch(() => undefined);
+    }
+    // The spool doubles as the primary's file; if the primary failed (quota), it goes now.
+    if (spoolPath && !written.some((w) => w.target === primary)) await fs.unlink(spoolPath).catch(() => undefined);
+
+    if (req.atomic && written.length < req.mailboxes.length) {
+      await Promise.all(written.map((w) => fs.unlink(w.tmp).catch(() => undefined)));
+      const failed = [...results.values()].find((r): r is Extract<MailboxResult, { ok: false }> => !r.ok);
+      throw failed ? failed.error : new MailError('STORAGE_ERROR', 'delivery failed');
+    }
+
+    // --- 3. rename into new/ and make the directory entries durable --------------------------------
+    await mapLimit(written, WRITE_CONCURRENCY, async ({ target, tmp, size, vsize }) => {
+      const name = baseWithSizes(target.base, size, vsize);
+      const final = path.join(target.maildir, 'new', name);
+      try {
+        await fs.rename(tmp, final);
+      } catch (err) {
+        await fs.unlink(tmp).catch(() => undefined);
+        await this.#forget(target.maildir);
+        results.set(target.mailbox.email, { mailbox: target.mailbox, ok: false, error: storageError(err, 'moving into new/') });
+        return;
+      }
+      try {
+        await this.syncer.sync(path.join(target.maildir, 'new'));
+      } catch (err) {
+        // Not durable, so not acknowledged: remove it rather than risk a duplicate on retry.
+        await fs.unlink(final).catch(() => undefined);
+        results.set(target.mailbox.email, { mailbox: target.mailbox, ok: false, error: storageError(err, 'syncing new/') });
+        return;
+      }
+      results.set(target.mailbox.email, { mailbox: target.mailbox, ok: true, file: final });
+      await this.#afterDelivery(target, name, size);
+    });
+
+    return { inputBytes, bodyBytes, results: req.mailboxes.map((m) => results.get(m.email)!) };
+  }
+
+  /**
+   * Writes header + body into a new tmp file, durably. A body in memory goes out in one write
+   * (fsio's createDurably, O_DSYNC); a spooled body is copied from the spool and the file fsynced.
+   */
+  async #writeFile(tmp: string, header: string, chunks: Buffer[], spoolPath: string | undefined, spoolHeaderBytes: number): Promise<void> {
+    if (!spoolPath) {
+      await createDurably(tmp, [Buffer.from(header), ...chunks]);
+      return;
+    }
+    const fh = await fs.open(tmp, 'wx', 0o600);
+    try {
+      await writeAll(fh, [Buffer.from(header)]);
+      for await (const piece of createReadStream(spoolPath, {
+        start: spoolHeaderBytes,
+        highWaterMark: 256 * 1024,
+      }) as AsyncIterable<Buffer>) {
+        await writeAll(fh, [piece]);
+      }
+      await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await fs.unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+  }
+
+  async #afterDelivery(target: { mailbox: UserRecord; maildir: string; quota: MaildirQuota }, file: string, size: number): Promise<void> {
+    const { mailbox, maildir } = target;
+    // Maildir++ usage is kept for mailboxes with a quota; for the others nothing reads it, and
+    // a stale file is rebuilt the moment a quota is set (its first line no longer matches).
+    await target.quota.recordDone(size, 1, this.#opts.logger);
+    this.events.emit('delivered', { mailbox: mailbox.email, maildir, folder: 'INBOX', file, size });
+    this.#maybeCleanTmp(maildir);
+  }
+
+  /** Removes crash leftovers from tmp/, at most every few hours per Maildir, in the background. */
+  #maybeCleanTmp(maildir: string): void {
+    const now = Date.now();
+    const last = this.#tmpScanned.get(maildir);
+    if (last !== undefined && now - last < TMP_SCAN_INTERVAL_MS) return;
+    if (this.#tmpScanned.size > 100_000) this.#tmpScanned.clear();
+    this.#tmpScanned.set(maildir, now);
+    void this.cleanTmp(maildir, now).catch((err: unknown) =>
+      this.#opts.logger.debug({ maildir, err: (err as Error).message }, 'tmp/ cleanup failed'),
+    );
+  }
+
+  /** Deletes files in tmp/ not modified for 36 hours. Returns how many were removed. */
+  async cleanTmp(maildir: string, now = Date.now()): Promise<number> {
+    const dir = path.join(maildir, 'tmp');
+    let removed = 0;
+    for (const name of await fs.readdir(dir)) {
+      const file = path.join(dir, name);
+      const st = await fs.stat(file).catch(() => undefined);
+      if (st?.isFile() && now - st.mtimeMs > TMP_MAX_AGE_MS) {
+        await fs.unlink(file).catch(() => undefined);
+        removed++;
+      }
+    }
+    if (removed) this.#opts.logger.info({ maildir, removed }, 'removed stale files from tmp/');
+    return removed;
+  }
+}
+
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
