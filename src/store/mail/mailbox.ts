@@ -35,20 +35,14 @@ import {
   withUidlistLock,
 } from './formats.js';
 import type { KeywordTable } from '../dovecot/index.js';
-import { acquireDotlock } from '../dovecot/dotlock.js';
 import { baseWithSizes } from '../dovecot/filename.js';
-import { replaceFile } from '../dovecot/fsutil.js';
+import { IndexFile, MAX_EXPUNGE_LOG, indexLine, type IndexedMessage } from './index-file.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
-const INDEX_FILE = 'maild-index';
-/** A line of maild-index: i/h/r <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
-const INDEX_LINE = /^([ihmxsr]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
 const MAX_KEYWORDS = 26;
-/** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
-const MAX_EXPUNGE_LOG = 100_000;
 /** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
 const MAX_EXPUNGED_RECORDS = 10_000;
 /** A directory changed this recently may change again within its mtime's granularity. */
@@ -102,9 +96,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   #firstRecent: number | undefined;
   /** Expunged records, oldest first: sessions that still show them answer FETCH from these. */
   readonly #expunged = new Map<number, MessageRecord>();
-  #indexLines = 0;
-  /** maild-index ends in a cut line (a crash mid-write): the next append starts a new line. */
-  #tornTail = false;
+  /** maild-index (index-file.ts). */
+  readonly #index: IndexFile;
   /** Bases expunged since the uidlist was last rewritten. */
   readonly #goneBases = new Set<string>();
   #newMtime = -1;
@@ -131,6 +124,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.name = name;
     this.#opts = opts;
     this.#cache = new MetaCache(dir, { logger: opts.logger });
+    this.#index = new IndexFile(dir, {
+      snapshot: () => ({
+        uidValidity: this.uidValidity,
+        highestModseq: this.highestModseq,
+        firstRecent: this.#firstRecent,
+        expungeLog: this.#expungeLog,
+        records: this.#uids.map((uid) => this.#records.get(uid)!),
+      }),
+      liveEntries: () => this.#records.size + this.#expungeLog.length,
+    });
     this.quota = new MaildirQuota(opts.root, 0, opts.root);
     this.setMaxListeners(0);
   }
@@ -202,9 +205,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const from = this.firstRecentUid;
     if (through < from) return from;
     this.#firstRecent = through + 1;
-    const line = `r ${through + 1}`;
+    const line = indexLine.firstRecent(through + 1);
     this.#mutex
-      .run(() => this.#appendIndex([line]))
+      .run(() => this.#index.append([line]))
       .catch((err: unknown) =>
         this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'),
       );
@@ -332,7 +335,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
           messageFileAccess.opens++;
           rec.vsize = rec.size + bareLineFeeds(await fs.readFile(file));
         }
-        lines.push(`s ${uid} ${rec.size} ${rec.vsize} ${Math.round(rec.internalDate)}`);
+        lines.push(indexLine.sizes(uid, rec.size, rec.vsize, rec.internalDate));
       } catch {
         // Gone meanwhile; the next sync drops it. Report something sane until then.
         if (rec.size < 0) rec.size = 0;
@@ -340,7 +343,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         if (rec.internalDate < 0) rec.internalDate = Date.now();
       }
     }
-    if (lines.length) await this.#appendIndex(lines);
+    if (lines.length) await this.#index.append(lines);
   }
 
   async status(): Promise<MailboxStatus> {
@@ -383,97 +386,15 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     await this.#loadIndex();
   }
 
-  /** maild-index: `i <uidvalidity>`, `h <modseq>`, `m <uid> <modseq>`, `x <uid> <modseq>`, `s <uid> <size> <vsize> <date>`. */
-  readonly #indexed = new Map<number, { modseq: number; size?: number; vsize?: number; date?: number }>();
+  /** What maild-index knew at open of messages not in the table yet (their MODSEQs and sizes). */
+  #indexed = new Map<number, IndexedMessage>();
 
   async #loadIndex(): Promise<void> {
-    let text = '';
-    try {
-      text = await fs.readFile(path.join(this.dir, INDEX_FILE), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const lines = text.split('\n');
-    const header = /^i (\d+)$/.exec(lines[0] ?? '');
-    if (!header || Number(header[1]) !== this.uidValidity || this.uidValidity === 0) {
-      // No index, or one that belongs to an older incarnation of the mailbox: start fresh. The
-      // first MODSEQ comes from the clock, above any a client may know for this UIDVALIDITY
-      // (Dovecot's, or ours before the index was lost), so a CONDSTORE/QRESYNC client asking for
-      // changes since what it knew gets every message's flags again instead of missing changes.
-      this.#indexed.clear();
-      this.#expungeLog = [];
-      this.#firstRecent = undefined;
-      this.highestModseq = Date.now() * 1000;
-      this.#indexLines = 0;
-      return;
-    }
-    // Only whole lines count: a write cut by a crash leaves an unterminated tail, which is
-    // ignored (and the next append starts on a fresh line). Lines that do not parse are skipped.
-    const complete = lines.length - 1; // the last element: '' or the torn tail
-    this.#tornTail = text.length > 0 && !text.endsWith('\n');
-    for (let i = 1; i < complete; i++) {
-      const m = INDEX_LINE.exec(lines[i]!);
-      if (!m) continue;
-      const [, kind, a, b, c, d] = m;
-      const uid = Number(a);
-      if (kind === 'h') this.highestModseq = Math.max(this.highestModseq, uid);
-      else if (kind === 'r' && b === undefined) this.#firstRecent = Math.max(this.#firstRecent ?? 0, uid);
-      else if (kind === 'm' && b !== undefined && c === undefined) {
-        const e = this.#indexed.get(uid) ?? { modseq: 0 };
-        e.modseq = Number(b);
-        this.#indexed.set(uid, e);
-        this.highestModseq = Math.max(this.highestModseq, e.modseq);
-      } else if (kind === 'x' && b !== undefined && c === undefined) {
-        this.#indexed.delete(uid);
-        this.#expungeLog.push({ uid, modseq: Number(b) });
-        this.highestModseq = Math.max(this.highestModseq, Number(b));
-      } else if (kind === 's' && d !== undefined) {
-        const e = this.#indexed.get(uid) ?? { modseq: 0 };
-        e.size = Number(b);
-        e.vsize = Number(c);
-        e.date = Number(d);
-        this.#indexed.set(uid, e);
-      }
-    }
-    if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog = this.#expungeLog.slice(-MAX_EXPUNGE_LOG);
-    this.#indexLines = lines.length;
-  }
-
-  async #appendIndex(lines: string[]): Promise<void> {
-    if (lines.length === 0) return;
-    const file = path.join(this.dir, INDEX_FILE);
-    if (this.#indexLines === 0) {
-      await this.#rewriteIndex();
-      return;
-    }
-    // One write with O_APPEND, so other processes' lines never interleave inside ours.
-    await fs.appendFile(file, `${this.#tornTail ? '\n' : ''}${lines.join('\n')}\n`);
-    this.#tornTail = false;
-    this.#indexLines += lines.length;
-    if (this.#indexLines > 4 * (this.#records.size + this.#expungeLog.length) + 1000) await this.#rewriteIndex();
-  }
-
-  /** Compaction: the current state in one file, replacing the log (temp + rename). */
-  async #rewriteIndex(): Promise<void> {
-    const out = [`i ${this.uidValidity}`, `h ${this.highestModseq}`];
-    if (this.#firstRecent !== undefined) out.push(`r ${this.#firstRecent}`);
-    for (const e of this.#expungeLog) out.push(`x ${e.uid} ${e.modseq}`);
-    for (const uid of this.#uids) {
-      const r = this.#records.get(uid)!;
-      out.push(`m ${uid} ${r.modseq}`);
-      if (r.vsize >= 0 && r.internalDate >= 0) out.push(`s ${uid} ${r.size} ${r.vsize} ${Math.round(r.internalDate)}`);
-    }
-    const file = path.join(this.dir, INDEX_FILE);
-    // Under a dot-lock against another process compacting at once; written to a temp file,
-    // fsynced and renamed over the log, so a crash leaves the old log or the new one.
-    const lock = await acquireDotlock(file, { timeoutMs: 5000, staleMs: 30_000 });
-    try {
-      await replaceFile(file, `${out.join('\n')}\n`, `${file}.${process.pid}.tmp`, { fsync: true });
-    } finally {
-      await lock.release();
-    }
-    this.#tornTail = false;
-    this.#indexLines = out.length;
+    const loaded = await this.#index.load(this.uidValidity);
+    this.highestModseq = loaded.highestModseq;
+    this.#firstRecent = loaded.firstRecent;
+    this.#expungeLog = loaded.expungeLog;
+    this.#indexed = loaded.messages;
   }
 
   /** Marks the folder as changed by something this process knows about (a delivery). */
@@ -555,7 +476,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
             existing.keywords = keywords;
             existing.modseq = modseq;
             change.flagged.push(uid);
-            indexLines.push(`m ${uid} ${modseq}`);
+            indexLines.push(indexLine.modseq(uid, modseq));
           }
         }
         continue;
@@ -573,7 +494,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         vsize: parsed.vsize ?? known?.vsize ?? -1,
         internalDate: known?.date ?? -1,
       };
-      if (!known?.modseq) indexLines.push(`m ${uid} ${modseq}`);
+      if (!known?.modseq) indexLines.push(indexLine.modseq(uid, modseq));
       added.push(rec);
     }
     added.sort((a, b) => a.uid - b.uid);
@@ -586,7 +507,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       // No claim on record yet: what had no UID before, and what is still in new/, is recent.
       this.#firstRecent = uidNextBefore;
       for (const r of added) if (r.inNew && r.uid < this.#firstRecent) this.#firstRecent = r.uid;
-      indexLines.push(`r ${this.#firstRecent}`);
+      indexLines.push(indexLine.firstRecent(this.#firstRecent));
     }
     // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
     // holds mail not yet seen by any reader).
@@ -595,12 +516,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const changed = change.added.length + change.expunged.length + change.flagged.length > 0;
     if (changed) {
       this.highestModseq = modseq;
-      indexLines.push(`h ${modseq}`);
-      await this.#appendIndex(indexLines);
+      indexLines.push(indexLine.highestModseq(modseq));
+      await this.#index.append(indexLines);
       this.emit('change', change);
       return change;
     }
-    if (indexLines.length) await this.#appendIndex(indexLines);
+    if (indexLines.length) await this.#index.append(indexLines);
     return null;
   }
 
@@ -673,7 +594,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       this.#expunged.delete(oldUid);
       this.#cache.forget(old.base);
     }
-    indexLines.push(`x ${uid} ${modseq}`);
+    indexLines.push(indexLine.expunge(uid, modseq));
     const i = binarySearch(this.#uids, uid);
     if (i >= 0) this.#uids.splice(i, 1);
   }
@@ -759,12 +680,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         rec.keywords = newKeywords;
         rec.modseq = modseq;
         result.changed.push(uid);
-        indexLines.push(`m ${uid} ${modseq}`);
+        indexLines.push(indexLine.modseq(uid, modseq));
       }
       if (result.changed.length) {
         this.highestModseq = modseq;
-        indexLines.push(`h ${modseq}`);
-        await this.#appendIndex(indexLines);
+        indexLines.push(indexLine.highestModseq(modseq));
+        await this.#index.append(indexLines);
         this.emit('change', { modseq, added: [], expunged: [], flagged: result.changed });
       }
       return result;
@@ -829,8 +750,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       }
       if (done.length) {
         this.highestModseq = modseq;
-        indexLines.push(`h ${modseq}`);
-        await this.#appendIndex(indexLines);
+        indexLines.push(indexLine.highestModseq(modseq));
+        await this.#index.append(indexLines);
         this.emit('change', { modseq, added: [], expunged: done, flagged: [] });
         await this.quota.recordDone(-bytes, -done.length, this.#opts.logger);
       }
@@ -892,13 +813,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         internalDate: f.date,
       });
       fresh.push(uid);
-      indexLines.push(`m ${uid} ${modseq}`, `s ${uid} ${f.size} ${f.vsize} ${Math.round(f.date)}`);
+      indexLines.push(indexLine.modseq(uid, modseq), indexLine.sizes(uid, f.size, f.vsize, f.date));
     }
     if (fresh.length === 0) return uids;
     this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
     this.highestModseq = modseq;
-    indexLines.push(`h ${modseq}`);
-    await this.#appendIndex(indexLines);
+    indexLines.push(indexLine.highestModseq(modseq));
+    await this.#index.append(indexLines);
     this.emit('change', { modseq, added: fresh, expunged: [], flagged: [] });
     return uids;
   }
@@ -990,8 +911,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         const indexLines: string[] = [];
         for (const uid of gone) this.#forget(uid, modseq, indexLines);
         this.highestModseq = modseq;
-        indexLines.push(`h ${modseq}`);
-        await this.#appendIndex(indexLines);
+        indexLines.push(indexLine.highestModseq(modseq));
+        await this.#index.append(indexLines);
         this.emit('change', { modseq, added: [], expunged: gone, flagged: [] });
       });
     }
