@@ -44,14 +44,19 @@ export async function readHead(file: string, bytes: number): Promise<Buffer> {
   }
 }
 
-/** Makes a directory's entries (a rename or a new file in it) durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const h = await fs.open(dir, 'r');
+/** fsyncs a file written by other means (a copy). */
+export async function syncFile(file: string): Promise<void> {
+  const fh = await fs.open(file, 'r');
   try {
-    await h.sync();
+    await fh.sync();
   } finally {
-    await h.close();
+    await fh.close();
   }
+}
+
+/** Makes a directory's entries (a rename or a new file in it) durable. */
+export function fsyncDir(dir: string): Promise<void> {
+  return syncFile(dir);
 }
 
 /**

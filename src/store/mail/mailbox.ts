@@ -10,7 +10,7 @@
  * BODYSTRUCTURE, header fields for SEARCH), loaded the first time a command asks for it.
  */
 import { EventEmitter } from 'node:events';
-import { constants as fsConstants, type ReadStream } from 'node:fs';
+import type { ReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MailError } from '../../errors.js';
@@ -21,28 +21,25 @@ import { MaildirQuota } from '../quota.js';
 import { createDurably, readHead } from '../fsio.js';
 import { bareLineFeeds, crlfToLf } from '../line-ends.js';
 import {
-  KEYWORDS,
   appendUids,
   freshName,
   generateMailboxGuid,
-  loadKeywords,
   loadUidlist,
   newUidValidity,
   parseName,
   rewriteUidlist,
-  saveKeywords,
   withFlags,
   withUidlistLock,
 } from './formats.js';
-import type { KeywordTable } from '../dovecot/index.js';
 import { baseWithSizes } from '../dovecot/filename.js';
 import { IndexFile, MAX_EXPUNGE_LOG, indexLine, type IndexedMessage } from './index-file.js';
+import { FolderKeywords } from './folder-keywords.js';
+import { baseOf, messagePath, moveToCur, placeMessage, removeMessage, renameMessage, sortBases } from './message-files.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
-const MAX_KEYWORDS = 26;
 /** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
 const MAX_EXPUNGED_RECORDS = 10_000;
 /** A directory changed this recently may change again within its mtime's granularity. */
@@ -78,8 +75,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   #records = new Map<number, MessageRecord>();
   #uids: number[] = [];
   #byBase = new Map<string, number>();
-  #keywords: KeywordTable = [];
-  #keywordsMtime = 0;
+  readonly #keywords: FolderKeywords;
   /** The uidlist needs rewriting (Dovecot would renumber a corrupt one; we repair it). */
   #uidlistCorrupt = false;
   #expungeLog: Array<{ uid: number; modseq: number }> = [];
@@ -124,6 +120,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.name = name;
     this.#opts = opts;
     this.#cache = new MetaCache(dir, { logger: opts.logger });
+    this.#keywords = new FolderKeywords(dir);
     this.#index = new IndexFile(dir, {
       snapshot: () => ({
         uidValidity: this.uidValidity,
@@ -215,7 +212,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   keywordNames(): string[] {
-    return this.#keywords.filter((k): k is string => Boolean(k));
+    return this.#keywords.names();
   }
 
   /** Expunges after `modseq` (QRESYNC): UIDs, ascending. */
@@ -229,7 +226,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   filePath(rec: MessageRecord): string {
-    return path.join(this.dir, rec.inNew ? 'new' : 'cur', rec.name);
+    return messagePath(this.dir, rec);
   }
 
   /** The stored message (LF line ends); EXPUNGED when it is gone. */
@@ -373,9 +370,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   async #load(): Promise<void> {
     const uidlist = await loadUidlist(this.dir);
-    const keywords = await loadKeywords(this.dir);
-    this.#keywords = keywords.table;
-    this.#keywordsMtime = keywords.mtimeSeconds;
+    await this.#keywords.reload();
     if (uidlist) {
       this.uidValidity = uidlist.uidValidity;
       this.uidNext = uidlist.nextUid;
@@ -463,8 +458,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const same = this.#records.get(uid);
       if (same && same.name === name && same.inNew === inNew) continue; // nothing to parse
       const parsed = parseName(name);
-      if (parsed.keywords.some((k) => !this.#keywords[k])) await this.#reloadKeywords();
-      const keywords = this.#keywordsOf(parsed.keywords);
+      if (!this.#keywords.knows(parsed.keywords)) await this.#keywords.reload();
+      const keywords = this.#keywords.namesOf(parsed.keywords);
       const existing = this.#records.get(uid);
       if (existing) {
         if (existing.name !== name || existing.inNew !== inNew) {
@@ -511,7 +506,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     }
     // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
     // holds mail not yet seen by any reader).
-    for (const rec of added.filter((r) => r.inNew)) await this.#moveToCur(rec);
+    for (const rec of added.filter((r) => r.inNew)) await moveToCur(this.dir, rec);
 
     const changed = change.added.length + change.expunged.length + change.flagged.length > 0;
     if (changed) {
@@ -523,18 +518,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     }
     if (indexLines.length) await this.#index.append(indexLines);
     return null;
-  }
-
-  /** new/ -> cur/, keeping the name (with its flags, if another program set some). */
-  async #moveToCur(rec: MessageRecord): Promise<void> {
-    const name = rec.name.includes(':') ? rec.name : `${rec.name}:2,`;
-    try {
-      await fs.rename(path.join(this.dir, 'new', rec.name), path.join(this.dir, 'cur', name));
-      rec.name = name;
-      rec.inNew = false;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
   }
 
   /**
@@ -599,47 +582,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     if (i >= 0) this.#uids.splice(i, 1);
   }
 
-  #keywordsOf(indexes: number[]): string[] {
-    const out: string[] = [];
-    for (const i of indexes) {
-      const name = this.#keywords[i];
-      if (name) out.push(name);
-    }
-    return out;
-  }
-
-  async #reloadKeywords(): Promise<void> {
-    const k = await loadKeywords(this.dir);
-    this.#keywords = k.table;
-    this.#keywordsMtime = k.mtimeSeconds;
-  }
-
-  /**
-   * The dovecot-keywords indexes of keyword names, adding new ones (under the uidlist lock, as
-   * Dovecot requires) up to the 26 a Maildir file name can carry.
-   */
-  async #keywordIndexes(keywords: string[]): Promise<number[]> {
-    const find = (k: string) => this.#keywords.findIndex((n) => n !== undefined && n.toLowerCase() === k.toLowerCase());
-    if (keywords.some((k) => find(k) === -1)) {
-      await withUidlistLock(this.dir, async () => {
-        await this.#reloadKeywords();
-        const missing = keywords.filter((k) => find(k) === -1);
-        if (missing.length === 0) return;
-        for (const k of missing) {
-          let slot = this.#keywords.findIndex((n) => !n);
-          if (slot === -1) slot = this.#keywords.length;
-          if (slot >= MAX_KEYWORDS) throw new MailError('LIMIT', 'too many keywords in this mailbox (Maildir allows 26)');
-          this.#keywords[slot] = k;
-        }
-        await saveKeywords(this.dir, this.#keywords, this.#keywordsMtime);
-        await this.#reloadKeywords();
-      });
-    }
-    return keywords.map(find).filter((i) => i >= 0);
-  }
-
-  // ---- changing --------------------------------------------------------------------------------
-
   /**
    * STORE: sets, adds or removes flags and keywords on the given UIDs. With `unchangedSince`,
    * messages modified after it are left alone and reported (CONDSTORE).
@@ -648,7 +590,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#mutex.run(async () => {
       const modseq = this.highestModseq + 1;
       const result: StoreResult = { modseq, changed: [], modified: [] };
-      if (mode !== 'remove') await this.#keywordIndexes(keywords);
+      if (mode !== 'remove') await this.#keywords.indexesOf(keywords);
       const lowerKeywords = keywords.map((k) => k.toLowerCase());
       const indexLines: string[] = [];
       for (const uid of uids) {
@@ -674,8 +616,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
           // RFC 7162 section 3.1.3: an UNCHANGEDSINCE store that changes nothing still succeeds.
           continue;
         }
-        const name = withFlags(rec.name, newFlags, await this.#keywordIndexes(newKeywords));
-        if (!(await this.#renameMessage(rec, name))) continue;
+        const name = withFlags(rec.name, newFlags, await this.#keywords.indexesOf(newKeywords));
+        if (!(await renameMessage(this.dir, rec, name))) continue;
         rec.flags = newFlags;
         rec.keywords = newKeywords;
         rec.modseq = modseq;
@@ -690,38 +632,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       }
       return result;
     });
-  }
-
-  /** Renames a message file to its new flags; false when it vanished (expunged elsewhere). */
-  async #renameMessage(rec: MessageRecord, name: string): Promise<boolean> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await fs.rename(this.filePath(rec), path.join(this.dir, 'cur', name));
-        rec.name = name;
-        rec.inNew = false;
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        // Another process renamed it: find its current name.
-        const found = await this.#findByBase(rec.base);
-        if (!found) return false;
-        rec.name = found.name;
-        rec.inNew = found.inNew;
-      }
-    }
-    return false;
-  }
-
-  async #findByBase(base: string): Promise<{ name: string; inNew: boolean } | undefined> {
-    for (const [sub, inNew] of [
-      ['cur', false],
-      ['new', true],
-    ] as const) {
-      for (const name of await fs.readdir(path.join(this.dir, sub)).catch(() => [] as string[])) {
-        if (name === base || name.startsWith(`${base}:`)) return { name, inNew };
-      }
-    }
-    return undefined;
   }
 
   /**
@@ -740,11 +650,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         const rec = this.#records.get(uid);
         if (!rec) continue;
         bytes += Math.max(0, rec.size);
-        await fs.unlink(this.filePath(rec)).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
-          const found = await this.#findByBase(rec.base);
-          if (found) await fs.unlink(path.join(this.dir, found.inNew ? 'new' : 'cur', found.name)).catch(() => undefined);
-        });
+        await removeMessage(this.dir, rec);
         this.#forget(uid, modseq, indexLines);
         done.push(uid);
       }
@@ -769,7 +675,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const stored = crlfToLf(data);
       await this.quota.check(stored.length);
       const vsize = stored.length + bareLineFeeds(stored);
-      const keywordIdx = await this.#keywordIndexes(keywords);
+      const keywordIdx = await this.#keywords.indexesOf(keywords);
       const base = baseWithSizes(uniqueBaseName(), stored.length, vsize);
       const tmp = path.join(this.dir, 'tmp', base);
       await createDurably(tmp, [stored], (err) => new MailError('STORAGE_ERROR', `append: ${err.code ?? err}`, { cause: err }));
@@ -847,7 +753,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
           const base = baseWithSizes(uniqueBaseName(), rec.size, rec.vsize);
           let name = freshName(base, rec.flags, []);
           try {
-            await this.#place(rec, path.join(target.dir, 'cur', name), move);
+            await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
             // The target folder was removed, or the source file was renamed (another process set
@@ -858,7 +764,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
             rec = this.#records.get(uid);
             if (!rec) continue;
             name = freshName(base, rec.flags, []);
-            await this.#place(rec, path.join(target.dir, 'cur', name), move);
+            await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
           }
           const meta = this.#cache.lookup(rec.base, rec.size)?.fields();
           done.push({ source: { ...rec }, base, name, meta });
@@ -873,7 +779,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const pairs = await target.#mutex.run(async () => {
       for (const f of placed) {
         if (f.source.keywords.length === 0) continue;
-        const wanted = withFlags(f.name, f.source.flags, await target.#keywordIndexes(f.source.keywords));
+        const wanted = withFlags(f.name, f.source.flags, await target.#keywords.indexesOf(f.source.keywords));
         await fs.rename(path.join(target.dir, 'cur', f.name), path.join(target.dir, 'cur', wanted));
         f.name = wanted;
       }
@@ -919,28 +825,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return pairs;
   }
 
-  async #place(rec: MessageRecord, to: string, move: boolean): Promise<void> {
-    const from = this.filePath(rec);
-    if (move) {
-      await fs.rename(from, to);
-      return;
-    }
-    try {
-      await fs.link(from, to);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
-      await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
-      await fs.utimes(to, new Date(rec.internalDate), new Date(rec.internalDate));
-      const fh = await fs.open(to, 'r');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
-  }
-
   /**
    * Rewrites dovecot-uidlist without the entries of messages known to be gone (Dovecot appends
    * and compacts the same way). Entries another process added meanwhile are kept. maild-cache
@@ -971,31 +855,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     for (const uid of this.#uids) if (!(this.#records.get(uid)!.flags & FLAG_SEEN)) unseen++;
     return { messages: this.#uids.length, unseen };
   }
-}
-
-/** The base of a Maildir file name (before the last ':'), as parseName(name).base. */
-function baseOf(name: string): string {
-  const at = name.lastIndexOf(':');
-  return at < 0 ? name : name.slice(0, at);
-}
-
-/**
- * New files in the order Dovecot gives them UIDs (maildir_filename_sort_cmp): by the seconds,
- * then the microseconds of M<usec>, numerically, then by name. Keys are computed once per name.
- */
-function sortBases(bases: string[]): string[] {
-  const keyed = bases.map((base) => {
-    const dot = base.indexOf('.');
-    const secs = Number(dot < 0 ? base : base.slice(0, dot));
-    const usecs = dot >= 0 && base[dot + 1] === 'M' ? parseInt(base.slice(dot + 2), 10) : NaN;
-    return { base, secs, usecs };
-  });
-  keyed.sort((x, y) => {
-    if (Number.isFinite(x.secs) && Number.isFinite(y.secs) && x.secs !== y.secs) return x.secs - y.secs;
-    if (Number.isFinite(x.usecs) && Number.isFinite(y.usecs) && x.usecs !== y.usecs) return x.usecs - y.usecs;
-    return x.base < y.base ? -1 : x.base > y.base ? 1 : 0;
-  });
-  return keyed.map((k) => k.base);
 }
 
 export function binarySearch(sorted: readonly number[], value: number): number {
