@@ -20,21 +20,12 @@ import { uniqueBaseName } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
 import { createDurably, readHead } from '../fsio.js';
 import { bareLineFeeds, crlfToLf } from '../line-ends.js';
-import {
-  appendUids,
-  freshName,
-  generateMailboxGuid,
-  loadUidlist,
-  newUidValidity,
-  parseName,
-  rewriteUidlist,
-  withFlags,
-  withUidlistLock,
-} from './formats.js';
+import { freshName, parseName, withFlags } from './formats.js';
 import { baseWithSizes } from '../dovecot/filename.js';
 import { IndexFile, MAX_EXPUNGE_LOG, indexLine, type IndexedMessage } from './index-file.js';
 import { FolderKeywords } from './folder-keywords.js';
-import { baseOf, messagePath, moveToCur, placeMessage, removeMessage, renameMessage, sortBases } from './message-files.js';
+import { FolderUids } from './folder-uids.js';
+import { baseOf, messagePath, moveToCur, placeMessage, removeMessage, renameMessage } from './message-files.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
@@ -68,16 +59,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly name: string;
   readonly #opts: MailboxOptions;
   readonly #mutex = new Mutex();
-  uidValidity = 0;
-  uidNext = 1;
   highestModseq = 1;
-  #guid = '';
   #records = new Map<number, MessageRecord>();
   #uids: number[] = [];
-  #byBase = new Map<string, number>();
+  /** dovecot-uidlist: base names to UIDs. */
+  readonly #uidlist: FolderUids;
   readonly #keywords: FolderKeywords;
-  /** The uidlist needs rewriting (Dovecot would renumber a corrupt one; we repair it). */
-  #uidlistCorrupt = false;
   #expungeLog: Array<{ uid: number; modseq: number }> = [];
   /**
    * \Recent (RFC 3501 section 2.3.2), as Dovecot keeps it (first_recent_uid of its index): the
@@ -94,8 +81,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly #expunged = new Map<number, MessageRecord>();
   /** maild-index (index-file.ts). */
   readonly #index: IndexFile;
-  /** Bases expunged since the uidlist was last rewritten. */
-  readonly #goneBases = new Set<string>();
   #newMtime = -1;
   #curMtime = -1;
   #lastSync = 0;
@@ -110,7 +95,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly #cache: MetaCache;
   /** Whether a base names a message of the mailbox (what the metadata cache keeps). */
   readonly #isLive = (base: string): boolean => {
-    const uid = this.#byBase.get(base);
+    const uid = this.#uidlist.uidOf(base);
     return uid !== undefined && this.#records.get(uid)?.base === base;
   };
 
@@ -120,6 +105,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.name = name;
     this.#opts = opts;
     this.#cache = new MetaCache(dir, { logger: opts.logger });
+    this.#uidlist = new FolderUids(dir, { root: opts.root, logger: opts.logger });
     this.#keywords = new FolderKeywords(dir);
     this.#index = new IndexFile(dir, {
       snapshot: () => ({
@@ -133,6 +119,14 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     });
     this.quota = new MaildirQuota(opts.root, 0, opts.root);
     this.setMaxListeners(0);
+  }
+
+  get uidValidity(): number {
+    return this.#uidlist.uidValidity;
+  }
+
+  get uidNext(): number {
+    return this.#uidlist.uidNext;
   }
 
   /** Opens the folder in `dir`; MAILBOX_NOT_FOUND when it has no cur/ (INBOX is created). */
@@ -369,15 +363,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   // ---- loading and syncing -------------------------------------------------------------------
 
   async #load(): Promise<void> {
-    const uidlist = await loadUidlist(this.dir);
+    await this.#uidlist.load();
     await this.#keywords.reload();
-    if (uidlist) {
-      this.uidValidity = uidlist.uidValidity;
-      this.uidNext = uidlist.nextUid;
-      this.#guid = uidlist.guid ?? '';
-      this.#uidlistCorrupt = uidlist.corrupt;
-      for (const e of uidlist.records) this.#byBase.set(e.base, e.uid);
-    }
     await this.#loadIndex();
   }
 
@@ -438,8 +425,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
     const uidNextBefore = this.uidNext;
     // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
-    const unknown = [...onDisk.keys()].filter((b) => !this.#byBase.has(b));
-    if (unknown.length > 0 || this.#uidlistCorrupt || !this.uidValidity) await this.#assignUids(unknown);
+    const unknown = [...onDisk.keys()].filter((b) => this.#uidlist.uidOf(b) === undefined);
+    if (unknown.length > 0 || this.#uidlist.needsWrite) await this.#uidlist.assign(unknown);
 
     const modseq = this.highestModseq + 1;
     const change: MailboxChange = { modseq, added: [], expunged: [], flagged: [] };
@@ -453,7 +440,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
     const added: MessageRecord[] = [];
     for (const [base, { name, inNew }] of onDisk) {
-      const uid = this.#byBase.get(base);
+      const uid = this.#uidlist.uidOf(base);
       if (uid === undefined) continue; // could not be assigned (lock timeout): next sync
       const same = this.#records.get(uid);
       if (same && same.name === name && same.inNew === inNew) continue; // nothing to parse
@@ -520,56 +507,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return null;
   }
 
-  /**
-   * Takes the uidlist dotlock, re-reads the uidlist (another process may have added UIDs) and
-   * gives UIDs to the bases that still have none, appending them as Dovecot does. A uidlist
-   * Dovecot would consider corrupt is rewritten from what is known instead of renumbered.
-   */
-  async #assignUids(bases: string[]): Promise<void> {
-    await withUidlistLock(this.dir, async () => {
-      const current = await loadUidlist(this.dir);
-      if (current) {
-        if (this.uidValidity && current.uidValidity !== this.uidValidity) {
-          this.#opts.logger.warn({ mailbox: this.dir }, 'UIDVALIDITY changed on disk');
-        }
-        this.uidValidity = current.uidValidity;
-        this.#guid = current.guid ?? this.#guid;
-        for (const e of current.records) this.#byBase.set(e.base, e.uid);
-        this.uidNext = Math.max(this.uidNext, current.nextUid);
-      }
-      // Delivery order: base names start with the delivery time.
-      const missing = sortBases(bases.filter((b) => !this.#byBase.has(b)));
-      const records = missing.map((base) => ({ uid: this.uidNext++, base }));
-      for (const r of records) this.#byBase.set(r.base, r.uid);
-      if (!current || current.corrupt) {
-        if (!this.uidValidity) this.uidValidity = await newUidValidity(this.#opts.root);
-        this.#guid ||= generateMailboxGuid();
-        await rewriteUidlist(this.dir, {
-          uidValidity: this.uidValidity,
-          nextUid: this.uidNext,
-          guid: this.#guid,
-          records: this.#knownRecords(),
-        });
-        this.#uidlistCorrupt = false;
-      } else if (records.length) {
-        await appendUids(this.dir, records);
-      }
-    });
-  }
-
-  /** Every base with a UID this process knows of, ascending. */
-  #knownRecords(): Array<{ uid: number; base: string }> {
-    return [...this.#byBase].map(([base, uid]) => ({ uid, base })).sort((a, b) => a.uid - b.uid);
-  }
-
   #forget(uid: number, modseq: number, indexLines: string[]): void {
     const rec = this.#records.get(uid);
     if (!rec) return;
     this.#records.delete(uid);
-    this.#byBase.delete(rec.base);
+    this.#uidlist.forget(rec.base);
     this.#expungeLog.push({ uid, modseq });
     if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
-    this.#goneBases.add(rec.base);
     this.#expunged.set(uid, rec);
     // Its cached metadata stays until the record is dropped here: FETCH still serves it.
     if (this.#expunged.size > MAX_EXPUNGED_RECORDS) {
@@ -697,13 +641,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async #adopt(
     files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>,
   ): Promise<number[]> {
-    await this.#assignUids(files.map((f) => f.base));
+    await this.#uidlist.assign(files.map((f) => f.base));
     const modseq = this.highestModseq + 1;
     const uids: number[] = [];
     const fresh: number[] = [];
     const indexLines: string[] = [];
     for (const f of files) {
-      const uid = this.#byBase.get(f.base)!;
+      const uid = this.#uidlist.uidOf(f.base)!;
       uids.push(uid);
       if (this.#records.has(uid)) continue;
       this.#records.set(uid, {
@@ -832,21 +776,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    */
   async compact(): Promise<void> {
     if (this.#cache.needsCompaction) await this.#cache.compact(this.#isLive);
-    await this.#mutex.run(async () => {
-      if (this.#goneBases.size === 0 || !this.uidValidity) return;
-      await withUidlistLock(this.dir, async () => {
-        const current = await loadUidlist(this.dir);
-        if (!current) return;
-        const records = current.records.filter((r) => !this.#goneBases.has(r.base));
-        await rewriteUidlist(this.dir, {
-          uidValidity: current.uidValidity,
-          nextUid: Math.max(current.nextUid, this.uidNext),
-          guid: current.guid,
-          records,
-        });
-        this.#goneBases.clear();
-      });
-    });
+    await this.#mutex.run(() => this.#uidlist.compact());
   }
 
   /** Message and unseen counts without touching the disk. */
