@@ -25,7 +25,8 @@ import { baseWithSizes } from '../dovecot/filename.js';
 import { IndexFile, MAX_EXPUNGE_LOG, indexLine, type IndexedMessage } from './index-file.js';
 import { FolderKeywords } from './folder-keywords.js';
 import { FolderUids } from './folder-uids.js';
-import { baseOf, messagePath, moveToCur, placeMessage, removeMessage, renameMessage } from './message-files.js';
+import { FolderScanner } from './folder-scan.js';
+import { messagePath, moveToCur, placeMessage, removeMessage, renameMessage } from './message-files.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
@@ -33,8 +34,6 @@ import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
 /** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
 const MAX_EXPUNGED_RECORDS = 10_000;
-/** A directory changed this recently may change again within its mtime's granularity. */
-const MTIME_SLACK_MS = 2000;
 
 /** Counts the message files this process opened (tests prove what a command did not read). */
 export const messageFileAccess = { opens: 0 };
@@ -81,10 +80,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly #expunged = new Map<number, MessageRecord>();
   /** maild-index (index-file.ts). */
   readonly #index: IndexFile;
-  #newMtime = -1;
-  #curMtime = -1;
-  #lastSync = 0;
-  #dirty = true;
+  readonly #scanner: FolderScanner;
   /** Sessions using this mailbox (the service closes it at zero). */
   refs = 0;
   /**
@@ -107,6 +103,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.#cache = new MetaCache(dir, { logger: opts.logger });
     this.#uidlist = new FolderUids(dir, { root: opts.root, logger: opts.logger });
     this.#keywords = new FolderKeywords(dir);
+    this.#scanner = new FolderScanner(dir, name);
     this.#index = new IndexFile(dir, {
       snapshot: () => ({
         uidValidity: this.uidValidity,
@@ -381,7 +378,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** Marks the folder as changed by something this process knows about (a delivery). */
   markDirty(): void {
-    this.#dirty = true;
+    this.#scanner.markDirty();
   }
 
   /**
@@ -394,34 +391,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   async #sync(force: boolean): Promise<MailboxChange | null> {
-    const newDir = path.join(this.dir, 'new');
-    const curDir = path.join(this.dir, 'cur');
-    let newSt, curSt;
-    try {
-      [newSt, curSt] = await Promise.all([fs.stat(newDir), fs.stat(curDir)]);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${this.name} was removed`);
-      throw err;
-    }
-    const now = Date.now();
-    // Unchanged mtimes prove nothing changed only if the last scan came well after them (a change
-    // within the mtime's granularity of an earlier one keeps the mtime); then any later change
-    // shows as a newer mtime, however soon after that scan it comes.
-    const unchanged = newSt.mtimeMs === this.#newMtime && curSt.mtimeMs === this.#curMtime;
-    if (!force && !this.#dirty && unchanged && this.#lastSync - Math.max(newSt.mtimeMs, curSt.mtimeMs) > MTIME_SLACK_MS) return null;
-    this.#dirty = false;
-    this.#newMtime = newSt.mtimeMs;
-    this.#curMtime = curSt.mtimeMs;
-    this.#lastSync = now;
-
-    const [newNames, curNames] = await Promise.all([fs.readdir(newDir), fs.readdir(curDir)]);
-    const onDisk = new Map<string, { name: string; inNew: boolean }>();
-    for (const name of curNames) if (name[0] !== '.') onDisk.set(baseOf(name), { name, inNew: false });
-    for (const name of newNames) {
-      if (name[0] === '.') continue;
-      const base = baseOf(name);
-      if (!onDisk.has(base)) onDisk.set(base, { name, inNew: true });
-    }
+    const onDisk = await this.#scanner.scan(force);
+    if (!onDisk) return null;
 
     const uidNextBefore = this.uidNext;
     // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
