@@ -22,18 +22,16 @@ import { createDurably, readHead } from '../fsio.js';
 import { bareLineFeeds, crlfToLf } from '../line-ends.js';
 import { freshName, parseName, withFlags } from './formats.js';
 import { baseWithSizes } from '../dovecot/filename.js';
-import { IndexFile, MAX_EXPUNGE_LOG, indexLine, type IndexedMessage } from './index-file.js';
+import { IndexFile, indexLine, type IndexedMessage } from './index-file.js';
 import { FolderKeywords } from './folder-keywords.js';
 import { FolderUids } from './folder-uids.js';
 import { FolderScanner } from './folder-scan.js';
+import { MessageTable } from './message-table.js';
 import { messagePath, moveToCur, placeMessage, removeMessage, renameMessage } from './message-files.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
-
-/** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
-const MAX_EXPUNGED_RECORDS = 10_000;
 
 /** Counts the message files this process opened (tests prove what a command did not read). */
 export const messageFileAccess = { opens: 0 };
@@ -59,12 +57,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly #opts: MailboxOptions;
   readonly #mutex = new Mutex();
   highestModseq = 1;
-  #records = new Map<number, MessageRecord>();
-  #uids: number[] = [];
+  /** The messages by UID, and those expunged lately (message-table.ts). */
+  readonly #table = new MessageTable();
   /** dovecot-uidlist: base names to UIDs. */
   readonly #uidlist: FolderUids;
   readonly #keywords: FolderKeywords;
-  #expungeLog: Array<{ uid: number; modseq: number }> = [];
   /**
    * \Recent (RFC 3501 section 2.3.2), as Dovecot keeps it (first_recent_uid of its index): the
    * lowest UID no session has claimed yet. Every message from it up is recent; the first
@@ -76,8 +73,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * lower for a message still in new/ (what no reader has seen yet is recent).
    */
   #firstRecent: number | undefined;
-  /** Expunged records, oldest first: sessions that still show them answer FETCH from these. */
-  readonly #expunged = new Map<number, MessageRecord>();
   /** maild-index (index-file.ts). */
   readonly #index: IndexFile;
   readonly #scanner: FolderScanner;
@@ -92,7 +87,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** Whether a base names a message of the mailbox (what the metadata cache keeps). */
   readonly #isLive = (base: string): boolean => {
     const uid = this.#uidlist.uidOf(base);
-    return uid !== undefined && this.#records.get(uid)?.base === base;
+    return uid !== undefined && this.#table.get(uid)?.base === base;
   };
 
   private constructor(dir: string, name: string, opts: MailboxOptions) {
@@ -109,10 +104,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         uidValidity: this.uidValidity,
         highestModseq: this.highestModseq,
         firstRecent: this.#firstRecent,
-        expungeLog: this.#expungeLog,
-        records: this.#uids.map((uid) => this.#records.get(uid)!),
+        expungeLog: this.#table.expungeLog,
+        records: this.#table.records(),
       }),
-      liveEntries: () => this.#records.size + this.#expungeLog.length,
+      liveEntries: () => this.#table.size + this.#table.expungeLog.length,
     });
     this.quota = new MaildirQuota(opts.root, 0, opts.root);
     this.setMaxListeners(0);
@@ -146,15 +141,15 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** UIDs in ascending order (the caller must not modify the array). */
   get uids(): readonly number[] {
-    return this.#uids;
+    return this.#table.uids;
   }
 
   get count(): number {
-    return this.#uids.length;
+    return this.#table.uids.length;
   }
 
   record(uid: number): MessageRecord | undefined {
-    return this.#records.get(uid);
+    return this.#table.get(uid);
   }
 
   /**
@@ -162,7 +157,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * session that has not announced the expunge yet; undefined once it is long gone.
    */
   expungedRecord(uid: number): MessageRecord | undefined {
-    return this.#records.has(uid) ? undefined : this.#expunged.get(uid);
+    return this.#table.expungedRecord(uid);
   }
 
   /** The lowest UID not claimed as \Recent by any session (see #firstRecent). */
@@ -172,15 +167,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** Messages no session has claimed as \Recent yet (STATUS RECENT). */
   recentCount(): number {
-    const from = this.firstRecentUid;
-    let lo = 0;
-    let hi = this.#uids.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#uids[mid]! < from) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.#uids.length - lo;
+    return this.#table.countFrom(this.firstRecentUid);
   }
 
   /**
@@ -208,12 +195,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** Expunges after `modseq` (QRESYNC): UIDs, ascending. */
   expungedSince(modseq: number): number[] | undefined {
-    const first = this.#expungeLog[0];
-    if (first && first.modseq > modseq + 1 && this.#expungeLog.length >= MAX_EXPUNGE_LOG) return undefined;
-    return this.#expungeLog
-      .filter((e) => e.modseq > modseq)
-      .map((e) => e.uid)
-      .sort((a, b) => a - b);
+    return this.#table.expungedSince(modseq);
   }
 
   filePath(rec: MessageRecord): string {
@@ -223,7 +205,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** The stored message (LF line ends); EXPUNGED when it is gone. */
   async read(uid: number): Promise<Buffer> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec) break;
       try {
         messageFileAccess.opens++;
@@ -239,7 +221,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   /** A stream of the stored file, or undefined when it is gone. */
   async openStream(uid: number): Promise<ReadStream | undefined> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec) return undefined;
       messageFileAccess.opens++;
       const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
@@ -256,7 +238,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    */
   async readHead(uid: number, bytes: number): Promise<Buffer> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec) break;
       try {
         messageFileAccess.opens++;
@@ -281,7 +263,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** The cached fields of a message (or one expunged lately), if loaded and present (a view: use it at once). */
   cached(uid: number): CacheEntry | undefined {
-    const rec = this.#records.get(uid) ?? this.#expunged.get(uid);
+    const rec = this.#table.liveOrExpunged(uid);
     if (!rec) return undefined;
     return this.#cache.lookup(rec.base, rec.size);
   }
@@ -291,7 +273,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * them. Returns true when enough is queued that the caller should flush before going on.
    */
   putCached(uid: number, fields: CacheFields): boolean {
-    const rec = this.#records.get(uid);
+    const rec = this.#table.get(uid);
     if (!rec) return false;
     this.#cache.put(rec.base, rec.size, fields);
     return this.#cache.wantsFlush;
@@ -312,7 +294,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async ensureDetails(uids: Iterable<number>): Promise<void> {
     const lines: string[] = [];
     for (const uid of uids) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec || (rec.vsize >= 0 && rec.internalDate >= 0)) continue;
       const file = this.filePath(rec);
       try {
@@ -335,18 +317,18 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   async status(): Promise<MailboxStatus> {
-    await this.ensureDetails(this.#uids);
+    await this.ensureDetails(this.#table.uids);
     let unseen = 0;
     let deleted = 0;
     let size = 0;
-    for (const uid of this.#uids) {
-      const rec = this.#records.get(uid)!;
+    for (const uid of this.#table.uids) {
+      const rec = this.#table.get(uid)!;
       if (!(rec.flags & FLAG_SEEN)) unseen++;
       if (rec.flags & FLAG_DELETED) deleted++;
       size += rec.vsize;
     }
     return {
-      messages: this.#uids.length,
+      messages: this.#table.uids.length,
       recent: this.recentCount(),
       uidNext: this.uidNext,
       uidValidity: this.uidValidity,
@@ -372,7 +354,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const loaded = await this.#index.load(this.uidValidity);
     this.highestModseq = loaded.highestModseq;
     this.#firstRecent = loaded.firstRecent;
-    this.#expungeLog = loaded.expungeLog;
+    this.#table.restoreExpungeLog(loaded.expungeLog);
     this.#indexed = loaded.messages;
   }
 
@@ -403,8 +385,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const change: MailboxChange = { modseq, added: [], expunged: [], flagged: [] };
     const indexLines: string[] = [];
     // Vanished files are expunges.
-    for (const uid of this.#uids) {
-      const rec = this.#records.get(uid)!;
+    for (const uid of this.#table.uids) {
+      const rec = this.#table.get(uid)!;
       if (!onDisk.has(rec.base)) change.expunged.push(uid);
     }
     for (const uid of change.expunged) this.#forget(uid, modseq, indexLines);
@@ -413,12 +395,12 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     for (const [base, { name, inNew }] of onDisk) {
       const uid = this.#uidlist.uidOf(base);
       if (uid === undefined) continue; // could not be assigned (lock timeout): next sync
-      const same = this.#records.get(uid);
+      const same = this.#table.get(uid);
       if (same && same.name === name && same.inNew === inNew) continue; // nothing to parse
       const parsed = parseName(name);
       if (!this.#keywords.knows(parsed.keywords)) await this.#keywords.reload();
       const keywords = this.#keywords.namesOf(parsed.keywords);
-      const existing = this.#records.get(uid);
+      const existing = this.#table.get(uid);
       if (existing) {
         if (existing.name !== name || existing.inNew !== inNew) {
           const flagsChanged = existing.flags !== parsed.flags || existing.keywords.join(' ') !== keywords.join(' ');
@@ -451,11 +433,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       added.push(rec);
     }
     added.sort((a, b) => a.uid - b.uid);
-    for (const rec of added) {
-      this.#records.set(rec.uid, rec);
-      change.added.push(rec.uid);
-    }
-    if (change.added.length) this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    this.#table.add(added);
+    for (const rec of added) change.added.push(rec.uid);
     if (this.#firstRecent === undefined) {
       // No claim on record yet: what had no UID before, and what is still in new/, is recent.
       this.#firstRecent = uidNextBefore;
@@ -478,23 +457,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return null;
   }
 
+  /** Takes an expunged message out of the table, the uidlist and (once long gone) the cache. */
   #forget(uid: number, modseq: number, indexLines: string[]): void {
-    const rec = this.#records.get(uid);
-    if (!rec) return;
-    this.#records.delete(uid);
-    this.#uidlist.forget(rec.base);
-    this.#expungeLog.push({ uid, modseq });
-    if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
-    this.#expunged.set(uid, rec);
-    // Its cached metadata stays until the record is dropped here: FETCH still serves it.
-    if (this.#expunged.size > MAX_EXPUNGED_RECORDS) {
-      const [oldUid, old] = this.#expunged.entries().next().value as [number, MessageRecord];
-      this.#expunged.delete(oldUid);
-      this.#cache.forget(old.base);
-    }
+    const gone = this.#table.remove(uid, modseq);
+    if (!gone) return;
+    this.#uidlist.forget(gone.removed.base);
+    if (gone.dropped) this.#cache.forget(gone.dropped.base);
     indexLines.push(indexLine.expunge(uid, modseq));
-    const i = binarySearch(this.#uids, uid);
-    if (i >= 0) this.#uids.splice(i, 1);
   }
 
   /**
@@ -509,7 +478,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const lowerKeywords = keywords.map((k) => k.toLowerCase());
       const indexLines: string[] = [];
       for (const uid of uids) {
-        const rec = this.#records.get(uid);
+        const rec = this.#table.get(uid);
         if (!rec) continue;
         if (unchangedSince !== undefined && rec.modseq > unchangedSince) {
           result.modified.push(uid);
@@ -562,7 +531,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const indexLines: string[] = [];
       let bytes = 0;
       for (const uid of uids) {
-        const rec = this.#records.get(uid);
+        const rec = this.#table.get(uid);
         if (!rec) continue;
         bytes += Math.max(0, rec.size);
         await removeMessage(this.dir, rec);
@@ -615,13 +584,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     await this.#uidlist.assign(files.map((f) => f.base));
     const modseq = this.highestModseq + 1;
     const uids: number[] = [];
-    const fresh: number[] = [];
+    const fresh: MessageRecord[] = [];
     const indexLines: string[] = [];
     for (const f of files) {
       const uid = this.#uidlist.uidOf(f.base)!;
       uids.push(uid);
-      if (this.#records.has(uid)) continue;
-      this.#records.set(uid, {
+      if (this.#table.has(uid)) continue;
+      fresh.push({
         uid,
         base: f.base,
         name: f.name,
@@ -633,15 +602,14 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         vsize: f.vsize,
         internalDate: f.date,
       });
-      fresh.push(uid);
       indexLines.push(indexLine.modseq(uid, modseq), indexLine.sizes(uid, f.size, f.vsize, f.date));
     }
     if (fresh.length === 0) return uids;
-    this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    this.#table.add(fresh);
     this.highestModseq = modseq;
     indexLines.push(indexLine.highestModseq(modseq));
     await this.#index.append(indexLines);
-    this.emit('change', { modseq, added: fresh, expunged: [], flagged: [] });
+    this.emit('change', { modseq, added: fresh.map((r) => r.uid), expunged: [], flagged: [] });
     return uids;
   }
 
@@ -657,13 +625,13 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async transfer(target: Mailbox, uids: number[], move: boolean): Promise<Array<[number, number]>> {
     await this.ensureDetails(uids);
     const counted = !move || target.quota.maildir !== this.quota.maildir;
-    if (counted) await target.quota.check(uids.reduce((n, uid) => n + Math.max(0, this.#records.get(uid)?.size ?? 0), 0));
+    if (counted) await target.quota.check(uids.reduce((n, uid) => n + Math.max(0, this.#table.get(uid)?.size ?? 0), 0));
     // 1. Put the files into the target's cur/ (under this mailbox's lock).
     const placed = await this.#mutex.run(async () => {
       const done: Array<{ source: MessageRecord; base: string; name: string; meta: CacheFields | undefined }> = [];
       try {
         for (const uid of uids) {
-          let rec = this.#records.get(uid);
+          let rec = this.#table.get(uid);
           if (!rec) continue;
           const base = baseWithSizes(uniqueBaseName(), rec.size, rec.vsize);
           let name = freshName(base, rec.flags, []);
@@ -676,7 +644,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
             const targetCur = await fs.stat(path.join(target.dir, 'cur')).catch(() => undefined);
             if (!targetCur) throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${target.name} was removed`);
             await this.#sync(true);
-            rec = this.#records.get(uid);
+            rec = this.#table.get(uid);
             if (!rec) continue;
             name = freshName(base, rec.flags, []);
             await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
@@ -726,7 +694,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     if (move) {
       await this.#mutex.run(async () => {
         await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
-        const gone = placed.map((f) => f.source.uid).filter((uid) => this.#records.has(uid));
+        const gone = placed.map((f) => f.source.uid).filter((uid) => this.#table.has(uid));
         if (gone.length === 0) return;
         const modseq = this.highestModseq + 1;
         const indexLines: string[] = [];
@@ -752,21 +720,6 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** Message and unseen counts without touching the disk. */
   totals(): { messages: number; unseen: number } {
-    let unseen = 0;
-    for (const uid of this.#uids) if (!(this.#records.get(uid)!.flags & FLAG_SEEN)) unseen++;
-    return { messages: this.#uids.length, unseen };
+    return this.#table.totals();
   }
-}
-
-export function binarySearch(sorted: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = sorted.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const v = sorted[mid]!;
-    if (v === value) return mid;
-    if (v < value) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -1;
 }
