@@ -203,19 +203,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   /** The stored message (LF line ends); EXPUNGED when it is gone. */
-  async read(uid: number): Promise<Buffer> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#table.get(uid);
-      if (!rec) break;
-      try {
-        messageFileAccess.opens++;
-        return await fs.readFile(this.filePath(rec));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await this.sync(true); // renamed by another process: find its new name
-      }
-    }
-    throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
+  read(uid: number): Promise<Buffer> {
+    return this.#readFile(uid, (file) => fs.readFile(file));
   }
 
   /** A stream of the stored file, or undefined when it is gone. */
@@ -236,16 +225,21 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * The first `bytes` bytes of the stored message (its header, when the caller knows its
    * length); EXPUNGED when it is gone.
    */
-  async readHead(uid: number, bytes: number): Promise<Buffer> {
+  readHead(uid: number, bytes: number): Promise<Buffer> {
+    return this.#readFile(uid, (file) => readHead(file, bytes));
+  }
+
+  /** Reads a message's file; a file renamed by another process is found again by a sync. */
+  async #readFile(uid: number, read: (file: string) => Promise<Buffer>): Promise<Buffer> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const rec = this.#table.get(uid);
       if (!rec) break;
       try {
         messageFileAccess.opens++;
-        return await readHead(this.filePath(rec), bytes);
+        return await read(this.filePath(rec));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await this.sync(true);
+        await this.sync(true); // renamed by another process: find its new name
       }
     }
     throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
