@@ -8,6 +8,16 @@
  * with what other processes did; operations change disk and table together, one at a time.
  * maild-cache (cache.ts) keeps what the protocol layer computed from message files (ENVELOPE,
  * BODYSTRUCTURE, header fields for SEARCH), loaded the first time a command asks for it.
+ *
+ * The parts, each in its own module:
+ *   message-table.ts   the in-memory table (records by UID, recently expunged, expunge history)
+ *   folder-uids.ts     dovecot-uidlist: UIDVALIDITY, UIDNEXT, base name -> UID, assignment
+ *   folder-keywords.ts dovecot-keywords: keyword letters a..z -> names
+ *   index-file.ts      maild-index: MODSEQs, expunges, \Recent, sizes
+ *   folder-scan.ts     listing cur/ and new/ (skipped when their mtimes prove no change)
+ *   message-files.ts   finding, renaming, removing, linking and copying message files
+ * This class ties them together: sync() (scan -> UIDs -> table -> index), store() (flags),
+ * expunge(), append() and transfer() (COPY/MOVE), each under the folder's mutex.
  */
 import { EventEmitter } from 'node:events';
 import type { ReadStream } from 'node:fs';
