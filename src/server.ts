@@ -12,7 +12,7 @@ import type { Logger } from './log.js';
 import { MailError } from './errors.js';
 import { NetworkList } from './net.js';
 import { SmtpListener, type SmtpSettings } from './smtp/server.js';
-import { MaildirStore } from './store/store.js';
+import { MaildirStore } from './store/delivery.js';
 import { MailService } from './store/mail/service.js';
 import { loadCredentials, type Credentials } from './tls/certificates.js';
 import { AuthLimiter } from './auth/limiter.js';

@@ -25,6 +25,7 @@ import path from 'node:path';
 import { isMap, isScalar, isSeq, parseDocument, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
 import { z } from 'zod';
 import { describeIssues } from '../config/load.js';
+import { replaceDurably } from '../store/fsio.js';
 import { size } from '../config/schema.js';
 import { MailError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -509,27 +510,15 @@ export async function writeFileAtomic(file: string, text: string, mode = 0o640):
   } catch {
     // new file
   }
-  const fh = await fs.open(tmp, 'wx', fileMode);
-  try {
+  await replaceDurably(file, text, {
+    tmp,
+    mode: fileMode,
+    exclusive: true,
     // The CLI run as root keeps a file the daemon (dropped to its user) must still read and rewrite.
-    if (owner && process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const dir = await fs.open(path.dirname(file), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+    before: async (fh) => {
+      if (owner && process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
+    },
+  });
 }
 
 async function acquireLock(lockPath: string): Promise<() => Promise<void>> {

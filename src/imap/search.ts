@@ -9,7 +9,7 @@
  */
 import { simpleParser } from 'mailparser';
 import type { Mailbox } from '../store/mail/mailbox.js';
-import { lfToCrlf } from '../store/mail/mailbox.js';
+import { lfToCrlf } from '../store/line-ends.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN, type MessageRecord } from '../store/mail/types.js';
 import {
   CACHED_HEADERS,

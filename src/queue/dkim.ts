@@ -17,6 +17,7 @@ import { domainToASCII } from 'node:url';
 import { promisify } from 'node:util';
 import { MailError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { fsyncDir } from '../store/fsio.js';
 
 /** How long a key (or its absence) is trusted before the file is looked at again. */
 const RECHECK_MS = 60_000;
@@ -290,11 +291,6 @@ export async function generateKey(dir: string, domain: string, selector: string,
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
-  const dh = await open(domainDir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  await fsyncDir(domainDir);
   return { path: file, ...dkimRecord(d, s, privateKey) };
 }

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import { MailError, isMailError } from '../errors.js';
-import type { MaildirStore } from '../store/store.js';
+import type { MaildirStore } from '../store/delivery.js';
 import { statusFor } from '../status.js';
 import type { RecipientResult } from './types.js';
 

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { MailError, storageError } from '../errors.js';
 import { DirectorySyncer } from '../store/dir-sync.js';
-import { writeAll } from '../store/store.js';
+import { readHead, replaceDurably, writeAll } from '../store/fsio.js';
 import type { EnvelopeDsn, QueueRecipient } from './types.js';
 
 /** How a recipient stands. pending: still to be tried; sent and failed are final. */
@@ -232,15 +232,13 @@ export class Spool {
   async writeEnvelope(env: Envelope, opts: { messageDirToo?: boolean } = {}): Promise<void> {
     const tmp = path.join(this.#tmpDir, `${env.id}.${process.pid}.${Date.now()}`);
     try {
-      const handle = await fs.open(tmp, 'w', 0o600);
-      try {
-        await writeAll(handle, [Buffer.from(JSON.stringify(env))]);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(tmp, this.envelopePath(env.id));
-      await Promise.all([this.#syncer.sync(this.#envDir), opts.messageDirToo ? this.#syncer.sync(this.#msgDir) : undefined]);
+      await replaceDurably(this.envelopePath(env.id), JSON.stringify(env), {
+        tmp,
+        mode: 0o600,
+        syncDir: async (envDir) => {
+          await Promise.all([this.#syncer.sync(envDir), opts.messageDirToo ? this.#syncer.sync(this.#msgDir) : undefined]);
+        },
+      });
     } catch (err) {
       await fs.unlink(tmp).catch(() => undefined);
       throw storageError(err, 'writing envelope');
@@ -337,15 +335,8 @@ export class Spool {
   }
 
   /** The stored message file alone (for the headers of a bounce). */
-  async readHead(id: string, limit: number): Promise<Buffer> {
-    const handle = await fs.open(this.messagePath(id), 'r');
-    try {
-      const buf = Buffer.alloc(limit);
-      const { bytesRead } = await handle.read(buf, 0, limit, 0);
-      return buf.subarray(0, bytesRead);
-    } finally {
-      await handle.close();
-    }
+  readHead(id: string, limit: number): Promise<Buffer> {
+    return readHead(this.messagePath(id), limit);
   }
 
   async close(): Promise<void> {

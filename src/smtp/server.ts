@@ -23,7 +23,7 @@ import type { UserRecord } from '../directory/types.js';
 import { MailError, isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ConnectionCounter, normalizeIp, type NetworkList } from '../net.js';
-import type { MaildirStore } from '../store/store.js';
+import type { MaildirStore } from '../store/delivery.js';
 import { newQueueId } from '../queue/ids.js';
 import type { EnvelopeDsn, OutboundQueue } from '../queue/types.js';
 import type { AuthLimiter } from '../auth/limiter.js';

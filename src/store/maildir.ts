@@ -63,11 +63,6 @@ export function uniqueBaseName(now = Date.now()): string {
 let lastSeconds = 0;
 let lastMicros = -1;
 
-/** The name in new/: the base plus Dovecot's size fields (S= bytes on disk, W= size with CRLF line ends). */
-export function deliveredName(base: string, size: number, virtualSize: number): string {
-  return `${base},S=${size},W=${virtualSize}`;
-}
-
 /** Reads the S= size from a Maildir file name, as Dovecot and Maildir++ quota do. */
 export function sizeFromName(name: string): number | undefined {
   const m = /,S=(\d+)/.exec(name.split(':')[0]!);

@@ -4,7 +4,7 @@
  * a "<bytes> <messages>" delta, appended on each change. The file is rebuilt from the message
  * file names when it is missing, when the limit changed, or when it has grown past 5120 bytes.
  *
- * MaildirQuota is the one place that checks and records quota: delivery (store.ts) and the
+ * MaildirQuota is the one place that checks and records quota: delivery (delivery.ts) and the
  * mailbox operations (Mailbox.append, expunge, transfer) go through it; protocols never do.
  */
 import { constants as fsConstants } from 'node:fs';
@@ -12,6 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MailError, storageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { replaceDurably } from './fsio.js';
 import { sizeFromName } from './maildir.js';
 
 const RECALC_SIZE = 5120;
@@ -106,8 +107,7 @@ async function recalculate(maildir: string, limitBytes: number): Promise<QuotaUs
   const file = path.join(maildir, 'maildirsize');
   // Written in tmp/ and renamed, as Maildir++ does, so readers never see half a file.
   const tmp = path.join(maildir, 'tmp', `maildirsize.${process.pid}.${Date.now()}`);
-  await fs.writeFile(tmp, `${definition(limitBytes)}\n${usage.bytes} ${usage.messages}\n`);
-  await fs.rename(tmp, file);
+  await replaceDurably(file, `${definition(limitBytes)}\n${usage.bytes} ${usage.messages}\n`, { tmp, fsync: false });
   return usage;
 }
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CACHE_FILE, MetaCache, crc32, encodeRecord, headerLine, setCacheMemoryBudget } from '../../src/store/mail/cache.js';
-import { lfToCrlf } from '../../src/store/mail/mailbox.js';
+import { lfToCrlf } from '../../src/store/line-ends.js';
 import { CACHED_HEADERS, FIELD_ENVELOPE, FIELD_SEARCH, SearchMeta, cacheFields, decodedHeaders, storedOffset } from '../../src/imap/message-cache.js';
 import { parseStructure } from '../../src/imap/mime/index.js';
 import type { Token } from '../../src/imap/parser.js';

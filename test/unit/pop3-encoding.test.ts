@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MessageEncoder } from '../../src/pop3/encoder.js';
 import { LineReader } from '../../src/session/line-reader.js';
-import { lfToCrlf } from '../../src/store/mail/mailbox.js';
+import { lfToCrlf } from '../../src/store/line-ends.js';
 
 /** What RETR must send for a stored message: CRLF lines, stuffed, CRLF at the end, ".". */
 function reference(stored: string, bodyLines?: number): string {

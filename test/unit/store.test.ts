@@ -14,7 +14,7 @@ import { DirectorySyncer } from '../../src/store/dir-sync.js';
 import { maildirPath, sizeFromName, uniqueBaseName } from '../../src/store/maildir.js';
 import { compareMaildirNames } from '../../src/store/dovecot/filename.js';
 import { readUsage } from '../../src/store/quota.js';
-import { MaildirStore, type DeliveredEvent } from '../../src/store/store.js';
+import { MaildirStore, type DeliveredEvent } from '../../src/store/delivery.js';
 
 const user = (email: string, quotaBytes = 0): UserRecord => ({ email, password: 'x', quotaBytes, enabled: true });
 

@@ -6,7 +6,8 @@
  * when the message was first parsed; sections parse the message.
  */
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
-import { lfToCrlf, type Mailbox } from '../../store/mail/mailbox.js';
+import type { Mailbox } from '../../store/mail/mailbox.js';
+import { lfToCrlf } from '../../store/line-ends.js';
 import { FLAG_SEEN, type MessageRecord } from '../../store/mail/types.js';
 import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '../command.js';
 import { CACHE_SCHEMA, FIELD_BODY, FIELD_BODYSTRUCTURE, FIELD_ENVELOPE, cacheFields } from '../message-cache.js';

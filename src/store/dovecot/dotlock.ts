@@ -27,7 +27,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { MailError } from '../../errors.js';
-import { isErrno, permissionsFor, bumpMtime, fsyncDir, matchOwner } from './fsutil.js';
+import { isErrno, permissionsFor, bumpMtime, matchOwner } from './fsutil.js';
+import { fsyncDir } from '../fsio.js';
 
 export interface DotlockOptions {
   /** Give up after this many ms (0: one attempt). Default 122 000, as for dovecot-uidlist. */

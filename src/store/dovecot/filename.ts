@@ -190,7 +190,10 @@ export function buildMaildirName(
   return setMaildirFlags(parts.base + sep + '2,' + other, flags, keywords, opts);
 }
 
-/** Adds ,S=<size>,W=<vsize> to a unique name, as Dovecot's maildir-save.c does. */
+/**
+ * Adds ,S=<size>,W=<vsize> to a unique name, as Dovecot's maildir-save.c does: the base of every
+ * message file written here (delivery, APPEND, COPY).
+ */
 export function baseWithSizes(unique: string, size: number, vsize?: number): string {
   return vsize === undefined ? `${unique},S=${size}` : `${unique},S=${size},W=${vsize}`;
 }

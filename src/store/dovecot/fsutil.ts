@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { replaceDurably } from '../fsio.js';
 
 export function isErrno(err: unknown, ...codes: string[]): boolean {
   return typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
@@ -42,18 +43,9 @@ export async function matchOwner(handle: fs.FileHandle, perm: { uid: number; gid
   if (st.uid !== perm.uid || st.gid !== perm.gid) await handle.chown(perm.uid, perm.gid);
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const h = await fs.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
 /**
- * Replaces `file` with `data`: written to `tmp` (created or truncated), fsynced, renamed over the
- * file, and the directory fsynced. The caller holds whatever lock protects `tmp`.
+ * Replaces `file` with `data` (fsio's replaceDurably) with the permissions and owner Dovecot would
+ * give it, and an mtime above `mtimeAfter` when given. The caller holds whatever lock protects `tmp`.
  */
 export async function replaceFile(
   file: string,
@@ -62,26 +54,16 @@ export async function replaceFile(
   opts: { fsync?: boolean; mtimeAfter?: number } = {},
 ): Promise<void> {
   const perm = await permissionsFor(file);
-  const h = await fs.open(tmp, 'w', perm.mode);
-  try {
-    await h.chmod(perm.mode);
-    await matchOwner(h, perm);
-    await h.writeFile(data);
-    if (opts.mtimeAfter !== undefined) await bumpMtime(h, opts.mtimeAfter);
-    if (opts.fsync !== false) await h.sync();
-  } catch (err) {
-    await h.close().catch(() => {});
-    await fs.unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await h.close();
-  try {
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.unlink(tmp).catch(() => {});
-    throw err;
-  }
-  if (opts.fsync !== false) await fsyncDir(path.dirname(file));
+  await replaceDurably(file, data, {
+    tmp,
+    mode: perm.mode,
+    fsync: opts.fsync,
+    before: async (h) => {
+      await h.chmod(perm.mode);
+      await matchOwner(h, perm);
+    },
+    after: opts.mtimeAfter === undefined ? undefined : (h) => bumpMtime(h, opts.mtimeAfter!),
+  });
 }
 
 /**

@@ -43,6 +43,7 @@ import zlib from 'node:zlib';
 import type { Logger } from '../../log.js';
 import { acquireDotlock } from '../dovecot/dotlock.js';
 import { replaceFile } from '../dovecot/fsutil.js';
+import { readHead } from '../fsio.js';
 import { Mutex } from './mutex.js';
 
 export const CACHE_FILE = 'maild-cache';
@@ -359,7 +360,8 @@ export class MetaCache {
       else this.#opts.logger?.warn({ file: this.file, size: st.size }, 'metadata cache too large: ignored and replaced');
       this.#reset = buf.length === 0;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger?.warn({ err: (err as Error).message, file: this.file }, 'metadata cache unreadable');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.#opts.logger?.warn({ err: (err as Error).message, file: this.file }, 'metadata cache unreadable');
       this.#reset = true;
     }
     const pending = this.#pending;
@@ -540,7 +542,7 @@ export class MetaCache {
     try {
       // Someone may have made a good file meanwhile: then append to it.
       const header = headerLine(this.#schema!);
-      const head = await readHead(this.file, header.length);
+      const head = await readHeadIfExists(this.file, header.length);
       if (head !== undefined && head.toString('latin1') === header && (await this.#append(data))) {
         this.#reset = false;
         return;
@@ -653,19 +655,10 @@ export class MetaCache {
   }
 }
 
-async function readHead(file: string, bytes: number): Promise<Buffer | undefined> {
-  let fh: fs.FileHandle;
-  try {
-    fh = await fs.open(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+/** The first bytes of the file, or undefined when it does not exist. */
+function readHeadIfExists(file: string, bytes: number): Promise<Buffer | undefined> {
+  return readHead(file, bytes).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
     throw err;
-  }
-  try {
-    const buf = Buffer.alloc(bytes);
-    const { bytesRead } = await fh.read(buf, 0, bytes, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
+  });
 }

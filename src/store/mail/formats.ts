@@ -32,7 +32,6 @@ import {
 import { MailError } from '../../errors.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN } from './types.js';
 
-
 // ---- file names ------------------------------------------------------------------------------
 
 const BITS: Array<[number, MaildirSystemFlag]> = [
@@ -60,7 +59,13 @@ export function parseName(name: string): ParsedName {
   const p = parseMaildirName(name);
   let flags = 0;
   for (const [bit, n] of BITS) if (p.flags.includes(n)) flags |= bit;
-  return { base: p.base, flags, keywords: p.keywords, ...(p.size !== undefined ? { size: p.size } : {}), ...(p.vsize !== undefined ? { vsize: p.vsize } : {}) };
+  return {
+    base: p.base,
+    flags,
+    keywords: p.keywords,
+    ...(p.size !== undefined ? { size: p.size } : {}),
+    ...(p.vsize !== undefined ? { vsize: p.vsize } : {}),
+  };
 }
 
 /** The name with new flags, as Dovecot rewrites it (letters it does not know keep their place). */
@@ -91,7 +96,13 @@ export async function loadUidlist(folder: string): Promise<UidlistState | null> 
   const parsed = await readUidlist(path.join(folder, UIDLIST));
   if (!parsed?.uidlist) return null;
   const u = parsed.uidlist;
-  return { uidValidity: u.uidValidity, nextUid: nextUid(u), guid: u.guid, records: u.records.map((r) => ({ uid: r.uid, base: r.base })), corrupt: parsed.corrupt };
+  return {
+    uidValidity: u.uidValidity,
+    nextUid: nextUid(u),
+    guid: u.guid,
+    records: u.records.map((r) => ({ uid: r.uid, base: r.base })),
+    corrupt: parsed.corrupt,
+  };
 }
 
 /** Appends new records (caller holds the uidlist lock). */
@@ -103,7 +114,10 @@ export async function appendUids(folder: string, records: Array<{ uid: number; b
 }
 
 /** Rewrites the uidlist (caller holds the lock); returns the GUID written. */
-export async function rewriteUidlist(folder: string, state: { uidValidity: number; nextUid: number; guid: string | undefined; records: Array<{ uid: number; base: string }> }): Promise<string> {
+export async function rewriteUidlist(
+  folder: string,
+  state: { uidValidity: number; nextUid: number; guid: string | undefined; records: Array<{ uid: number; base: string }> },
+): Promise<string> {
   return writeUidlist(path.join(folder, UIDLIST), {
     version: 3,
     uidValidity: state.uidValidity,

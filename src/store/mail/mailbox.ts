@@ -8,9 +8,19 @@
  * with what other processes did; operations change disk and table together, one at a time.
  * maild-cache (cache.ts) keeps what the protocol layer computed from message files (ENVELOPE,
  * BODYSTRUCTURE, header fields for SEARCH), loaded the first time a command asks for it.
+ *
+ * The parts, each in its own module:
+ *   message-table.ts   the in-memory table (records by UID, recently expunged, expunge history)
+ *   folder-uids.ts     dovecot-uidlist: UIDVALIDITY, UIDNEXT, base name -> UID, assignment
+ *   folder-keywords.ts dovecot-keywords: keyword letters a..z -> names
+ *   index-file.ts      maild-index: MODSEQs, expunges, \Recent, sizes
+ *   folder-scan.ts     listing cur/ and new/ (skipped when their mtimes prove no change)
+ *   message-files.ts   finding, renaming, removing, linking and copying message files
+ * This class ties them together: sync() (scan -> UIDs -> table -> index), store() (flags),
+ * expunge(), append() and transfer() (COPY/MOVE), each under the folder's mutex.
  */
 import { EventEmitter } from 'node:events';
-import { constants as fsConstants, type ReadStream } from 'node:fs';
+import type { ReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MailError } from '../../errors.js';
@@ -18,39 +28,20 @@ import type { Logger } from '../../log.js';
 import type { DirectorySyncer } from '../dir-sync.js';
 import { uniqueBaseName } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
-import { writeAll } from '../store.js';
-import {
-  KEYWORDS,
-  appendUids,
-  freshName,
-  generateMailboxGuid,
-  loadKeywords,
-  loadUidlist,
-  newUidValidity,
-  parseName,
-  rewriteUidlist,
-  saveKeywords,
-  withFlags,
-  withUidlistLock,
-} from './formats.js';
-import type { KeywordTable } from '../dovecot/index.js';
-import { acquireDotlock } from '../dovecot/dotlock.js';
-import { replaceFile } from '../dovecot/fsutil.js';
+import { createDurably, readHead } from '../fsio.js';
+import { bareLineFeeds, crlfToLf } from '../line-ends.js';
+import { freshName, parseName, withFlags } from './formats.js';
+import { baseWithSizes } from '../dovecot/filename.js';
+import { IndexFile, indexLine, type IndexedMessage } from './index-file.js';
+import { FolderKeywords } from './folder-keywords.js';
+import { FolderUids } from './folder-uids.js';
+import { FolderScanner } from './folder-scan.js';
+import { MessageTable } from './message-table.js';
+import { messagePath, moveToCur, placeMessage, removeMessage, renameMessage } from './message-files.js';
 import { MetaCache, type CacheEntry, type CacheFields, type CacheStats } from './cache.js';
 import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
-
-const INDEX_FILE = 'maild-index';
-/** A line of maild-index: i/h/r <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
-const INDEX_LINE = /^([ihmxsr]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
-const MAX_KEYWORDS = 26;
-/** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */
-const MAX_EXPUNGE_LOG = 100_000;
-/** Records of expunged messages kept for sessions that still show them (RFC 2180 section 4.1). */
-const MAX_EXPUNGED_RECORDS = 10_000;
-/** A directory changed this recently may change again within its mtime's granularity. */
-const MTIME_SLACK_MS = 2000;
 
 /** Counts the message files this process opened (tests prove what a command did not read). */
 export const messageFileAccess = { opens: 0 };
@@ -70,63 +61,17 @@ export interface StoreResult {
   modified: number[];
 }
 
-/** Converts LF line ends to CRLF (IMAP's form of a stored message). */
-export function lfToCrlf(data: Buffer): Buffer {
-  let count = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) count++;
-  if (count === 0) return data;
-  const out = Buffer.allocUnsafe(data.length + count);
-  let w = 0;
-  let from = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) {
-    if (i > 0 && data[i - 1] === 0x0d) continue;
-    w += data.copy(out, w, from, i);
-    out[w++] = 0x0d;
-    out[w++] = 0x0a;
-    from = i + 1;
-  }
-  w += data.copy(out, w, from);
-  return out.subarray(0, w);
-}
-
-/** Converts CRLF to LF (how messages are stored, as Dovecot and Postfix store them). */
-export function crlfToLf(data: Buffer): Buffer {
-  if (data.indexOf('\r\n') === -1) return data;
-  const out = Buffer.allocUnsafe(data.length);
-  let w = 0;
-  let from = 0;
-  for (let i = data.indexOf('\r\n'); i !== -1; i = data.indexOf('\r\n', i + 2)) {
-    w += data.copy(out, w, from, i);
-    from = i + 1;
-  }
-  w += data.copy(out, w, from);
-  return out.subarray(0, w);
-}
-
-/** Line feeds without a CR before them: what CRLF conversion adds to the size (W=). */
-function countLf(data: Buffer): number {
-  let n = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) n++;
-  return n;
-}
-
 export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly dir: string;
   readonly name: string;
   readonly #opts: MailboxOptions;
   readonly #mutex = new Mutex();
-  uidValidity = 0;
-  uidNext = 1;
   highestModseq = 1;
-  #guid = '';
-  #records = new Map<number, MessageRecord>();
-  #uids: number[] = [];
-  #byBase = new Map<string, number>();
-  #keywords: KeywordTable = [];
-  #keywordsMtime = 0;
-  /** The uidlist needs rewriting (Dovecot would renumber a corrupt one; we repair it). */
-  #uidlistCorrupt = false;
-  #expungeLog: Array<{ uid: number; modseq: number }> = [];
+  /** The messages by UID, and those expunged lately (message-table.ts). */
+  readonly #table = new MessageTable();
+  /** dovecot-uidlist: base names to UIDs. */
+  readonly #uidlist: FolderUids;
+  readonly #keywords: FolderKeywords;
   /**
    * \Recent (RFC 3501 section 2.3.2), as Dovecot keeps it (first_recent_uid of its index): the
    * lowest UID no session has claimed yet. Every message from it up is recent; the first
@@ -138,17 +83,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * lower for a message still in new/ (what no reader has seen yet is recent).
    */
   #firstRecent: number | undefined;
-  /** Expunged records, oldest first: sessions that still show them answer FETCH from these. */
-  readonly #expunged = new Map<number, MessageRecord>();
-  #indexLines = 0;
-  /** maild-index ends in a cut line (a crash mid-write): the next append starts a new line. */
-  #tornTail = false;
-  /** Bases expunged since the uidlist was last rewritten. */
-  readonly #goneBases = new Set<string>();
-  #newMtime = -1;
-  #curMtime = -1;
-  #lastSync = 0;
-  #dirty = true;
+  /** maild-index (index-file.ts). */
+  readonly #index: IndexFile;
+  readonly #scanner: FolderScanner;
   /** Sessions using this mailbox (the service closes it at zero). */
   refs = 0;
   /**
@@ -159,8 +96,8 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   readonly #cache: MetaCache;
   /** Whether a base names a message of the mailbox (what the metadata cache keeps). */
   readonly #isLive = (base: string): boolean => {
-    const uid = this.#byBase.get(base);
-    return uid !== undefined && this.#records.get(uid)?.base === base;
+    const uid = this.#uidlist.uidOf(base);
+    return uid !== undefined && this.#table.get(uid)?.base === base;
   };
 
   private constructor(dir: string, name: string, opts: MailboxOptions) {
@@ -169,8 +106,29 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.name = name;
     this.#opts = opts;
     this.#cache = new MetaCache(dir, { logger: opts.logger });
+    this.#uidlist = new FolderUids(dir, { root: opts.root, logger: opts.logger });
+    this.#keywords = new FolderKeywords(dir);
+    this.#scanner = new FolderScanner(dir, name);
+    this.#index = new IndexFile(dir, {
+      snapshot: () => ({
+        uidValidity: this.uidValidity,
+        highestModseq: this.highestModseq,
+        firstRecent: this.#firstRecent,
+        expungeLog: this.#table.expungeLog,
+        records: this.#table.records(),
+      }),
+      liveEntries: () => this.#table.size + this.#table.expungeLog.length,
+    });
     this.quota = new MaildirQuota(opts.root, 0, opts.root);
     this.setMaxListeners(0);
+  }
+
+  get uidValidity(): number {
+    return this.#uidlist.uidValidity;
+  }
+
+  get uidNext(): number {
+    return this.#uidlist.uidNext;
   }
 
   /** Opens the folder in `dir`; MAILBOX_NOT_FOUND when it has no cur/ (INBOX is created). */
@@ -193,15 +151,15 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** UIDs in ascending order (the caller must not modify the array). */
   get uids(): readonly number[] {
-    return this.#uids;
+    return this.#table.uids;
   }
 
   get count(): number {
-    return this.#uids.length;
+    return this.#table.uids.length;
   }
 
   record(uid: number): MessageRecord | undefined {
-    return this.#records.get(uid);
+    return this.#table.get(uid);
   }
 
   /**
@@ -209,7 +167,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * session that has not announced the expunge yet; undefined once it is long gone.
    */
   expungedRecord(uid: number): MessageRecord | undefined {
-    return this.#records.has(uid) ? undefined : this.#expunged.get(uid);
+    return this.#table.expungedRecord(uid);
   }
 
   /** The lowest UID not claimed as \Recent by any session (see #firstRecent). */
@@ -219,15 +177,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** Messages no session has claimed as \Recent yet (STATUS RECENT). */
   recentCount(): number {
-    const from = this.firstRecentUid;
-    let lo = 0;
-    let hi = this.#uids.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#uids[mid]! < from) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.#uids.length - lo;
+    return this.#table.countFrom(this.firstRecentUid);
   }
 
   /**
@@ -240,9 +190,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const from = this.firstRecentUid;
     if (through < from) return from;
     this.#firstRecent = through + 1;
-    const line = `r ${through + 1}`;
+    const line = indexLine.firstRecent(through + 1);
     this.#mutex
-      .run(() => this.#appendIndex([line]))
+      .run(() => this.#index.append([line]))
       .catch((err: unknown) =>
         this.#opts.logger.warn({ err: (err as Error).message, mailbox: this.dir }, 'recording the recent messages failed'),
       );
@@ -250,43 +200,27 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   keywordNames(): string[] {
-    return this.#keywords.filter((k): k is string => Boolean(k));
+    return this.#keywords.names();
   }
 
   /** Expunges after `modseq` (QRESYNC): UIDs, ascending. */
   expungedSince(modseq: number): number[] | undefined {
-    const first = this.#expungeLog[0];
-    if (first && first.modseq > modseq + 1 && this.#expungeLog.length >= MAX_EXPUNGE_LOG) return undefined;
-    return this.#expungeLog
-      .filter((e) => e.modseq > modseq)
-      .map((e) => e.uid)
-      .sort((a, b) => a - b);
+    return this.#table.expungedSince(modseq);
   }
 
   filePath(rec: MessageRecord): string {
-    return path.join(this.dir, rec.inNew ? 'new' : 'cur', rec.name);
+    return messagePath(this.dir, rec);
   }
 
   /** The stored message (LF line ends); EXPUNGED when it is gone. */
-  async read(uid: number): Promise<Buffer> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#records.get(uid);
-      if (!rec) break;
-      try {
-        messageFileAccess.opens++;
-        return await fs.readFile(this.filePath(rec));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await this.sync(true); // renamed by another process: find its new name
-      }
-    }
-    throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
+  read(uid: number): Promise<Buffer> {
+    return this.#readFile(uid, (file) => fs.readFile(file));
   }
 
   /** A stream of the stored file, or undefined when it is gone. */
   async openStream(uid: number): Promise<ReadStream | undefined> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec) return undefined;
       messageFileAccess.opens++;
       const handle = await fs.open(this.filePath(rec), 'r').catch(() => undefined);
@@ -301,30 +235,21 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * The first `bytes` bytes of the stored message (its header, when the caller knows its
    * length); EXPUNGED when it is gone.
    */
-  async readHead(uid: number, bytes: number): Promise<Buffer> {
+  readHead(uid: number, bytes: number): Promise<Buffer> {
+    return this.#readFile(uid, (file) => readHead(file, bytes));
+  }
+
+  /** Reads a message's file; a file renamed by another process is found again by a sync. */
+  async #readFile(uid: number, read: (file: string) => Promise<Buffer>): Promise<Buffer> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec) break;
-      let fh: fs.FileHandle;
       try {
         messageFileAccess.opens++;
-        fh = await fs.open(this.filePath(rec), 'r');
+        return await read(this.filePath(rec));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await this.sync(true);
-        continue;
-      }
-      try {
-        const buf = Buffer.allocUnsafe(bytes);
-        let got = 0;
-        while (got < bytes) {
-          const { bytesRead } = await fh.read(buf, got, bytes - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        return buf.subarray(0, got);
-      } finally {
-        await fh.close();
+        await this.sync(true); // renamed by another process: find its new name
       }
     }
     throw new MailError('EXPUNGED', `message ${uid} no longer exists`);
@@ -342,7 +267,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** The cached fields of a message (or one expunged lately), if loaded and present (a view: use it at once). */
   cached(uid: number): CacheEntry | undefined {
-    const rec = this.#records.get(uid) ?? this.#expunged.get(uid);
+    const rec = this.#table.liveOrExpunged(uid);
     if (!rec) return undefined;
     return this.#cache.lookup(rec.base, rec.size);
   }
@@ -352,7 +277,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    * them. Returns true when enough is queued that the caller should flush before going on.
    */
   putCached(uid: number, fields: CacheFields): boolean {
-    const rec = this.#records.get(uid);
+    const rec = this.#table.get(uid);
     if (!rec) return false;
     this.#cache.put(rec.base, rec.size, fields);
     return this.#cache.wantsFlush;
@@ -373,7 +298,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async ensureDetails(uids: Iterable<number>): Promise<void> {
     const lines: string[] = [];
     for (const uid of uids) {
-      const rec = this.#records.get(uid);
+      const rec = this.#table.get(uid);
       if (!rec || (rec.vsize >= 0 && rec.internalDate >= 0)) continue;
       const file = this.filePath(rec);
       try {
@@ -382,9 +307,9 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         if (rec.size < 0) rec.size = st.size;
         if (rec.vsize < 0) {
           messageFileAccess.opens++;
-          rec.vsize = rec.size + countLf(await fs.readFile(file));
+          rec.vsize = rec.size + bareLineFeeds(await fs.readFile(file));
         }
-        lines.push(`s ${uid} ${rec.size} ${rec.vsize} ${Math.round(rec.internalDate)}`);
+        lines.push(indexLine.sizes(uid, rec.size, rec.vsize, rec.internalDate));
       } catch {
         // Gone meanwhile; the next sync drops it. Report something sane until then.
         if (rec.size < 0) rec.size = 0;
@@ -392,22 +317,22 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         if (rec.internalDate < 0) rec.internalDate = Date.now();
       }
     }
-    if (lines.length) await this.#appendIndex(lines);
+    if (lines.length) await this.#index.append(lines);
   }
 
   async status(): Promise<MailboxStatus> {
-    await this.ensureDetails(this.#uids);
+    await this.ensureDetails(this.#table.uids);
     let unseen = 0;
     let deleted = 0;
     let size = 0;
-    for (const uid of this.#uids) {
-      const rec = this.#records.get(uid)!;
+    for (const uid of this.#table.uids) {
+      const rec = this.#table.get(uid)!;
       if (!(rec.flags & FLAG_SEEN)) unseen++;
       if (rec.flags & FLAG_DELETED) deleted++;
       size += rec.vsize;
     }
     return {
-      messages: this.#uids.length,
+      messages: this.#table.uids.length,
       recent: this.recentCount(),
       uidNext: this.uidNext,
       uidValidity: this.uidValidity,
@@ -421,116 +346,25 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   // ---- loading and syncing -------------------------------------------------------------------
 
   async #load(): Promise<void> {
-    const uidlist = await loadUidlist(this.dir);
-    const keywords = await loadKeywords(this.dir);
-    this.#keywords = keywords.table;
-    this.#keywordsMtime = keywords.mtimeSeconds;
-    if (uidlist) {
-      this.uidValidity = uidlist.uidValidity;
-      this.uidNext = uidlist.nextUid;
-      this.#guid = uidlist.guid ?? '';
-      this.#uidlistCorrupt = uidlist.corrupt;
-      for (const e of uidlist.records) this.#byBase.set(e.base, e.uid);
-    }
+    await this.#uidlist.load();
+    await this.#keywords.reload();
     await this.#loadIndex();
   }
 
-  /** maild-index: `i <uidvalidity>`, `h <modseq>`, `m <uid> <modseq>`, `x <uid> <modseq>`, `s <uid> <size> <vsize> <date>`. */
-  readonly #indexed = new Map<number, { modseq: number; size?: number; vsize?: number; date?: number }>();
+  /** What maild-index knew at open of messages not in the table yet (their MODSEQs and sizes). */
+  #indexed = new Map<number, IndexedMessage>();
 
   async #loadIndex(): Promise<void> {
-    let text = '';
-    try {
-      text = await fs.readFile(path.join(this.dir, INDEX_FILE), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const lines = text.split('\n');
-    const header = /^i (\d+)$/.exec(lines[0] ?? '');
-    if (!header || Number(header[1]) !== this.uidValidity || this.uidValidity === 0) {
-      // No index, or one that belongs to an older incarnation of the mailbox: start fresh. The
-      // first MODSEQ comes from the clock, above any a client may know for this UIDVALIDITY
-      // (Dovecot's, or ours before the index was lost), so a CONDSTORE/QRESYNC client asking for
-      // changes since what it knew gets every message's flags again instead of missing changes.
-      this.#indexed.clear();
-      this.#expungeLog = [];
-      this.#firstRecent = undefined;
-      this.highestModseq = Date.now() * 1000;
-      this.#indexLines = 0;
-      return;
-    }
-    // Only whole lines count: a write cut by a crash leaves an unterminated tail, which is
-    // ignored (and the next append starts on a fresh line). Lines that do not parse are skipped.
-    const complete = lines.length - 1; // the last element: '' or the torn tail
-    this.#tornTail = text.length > 0 && !text.endsWith('\n');
-    for (let i = 1; i < complete; i++) {
-      const m = INDEX_LINE.exec(lines[i]!);
-      if (!m) continue;
-      const [, kind, a, b, c, d] = m;
-      const uid = Number(a);
-      if (kind === 'h') this.highestModseq = Math.max(this.highestModseq, uid);
-      else if (kind === 'r' && b === undefined) this.#firstRecent = Math.max(this.#firstRecent ?? 0, uid);
-      else if (kind === 'm' && b !== undefined && c === undefined) {
-        const e = this.#indexed.get(uid) ?? { modseq: 0 };
-        e.modseq = Number(b);
-        this.#indexed.set(uid, e);
-        this.highestModseq = Math.max(this.highestModseq, e.modseq);
-      } else if (kind === 'x' && b !== undefined && c === undefined) {
-        this.#indexed.delete(uid);
-        this.#expungeLog.push({ uid, modseq: Number(b) });
-        this.highestModseq = Math.max(this.highestModseq, Number(b));
-      } else if (kind === 's' && d !== undefined) {
-        const e = this.#indexed.get(uid) ?? { modseq: 0 };
-        e.size = Number(b);
-        e.vsize = Number(c);
-        e.date = Number(d);
-        this.#indexed.set(uid, e);
-      }
-    }
-    if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog = this.#expungeLog.slice(-MAX_EXPUNGE_LOG);
-    this.#indexLines = lines.length;
-  }
-
-  async #appendIndex(lines: string[]): Promise<void> {
-    if (lines.length === 0) return;
-    const file = path.join(this.dir, INDEX_FILE);
-    if (this.#indexLines === 0) {
-      await this.#rewriteIndex();
-      return;
-    }
-    // One write with O_APPEND, so other processes' lines never interleave inside ours.
-    await fs.appendFile(file, `${this.#tornTail ? '\n' : ''}${lines.join('\n')}\n`);
-    this.#tornTail = false;
-    this.#indexLines += lines.length;
-    if (this.#indexLines > 4 * (this.#records.size + this.#expungeLog.length) + 1000) await this.#rewriteIndex();
-  }
-
-  /** Compaction: the current state in one file, replacing the log (temp + rename). */
-  async #rewriteIndex(): Promise<void> {
-    const out = [`i ${this.uidValidity}`, `h ${this.highestModseq}`];
-    if (this.#firstRecent !== undefined) out.push(`r ${this.#firstRecent}`);
-    for (const e of this.#expungeLog) out.push(`x ${e.uid} ${e.modseq}`);
-    for (const uid of this.#uids) {
-      const r = this.#records.get(uid)!;
-      out.push(`m ${uid} ${r.modseq}`);
-      if (r.vsize >= 0 && r.internalDate >= 0) out.push(`s ${uid} ${r.size} ${r.vsize} ${Math.round(r.internalDate)}`);
-    }
-    const file = path.join(this.dir, INDEX_FILE);
-    // Under a dot-lock against another process compacting at once; written to a temp file,
-    // fsynced and renamed over the log, so a crash leaves the old log or the new one.
-    const lock = await acquireDotlock(file, { timeoutMs: 5000, staleMs: 30_000 });
-    try {
-      await replaceFile(file, `${out.join('\n')}\n`, `${file}.${process.pid}.tmp`, { fsync: true });
-    } finally {
-      await lock.release();
-    }
-    this.#tornTail = false;
-    this.#indexLines = out.length;
+    const loaded = await this.#index.load(this.uidValidity);
+    this.highestModseq = loaded.highestModseq;
+    this.#firstRecent = loaded.firstRecent;
+    this.#table.restoreExpungeLog(loaded.expungeLog);
+    this.#indexed = loaded.messages;
   }
 
   /** Marks the folder as changed by something this process knows about (a delivery). */
   markDirty(): void {
-    this.#dirty = true;
+    this.#scanner.markDirty();
   }
 
   /**
@@ -543,60 +377,34 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   async #sync(force: boolean): Promise<MailboxChange | null> {
-    const newDir = path.join(this.dir, 'new');
-    const curDir = path.join(this.dir, 'cur');
-    let newSt, curSt;
-    try {
-      [newSt, curSt] = await Promise.all([fs.stat(newDir), fs.stat(curDir)]);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${this.name} was removed`);
-      throw err;
-    }
-    const now = Date.now();
-    // Unchanged mtimes prove nothing changed only if the last scan came well after them (a change
-    // within the mtime's granularity of an earlier one keeps the mtime); then any later change
-    // shows as a newer mtime, however soon after that scan it comes.
-    const unchanged = newSt.mtimeMs === this.#newMtime && curSt.mtimeMs === this.#curMtime;
-    if (!force && !this.#dirty && unchanged && this.#lastSync - Math.max(newSt.mtimeMs, curSt.mtimeMs) > MTIME_SLACK_MS) return null;
-    this.#dirty = false;
-    this.#newMtime = newSt.mtimeMs;
-    this.#curMtime = curSt.mtimeMs;
-    this.#lastSync = now;
-
-    const [newNames, curNames] = await Promise.all([fs.readdir(newDir), fs.readdir(curDir)]);
-    const onDisk = new Map<string, { name: string; inNew: boolean }>();
-    for (const name of curNames) if (name[0] !== '.') onDisk.set(baseOf(name), { name, inNew: false });
-    for (const name of newNames) {
-      if (name[0] === '.') continue;
-      const base = baseOf(name);
-      if (!onDisk.has(base)) onDisk.set(base, { name, inNew: true });
-    }
+    const onDisk = await this.#scanner.scan(force);
+    if (!onDisk) return null;
 
     const uidNextBefore = this.uidNext;
     // New files: UIDs from dovecot-uidlist if another process gave them, else from us.
-    const unknown = [...onDisk.keys()].filter((b) => !this.#byBase.has(b));
-    if (unknown.length > 0 || this.#uidlistCorrupt || !this.uidValidity) await this.#assignUids(unknown);
+    const unknown = [...onDisk.keys()].filter((b) => this.#uidlist.uidOf(b) === undefined);
+    if (unknown.length > 0 || this.#uidlist.needsWrite) await this.#uidlist.assign(unknown);
 
     const modseq = this.highestModseq + 1;
     const change: MailboxChange = { modseq, added: [], expunged: [], flagged: [] };
     const indexLines: string[] = [];
     // Vanished files are expunges.
-    for (const uid of this.#uids) {
-      const rec = this.#records.get(uid)!;
+    for (const uid of this.#table.uids) {
+      const rec = this.#table.get(uid)!;
       if (!onDisk.has(rec.base)) change.expunged.push(uid);
     }
     for (const uid of change.expunged) this.#forget(uid, modseq, indexLines);
 
     const added: MessageRecord[] = [];
     for (const [base, { name, inNew }] of onDisk) {
-      const uid = this.#byBase.get(base);
+      const uid = this.#uidlist.uidOf(base);
       if (uid === undefined) continue; // could not be assigned (lock timeout): next sync
-      const same = this.#records.get(uid);
+      const same = this.#table.get(uid);
       if (same && same.name === name && same.inNew === inNew) continue; // nothing to parse
       const parsed = parseName(name);
-      if (parsed.keywords.some((k) => !this.#keywords[k])) await this.#reloadKeywords();
-      const keywords = this.#keywordsOf(parsed.keywords);
-      const existing = this.#records.get(uid);
+      if (!this.#keywords.knows(parsed.keywords)) await this.#keywords.reload();
+      const keywords = this.#keywords.namesOf(parsed.keywords);
+      const existing = this.#table.get(uid);
       if (existing) {
         if (existing.name !== name || existing.inNew !== inNew) {
           const flagsChanged = existing.flags !== parsed.flags || existing.keywords.join(' ') !== keywords.join(' ');
@@ -607,7 +415,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
             existing.keywords = keywords;
             existing.modseq = modseq;
             change.flagged.push(uid);
-            indexLines.push(`m ${uid} ${modseq}`);
+            indexLines.push(indexLine.modseq(uid, modseq));
           }
         }
         continue;
@@ -625,151 +433,42 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         vsize: parsed.vsize ?? known?.vsize ?? -1,
         internalDate: known?.date ?? -1,
       };
-      if (!known?.modseq) indexLines.push(`m ${uid} ${modseq}`);
+      if (!known?.modseq) indexLines.push(indexLine.modseq(uid, modseq));
       added.push(rec);
     }
     added.sort((a, b) => a.uid - b.uid);
-    for (const rec of added) {
-      this.#records.set(rec.uid, rec);
-      change.added.push(rec.uid);
-    }
-    if (change.added.length) this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    this.#table.add(added);
+    for (const rec of added) change.added.push(rec.uid);
     if (this.#firstRecent === undefined) {
       // No claim on record yet: what had no UID before, and what is still in new/, is recent.
       this.#firstRecent = uidNextBefore;
       for (const r of added) if (r.inNew && r.uid < this.#firstRecent) this.#firstRecent = r.uid;
-      indexLines.push(`r ${this.#firstRecent}`);
+      indexLines.push(indexLine.firstRecent(this.#firstRecent));
     }
     // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
     // holds mail not yet seen by any reader).
-    for (const rec of added.filter((r) => r.inNew)) await this.#moveToCur(rec);
+    for (const rec of added.filter((r) => r.inNew)) await moveToCur(this.dir, rec);
 
     const changed = change.added.length + change.expunged.length + change.flagged.length > 0;
     if (changed) {
       this.highestModseq = modseq;
-      indexLines.push(`h ${modseq}`);
-      await this.#appendIndex(indexLines);
+      indexLines.push(indexLine.highestModseq(modseq));
+      await this.#index.append(indexLines);
       this.emit('change', change);
       return change;
     }
-    if (indexLines.length) await this.#appendIndex(indexLines);
+    if (indexLines.length) await this.#index.append(indexLines);
     return null;
   }
 
-  /** new/ -> cur/, keeping the name (with its flags, if another program set some). */
-  async #moveToCur(rec: MessageRecord): Promise<void> {
-    const name = rec.name.includes(':') ? rec.name : `${rec.name}:2,`;
-    try {
-      await fs.rename(path.join(this.dir, 'new', rec.name), path.join(this.dir, 'cur', name));
-      rec.name = name;
-      rec.inNew = false;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-  }
-
-  /**
-   * Takes the uidlist dotlock, re-reads the uidlist (another process may have added UIDs) and
-   * gives UIDs to the bases that still have none, appending them as Dovecot does. A uidlist
-   * Dovecot would consider corrupt is rewritten from what is known instead of renumbered.
-   */
-  async #assignUids(bases: string[]): Promise<void> {
-    await withUidlistLock(this.dir, async () => {
-      const current = await loadUidlist(this.dir);
-      if (current) {
-        if (this.uidValidity && current.uidValidity !== this.uidValidity) {
-          this.#opts.logger.warn({ mailbox: this.dir }, 'UIDVALIDITY changed on disk');
-        }
-        this.uidValidity = current.uidValidity;
-        this.#guid = current.guid ?? this.#guid;
-        for (const e of current.records) this.#byBase.set(e.base, e.uid);
-        this.uidNext = Math.max(this.uidNext, current.nextUid);
-      }
-      // Delivery order: base names start with the delivery time.
-      const missing = sortBases(bases.filter((b) => !this.#byBase.has(b)));
-      const records = missing.map((base) => ({ uid: this.uidNext++, base }));
-      for (const r of records) this.#byBase.set(r.base, r.uid);
-      if (!current || current.corrupt) {
-        if (!this.uidValidity) this.uidValidity = await newUidValidity(this.#opts.root);
-        this.#guid ||= generateMailboxGuid();
-        await rewriteUidlist(this.dir, {
-          uidValidity: this.uidValidity,
-          nextUid: this.uidNext,
-          guid: this.#guid,
-          records: this.#knownRecords(),
-        });
-        this.#uidlistCorrupt = false;
-      } else if (records.length) {
-        await appendUids(this.dir, records);
-      }
-    });
-  }
-
-  /** Every base with a UID this process knows of, ascending. */
-  #knownRecords(): Array<{ uid: number; base: string }> {
-    return [...this.#byBase].map(([base, uid]) => ({ uid, base })).sort((a, b) => a.uid - b.uid);
-  }
-
+  /** Takes an expunged message out of the table, the uidlist and (once long gone) the cache. */
   #forget(uid: number, modseq: number, indexLines: string[]): void {
-    const rec = this.#records.get(uid);
-    if (!rec) return;
-    this.#records.delete(uid);
-    this.#byBase.delete(rec.base);
-    this.#expungeLog.push({ uid, modseq });
-    if (this.#expungeLog.length > MAX_EXPUNGE_LOG) this.#expungeLog.shift();
-    this.#goneBases.add(rec.base);
-    this.#expunged.set(uid, rec);
-    // Its cached metadata stays until the record is dropped here: FETCH still serves it.
-    if (this.#expunged.size > MAX_EXPUNGED_RECORDS) {
-      const [oldUid, old] = this.#expunged.entries().next().value as [number, MessageRecord];
-      this.#expunged.delete(oldUid);
-      this.#cache.forget(old.base);
-    }
-    indexLines.push(`x ${uid} ${modseq}`);
-    const i = binarySearch(this.#uids, uid);
-    if (i >= 0) this.#uids.splice(i, 1);
+    const gone = this.#table.remove(uid, modseq);
+    if (!gone) return;
+    this.#uidlist.forget(gone.removed.base);
+    if (gone.dropped) this.#cache.forget(gone.dropped.base);
+    indexLines.push(indexLine.expunge(uid, modseq));
   }
-
-  #keywordsOf(indexes: number[]): string[] {
-    const out: string[] = [];
-    for (const i of indexes) {
-      const name = this.#keywords[i];
-      if (name) out.push(name);
-    }
-    return out;
-  }
-
-  async #reloadKeywords(): Promise<void> {
-    const k = await loadKeywords(this.dir);
-    this.#keywords = k.table;
-    this.#keywordsMtime = k.mtimeSeconds;
-  }
-
-  /**
-   * The dovecot-keywords indexes of keyword names, adding new ones (under the uidlist lock, as
-   * Dovecot requires) up to the 26 a Maildir file name can carry.
-   */
-  async #keywordIndexes(keywords: string[]): Promise<number[]> {
-    const find = (k: string) => this.#keywords.findIndex((n) => n !== undefined && n.toLowerCase() === k.toLowerCase());
-    if (keywords.some((k) => find(k) === -1)) {
-      await withUidlistLock(this.dir, async () => {
-        await this.#reloadKeywords();
-        const missing = keywords.filter((k) => find(k) === -1);
-        if (missing.length === 0) return;
-        for (const k of missing) {
-          let slot = this.#keywords.findIndex((n) => !n);
-          if (slot === -1) slot = this.#keywords.length;
-          if (slot >= MAX_KEYWORDS) throw new MailError('LIMIT', 'too many keywords in this mailbox (Maildir allows 26)');
-          this.#keywords[slot] = k;
-        }
-        await saveKeywords(this.dir, this.#keywords, this.#keywordsMtime);
-        await this.#reloadKeywords();
-      });
-    }
-    return keywords.map(find).filter((i) => i >= 0);
-  }
-
-  // ---- changing --------------------------------------------------------------------------------
 
   /**
    * STORE: sets, adds or removes flags and keywords on the given UIDs. With `unchangedSince`,
@@ -779,11 +478,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#mutex.run(async () => {
       const modseq = this.highestModseq + 1;
       const result: StoreResult = { modseq, changed: [], modified: [] };
-      if (mode !== 'remove') await this.#keywordIndexes(keywords);
+      if (mode !== 'remove') await this.#keywords.indexesOf(keywords);
       const lowerKeywords = keywords.map((k) => k.toLowerCase());
       const indexLines: string[] = [];
       for (const uid of uids) {
-        const rec = this.#records.get(uid);
+        const rec = this.#table.get(uid);
         if (!rec) continue;
         if (unchangedSince !== undefined && rec.modseq > unchangedSince) {
           result.modified.push(uid);
@@ -805,54 +504,22 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
           // RFC 7162 section 3.1.3: an UNCHANGEDSINCE store that changes nothing still succeeds.
           continue;
         }
-        const name = withFlags(rec.name, newFlags, await this.#keywordIndexes(newKeywords));
-        if (!(await this.#renameMessage(rec, name))) continue;
+        const name = withFlags(rec.name, newFlags, await this.#keywords.indexesOf(newKeywords));
+        if (!(await renameMessage(this.dir, rec, name))) continue;
         rec.flags = newFlags;
         rec.keywords = newKeywords;
         rec.modseq = modseq;
         result.changed.push(uid);
-        indexLines.push(`m ${uid} ${modseq}`);
+        indexLines.push(indexLine.modseq(uid, modseq));
       }
       if (result.changed.length) {
         this.highestModseq = modseq;
-        indexLines.push(`h ${modseq}`);
-        await this.#appendIndex(indexLines);
+        indexLines.push(indexLine.highestModseq(modseq));
+        await this.#index.append(indexLines);
         this.emit('change', { modseq, added: [], expunged: [], flagged: result.changed });
       }
       return result;
     });
-  }
-
-  /** Renames a message file to its new flags; false when it vanished (expunged elsewhere). */
-  async #renameMessage(rec: MessageRecord, name: string): Promise<boolean> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await fs.rename(this.filePath(rec), path.join(this.dir, 'cur', name));
-        rec.name = name;
-        rec.inNew = false;
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        // Another process renamed it: find its current name.
-        const found = await this.#findByBase(rec.base);
-        if (!found) return false;
-        rec.name = found.name;
-        rec.inNew = found.inNew;
-      }
-    }
-    return false;
-  }
-
-  async #findByBase(base: string): Promise<{ name: string; inNew: boolean } | undefined> {
-    for (const [sub, inNew] of [
-      ['cur', false],
-      ['new', true],
-    ] as const) {
-      for (const name of await fs.readdir(path.join(this.dir, sub)).catch(() => [] as string[])) {
-        if (name === base || name.startsWith(`${base}:`)) return { name, inNew };
-      }
-    }
-    return undefined;
   }
 
   /**
@@ -868,21 +535,17 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const indexLines: string[] = [];
       let bytes = 0;
       for (const uid of uids) {
-        const rec = this.#records.get(uid);
+        const rec = this.#table.get(uid);
         if (!rec) continue;
         bytes += Math.max(0, rec.size);
-        await fs.unlink(this.filePath(rec)).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
-          const found = await this.#findByBase(rec.base);
-          if (found) await fs.unlink(path.join(this.dir, found.inNew ? 'new' : 'cur', found.name)).catch(() => undefined);
-        });
+        await removeMessage(this.dir, rec);
         this.#forget(uid, modseq, indexLines);
         done.push(uid);
       }
       if (done.length) {
         this.highestModseq = modseq;
-        indexLines.push(`h ${modseq}`);
-        await this.#appendIndex(indexLines);
+        indexLines.push(indexLine.highestModseq(modseq));
+        await this.#index.append(indexLines);
         this.emit('change', { modseq, added: [], expunged: done, flagged: [] });
         await this.quota.recordDone(-bytes, -done.length, this.#opts.logger);
       }
@@ -899,19 +562,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#mutex.run(async () => {
       const stored = crlfToLf(data);
       await this.quota.check(stored.length);
-      const vsize = stored.length + countLf(stored);
-      const keywordIdx = await this.#keywordIndexes(keywords);
-      const base = `${uniqueBaseName()},S=${stored.length},W=${vsize}`;
+      const vsize = stored.length + bareLineFeeds(stored);
+      const keywordIdx = await this.#keywords.indexesOf(keywords);
+      const base = baseWithSizes(uniqueBaseName(), stored.length, vsize);
       const tmp = path.join(this.dir, 'tmp', base);
-      const fh = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DSYNC, 0o600);
-      try {
-        await writeAll(fh, [stored]);
-      } catch (err) {
-        await fh.close().catch(() => undefined);
-        await fs.unlink(tmp).catch(() => undefined);
-        throw new MailError('STORAGE_ERROR', `append: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
-      }
-      await fh.close();
+      await createDurably(tmp, [stored], (err) => new MailError('STORAGE_ERROR', `append: ${err.code ?? err}`, { cause: err }));
       const date = internalDate ?? new Date();
       await fs.utimes(tmp, date, date);
       const name = freshName(base, flags, keywordIdx);
@@ -930,16 +585,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async #adopt(
     files: Array<{ base: string; name: string; flags: number; keywords: string[]; size: number; vsize: number; date: number }>,
   ): Promise<number[]> {
-    await this.#assignUids(files.map((f) => f.base));
+    await this.#uidlist.assign(files.map((f) => f.base));
     const modseq = this.highestModseq + 1;
     const uids: number[] = [];
-    const fresh: number[] = [];
+    const fresh: MessageRecord[] = [];
     const indexLines: string[] = [];
     for (const f of files) {
-      const uid = this.#byBase.get(f.base)!;
+      const uid = this.#uidlist.uidOf(f.base)!;
       uids.push(uid);
-      if (this.#records.has(uid)) continue;
-      this.#records.set(uid, {
+      if (this.#table.has(uid)) continue;
+      fresh.push({
         uid,
         base: f.base,
         name: f.name,
@@ -951,15 +606,14 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
         vsize: f.vsize,
         internalDate: f.date,
       });
-      fresh.push(uid);
-      indexLines.push(`m ${uid} ${modseq}`, `s ${uid} ${f.size} ${f.vsize} ${Math.round(f.date)}`);
+      indexLines.push(indexLine.modseq(uid, modseq), indexLine.sizes(uid, f.size, f.vsize, f.date));
     }
     if (fresh.length === 0) return uids;
-    this.#uids = [...this.#records.keys()].sort((a, b) => a - b);
+    this.#table.add(fresh);
     this.highestModseq = modseq;
-    indexLines.push(`h ${modseq}`);
-    await this.#appendIndex(indexLines);
-    this.emit('change', { modseq, added: fresh, expunged: [], flagged: [] });
+    indexLines.push(indexLine.highestModseq(modseq));
+    await this.#index.append(indexLines);
+    this.emit('change', { modseq, added: fresh.map((r) => r.uid), expunged: [], flagged: [] });
     return uids;
   }
 
@@ -975,18 +629,18 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   async transfer(target: Mailbox, uids: number[], move: boolean): Promise<Array<[number, number]>> {
     await this.ensureDetails(uids);
     const counted = !move || target.quota.maildir !== this.quota.maildir;
-    if (counted) await target.quota.check(uids.reduce((n, uid) => n + Math.max(0, this.#records.get(uid)?.size ?? 0), 0));
+    if (counted) await target.quota.check(uids.reduce((n, uid) => n + Math.max(0, this.#table.get(uid)?.size ?? 0), 0));
     // 1. Put the files into the target's cur/ (under this mailbox's lock).
     const placed = await this.#mutex.run(async () => {
       const done: Array<{ source: MessageRecord; base: string; name: string; meta: CacheFields | undefined }> = [];
       try {
         for (const uid of uids) {
-          let rec = this.#records.get(uid);
+          let rec = this.#table.get(uid);
           if (!rec) continue;
-          const base = `${uniqueBaseName()},S=${rec.size},W=${rec.vsize}`;
+          const base = baseWithSizes(uniqueBaseName(), rec.size, rec.vsize);
           let name = freshName(base, rec.flags, []);
           try {
-            await this.#place(rec, path.join(target.dir, 'cur', name), move);
+            await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
             // The target folder was removed, or the source file was renamed (another process set
@@ -994,10 +648,10 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
             const targetCur = await fs.stat(path.join(target.dir, 'cur')).catch(() => undefined);
             if (!targetCur) throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${target.name} was removed`);
             await this.#sync(true);
-            rec = this.#records.get(uid);
+            rec = this.#table.get(uid);
             if (!rec) continue;
             name = freshName(base, rec.flags, []);
-            await this.#place(rec, path.join(target.dir, 'cur', name), move);
+            await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
           }
           const meta = this.#cache.lookup(rec.base, rec.size)?.fields();
           done.push({ source: { ...rec }, base, name, meta });
@@ -1012,7 +666,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     const pairs = await target.#mutex.run(async () => {
       for (const f of placed) {
         if (f.source.keywords.length === 0) continue;
-        const wanted = withFlags(f.name, f.source.flags, await target.#keywordIndexes(f.source.keywords));
+        const wanted = withFlags(f.name, f.source.flags, await target.#keywords.indexesOf(f.source.keywords));
         await fs.rename(path.join(target.dir, 'cur', f.name), path.join(target.dir, 'cur', wanted));
         f.name = wanted;
       }
@@ -1044,40 +698,18 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     if (move) {
       await this.#mutex.run(async () => {
         await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
-        const gone = placed.map((f) => f.source.uid).filter((uid) => this.#records.has(uid));
+        const gone = placed.map((f) => f.source.uid).filter((uid) => this.#table.has(uid));
         if (gone.length === 0) return;
         const modseq = this.highestModseq + 1;
         const indexLines: string[] = [];
         for (const uid of gone) this.#forget(uid, modseq, indexLines);
         this.highestModseq = modseq;
-        indexLines.push(`h ${modseq}`);
-        await this.#appendIndex(indexLines);
+        indexLines.push(indexLine.highestModseq(modseq));
+        await this.#index.append(indexLines);
         this.emit('change', { modseq, added: [], expunged: gone, flagged: [] });
       });
     }
     return pairs;
-  }
-
-  async #place(rec: MessageRecord, to: string, move: boolean): Promise<void> {
-    const from = this.filePath(rec);
-    if (move) {
-      await fs.rename(from, to);
-      return;
-    }
-    try {
-      await fs.link(from, to);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
-      await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
-      await fs.utimes(to, new Date(rec.internalDate), new Date(rec.internalDate));
-      const fh = await fs.open(to, 'r');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
   }
 
   /**
@@ -1087,65 +719,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
    */
   async compact(): Promise<void> {
     if (this.#cache.needsCompaction) await this.#cache.compact(this.#isLive);
-    await this.#mutex.run(async () => {
-      if (this.#goneBases.size === 0 || !this.uidValidity) return;
-      await withUidlistLock(this.dir, async () => {
-        const current = await loadUidlist(this.dir);
-        if (!current) return;
-        const records = current.records.filter((r) => !this.#goneBases.has(r.base));
-        await rewriteUidlist(this.dir, {
-          uidValidity: current.uidValidity,
-          nextUid: Math.max(current.nextUid, this.uidNext),
-          guid: current.guid,
-          records,
-        });
-        this.#goneBases.clear();
-      });
-    });
+    await this.#mutex.run(() => this.#uidlist.compact());
   }
 
   /** Message and unseen counts without touching the disk. */
   totals(): { messages: number; unseen: number } {
-    let unseen = 0;
-    for (const uid of this.#uids) if (!(this.#records.get(uid)!.flags & FLAG_SEEN)) unseen++;
-    return { messages: this.#uids.length, unseen };
+    return this.#table.totals();
   }
-}
-
-/** The base of a Maildir file name (before the last ':'), as parseName(name).base. */
-function baseOf(name: string): string {
-  const at = name.lastIndexOf(':');
-  return at < 0 ? name : name.slice(0, at);
-}
-
-/**
- * New files in the order Dovecot gives them UIDs (maildir_filename_sort_cmp): by the seconds,
- * then the microseconds of M<usec>, numerically, then by name. Keys are computed once per name.
- */
-function sortBases(bases: string[]): string[] {
-  const keyed = bases.map((base) => {
-    const dot = base.indexOf('.');
-    const secs = Number(dot < 0 ? base : base.slice(0, dot));
-    const usecs = dot >= 0 && base[dot + 1] === 'M' ? parseInt(base.slice(dot + 2), 10) : NaN;
-    return { base, secs, usecs };
-  });
-  keyed.sort((x, y) => {
-    if (Number.isFinite(x.secs) && Number.isFinite(y.secs) && x.secs !== y.secs) return x.secs - y.secs;
-    if (Number.isFinite(x.usecs) && Number.isFinite(y.usecs) && x.usecs !== y.usecs) return x.usecs - y.usecs;
-    return x.base < y.base ? -1 : x.base > y.base ? 1 : 0;
-  });
-  return keyed.map((k) => k.base);
-}
-
-export function binarySearch(sorted: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = sorted.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const v = sorted[mid]!;
-    if (v === value) return mid;
-    if (v < value) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -1;
 }

@@ -9,9 +9,10 @@ import { MailError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { UserRecord } from '../../directory/types.js';
 import type { DirectorySyncer } from '../dir-sync.js';
+import { replaceDurably } from '../fsio.js';
 import { maildirPath } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
-import type { DeliveredEvent, MaildirStore } from '../store.js';
+import type { DeliveredEvent, MaildirStore } from '../delivery.js';
 import { FolderNames, type Separator } from './formats.js';
 import { Mailbox } from './mailbox.js';
 import type { FolderInfo, MailboxStatus } from './types.js';
@@ -246,8 +247,7 @@ export class Account {
 
   async #writeSpecialUse(map: Record<string, string>): Promise<void> {
     const file = path.join(this.maildir, SPECIAL_USE_FILE);
-    await fs.writeFile(`${file}.tmp`, JSON.stringify(map, null, 1));
-    await fs.rename(`${file}.tmp`, file);
+    await replaceDurably(file, JSON.stringify(map, null, 1), { tmp: `${file}.tmp`, fsync: false });
   }
 
   async #ensureRoot(): Promise<void> {

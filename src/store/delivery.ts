@@ -11,7 +11,7 @@
  * carries S= (bytes on disk) and W= (bytes with CRLF) for Dovecot and Maildir++ quota.
  */
 import { EventEmitter } from 'node:events';
-import { constants as fsConstants, createReadStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -19,8 +19,11 @@ import { MailError, isMailError, storageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { UserRecord } from '../directory/types.js';
 import { DirectorySyncer } from './dir-sync.js';
-import { deliveredName, maildirPath, uniqueBaseName } from './maildir.js';
+import { baseWithSizes } from './dovecot/filename.js';
+import { maildirPath, uniqueBaseName } from './maildir.js';
 import { MaildirQuota } from './quota.js';
+import { createDurably, writeAll } from './fsio.js';
+import { LineEndConverter, countLineFeeds } from './line-ends.js';
 
 /** Bodies up to this size are kept in memory until the end of DATA (one write per file). */
 const MEMORY_BODY_LIMIT = 128 * 1024;
@@ -73,64 +76,6 @@ export interface MaildirStoreOptions {
   root: string;
   layout: string;
   logger: Logger;
-}
-
-/**
- * CRLF -> LF conversion across chunk boundaries, counting what IMAP will report as the size.
- * Each input chunk becomes one output buffer (the lines copied together), so a message is
- * written with a handful of buffers rather than one per line.
- */
-class LineEndConverter {
-  #pendingCR = false;
-  bytes = 0;
-  lineFeeds = 0;
-
-  push(chunk: Buffer, out: Buffer[]): void {
-    if (this.#pendingCR) {
-      this.#pendingCR = false;
-      if (chunk[0] !== 0x0a) this.#emit(CR, out);
-    }
-    let end = chunk.length;
-    if (end > 0 && chunk[end - 1] === 0x0d) {
-      this.#pendingCR = true; // might be the CR of a CRLF split across chunks
-      end--;
-    }
-    let crlf = chunk.indexOf(CRLF);
-    if (crlf === -1 || crlf >= end) {
-      if (end > 0) this.#emit(end === chunk.length ? chunk : chunk.subarray(0, end), out);
-      return;
-    }
-    const converted = Buffer.allocUnsafe(end);
-    let written = 0;
-    let from = 0;
-    while (crlf !== -1 && crlf < end) {
-      written += chunk.copy(converted, written, from, crlf);
-      from = crlf + 1; // keep the LF
-      crlf = chunk.indexOf(CRLF, crlf + 2);
-    }
-    written += chunk.copy(converted, written, from, end);
-    this.#emit(converted.subarray(0, written), out);
-  }
-
-  end(out: Buffer[]): void {
-    if (this.#pendingCR) this.#emit(CR, out);
-    this.#pendingCR = false;
-  }
-
-  #emit(buf: Buffer, out: Buffer[]): void {
-    out.push(buf);
-    this.bytes += buf.length;
-    for (let j = buf.indexOf(0x0a); j !== -1; j = buf.indexOf(0x0a, j + 1)) this.lineFeeds++;
-  }
-}
-
-const CR = Buffer.from('\r');
-const CRLF = Buffer.from('\r\n');
-
-function countLineFeeds(s: string): number {
-  let n = 0;
-  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
-  return n;
 }
 
 export class MaildirStore {
@@ -339,7 +284,7 @@ export class MaildirStore {
 
     // --- 3. rename into new/ and make the directory entries durable --------------------------------
     await mapLimit(written, WRITE_CONCURRENCY, async ({ target, tmp, size, vsize }) => {
-      const name = deliveredName(target.base, size, vsize);
+      const name = baseWithSizes(target.base, size, vsize);
       const final = path.join(target.maildir, 'new', name);
       try {
         await fs.rename(tmp, final);
@@ -364,29 +309,25 @@ export class MaildirStore {
     return { inputBytes, bodyBytes, results: req.mailboxes.map((m) => results.get(m.email)!) };
   }
 
-  /** Writes header + body into a new tmp file and fsyncs it. The body comes from memory or the spool. */
   /**
-   * Writes header + body into a new tmp file, durably. A body in memory goes out in one write on
-   * a file opened with O_DSYNC (the write returns once data and size are on disk, as fdatasync
-   * would make them: one system call fewer than write + fsync); a spooled body is copied from the
-   * spool and the file fsynced.
+   * Writes header + body into a new tmp file, durably. A body in memory goes out in one write
+   * (fsio's createDurably, O_DSYNC); a spooled body is copied from the spool and the file fsynced.
    */
   async #writeFile(tmp: string, header: string, chunks: Buffer[], spoolPath: string | undefined, spoolHeaderBytes: number): Promise<void> {
-    const flags = spoolPath ? 'wx' : fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DSYNC;
-    const fh = await fs.open(tmp, flags, 0o600);
+    if (!spoolPath) {
+      await createDurably(tmp, [Buffer.from(header), ...chunks]);
+      return;
+    }
+    const fh = await fs.open(tmp, 'wx', 0o600);
     try {
-      if (!spoolPath) {
-        await writeAll(fh, [Buffer.from(header), ...chunks]);
-      } else {
-        await writeAll(fh, [Buffer.from(header)]);
-        for await (const piece of createReadStream(spoolPath, {
-          start: spoolHeaderBytes,
-          highWaterMark: 256 * 1024,
-        }) as AsyncIterable<Buffer>) {
-          await writeAll(fh, [piece]);
-        }
-        await fh.sync();
+      await writeAll(fh, [Buffer.from(header)]);
+      for await (const piece of createReadStream(spoolPath, {
+        start: spoolHeaderBytes,
+        highWaterMark: 256 * 1024,
+      }) as AsyncIterable<Buffer>) {
+        await writeAll(fh, [piece]);
       }
+      await fh.sync();
     } catch (err) {
       await fh.close().catch(() => undefined);
       await fs.unlink(tmp).catch(() => undefined);
@@ -430,25 +371,6 @@ export class MaildirStore {
     }
     if (removed) this.#opts.logger.info({ maildir, removed }, 'removed stale files from tmp/');
     return removed;
-  }
-}
-
-/**
- * Writes every byte or throws. A writev can complete partly without an error (libuv returns
- * the bytes written when the disk fills or the file size limit is reached part-way); the rest is
- * written again, which then reports the error. Without this a truncated message could be synced,
- * moved into new/ and acknowledged.
- */
-export async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
-  let pending = buffers.filter((b) => b.length > 0);
-  while (pending.length > 0) {
-    const { bytesWritten } = await handle.writev(pending);
-    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    let done = bytesWritten;
-    let i = 0;
-    while (i < pending.length && done >= pending[i]!.length) done -= pending[i++]!.length;
-    pending = pending.slice(i);
-    if (done > 0) pending[0] = pending[0]!.subarray(done);
   }
 }
 
