@@ -303,7 +303,10 @@ export class Directory {
           log.info({ user: user.email }, 'password rehash skipped: the stored hash changed meanwhile');
         }
       } catch (err) {
-        log.warn({ user: user.email, from, to, err: (err as Error).message }, 'password rehash failed, the stored hash stays (the login is not affected)');
+        log.warn(
+          { user: user.email, from, to, err: (err as Error).message },
+          'password rehash failed, the stored hash stays (the login is not affected)',
+        );
       }
     })().finally(() => this.#rehashing.delete(user.email));
     this.#rehashing.set(user.email, work);

@@ -309,10 +309,13 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
 
   /** The columns of virtual_users (lower case), as information_schema shows them to this user. */
   async #userColumns(conn: PoolConnection | Pool): Promise<Set<string>> {
-    const [rows] = await conn.execute<RowDataPacket[]>({
-      sql: 'SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?',
-      timeout: this.#cfg.query_timeout,
-    }, ['virtual_users']);
+    const [rows] = await conn.execute<RowDataPacket[]>(
+      {
+        sql: 'SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?',
+        timeout: this.#cfg.query_timeout,
+      },
+      ['virtual_users'],
+    );
     return new Set(rows.map((r) => String(text(r.name)).toLowerCase()));
   }
 

@@ -270,7 +270,8 @@ export function parseCommand(segments: Segment[]): ParsedCommand {
   }
   if (name === 'UID') {
     const sub = args.shift();
-    if (!sub || sub.type !== 'atom' || !UID_COMMANDS.has(sub.value.toUpperCase())) c.fail('UID needs FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE');
+    if (!sub || sub.type !== 'atom' || !UID_COMMANDS.has(sub.value.toUpperCase()))
+      c.fail('UID needs FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE');
     name = `UID ${sub.value.toUpperCase()}`;
   }
   return { tag: c.tag, name, args };

@@ -218,7 +218,9 @@ export class SelectedMailbox {
         const rec = this.mailbox.record(uid);
         const seq = this.seqOf(uid);
         if (!rec || seq === 0) continue;
-        w.untagged(`${seq} FETCH (${qresync ? `UID ${uid} ` : ''}FLAGS ${flagList(rec, this.#recent.has(uid))}${condstore ? ` MODSEQ (${rec.modseq})` : ''})`);
+        w.untagged(
+          `${seq} FETCH (${qresync ? `UID ${uid} ` : ''}FLAGS ${flagList(rec, this.#recent.has(uid))}${condstore ? ` MODSEQ (${rec.modseq})` : ''})`,
+        );
       }
       this.#pendingFlagged.clear();
     }

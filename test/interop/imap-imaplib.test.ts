@@ -113,7 +113,10 @@ function checkSession(out: Output, mailbox: string): void {
       `^1 \\(UID 1 FLAGS \\(\\\\Flagged \\\\Recent \\$Label1\\) RFC822\\.SIZE ${size} INTERNALDATE "\\d\\d-Nov-2026 \\d\\d:\\d\\d:15 [+-]\\d{4}"\\)$`,
     ),
   );
-  assert.match(fetched[1]!, /^2 \(UID 2 FLAGS \(\\Recent\) RFC822\.SIZE 53 INTERNALDATE "\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)$/);
+  assert.match(
+    fetched[1]!,
+    /^2 \(UID 2 FLAGS \(\\Recent\) RFC822\.SIZE 53 INTERNALDATE "\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)$/,
+  );
   assert.match(fetched[2]!, /^3 \(UID 3 FLAGS \(\\Seen \\Recent\) RFC822\.SIZE 51 INTERNALDATE "/);
   assert.equal(out.internaldate_epoch, Date.UTC(2026, 10, 5, 12, 14, 15) / 1000);
   assert.deepEqual(out.parsed_flags, [['\\Flagged', '\\Recent', '$Label1'], ['\\Recent'], ['\\Seen', '\\Recent']]);

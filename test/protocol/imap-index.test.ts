@@ -65,7 +65,7 @@ describe('maild-index', () => {
     assert.ok(after.length > 0 && after.every((l) => valid.test(l)), JSON.stringify(after));
   });
 
-  it('starts MODSEQs above what clients knew when the index is lost (or was Dovecot\'s), so CHANGEDSINCE returns every message', async () => {
+  it("starts MODSEQs above what clients knew when the index is lost (or was Dovecot's), so CHANGEDSINCE returns every message", async () => {
     const mailRoot = await mkdtemp(path.join(os.tmpdir(), 'maild-index-'));
     roots.push(mailRoot);
     const message = 'From: a@remote.example\r\nSubject: modseq\r\n\r\nbody\r\n';

@@ -93,7 +93,11 @@ describe('IMAP \\Recent', () => {
     // Nobody else sees them as recent any more: not STATUS, not a later SELECT or EXAMINE (the
     // EXAMINE of before keeps showing them as recent, as its flag updates say).
     const later = await a.cmd('STATUS INBOX (RECENT)');
-    assert.deepEqual(later.untagged, ['STATUS "INBOX" (RECENT 0)', '1 FETCH (FLAGS (\\Seen \\Recent))', '2 FETCH (FLAGS (\\Flagged \\Recent))']);
+    assert.deepEqual(later.untagged, [
+      'STATUS "INBOX" (RECENT 0)',
+      '1 FETCH (FLAGS (\\Seen \\Recent))',
+      '2 FETCH (FLAGS (\\Flagged \\Recent))',
+    ]);
     const c = await session(srv, 'rita');
     const sel2 = await c.cmd('SELECT INBOX');
     assert.equal(count(sel2.untagged, 'RECENT'), 0);
@@ -212,8 +216,14 @@ describe('IMAP \\Recent', () => {
     const gone = await a.cmd('UID FETCH 1,3 (FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[HEADER])');
     assert.equal(gone.status, 'OK', gone.text);
     assert.equal(gone.code, 'EXPUNGEISSUED');
-    assert.match(gone.untagged[0]!, /^1 FETCH \(UID 1 FLAGS \(\\Deleted \\Recent\) RFC822\.SIZE \d+ ENVELOPE \(NIL "first" .*\) BODY\[HEADER\] NIL\)$/);
-    assert.match(gone.untagged[1]!, /^3 FETCH \(UID 3 FLAGS \(\\Deleted \\Recent\) RFC822\.SIZE \d+ ENVELOPE \(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL\) BODY\[HEADER\] NIL\)$/);
+    assert.match(
+      gone.untagged[0]!,
+      /^1 FETCH \(UID 1 FLAGS \(\\Deleted \\Recent\) RFC822\.SIZE \d+ ENVELOPE \(NIL "first" .*\) BODY\[HEADER\] NIL\)$/,
+    );
+    assert.match(
+      gone.untagged[1]!,
+      /^3 FETCH \(UID 3 FLAGS \(\\Deleted \\Recent\) RFC822\.SIZE \d+ ENVELOPE \(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL\) BODY\[HEADER\] NIL\)$/,
+    );
     // UID FETCH may announce the expunges (RFC 3501 section 7.4.1); afterwards they are gone,
     // and so is their share of RECENT.
     assert.deepEqual(gone.untagged.slice(2), ['3 EXPUNGE', '1 EXPUNGE', '1 RECENT']);

@@ -99,7 +99,33 @@ describe('IMAP session', () => {
 
   it('refuses every command outside its states with BAD', async () => {
     // Three bad commands end a session before login, so each pair gets a fresh connection.
-    const preLogin = ['SELECT INBOX', 'EXAMINE INBOX', 'CREATE x', 'DELETE x', 'RENAME a b', 'SUBSCRIBE x', 'UNSUBSCRIBE x', 'LIST "" *', 'LSUB "" *', 'STATUS INBOX (MESSAGES)', 'APPEND INBOX {1+}\r\nx', 'NAMESPACE', 'ENABLE CONDSTORE', 'IDLE', 'GETQUOTAROOT INBOX', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'SEARCH ALL', 'FETCH 1 FLAGS', 'STORE 1 +FLAGS (\\Seen)', 'COPY 1 x', 'MOVE 1 x', 'UID FETCH 1 FLAGS'];
+    const preLogin = [
+      'SELECT INBOX',
+      'EXAMINE INBOX',
+      'CREATE x',
+      'DELETE x',
+      'RENAME a b',
+      'SUBSCRIBE x',
+      'UNSUBSCRIBE x',
+      'LIST "" *',
+      'LSUB "" *',
+      'STATUS INBOX (MESSAGES)',
+      'APPEND INBOX {1+}\r\nx',
+      'NAMESPACE',
+      'ENABLE CONDSTORE',
+      'IDLE',
+      'GETQUOTAROOT INBOX',
+      'CHECK',
+      'CLOSE',
+      'UNSELECT',
+      'EXPUNGE',
+      'SEARCH ALL',
+      'FETCH 1 FLAGS',
+      'STORE 1 +FLAGS (\\Seen)',
+      'COPY 1 x',
+      'MOVE 1 x',
+      'UID FETCH 1 FLAGS',
+    ];
     for (let i = 0; i < preLogin.length; i += 2) {
       const pre = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
       await pre.greeting();
@@ -111,7 +137,22 @@ describe('IMAP session', () => {
     }
 
     const c = await loggedIn(srv);
-    for (const cmd of ['LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'SEARCH ALL', 'FETCH 1 FLAGS', 'STORE 1 +FLAGS (\\Seen)', 'COPY 1 Trash', 'MOVE 1 Trash', 'UID SEARCH ALL', 'UID EXPUNGE 1']) {
+    for (const cmd of [
+      'LOGIN a b',
+      'AUTHENTICATE PLAIN',
+      'STARTTLS',
+      'CHECK',
+      'CLOSE',
+      'UNSELECT',
+      'EXPUNGE',
+      'SEARCH ALL',
+      'FETCH 1 FLAGS',
+      'STORE 1 +FLAGS (\\Seen)',
+      'COPY 1 Trash',
+      'MOVE 1 Trash',
+      'UID SEARCH ALL',
+      'UID EXPUNGE 1',
+    ]) {
       const r = await c.cmd(cmd);
       assert.equal(r.status, 'BAD', `${cmd} when authenticated: ${r.text}`);
     }

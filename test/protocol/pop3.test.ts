@@ -215,7 +215,10 @@ describe('POP3', () => {
         ['disabled@example.test', 'disabled'],
       ],
     );
-    assert.ok(refusals(srv, 'authzid').some((l) => l.user === 'alice@example.test'), 'authorization as another user is logged');
+    assert.ok(
+      refusals(srv, 'authzid').some((l) => l.user === 'alice@example.test'),
+      'authorization as another user is logged',
+    );
     // PASS needs a USER first, and a failed PASS needs a new one.
     assert.equal((await c.cmd('PASS alice-pw')).line, '-ERR No username given.');
     // Cancellation (RFC 5034 section 4) and bad base64.
@@ -658,7 +661,10 @@ describe('POP3 settings', () => {
     const r = await again.login('alice@example.test', 'alice-pw');
     assert.equal(r.code, 'LOGIN-DELAY');
     assert.match(r.text, /wait \d+ seconds/);
-    assert.ok(refusals(srv, 'login-delay').some((l) => l.user === 'alice@example.test'), 'the refusal is logged with its reason');
+    assert.ok(
+      refusals(srv, 'login-delay').some((l) => l.user === 'alice@example.test'),
+      'the refusal is logged with its reason',
+    );
     await again.quit();
   });
 

@@ -20,7 +20,8 @@ import { SmtpClient } from '../helpers/smtp-client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /** doveadm pw -s SHA512-CRYPT -p secret (test/fixtures/passwords.json). */
-const DOVEADM_SHA512 = '{SHA512-CRYPT}$6$TNxAYW0fpeVov9Wh$X3t4iAxIC97gLf7QNhz2fzUBYTtAxMaQt4c4C7tHtLZDyfsga4ISIilococGkmkRxwujV.Eg26.BDVj1fwdwN/';
+const DOVEADM_SHA512 =
+  '{SHA512-CRYPT}$6$TNxAYW0fpeVov9Wh$X3t4iAxIC97gLf7QNhz2fzUBYTtAxMaQt4c4C7tHtLZDyfsga4ISIilococGkmkRxwujV.Eg26.BDVj1fwdwN/';
 const NEW_HASH = /^\{ARGON2ID\}\$argon2id\$v=19\$m=65536,t=3,p=1\$/;
 
 async function imapLogin(srv: TestServer, user: string, pass: string): Promise<string> {
@@ -108,7 +109,8 @@ describe('rehash on login, MySQL with a user allowed to UPDATE', () => {
   let db: TestDatabase;
   let writer: DatabaseUser;
   let srv: TestServer;
-  const stored = async (email: string) => String((await db.sql('SELECT password FROM virtual_users WHERE email = ?', [email]))[0]!.password);
+  const stored = async (email: string) =>
+    String((await db.sql('SELECT password FROM virtual_users WHERE email = ?', [email]))[0]!.password);
 
   before(async () => {
     db = await createTestDatabase();
@@ -119,10 +121,10 @@ describe('rehash on login, MySQL with a user allowed to UPDATE', () => {
       ['dave', 'dave-pw'],
     ]) {
       // The tutorials' way: SHA512-CRYPT made by MariaDB.
-      await db.sql("INSERT INTO virtual_users (domain_id, email, password) VALUES (1, ?, ENCRYPT(?, CONCAT('$6$', SUBSTRING(SHA(RAND()), -16))))", [
-        `${user}@example.test`,
-        pw,
-      ]);
+      await db.sql(
+        "INSERT INTO virtual_users (domain_id, email, password) VALUES (1, ?, ENCRYPT(?, CONCAT('$6$', SUBSTRING(SHA(RAND()), -16))))",
+        [`${user}@example.test`, pw],
+      );
     }
     writer = await createDatabaseUser(db, 'SELECT, UPDATE');
     srv = await startTestServer({

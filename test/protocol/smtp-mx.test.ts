@@ -443,7 +443,12 @@ describe('SMTP MX listener limits', () => {
 
 describe('SMTP deadlines', () => {
   /** Sends `chunk` every `everyMs` until the server answers; returns that reply. */
-  async function trickle(c: SmtpClient, chunk: string, everyMs: number, max: number): Promise<{ reply: Awaited<ReturnType<SmtpClient['reply']>>; sent: number }> {
+  async function trickle(
+    c: SmtpClient,
+    chunk: string,
+    everyMs: number,
+    max: number,
+  ): Promise<{ reply: Awaited<ReturnType<SmtpClient['reply']>>; sent: number }> {
     let sent = 0;
     for (; sent < max && !c.closed && c.pending === ''; sent++) {
       c.write(chunk);
@@ -456,14 +461,18 @@ describe('SMTP deadlines', () => {
   async function spoolFiles(srv: TestServer): Promise<string[]> {
     const spool = path.join(srv.mailRoot, '.queue');
     const dirs = await readdir(spool).catch(() => [] as string[]);
-    const files = await Promise.all(dirs.map(async (d) => (await readdir(path.join(spool, d)).catch(() => [] as string[])).map((f) => `${d}/${f}`)));
+    const files = await Promise.all(
+      dirs.map(async (d) => (await readdir(path.join(spool, d)).catch(() => [] as string[])).map((f) => `${d}/${f}`)),
+    );
     return files.flat();
   }
 
   describe('DATA', () => {
     let srv: TestServer;
     before(async () => {
-      srv = await startTestServer({ config: { limits: { message_size: '1M', idle_timeout: '30s', data_timeout: '300ms', data_min_rate: 1000 } } });
+      srv = await startTestServer({
+        config: { limits: { message_size: '1M', idle_timeout: '30s', data_timeout: '300ms', data_min_rate: 1000 } },
+      });
     });
     after(async () => {
       await srv.stop();

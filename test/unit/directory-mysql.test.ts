@@ -133,7 +133,11 @@ describe('mysql query placeholders', () => {
       (e: unknown) => isMailError(e, 'CONFIG_INVALID') && /%p/.test(e.message),
     );
     const cfg = mysqlConfig({ database: 'unused', queries: { user: "SELECT email, password FROM users WHERE email = '%s'" } });
-    await rejectsWith(MysqlDirectory.open(cfg, { logger: silentLogger, rehash: true }), 'CONFIG_INVALID', /passwords\.rehash.*update_password/);
+    await rejectsWith(
+      MysqlDirectory.open(cfg, { logger: silentLogger, rehash: true }),
+      'CONFIG_INVALID',
+      /passwords\.rehash.*update_password/,
+    );
     const without = await MysqlDirectory.open(cfg, { logger: silentLogger, rehash: false });
     await without.close();
   });

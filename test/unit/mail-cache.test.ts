@@ -11,7 +11,15 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CACHE_FILE, MetaCache, crc32, encodeRecord, headerLine, setCacheMemoryBudget } from '../../src/store/mail/cache.js';
 import { lfToCrlf } from '../../src/store/line-ends.js';
-import { CACHED_HEADERS, FIELD_ENVELOPE, FIELD_SEARCH, SearchMeta, cacheFields, decodedHeaders, storedOffset } from '../../src/imap/message-cache.js';
+import {
+  CACHED_HEADERS,
+  FIELD_ENVELOPE,
+  FIELD_SEARCH,
+  SearchMeta,
+  cacheFields,
+  decodedHeaders,
+  storedOffset,
+} from '../../src/imap/message-cache.js';
 import { parseStructure } from '../../src/imap/mime/index.js';
 import type { Token } from '../../src/imap/parser.js';
 import { SearchParser, SearchRunner } from '../../src/imap/search.js';
@@ -408,10 +416,30 @@ describe('SEARCH from the cache', () => {
     const criteria: Token[][] = [];
     for (let i = 0; i < 120; i++) {
       const kind = rnd(4);
-      if (kind === 0) criteria.push([atom(pick(['FROM', 'TO', 'CC', 'BCC', 'SUBJECT'])), str(rnd(5) === 0 ? '' : pick(words).slice(rnd(2), 4 + rnd(4)).toLowerCase())]);
-      else if (kind === 1) criteria.push([atom('HEADER'), str(pick(['message-id', 'IN-REPLY-TO', 'Date', 'subject'])), str(rnd(3) === 0 ? '' : pick(words).slice(0, 3))]);
-      else if (kind === 2) criteria.push([atom(pick(['SENTBEFORE', 'SENTON', 'SENTSINCE'])), atom(pick(['22-Nov-2026', '1-Mar-2025', '2-Mar-2025', '1-Jan-2000', '31-Dec-1999']))]);
-      else criteria.push([atom('OR'), atom('FROM'), str(pick(words).slice(0, 2)), atom('NOT'), atom('SUBJECT'), str(pick(words).slice(1, 3))]);
+      if (kind === 0)
+        criteria.push([
+          atom(pick(['FROM', 'TO', 'CC', 'BCC', 'SUBJECT'])),
+          str(
+            rnd(5) === 0
+              ? ''
+              : pick(words)
+                  .slice(rnd(2), 4 + rnd(4))
+                  .toLowerCase(),
+          ),
+        ]);
+      else if (kind === 1)
+        criteria.push([
+          atom('HEADER'),
+          str(pick(['message-id', 'IN-REPLY-TO', 'Date', 'subject'])),
+          str(rnd(3) === 0 ? '' : pick(words).slice(0, 3)),
+        ]);
+      else if (kind === 2)
+        criteria.push([
+          atom(pick(['SENTBEFORE', 'SENTON', 'SENTSINCE'])),
+          atom(pick(['22-Nov-2026', '1-Mar-2025', '2-Mar-2025', '1-Jan-2000', '31-Dec-1999'])),
+        ]);
+      else
+        criteria.push([atom('OR'), atom('FROM'), str(pick(words).slice(0, 2)), atom('NOT'), atom('SUBJECT'), str(pick(words).slice(1, 3))]);
     }
     let matched = 0;
     for (const c of criteria) {
@@ -421,7 +449,11 @@ describe('SEARCH from the cache', () => {
       // BODY "" matches every message and makes the runner read and parse each file.
       const fromFiles = await run([...c, atom('BODY'), str('')]);
       assert.ok(messageFileAccess.opens > opens);
-      assert.deepEqual(cached, fromFiles, JSON.stringify(c.map((t) => (t.type === 'string' ? t.value.toString() : t.type === 'atom' ? t.value : '()'))));
+      assert.deepEqual(
+        cached,
+        fromFiles,
+        JSON.stringify(c.map((t) => (t.type === 'string' ? t.value.toString() : t.type === 'atom' ? t.value : '()'))),
+      );
       matched += cached.length;
     }
     assert.ok(matched > 100, `the criteria match something (${matched})`);
