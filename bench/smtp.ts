@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   );
   await writeFile(
     path.join(dir, 'maild.yaml'),
-    `hostname: bench.test\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {connections_per_ip: ${CONNECTIONS + 5}}\nlog: {level: info}\n`,
+    `hostname: bench.test\nuser: root\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {connections_per_ip: ${CONNECTIONS + 5}}\nlog: {level: info}\n`,
   );
   const profileArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const { daemon, port } = await startDaemon(path.join(dir, 'maild.yaml'), profileArgs);
