@@ -1,6 +1,4 @@
 import { statSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 /**
  * Whether a path exists, by stat(2): existsSync uses access(2), which judges by the real user and
@@ -8,17 +6,6 @@ import { fileURLToPath } from 'node:url';
  */
 export function pathExists(p: string): boolean {
   return statSync(p, { throwIfNoEntry: false }) !== undefined;
-}
-
-/** The project's root: the nearest directory above this module with a package.json (works from src/ and dist/src/). */
-export function projectRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!pathExists(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the project root (package.json)');
-    dir = up;
-  }
-  return dir;
 }
 
 /** Where a production install keeps its configuration, as /etc/postfix/main.cf and /etc/dovecot/dovecot.conf. */

@@ -97,7 +97,7 @@ function routeSettings(cfg: LoadedConfig): RouteSettings {
 }
 
 /** The spool directory: queue.dir, or .queue under the mail root (made absolute by the loader). */
-export function spoolDir(cfg: LoadedConfig): string {
+function spoolDir(cfg: LoadedConfig): string {
   return cfg.queue.dir ?? path.join(cfg.mail.root, '.queue');
 }
 

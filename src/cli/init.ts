@@ -65,7 +65,7 @@ const LISTENERS: ListenerPlan[] = [
 ];
 
 /** A password of 144 random bits, URL-safe so it survives copying from a terminal or a log. */
-export function generatePassword(): string {
+function generatePassword(): string {
   return randomBytes(18).toString('base64url');
 }
 

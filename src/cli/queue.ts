@@ -31,7 +31,7 @@ function age(ms: number): string {
 }
 
 /** The listing in postqueue -p's layout: id (* running, ! held), size, arrival, sender; then recipients with their last error. */
-export function formatQueue(envs: Envelope[], now = Date.now()): string {
+function formatQueue(envs: Envelope[], now = Date.now()): string {
   if (envs.length === 0) return 'Mail queue is empty\n';
   const lines = ['-Queue ID-    --Size-- ----Arrival Time---- --Age-- -Sender/Recipient-------'];
   let bytes = 0;

@@ -13,7 +13,7 @@ export interface LoadedConfig extends Config {
 }
 
 /** Formats a key path the way an operator writes it: listeners[1].port */
-export function formatKeyPath(keyPath: ReadonlyArray<PropertyKey>): string {
+function formatKeyPath(keyPath: ReadonlyArray<PropertyKey>): string {
   let out = '';
   for (const part of keyPath) {
     if (typeof part === 'number') out += `[${part}]`;

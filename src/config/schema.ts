@@ -52,7 +52,7 @@ export const size = () =>
   });
 
 /** A duration, in milliseconds once parsed. */
-export const duration = () =>
+const duration = () =>
   z.union([z.number(), z.string()]).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
@@ -72,7 +72,7 @@ const cidr = z.string().refine((v) => /^[0-9a-f.:]+(\/\d{1,3})?$/i.test(v.trim()
   message: 'expected an IP address or CIDR range such as 192.0.2.0/24 or 2001:db8::/32',
 });
 
-export const listenerSchema = z
+const listenerSchema = z
   .strictObject({
     /**
      * smtp: the MX listener (port 25). submission: authenticated sending (587 with starttls, 465

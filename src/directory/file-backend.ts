@@ -61,7 +61,7 @@ interface Snapshot {
 }
 
 /** Parses and checks directory text; throws MailError CONFIG_INVALID naming each problem. */
-export function parseDirectoryText(text: string, where: string): Snapshot {
+function parseDirectoryText(text: string, where: string): Snapshot {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new MailError('CONFIG_INVALID', `${where}: not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
@@ -499,7 +499,7 @@ function deleteKey(doc: Document, section: string, key: string): void {
 }
 
 /** Writes a file so that readers see the old or the new version, never a mix (temp + fsync + rename). */
-export async function writeFileAtomic(file: string, text: string, mode = 0o640): Promise<void> {
+async function writeFileAtomic(file: string, text: string, mode = 0o640): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   let fileMode = mode;
   let owner: { uid: number; gid: number } | undefined;

@@ -23,7 +23,7 @@ const LOOKUP_QUERIES = ['domain', 'user', 'alias', 'alias_domain', 'transport'] 
  * The default user query on the tutorials' virtual_users table, with the optional columns the
  * table has: no quota column means no quota, no enable column means every mailbox is enabled.
  */
-export function defaultUserQuery(columns: ReadonlySet<string>): string {
+function defaultUserQuery(columns: ReadonlySet<string>): string {
   const selected = ['email', 'password'];
   if (columns.has('quota')) selected.push('quota');
   if (columns.has('enable')) selected.push('`enable`');
@@ -31,7 +31,7 @@ export function defaultUserQuery(columns: ReadonlySet<string>): string {
 }
 
 /** The default update_password query, used with the default user query. */
-export const DEFAULT_UPDATE_PASSWORD_QUERY = "UPDATE virtual_users SET password = '%p' WHERE email = '%s'";
+const DEFAULT_UPDATE_PASSWORD_QUERY = "UPDATE virtual_users SET password = '%p' WHERE email = '%s'";
 
 /** What verify() found: the queries in force (with the defaults filled in) and problems that do not stop a start. */
 export interface VerifyReport {
@@ -176,7 +176,7 @@ function text(v: unknown): string | null {
 }
 
 /** enable/enabled/active: NULL or absent means enabled; 0, '0', false, 'f', 'n', 'no', 'off' disabled. */
-export function parseEnabled(v: unknown): boolean {
+function parseEnabled(v: unknown): boolean {
   if (v === null || v === undefined) return true;
   if (typeof v === 'boolean') return v;
   if (typeof v === 'number' || typeof v === 'bigint') return Number(v) !== 0;
@@ -186,7 +186,7 @@ export function parseEnabled(v: unknown): boolean {
 }
 
 /** quota/quota_bytes in bytes (PostfixAdmin stores bytes too); NULL means 0 = unlimited. Undefined when unusable. */
-export function parseQuota(v: unknown): number | undefined {
+function parseQuota(v: unknown): number | undefined {
   if (v === null || v === undefined) return 0;
   if (typeof v === 'bigint') return v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
   if (typeof v === 'number') return Number.isFinite(v) ? Math.max(0, Math.floor(v)) : undefined;

@@ -33,7 +33,7 @@ const FILE_PATTERN = /^(\d+)[_-][\w.-]*\.sql$/;
  * The project's migrations/ folder: the nearest ancestor of this module holding both migrations/
  * and package.json (src/directory/ under tsx, dist/src/directory/ once compiled).
  */
-export function migrationsDir(): string {
+function migrationsDir(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = path.join(dir, 'migrations');

@@ -55,7 +55,7 @@ function parseDay(t: Token | undefined): number {
 }
 
 /** The calendar day of a timestamp, "disregarding time and timezone" as the server sees it. */
-export function localDay(ms: number): number {
+function localDay(ms: number): number {
   const d = new Date(ms);
   return Math.floor(Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) / 86_400_000);
 }
@@ -252,7 +252,7 @@ function headerValues(c: Content, field: string): string[] | undefined {
  * Dovecot reads it). RFC 5322 section 3.3 date (two- and three-digit years per section 4.3);
  * other forms Date.parse knows give their UTC day; null when nothing parses.
  */
-export function writtenDay(date: string): number | null {
+function writtenDay(date: string): number | null {
   const m = /(?:^|[\s,(])(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})(?=\s|$)/.exec(date);
   const month = m ? monthIndex(m[2]!) : -1;
   if (m && month >= 0) {

@@ -11,7 +11,7 @@ export interface SeqRange {
   to: number;
 }
 
-export const MAX_RANGES = 10_000;
+const MAX_RANGES = 10_000;
 
 export function parseSequenceSet(text: string): SeqRange[] {
   if (!/^[0-9:*,]+$/.test(text)) throw new ParseError('invalid sequence set');

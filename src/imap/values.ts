@@ -43,7 +43,7 @@ const QUOTED_SAFE = /^[\x20-\x7e]*$/;
 const MAX_QUOTED = 1024;
 
 /** Can this text go in a quoted string? (No CR/LF/NUL, 7-bit unless UTF-8 is allowed, short.) */
-export function isQuotable(text: string, utf8 = false): boolean {
+function isQuotable(text: string, utf8 = false): boolean {
   if (text.length > MAX_QUOTED) return false;
   if (QUOTED_SAFE.test(text)) return true;
   // eslint-disable-next-line no-control-regex

@@ -49,7 +49,7 @@ export function listenerName(l: ListenerConfig): string {
  * socket accepted without it does (net.Socket's constructor). Protocols that only end() a
  * connection still see the client's FIN and close.
  */
-export function startReading(socket: net.Socket): net.Socket {
+function startReading(socket: net.Socket): net.Socket {
   // The setter net.Socket's own constructor uses for pauseOnCreate (typed read-only in @types/node).
   (socket as { readableFlowing: boolean | null }).readableFlowing = null;
   socket.read(0);
@@ -58,7 +58,7 @@ export function startReading(socket: net.Socket): net.Socket {
 
 export type BoundAddress = { address: string; port: number } | string;
 
-export class BoundListener {
+class BoundListener {
   readonly name: string;
   readonly config: ListenerConfig;
   readonly #servers: net.Server[];

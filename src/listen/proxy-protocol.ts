@@ -16,7 +16,7 @@ import { MailError } from '../errors.js';
 import { normalizeIp } from '../net.js';
 
 /** Section 2.1: the longest v1 line, "PROXY UNKNOWN" with the longest addresses, CRLF included. */
-export const PROXY_V1_MAX_BYTES = 107;
+const PROXY_V1_MAX_BYTES = 107;
 /** The longest v2 header taken (16 + addresses + TLVs); HAProxy's own are far shorter. */
 export const PROXY_V2_MAX_BYTES = 16 + 2048;
 

@@ -7,7 +7,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 
 /** How long a client may take to complete the handshake. */
-export const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
+const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 
 export interface ImplicitTls {
   /** The TLS socket; destroy this one (never the raw socket) to abandon the handshake. */

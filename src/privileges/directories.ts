@@ -15,7 +15,7 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-export async function prepareDirectory(dir: string, account: Account): Promise<void> {
+async function prepareDirectory(dir: string, account: Account): Promise<void> {
   const missing: string[] = [];
   let at = path.resolve(dir);
   while (!(await exists(at))) {

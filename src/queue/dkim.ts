@@ -29,7 +29,7 @@ const MIN_RSA_BITS = 1024;
  * The header fields signed, each instance present (RFC 6376 section 5.4). Trace fields
  * (Received, Return-Path) are never signed: relays add to them.
  */
-export const SIGNED_HEADERS = [
+const SIGNED_HEADERS = [
   'From',
   'Sender',
   'Reply-To',
@@ -61,7 +61,7 @@ export function normalizeDomain(domain: string): string | undefined {
 }
 
 /** A selector (RFC 6376 section 3.1: sub-domain *("." sub-domain)); undefined when unusable. */
-export function normalizeSelector(selector: string): string | undefined {
+function normalizeSelector(selector: string): string | undefined {
   const lower = selector.trim().toLowerCase();
   return lower.length <= 253 && DNS_NAME.test(lower) ? lower : undefined;
 }
@@ -181,7 +181,7 @@ export class DkimKeys {
 }
 
 /** A message that cannot be signed (no From field, a huge header block). */
-export class Unsignable extends Error {}
+class Unsignable extends Error {}
 
 /** Reads a PEM private key (RSA of at least 1024 bits, or Ed25519); throws when unusable. */
 export function parseKey(pem: Buffer | string, domain: string, selector: string): DkimKey {
@@ -203,7 +203,7 @@ export function parseKey(pem: Buffer | string, domain: string, selector: string)
  * when the message has no From field (RFC 6376 section 5.4: From MUST be signed) or the signer
  * reports an error.
  */
-export async function signMessage(message: Readable | Buffer, key: DkimKey, opts: { now?: Date } = {}): Promise<string> {
+async function signMessage(message: Readable | Buffer, key: DkimKey, opts: { now?: Date } = {}): Promise<string> {
   const result = await dkimSign(message, {
     canonicalization: 'relaxed/relaxed',
     algorithm: key.type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256',

@@ -66,7 +66,7 @@ export async function saslLogin(
 }
 
 /** RFC 5322 section 3.6.4 msg-id for a message without one: <QUEUEID.RANDOM@hostname>. */
-export function newMessageId(queueId: string, hostname: string): string {
+function newMessageId(queueId: string, hostname: string): string {
   return `<${queueId}.${randomBytes(6).toString('hex').toUpperCase()}@${headerSafe(hostname).replace(/[<>\s]/g, '')}>`;
 }
 

@@ -51,13 +51,13 @@ function stripComment(line: string): string {
 }
 
 /** Removes one pair of surrounding double quotes, undoing \" and \\ inside. */
-export function unquote(value: string): string {
+function unquote(value: string): string {
   const m = /^"(.*)"$/s.exec(value);
   return m ? m[1]!.replace(/\\(["\\])/g, '$1') : value;
 }
 
 /** Logical lines of a Dovecot-style file: comments removed, `\` continuations joined. */
-export function logicalLines(text: string): Array<{ text: string; line: number }> {
+function logicalLines(text: string): Array<{ text: string; line: number }> {
   const out: Array<{ text: string; line: number }> = [];
   let pending: { text: string; line: number } | undefined;
   text.split(/\r?\n/).forEach((raw, index) => {

@@ -24,7 +24,7 @@ import { md5Crypt, md5CryptDigest } from './md5crypt.js';
 import type { CostProfile, DigestAlgorithm, ParsedHash } from './schemes.js';
 
 /** Constant-time equality of two digests; different lengths are simply unequal (lengths are public). */
-export function digestsEqual(a: Uint8Array, b: Uint8Array): boolean {
+function digestsEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
@@ -96,7 +96,7 @@ function argon2Raw(pw: Buffer, scheme: 'ARGON2I' | 'ARGON2ID', o: Argon2Params):
 }
 
 /** `n` random characters of the crypt(3) alphabet (unbiased). */
-export function cryptSalt(n: number): string {
+function cryptSalt(n: number): string {
   let s = '';
   for (let i = 0; i < n; i++) s += ITOA64[randomInt(64)];
   return s;

@@ -53,7 +53,7 @@ function rotate(a: number[], left: number): number[] {
 }
 
 /** Length in characters of a digest encoded with these groups. */
-export function encodedLength(groups: readonly Group[]): number {
+function encodedLength(groups: readonly Group[]): number {
   return groups.reduce((n, g) => n + g.length + 1, 0);
 }
 

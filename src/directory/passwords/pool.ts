@@ -22,7 +22,7 @@ const WORKER_NAME = 'maild-passwords';
  * inherited through execArgv to worker threads (nodejs/node#47747, fixed in Node 22), so from
  * source a small bootstrap registers tsx inside the worker before importing worker.ts.
  */
-export function spawnPasswordWorker(): Worker {
+function spawnPasswordWorker(): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), { name: WORKER_NAME });
   const tsx = import.meta.resolve('tsx/esm/api');
   const entry = new URL('./worker.ts', import.meta.url).href;

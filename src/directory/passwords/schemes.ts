@@ -454,7 +454,7 @@ export function costProfile(h: ParsedHash): CostProfile {
 }
 
 /** The argon2 package's defaults (argon2.cjs `defaults`), used for new ARGON2I/ARGON2ID hashes. */
-export const ARGON2_DEFAULTS = { memoryCost: 65536, timeCost: 3, parallelism: 1, version: 0x13, hashLength: 32 } as const;
+const ARGON2_DEFAULTS = { memoryCost: 65536, timeCost: 3, parallelism: 1, version: 0x13, hashLength: 32 } as const;
 
 /** The profile new passwords are hashed with, per scheme. */
 export function newPasswordProfile(scheme: PasswordScheme): CostProfile {

@@ -4,7 +4,7 @@ import { ParseError, type ListToken, type Token } from '../parser.js';
 import { mailboxArg, monthIndex, parseFlags } from '../args.js';
 
 /** date-time (RFC 3501 section 9): "dd-Mon-yyyy hh:mm:ss +zzzz", day may be space-padded. */
-export function parseDateTime(text: string): Date {
+function parseDateTime(text: string): Date {
   const m = /^([ \d]?\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$/.exec(text);
   const month = m ? monthIndex(m[2]!) : -1;
   if (!m || month < 0) throw new ParseError('invalid date-time');

@@ -5,7 +5,7 @@ import type { ImapSession } from '../session.js';
 import { parseSequenceSet } from '../sequence.js';
 
 /** Expunges the \Deleted messages among `uids` (the store keeps the quota current). */
-export async function expungeDeleted({ mailbox: view }: Selected, uids: readonly number[]): Promise<number[]> {
+async function expungeDeleted({ mailbox: view }: Selected, uids: readonly number[]): Promise<number[]> {
   const mailbox = view.mailbox;
   const doomed = uids.filter((uid) => (mailbox.record(uid)?.flags ?? 0) & FLAG_DELETED);
   if (doomed.length === 0) return [];

@@ -151,7 +151,7 @@ class ResponseBatch {
 }
 
 /** date-time as IMAP writes it: "22-Nov-2026 04:01:00 +0000" (RFC 3501 section 9). */
-export function imapDate(ms: number): string {
+function imapDate(ms: number): string {
   const d = new Date(ms);
   const pad = (n: number) => String(n).padStart(2, '0');
   const off = -d.getTimezoneOffset();

@@ -11,7 +11,7 @@ import { parseStatusItems, statusLine } from './status.js';
  * is case-insensitive (RFC 3501 section 5.1): a leading "inbox" in any case means INBOX, the
  * spelling folder names already have.
  */
-export function patternToRegExp(pattern: string, separator: string): RegExp {
+function patternToRegExp(pattern: string, separator: string): RegExp {
   const canonical =
     /^inbox$/i.test(pattern.slice(0, 5)) && (pattern.length === 5 || pattern[5] === separator) ? `INBOX${pattern.slice(5)}` : pattern;
   const notSeparator = `[^${separator === '/' ? '/' : '.'}]*`;

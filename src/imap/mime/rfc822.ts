@@ -23,7 +23,7 @@ const ATEXT = new Uint8Array(256);
   for (let c = 128; c < 256; c++) ATEXT[c] = 2;
 }
 
-export function isAtext(c: number): boolean {
+function isAtext(c: number): boolean {
   return ATEXT[c & 0xff] !== 0;
 }
 
@@ -36,7 +36,7 @@ export function asciiLower(s: string): string {
   return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
-export function asciiEqualsIgnoreCase(a: string, b: string): boolean {
+function asciiEqualsIgnoreCase(a: string, b: string): boolean {
   return a.length === b.length && asciiLower(a) === asciiLower(b);
 }
 

@@ -170,7 +170,7 @@ const CRLF = Buffer.from('\r\n');
  * The header read from `start` up to its empty line (or the end of the data), keeping only the
  * fields named (or, with exclude, all others), each line ending in CRLF.
  */
-export function filterHeader(m: Buffer, start: number, names: string[], exclude: boolean, addMissingEoh: boolean): Buffer {
+function filterHeader(m: Buffer, start: number, names: string[], exclude: boolean, addMissingEoh: boolean): Buffer {
   const wanted = new Set(names.map((n) => asciiLower(n)));
   const end = m.length;
   const out: Buffer[] = [];

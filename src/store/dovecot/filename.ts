@@ -31,17 +31,13 @@ const LETTER_TO_FLAG: ReadonlyMap<string, MaildirSystemFlag> = new Map(
 );
 
 /** Keyword letters: index 0 is 'a' (maildir-storage.h MAILDIR_KEYWORD_FIRST/LAST). */
-export const MAILDIR_MAX_KEYWORDS = 26;
+const MAILDIR_MAX_KEYWORDS = 26;
 
-export function keywordLetter(index: number): string {
+function keywordLetter(index: number): string {
   if (!Number.isInteger(index) || index < 0 || index >= MAILDIR_MAX_KEYWORDS) {
     throw new RangeError(`keyword index ${index} is outside 0..25`);
   }
   return String.fromCharCode(0x61 + index);
-}
-
-export function isSystemFlagLetter(ch: string): boolean {
-  return LETTER_TO_FLAG.has(ch);
 }
 
 /** A parsed file name. Parsing never throws: odd parts are kept in the fields below. */

@@ -46,8 +46,8 @@ export interface FolderOptions {
   existing?: boolean;
 }
 
-export const MAILDIRFOLDER_NAME = 'maildirfolder';
-export const TRASHED_DIR_NAME = '..DOVECOT-TRASHED';
+const MAILDIRFOLDER_NAME = 'maildirfolder';
+const TRASHED_DIR_NAME = '..DOVECOT-TRASHED';
 const MAX_NAME_BYTES = 4096; // MAILBOX_LIST_NAME_MAX_LENGTH (PATH_MAX)
 const MAX_LEVEL_BYTES = 255; // MAILBOX_MAX_HIERARCHY_NAME_LENGTH
 const MAX_DIR_NAME_BYTES = 255; // NAME_MAX
@@ -142,18 +142,6 @@ export function parseMailboxName(name: string, opts: FolderOptions = {}): Mailbo
     levels,
     dir: '.' + levels.join('.'),
   };
-}
-
-/** The directory of a mailbox, relative to the Maildir root ("" for INBOX). */
-export function mailboxDir(name: string, opts: FolderOptions = {}): string {
-  return parseMailboxName(name, opts).dir;
-}
-
-/** The UTF-8 display form of a client name ("Entw&APw-rfe/x" -> "Entwürfe/x"). Throws on bad mUTF-7. */
-export function mailboxNameToUtf8(name: string): string {
-  const d = decodeMUtf7Checked(name);
-  if (!d.ok) throw new MailError('BAD_MAILBOX_NAME', `not valid modified UTF-7 (${d.reason}): ${JSON.stringify(name)}`);
-  return d.value;
 }
 
 /** The client (modified UTF-7) form of a UTF-8 name ("Entwürfe" -> "Entw&APw-rfe"). */

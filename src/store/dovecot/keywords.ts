@@ -19,7 +19,6 @@ import fs from 'node:fs/promises';
 import { acquireDotlock } from './dotlock.js';
 import { isErrno } from './fsutil.js';
 
-export const KEYWORDS_NAME = 'dovecot-keywords';
 export const MAX_KEYWORDS = 26;
 
 /** Index → name; a hole (undefined) is an unused letter. */
@@ -61,7 +60,7 @@ export function formatKeywords(keywords: KeywordTable): string {
 }
 
 /** Throws a RangeError unless `name` is an IMAP keyword: an atom (RFC 3501 flag-keyword). */
-export function checkKeywordName(name: string): void {
+function checkKeywordName(name: string): void {
   if (name === '' || /[\x00-\x20\x7f-\uffff(){%*"\\\]]/.test(name)) {
     throw new RangeError(`${JSON.stringify(name)} is not a valid IMAP keyword`);
   }

@@ -18,7 +18,6 @@
 import { acquireDotlock, SUBSCRIPTIONS_LOCK, type DotlockOptions } from './dotlock.js';
 import { readIfExists } from './fsutil.js';
 
-export const SUBSCRIPTIONS_NAME = 'subscriptions';
 const V2_HEADER = 'V\t2\n\n';
 
 export interface Subscriptions {

@@ -77,11 +77,6 @@ export function nextUid(u: Uidlist): number {
   return Math.max(u.headerNextUid, last + 1);
 }
 
-/** The value of a record's extension field, e.g. ext(rec, 'G'). */
-export function extValue(fields: readonly ExtField[], key: string): string | undefined {
-  return fields.find((f) => f.key === key)?.value;
-}
-
 function parseUint32(s: string): number | null {
   if (!/^\d{1,10}$/.test(s)) return null;
   const n = Number(s);
@@ -244,7 +239,7 @@ function checkField(f: ExtField, record: boolean): void {
 }
 
 /** One record line, as maildir-uidlist.c writes it (the base is cut at ':'). */
-export function formatUidlistRecord(rec: UidlistRecord): string {
+function formatUidlistRecord(rec: UidlistRecord): string {
   if (!Number.isInteger(rec.uid) || rec.uid < 1 || rec.uid > MAX_UID) throw new RangeError(`invalid UID ${rec.uid}`);
   const colon = rec.base.indexOf(':');
   const base = colon < 0 ? rec.base : rec.base.slice(0, colon);

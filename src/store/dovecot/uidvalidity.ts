@@ -13,13 +13,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isErrno } from './fsutil.js';
 
-export const UIDVALIDITY_NAME = 'dovecot-uidvalidity';
+const UIDVALIDITY_NAME = 'dovecot-uidvalidity';
 const RETRY_COUNT = 10;
 
 let lastFallback = 0;
 
 /** The current time in seconds, or one more than the last value this returned. */
-export function fallbackUidValidity(nowMs = Date.now()): number {
+function fallbackUidValidity(nowMs = Date.now()): number {
   const now = Math.floor(nowMs / 1000) >>> 0;
   lastFallback = lastFallback < now ? now : (lastFallback + 1) >>> 0;
   return lastFallback;

@@ -89,8 +89,8 @@ export interface UidlistState {
   corrupt: boolean;
 }
 
-export const UIDLIST = 'dovecot-uidlist';
-export const KEYWORDS = 'dovecot-keywords';
+const UIDLIST = 'dovecot-uidlist';
+const KEYWORDS = 'dovecot-keywords';
 
 export async function loadUidlist(folder: string): Promise<UidlistState | null> {
   const parsed = await readUidlist(path.join(folder, UIDLIST));

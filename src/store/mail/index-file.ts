@@ -17,7 +17,7 @@ import { acquireDotlock } from '../dovecot/dotlock.js';
 import { replaceFile } from '../dovecot/fsutil.js';
 import type { MessageRecord } from './types.js';
 
-export const INDEX_FILE = 'maild-index';
+const INDEX_FILE = 'maild-index';
 /** A line of maild-index: i/h/r <n>, m/x <uid> <modseq>, s <uid> <size> <vsize> <date>. */
 const INDEX_LINE = /^([ihmxsr]) (\d{1,16})(?: (\d{1,16}))?(?: (\d{1,16}) (\d{1,16}))?$/;
 /** Expunges remembered for QRESYNC (RFC 7162 section 3.2.5.2 lets a server forget old ones). */

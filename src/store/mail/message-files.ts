@@ -42,7 +42,7 @@ export function sortBases(bases: string[]): string[] {
 }
 
 /** The current name of the file with this base, in cur/ or new/. */
-export async function findByBase(dir: string, base: string): Promise<FileLocation | undefined> {
+async function findByBase(dir: string, base: string): Promise<FileLocation | undefined> {
   for (const [sub, inNew] of [
     ['cur', false],
     ['new', true],

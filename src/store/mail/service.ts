@@ -22,7 +22,7 @@ export const SPECIAL_USES = ['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\J
 /** Idle mailboxes kept in memory (warm) after their last session left. */
 const WARM_MAILBOXES = 64;
 /** How often a mailbox with IDLE sessions is looked at for changes other processes made. */
-export const IDLE_POLL_MS = 5000;
+const IDLE_POLL_MS = 5000;
 
 /** A folder's special use, and whether a login creates (and subscribes) it when it is missing. */
 export interface SpecialFolder {
