@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { redactConfig, type LoadedConfig } from '../config/load.js';
-import { controlSocketPath } from '../control.js';
+import { sendControl } from '../control.js';
 import { isMailError, MailError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { lookupAccount, type Account } from '../privileges/account.js';
@@ -103,15 +103,13 @@ async function checkWritableDir(
   }
 }
 
+/** Whether a maild answers on this data_dir's control socket (the ping `maild health` sends). */
 async function daemonRunning(dataDir: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(controlSocketPath(dataDir));
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
+  // A socket that accepts but does not answer in time still belongs to a running daemon.
+  return sendControl(dataDir, { cmd: 'ping' }, 2000).then(
+    (reply) => reply !== undefined,
+    () => true,
+  );
 }
 
 /** Binds each TCP listener address for a moment, as the start will. */
@@ -119,8 +117,7 @@ async function checkPorts(cfg: LoadedConfig, problems: string[], notes: string[]
   const running = await daemonRunning(cfg.data_dir);
   for (const [i, l] of cfg.listeners.entries()) {
     if (l.path || l.port === undefined || l.port === 0) continue;
-    const addresses = ([] as string[]).concat((l as { address?: string | string[] }).address ?? '0.0.0.0');
-    for (const address of addresses) {
+    for (const address of l.address) {
       const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
         const server = net.createServer();
         server.once('error', (e: NodeJS.ErrnoException) => resolve(e));

@@ -16,7 +16,7 @@ import { generateKey } from '../queue/dkim.js';
 import { QueueUsageError, runQueueCommand } from './queue.js';
 import { silentLogger } from '../log.js';
 import { resolveConfigPath, SYSTEM_CONFIG_PATH } from '../paths.js';
-import { dropPrivileges, lookupAccount } from '../privileges/account.js';
+import { dropPrivileges, planPrivileges } from '../privileges/account.js';
 import { prepareDirectories } from '../privileges/directories.js';
 import { maildirPath } from '../store/maildir.js';
 
@@ -224,11 +224,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   if (writesSomething(command, sub)) io.stderr.write(`maild: using ${config.configPath}\n`);
   // Run as root, a command that writes files (the directory file, DKIM keys, the spool) does it as
   // the account the daemon serves as, so the daemon can still read and rewrite them.
-  if (command !== 'check-config' && config.user !== undefined && config.user !== 'root' && process.getuid?.() === 0) {
+  // (Without user: it stays root, as before; only the daemon refuses to serve as root.)
+  if (command !== 'check-config' && config.user !== undefined) {
     try {
-      const account = lookupAccount(config.user, config.group);
-      await prepareDirectories(config, account);
-      dropPrivileges(account);
+      const plan = planPrivileges(config);
+      if (plan.kind === 'drop') {
+        await prepareDirectories(config, plan.account);
+        dropPrivileges(plan.account);
+      }
     } catch (err) {
       io.stderr.write(`maild: ${isMailError(err) ? `config error: ${err.message}` : String(err)}\n`);
       return 1;
