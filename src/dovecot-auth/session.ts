@@ -268,12 +268,7 @@ export class DovecotAuthSession extends LineSession<DovecotAuthSettings> {
   // ---- output, timers, end -------------------------------------------------------------------
 
   #send(text: string): void {
-    if (this.closed) return;
-    this.socket.write(text);
-    if (this.socket.writableLength > OUTPUT_LIMIT) {
-      this.log.info('dovecot-auth client stopped reading; disconnecting');
-      this.destroy();
-    }
+    this.writeBounded(text, OUTPUT_LIMIT);
   }
 
   protected idleTimeoutMs(): number {

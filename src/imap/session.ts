@@ -3,7 +3,6 @@
  * runs its module, maps errors to responses in one place, and enforces the limits (line and
  * literal sizes, bad commands, idle time, output buffer).
  */
-import { drainOrClose } from '../flow-control.js';
 import type { Socket } from 'node:net';
 import type tls from 'node:tls';
 import type { Directory } from '../directory/directory.js';
@@ -259,7 +258,7 @@ export class ImapSession extends LineSession<ImapSettings> {
    * bounded, and a client that reads nothing for outputStallMs is dropped.
    */
   #drainOutput(): Promise<void> {
-    return drainOrClose(this);
+    return this.drainOrClose(() => this.writer.flowControl());
   }
 
   /** Reads one raw line from the client (IDLE's DONE, AUTHENTICATE responses); null when the connection closes. */

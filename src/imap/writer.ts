@@ -5,7 +5,7 @@
  * reads nothing for `stallTimeoutMs` is disconnected (RFC 3501 leaves flow control to TCP; an
  * unbounded buffer would let one client exhaust the server's memory).
  */
-import { waitForDrain } from '../flow-control.js';
+import { waitForDrain } from '../session/output.js';
 import type { Duplex, Readable } from 'node:stream';
 import { encodeValue, type ImapValue } from './values.js';
 
@@ -25,7 +25,7 @@ export interface WriterOptions {
   utf8?: boolean;
 }
 
-export { StalledClientError } from '../flow-control.js';
+export { StalledClientError } from '../session/output.js';
 
 /** Text safe inside a response line: printable ASCII only. */
 export function printable(text: string): string {

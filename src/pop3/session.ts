@@ -5,7 +5,6 @@
  * errors turned into -ERR in one place (errors.ts), and the limits: line length, failed
  * commands in a row, inactivity, output the client does not read.
  */
-import { drainOrClose } from '../flow-control.js';
 import { logLoginRefused } from '../auth/login.js';
 import type { Socket } from 'node:net';
 import type tls from 'node:tls';
@@ -230,7 +229,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
       if (this.closed) return;
       this.#refuse(reply);
     }
-    await drainOrClose(this);
+    await this.drainOrClose(() => this.writer.flowControl());
   }
 
   #refuse(reply: { code?: string; text: string; bad: boolean; unexpected: boolean }): void {

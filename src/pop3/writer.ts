@@ -4,7 +4,7 @@
  * read (RETR of a large message streams at the client's pace), and a client that reads nothing
  * for `stallTimeoutMs` is disconnected.
  */
-import { waitForDrain } from '../flow-control.js';
+import { waitForDrain } from '../session/output.js';
 import type { Duplex } from 'node:stream';
 
 export interface Pop3WriterOptions {
@@ -12,7 +12,7 @@ export interface Pop3WriterOptions {
   stallTimeoutMs: number;
 }
 
-export { StalledClientError } from '../flow-control.js';
+export { StalledClientError } from '../session/output.js';
 
 /** Text safe in a response line: printable ASCII only (RFC 2449 section 4: responses are 7-bit). */
 export function printable(text: string, max = 200): string {

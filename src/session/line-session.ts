@@ -10,6 +10,7 @@ import { passwordsAllowed } from '../auth/login.js';
 import type { ClientPeer } from '../listen/peer.js';
 import type { Logger } from '../log.js';
 import type { NetworkList } from '../net.js';
+import { StalledClientError } from './output.js';
 
 /**
  * Longest wait for the client's side of a STARTTLS/STLS handshake. The client owes us its
@@ -237,6 +238,32 @@ export abstract class LineSession<S extends LineSessionSettings> {
     this.secure = true;
     this.adoptTlsSocket(secure);
     this.#attach(secure);
+  }
+
+  // ---- output --------------------------------------------------------------------------------
+
+  /**
+   * After a command: waits until the client has taken the answer (`flowControl` is the writer's
+   * wait); a client that stopped reading is logged and closed, its output never buffered without end.
+   */
+  protected async drainOrClose(flowControl: () => Promise<void>): Promise<void> {
+    try {
+      await flowControl();
+    } catch (err) {
+      if (!(err instanceof StalledClientError)) throw err;
+      this.log.info('client stopped reading output; closing');
+      this.close();
+    }
+  }
+
+  /** For replies that are short lines: writes, and drops a client that leaves more than `limit` bytes unread. */
+  protected writeBounded(text: string, limit: number): void {
+    if (this.#closed) return;
+    this.#socket.write(text);
+    if (this.#socket.writableLength > limit) {
+      this.log.info(`${this.#spec.protocol} client stopped reading output; disconnecting`);
+      this.destroy();
+    }
   }
 
   // ---- end -----------------------------------------------------------------------------------

@@ -46,9 +46,11 @@ export interface DotlockOptions {
   signal?: AbortSignal;
 }
 
-/** Dovecot's values (maildir-uidlist.h, maildir-keywords.c, subscription-file.c). */
+/**
+ * Dovecot's values (maildir-uidlist.h, subscription-file.c). dovecot-keywords.lock has none: it
+ * is only taken under the uidlist lock, so a leftover one is stale by construction (keywords.ts).
+ */
 export const UIDLIST_LOCK: Readonly<DotlockOptions> = { staleMs: 120_000, timeoutMs: 122_000 };
-export const KEYWORDS_LOCK: Readonly<DotlockOptions> = { staleMs: 120_000, timeoutMs: 122_000 };
 export const SUBSCRIPTIONS_LOCK: Readonly<DotlockOptions> = { staleMs: 30_000, timeoutMs: 120_000 };
 
 const STALE_PID_CHECK_MS = 2000;

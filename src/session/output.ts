@@ -1,6 +1,5 @@
-/** Output flow control shared by the protocol writers that are ours (IMAP, POP3). */
+/** Output flow control of the line protocols' writers (IMAP, POP3); LineSession applies it after each command. */
 import type { Duplex } from 'node:stream';
-import type { Logger } from './log.js';
 
 /** The client stopped reading: its session is dropped rather than its output buffered. */
 export class StalledClientError extends Error {}
@@ -28,18 +27,4 @@ export async function waitForDrain(socket: Duplex, highWaterMark: number, stallT
     socket.on('drain', done);
     socket.on('close', done);
   });
-}
-
-/**
- * After a command: waits until the client has taken the answer; one that stopped reading is
- * logged and its session closed instead of its output being buffered without end.
- */
-export async function drainOrClose(session: { writer: { flowControl(): Promise<void> }; log: Logger; close(): void }): Promise<void> {
-  try {
-    await session.writer.flowControl();
-  } catch (err) {
-    if (!(err instanceof StalledClientError)) throw err;
-    session.log.info('client stopped reading output; closing');
-    session.close();
-  }
 }
