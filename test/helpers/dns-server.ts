@@ -1,19 +1,25 @@
 /**
- * A minimal authoritative DNS server for tests: UDP on 127.0.0.1 and an ephemeral port, answering
- * MX, A and AAAA questions from an in-memory zone (RFC 1035 section 4). Point the queue's
- * resolver at it with `queue.resolver: ["127.0.0.1:<port>"]`.
+ * A minimal authoritative DNS server for tests: UDP and TCP on 127.0.0.1 and one ephemeral port,
+ * answering MX, A, AAAA, TXT, PTR and CNAME questions from an in-memory zone (RFC 1035 section 4).
+ * Point a resolver at it with `queue.resolver: ["127.0.0.1:<port>"]`.
  *
  * - Names are case-insensitive, without a trailing dot: "example.com", "mx1.example.com".
  * - A listed name without records of the asked type, and an empty non-terminal (a name that
  *   only has names below it), answer NOERROR with no answers (NODATA).
  * - A name that is not listed, or is marked `nxdomain`, answers NXDOMAIN (RCODE 3).
  * - A name marked `servfail` answers SERVFAIL (RCODE 2), for every type or only the listed ones.
+ * - A name marked `drop` gets no answer at all (for every type or only the listed ones), so a
+ *   resolver times out; the question is logged with rcode 'DROPPED'.
+ * - A name with a `cname` is an alias (RFC 1034 section 3.6.2): any other question for it is
+ *   answered with the CNAME record followed by the target's answer when the target is in the zone
+ *   (at most 8 aliases deep); the response code is the target's.
  * - Every record has TTL 0, so the resolver's cache (c-ares caches positive answers for their
  *   TTL) never keeps an answer across a setZone(); negative answers carry no SOA and are not
  *   cached either.
  *
- * Only UDP: answers must fit in 512 octets (a handful of records). A larger answer is sent with
- * TC set and no records, which makes a resolver retry over TCP, which this server does not speak.
+ * Over UDP an answer must fit in 512 octets (RFC 1035 section 4.2.1; EDNS is not offered): a larger
+ * one is sent with TC set and no records, and the resolver retries over TCP, where messages carry
+ * a two-octet length prefix (RFC 1035 section 4.2.2) and several may follow on one connection.
  * Malformed packets and responses are ignored; a question using compression, or not exactly one
  * question, gets FORMERR; another opcode NOTIMP; another class REFUSED.
  */
@@ -27,16 +33,27 @@ export interface DnsMx {
   exchange: string;
 }
 
-export type DnsType = 'MX' | 'A' | 'AAAA';
+export type DnsType = 'MX' | 'A' | 'AAAA' | 'TXT' | 'PTR' | 'CNAME';
 
 export interface DnsName {
   mx?: DnsMx[];
   a?: string[];
   aaaa?: string[];
+  /**
+   * TXT records (RFC 1035 section 3.3.14): a string is one record, split into character-strings of
+   * at most 255 octets (UTF-8); an array is one record made of exactly these character-strings.
+   */
+  txt?: Array<string | string[]>;
+  /** PTR targets (RFC 1035 section 3.3.12), e.g. for "2.0.0.127.in-addr.arpa". */
+  ptr?: string[];
+  /** The canonical name this name is an alias of; its other records are ignored. */
+  cname?: string;
   /** Answer NXDOMAIN even though the name is listed. */
   nxdomain?: boolean;
   /** Answer SERVFAIL: for every question (true) or for these types only. */
   servfail?: boolean | DnsType[];
+  /** Never answer: for every question (true) or for these types only. */
+  drop?: boolean | DnsType[];
 }
 
 /** Records by owner name. */
@@ -45,19 +62,22 @@ export type DnsZone = Record<string, DnsName>;
 export interface DnsQuery {
   /** The name asked for, lower case, without a trailing dot. */
   name: string;
-  /** 'MX', 'A', 'AAAA' or 'TYPE<n>' for others. */
+  /** 'MX', 'A', 'AAAA', 'TXT', 'PTR', 'CNAME' or 'TYPE<n>' for others. */
   type: string;
-  /** The response code sent: 'NOERROR', 'NXDOMAIN', 'SERVFAIL', 'FORMERR', ... */
+  /** The response code sent: 'NOERROR', 'NXDOMAIN', 'SERVFAIL', 'FORMERR', ..., or 'DROPPED' (none). */
   rcode: string;
-  /** Answer records sent. */
+  /** Answer records sent (CNAME records of an alias chain included). */
   answers: number;
   /** True when the answer did not fit and was sent with TC and no records. */
   truncated?: boolean;
+  /** True when the question came over TCP. */
+  tcp?: boolean;
 }
 
 export interface DnsServer {
+  /** The UDP and TCP port. */
   readonly port: number;
-  /** Every question answered, in order (not FORMERR/NOTIMP replies, nor ignored packets). */
+  /** Every question answered or dropped, in order (not FORMERR/NOTIMP replies, nor ignored packets). */
   readonly queries: DnsQuery[];
   /** Replaces the zone; takes effect for the next question. */
   setZone(zone: DnsZone): void;
@@ -66,12 +86,17 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-const TYPES: Record<number, string> = { 1: 'A', 15: 'MX', 28: 'AAAA' };
+const TYPES: Record<number, string> = { 1: 'A', 5: 'CNAME', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA' };
+const TYPE_CODES: Record<string, number> = { A: 1, CNAME: 5, PTR: 12, MX: 15, TXT: 16, AAAA: 28 };
 const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 const CLASS_IN = 1;
 /** RFC 1035 section 4.2.1: UDP messages are at most 512 octets (EDNS is not offered). */
 const UDP_MAX = 512;
+/** RFC 1035 section 4.2.2: the length prefix of a TCP message is two octets. */
+const TCP_MAX = 0xffff;
+/** Aliases followed for one answer (a loop in a test zone ends here). */
+const CNAME_MAX = 8;
 
 function normalize(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
@@ -230,8 +255,37 @@ function ipv6(address: string): Buffer {
   return out;
 }
 
-/** The response to a parsed query: rcode and answers from the zone. */
-function respond(q: Question, zone: DnsZone): { packet: Buffer; log?: DnsQuery } {
+/** The character-strings of a TXT record (RFC 1035 section 3.3.14). */
+function txtStrings(record: string | string[]): Buffer[] {
+  if (Array.isArray(record)) {
+    return record.map((text) => {
+      const b = Buffer.from(text, 'utf8');
+      if (b.length > 255) throw new Error(`dns-server: TXT character-string longer than 255 octets: ${text.slice(0, 40)}...`);
+      return b;
+    });
+  }
+  const all = Buffer.from(record, 'utf8');
+  const parts: Buffer[] = [];
+  for (let at = 0; at < all.length; at += 255) parts.push(all.subarray(at, at + 255));
+  return parts.length > 0 ? parts : [Buffer.alloc(0)];
+}
+
+function marked(mark: boolean | DnsType[] | undefined, type: string): boolean {
+  return mark === true || (Array.isArray(mark) && mark.includes(type as DnsType));
+}
+
+/** The zone's entry for a (normalized) name, and whether names exist below it. */
+function lookup(zone: DnsZone, name: string): { entry?: DnsName; below: boolean } {
+  const entry = Object.entries(zone).find(([n]) => normalize(n) === name)?.[1];
+  const below = Object.keys(zone).some((n) => normalize(n).endsWith(`.${name}`) && !zone[n]!.nxdomain);
+  return entry ? { entry, below } : { below };
+}
+
+/**
+ * The response to a parsed query: rcode and answers from the zone, at most `maxSize` octets
+ * (else TC and no records). No packet means the question is dropped.
+ */
+function respond(q: Question, zone: DnsZone, maxSize: number): { packet?: Buffer; log?: DnsQuery } {
   const w = new Writer();
   const header = (rcode: number, qdcount: number, ancount: number) => {
     w.u16(q.id);
@@ -248,10 +302,10 @@ function respond(q: Question, zone: DnsZone): { packet: Buffer; log?: DnsQuery }
   }
   const name = q.name!;
   const type = TYPES[q.qtype!] ?? `TYPE${q.qtype}`;
-  const log = (rcode: number, answers: number, truncated = false): DnsQuery => ({
+  const log = (rcode: number | 'DROPPED', answers: number, truncated = false): DnsQuery => ({
     name,
     type,
-    rcode: RCODES[rcode]!,
+    rcode: rcode === 'DROPPED' ? rcode : RCODES[rcode]!,
     answers,
     ...(truncated ? { truncated } : {}),
   });
@@ -265,33 +319,54 @@ function respond(q: Question, zone: DnsZone): { packet: Buffer; log?: DnsQuery }
     return { packet: w.done(), log: log(RCODE.REFUSED, 0) };
   }
 
-  const entry = Object.entries(zone).find(([n]) => normalize(n) === name)?.[1];
-  const below = Object.keys(zone).some((n) => normalize(n).endsWith(`.${name}`) && !zone[n]!.nxdomain);
+  const asked = lookup(zone, name);
+  if (marked(asked.entry?.drop, type)) return { log: log('DROPPED', 0) };
+
+  // Follow aliases (RFC 1034 section 4.3.2 step 3.a): each CNAME is an answer, then the target's.
+  const records: Array<{ owner: string; type: number; rdata: () => void }> = [];
+  let owner = name;
+  let { entry, below } = asked;
+  while (entry?.cname !== undefined && type !== 'CNAME' && !entry.nxdomain && !marked(entry.servfail, type)) {
+    if (records.length >= CNAME_MAX) break;
+    const target = normalize(entry.cname);
+    records.push({ owner, type: TYPE_CODES.CNAME!, rdata: () => w.name(target) });
+    owner = target;
+    ({ entry, below } = lookup(zone, target));
+  }
+
   let rcode: number = RCODE.NOERROR;
-  if (entry?.servfail === true || (Array.isArray(entry?.servfail) && entry.servfail.includes(type as DnsType))) rcode = RCODE.SERVFAIL;
+  if (marked(entry?.servfail, type)) rcode = RCODE.SERVFAIL;
   else if (entry?.nxdomain || (!entry && !below)) rcode = RCODE.NXDOMAIN;
 
-  const rdatas: Array<() => void> = [];
   if (rcode === RCODE.NOERROR && entry) {
-    if (type === 'MX') {
+    const add = (rdata: () => void) => records.push({ owner, type: q.qtype!, rdata });
+    if (type === 'CNAME') {
+      if (entry.cname !== undefined) add(() => w.name(entry.cname!));
+    } else if (entry.cname !== undefined) {
+      // An alias chain longer than CNAME_MAX: the answer stops at the last alias.
+    } else if (type === 'MX') {
       for (const mx of entry.mx ?? []) {
-        rdatas.push(() => {
+        add(() => {
           w.u16(mx.preference);
           w.name(mx.exchange === '.' ? '' : mx.exchange);
         });
       }
     } else if (type === 'A') {
-      for (const a of entry.a ?? []) rdatas.push(() => w.bytes(ipv4(a)));
+      for (const a of entry.a ?? []) add(() => w.bytes(ipv4(a)));
     } else if (type === 'AAAA') {
-      for (const a of entry.aaaa ?? []) rdatas.push(() => w.bytes(ipv6(a)));
+      for (const a of entry.aaaa ?? []) add(() => w.bytes(ipv6(a)));
+    } else if (type === 'TXT') {
+      for (const t of entry.txt ?? []) add(() => txtStrings(t).forEach((b) => w.bytes(Buffer.concat([Buffer.from([b.length]), b]))));
+    } else if (type === 'PTR') {
+      for (const p of entry.ptr ?? []) add(() => w.name(p));
     }
   }
-  header(rcode, 1, rdatas.length);
+  header(rcode, 1, records.length);
   question();
-  // The owner of every answer is the question's name: a pointer to it (offset 12).
-  for (const rdata of rdatas) w.record(() => w.u16(0xc000 | 12), q.qtype!, rdata);
+  // The owner of the first answer is the question's name: a pointer to it (offset 12).
+  for (const r of records) w.record(() => (r.owner === name ? w.u16(0xc000 | 12) : w.name(r.owner)), r.type, r.rdata);
   const packet = w.done();
-  if (packet.length <= UDP_MAX) return { packet, log: log(rcode, rdatas.length) };
+  if (packet.length <= maxSize) return { packet, log: log(rcode, records.length) };
   return { packet: respondTruncated(q, rcode), log: log(rcode, 0, true) };
 }
 
@@ -304,35 +379,87 @@ function respondTruncated(q: Question, rcode: number): Buffer {
   return Buffer.concat([header, q.raw!]);
 }
 
-/** Starts the server on 127.0.0.1 and an ephemeral UDP port. */
+/** Binds a TCP server and a UDP socket to one ephemeral port on 127.0.0.1 (retrying if UDP's is taken). */
+async function bindBoth(): Promise<{ tcp: net.Server; udp: dgram.Socket }> {
+  for (let attempt = 0; ; attempt++) {
+    const tcp = net.createServer();
+    tcp.listen(0, '127.0.0.1');
+    await once(tcp, 'listening');
+    const port = (tcp.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket('udp4');
+    try {
+      udp.bind(port, '127.0.0.1');
+      await once(udp, 'listening');
+      return { tcp, udp };
+    } catch (err) {
+      udp.close();
+      await new Promise((resolve) => tcp.close(resolve));
+      if (attempt >= 20) throw err;
+    }
+  }
+}
+
+/** Starts the server on 127.0.0.1 and an ephemeral port, UDP and TCP. */
 export async function startDnsServer(initial: DnsZone = {}): Promise<DnsServer> {
   let zone = initial;
   const queries: DnsQuery[] = [];
   let ignored = 0;
-  const socket = dgram.createSocket('udp4');
-  socket.on('error', () => undefined);
-  socket.on('message', (msg, rinfo) => {
-    let answer: { packet: Buffer; log?: DnsQuery };
+  /** The response to one message, or undefined for none (malformed, or dropped). */
+  const answer = (msg: Buffer, tcp: boolean): Buffer | undefined => {
+    let result: { packet?: Buffer; log?: DnsQuery };
     try {
-      answer = respond(parseQuery(msg), zone);
+      result = respond(parseQuery(msg), zone, tcp ? TCP_MAX : UDP_MAX);
     } catch (err) {
       // Malformed: no answer at all (a zone with a bad record is a test bug: say so).
       if (!(err instanceof Malformed)) console.error(err);
       ignored++;
-      return;
+      return undefined;
     }
-    if (answer.log) queries.push(answer.log);
-    socket.send(answer.packet, rinfo.port, rinfo.address);
+    if (result.log) queries.push(tcp ? { ...result.log, tcp } : result.log);
+    return result.packet;
+  };
+
+  const { tcp, udp } = await bindBoth();
+  udp.on('error', () => undefined);
+  udp.on('message', (msg, rinfo) => {
+    const packet = answer(msg, false);
+    if (packet) udp.send(packet, rinfo.port, rinfo.address);
   });
-  socket.bind(0, '127.0.0.1');
-  await once(socket, 'listening');
+
+  const connections = new Set<net.Socket>();
+  tcp.on('connection', (socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+    socket.on('error', () => undefined);
+    let pending = Buffer.alloc(0);
+    socket.on('data', (data) => {
+      pending = Buffer.concat([pending, data]);
+      // RFC 1035 section 4.2.2: each message is prefixed with its length in two octets.
+      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+        const msg = pending.subarray(2, 2 + pending.readUInt16BE(0));
+        pending = pending.subarray(2 + msg.length);
+        const packet = answer(msg, true);
+        if (!packet) continue;
+        const prefix = Buffer.alloc(2);
+        prefix.writeUInt16BE(packet.length);
+        socket.write(Buffer.concat([prefix, packet]));
+      }
+    });
+  });
+
   return {
-    port: socket.address().port,
+    port: udp.address().port,
     queries,
     setZone: (z) => void (zone = z),
     get ignored() {
       return ignored;
     },
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    close: async () => {
+      for (const socket of connections) socket.destroy();
+      await Promise.all([
+        new Promise<void>((resolve) => udp.close(() => resolve())),
+        new Promise<void>((resolve) => tcp.close(() => resolve())),
+      ]);
+    },
   };
 }
