@@ -11,10 +11,10 @@
  * mean "ask again later" (mailauth turns them into temperror).
  */
 import { Resolver } from 'node:dns/promises';
-import net from 'node:net';
-import { z } from 'zod';
 // A function declaration: safe to import although schema.ts may import this module in turn.
-import { parseDuration } from './config/schema.js';
+import type { DnsConfig } from './config/schema.js';
+import { isServerAddress } from './net.js';
+export { isServerAddress };
 
 export type RecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR' | 'CNAME';
 
@@ -50,51 +50,7 @@ export class DnsError extends Error {
   }
 }
 
-/** "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353", as node's setServers takes them. */
-export function isServerAddress(value: string): boolean {
-  if (net.isIP(value)) return true;
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
-  if (!m) return false;
-  const port = Number(m[3]);
-  return port >= 1 && port <= 65535 && (m[1] ? net.isIPv6(m[1]) : net.isIPv4(m[2]!));
-}
-
-/** A duration in milliseconds: seconds as a number, or "500ms", "5s", "1m" (as schema.ts takes them). */
-const duration = () =>
-  z.union([z.number(), z.string()]).transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as 5, "500ms" or "5m", got ${JSON.stringify(v)}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
-const count = (min: number, max: number) =>
-  z.preprocess((v) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v), z.number().int().min(min).max(max));
-
-/** The `dns:` section of the configuration. */
-export const dnsConfigSchema = z.strictObject({
-  /** Nameservers, tried in order: "192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:53". Empty: /etc/resolv.conf's. */
-  servers: z.array(z.string().refine(isServerAddress, { message: 'expected "ip", "ip:port" or "[ipv6]:port"' })).default([]),
-  /** The longest wait for one answer, every retry included; then the lookup fails with ETIMEOUT. */
-  timeout: duration().default(5000),
-  /** Attempts per server within the timeout (c-ares sends the question again after the first goes unanswered). */
-  tries: count(1, 5).default(2),
-  cache: z
-    .strictObject({
-      /** Answers kept at most (least recently used ones go first); 0: no cache. */
-      max_entries: count(0, 1_000_000).default(10_000),
-      /**
-       * How long an answer is kept. Node's resolver does not report TTLs for every type (TXT, MX,
-       * PTR), so this one time is used for all; c-ares below keeps answers no longer than their TTL.
-       */
-      ttl: duration().default(300_000),
-      /** How long NXDOMAIN and NODATA are kept (RFC 2308 negative caching). 0: not at all. */
-      negative_ttl: duration().default(60_000),
-    })
-    .default({ max_entries: 10_000, ttl: 300_000, negative_ttl: 60_000 }),
-});
-export type DnsConfig = z.infer<typeof dnsConfigSchema>;
+export { dnsSchema as dnsConfigSchema, type DnsConfig } from './config/schema.js';
 
 export interface DnsOptions {
   /** Nameservers (see dnsConfigSchema); the system's when empty or absent. */

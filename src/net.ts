@@ -1,5 +1,6 @@
 /** Client address matching for trusted networks (Postfix's mynetworks) and per-IP limits. */
 import ipaddr from 'ipaddr.js';
+import net from 'node:net';
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -63,4 +64,13 @@ export class ConnectionCounter {
   count(ip: string): number {
     return this.#counts.get(ip) ?? 0;
   }
+}
+
+/** "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353", as node's setServers takes them. */
+export function isServerAddress(value: string): boolean {
+  if (net.isIP(value)) return true;
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  if (!m) return false;
+  const port = Number(m[3]);
+  return port >= 1 && port <= 65535 && (m[1] ? net.isIPv6(m[1]) : net.isIPv4(m[2]!));
 }

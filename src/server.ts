@@ -31,6 +31,9 @@ import { Router, type RouteSettings } from './queue/route.js';
 import { LocalDelivery } from './queue/local.js';
 import { RemoteDelivery } from './queue/remote.js';
 import { MxResolver } from './queue/mx.js';
+import { Dns, dnsOptions } from './dns.js';
+import { InboundChecks, type InboundSettings } from './inbound/checks.js';
+import type { DNSResolver } from 'mailauth';
 import { parseNextHop } from './queue/nexthop.js';
 import { startControlServer } from './control.js';
 import { DkimKeys } from './queue/dkim.js';
@@ -72,6 +75,23 @@ function smtpSettings(cfg: LoadedConfig): SmtpSettings {
     shutdownTimeoutMs: cfg.shutdown_timeout,
     cleartextAuth: cfg.auth.cleartext === 'trusted_networks' ? 'trusted' : 'never',
     submission: cfg.submission,
+  };
+}
+
+function inboundSettings(cfg: LoadedConfig): InboundSettings {
+  const a = cfg.inbound.authentication;
+  return {
+    dir: cfg.inbound.dir ?? path.join(cfg.data_dir, 'inbound'),
+    authentication: {
+      enabled: a.enabled,
+      authservId: a.authserv_id ?? cfg.hostname,
+      enforceDmarc: a.dmarc_policy,
+      dmarcExemptDomains: a.dmarc_exempt_domains,
+      dmarcExemptNetworks: new NetworkList(a.dmarc_exempt_networks),
+      trustedArcSealers: a.trusted_arc_sealers,
+      onTemporaryError: a.on_dns_error,
+      arcSeal: a.arc_seal,
+    },
   };
 }
 
@@ -208,10 +228,18 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     backend,
     directoryOptions(config, passwords, logger, () => current.passwords.rehash),
   );
-  const store = new MaildirStore({ root: config.mail.root, layout: config.mail.layout, logger: logger.child({ component: 'store' }) });
+  const store = new MaildirStore({
+    root: config.mail.root,
+    layout: config.mail.layout,
+    logger: logger.child({ component: 'store' }),
+    // Spam goes to the user's \Junk folder (the MailService below knows the folders).
+    specialFolder: async (user, use) => (await mail.account(user)).specialFolderDir(use),
+  });
   let credentials: Credentials = hooks.credentials ?? (await loadCredentials(config.tls, config.data_dir, config.hostname, logger));
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
 
+  // One resolver for the process: MX lookups and the inbound checks share its cache.
+  const dns = new Dns(dnsOptions({ ...config.dns, servers: config.dns.servers.length ? config.dns.servers : config.queue.resolver }));
   let queueConfig = queueSettings(config);
   const queueLog = logger.child({ component: 'queue' });
   if (!config.hostname.includes('.')) {
@@ -231,7 +259,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       commandTimeoutMs: config.queue.command_timeout,
       reuseIdleMs: config.queue.connection_reuse_time,
       reuseLimit: config.queue.connection_reuse_limit,
-      mx: new MxResolver({ servers: config.queue.resolver }),
+      mx: new MxResolver({ resolver: dns }),
       logger: queueLog,
     }),
     settings: () => queueConfig,
@@ -260,7 +288,17 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     maxEntries: 100_000,
   });
   const dkim = new DkimKeys({ dir: config.dkim.keys_dir!, selector: config.dkim.selector, logger: logger.child({ component: 'dkim' }) });
-  const ctx = { settings: () => settings, directory, store, queue, limiter, dkim, logger };
+  let inboundConfig = inboundSettings(config);
+  const inbound = new InboundChecks({
+    settings: () => inboundConfig,
+    resolver: dns.resolve as DNSResolver,
+    sealKey: async (domain) => {
+      const key = await dkim.get(domain);
+      return key ? { signingDomain: key.domain, selector: key.selector, privateKey: key.pem } : undefined;
+    },
+    logger: logger.child({ component: 'inbound' }),
+  });
+  const ctx = { settings: () => settings, directory, store, queue, limiter, dkim, inbound, logger };
   const mail = new MailService({
     root: config.mail.root,
     layout: config.mail.layout,
@@ -312,6 +350,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   const listeners: Listener[] = [];
   let bound: BoundListeners | undefined = hooks.bound;
   try {
+    await inbound.prepare();
     bound ??= await bindListeners(config, { logger });
     for (const l of config.listeners) {
       const name = listenerName(l);
@@ -404,6 +443,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       directory.clearCache();
       settings = smtpSettings(next);
       queueConfig = queueSettings(next);
+      inboundConfig = inboundSettings(next);
       routeConfig = nextRoutes;
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);

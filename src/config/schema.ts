@@ -5,6 +5,7 @@
  * a number with ms/s/m/h/d, as Postfix's time values do.
  */
 import { z } from 'zod';
+import { isServerAddress } from '../net.js';
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
@@ -266,6 +267,65 @@ const queueSchema = z.strictObject({
   mx_port: port.default(25),
 });
 
+/** The `dns:` section of the configuration. */
+const dnsSchema = z.strictObject({
+  /** Nameservers, tried in order: "192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:53". Empty: /etc/resolv.conf's. */
+  servers: z.array(z.string().refine(isServerAddress, { message: 'expected "ip", "ip:port" or "[ipv6]:port"' })).default([]),
+  /** The longest wait for one answer, every retry included; then the lookup fails with ETIMEOUT. */
+  timeout: duration().default(5000),
+  /** Attempts per server within the timeout (c-ares sends the question again after the first goes unanswered). */
+  tries: int(1, 5).default(2),
+  cache: z
+    .strictObject({
+      /** Answers kept at most (least recently used ones go first); 0: no cache. */
+      max_entries: int(0, 1_000_000).default(10_000),
+      /**
+       * How long an answer is kept. Node's resolver does not report TTLs for every type (TXT, MX,
+       * PTR), so this one time is used for all; c-ares below keeps answers no longer than their TTL.
+       */
+      ttl: duration().default(300_000),
+      /** How long NXDOMAIN and NODATA are kept (RFC 2308 negative caching). 0: not at all. */
+      negative_ttl: duration().default(60_000),
+    })
+    .default({ max_entries: 10_000, ttl: 300_000, negative_ttl: 60_000 }),
+});
+
+const inboundSchema = z.strictObject({
+  /** Where a message waits while it is checked (default: "inbound" in data_dir); never acknowledged from here. */
+  dir: z.string().optional(),
+  /**
+   * SPF, DKIM, DMARC and ARC on mail received on smtp listeners from clients outside
+   * trusted_networks, recorded in one Authentication-Results field.
+   */
+  authentication: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** The RFC 8601 authserv-id; the host name by default. Incoming fields that claim it are removed. */
+      authserv_id: z.string().optional(),
+      /** Act on the author domain's DMARC policy: p=reject refused with 550 5.7.1, p=quarantine to Junk. */
+      dmarc_policy: z.boolean().default(true),
+      /** Author domains (with their subdomains) whose DMARC failures are only recorded: mailing lists, forwarders. */
+      dmarc_exempt_domains: z.array(z.string()).default([]),
+      /** Client networks whose DMARC failures are only recorded (forwarders that do not add ARC). */
+      dmarc_exempt_networks: z.array(cidr).default([]),
+      /** Forwarders (ARC sealing domains) whose passing ARC chain overrides a DMARC failure. */
+      trusted_arc_sealers: z.array(z.string()).default([]),
+      /** DNS could not answer for a check: 451 (tempfail; the sender retries) or deliver with temperror recorded. */
+      on_dns_error: z.enum(['tempfail', 'accept']).default('tempfail'),
+      /** Add an ARC set when an alias forwards the message to another server (with the DKIM key of the alias's domain). */
+      arc_seal: z.boolean().default(true),
+    })
+    .default(() => ({
+      enabled: true,
+      dmarc_policy: true,
+      dmarc_exempt_domains: [],
+      dmarc_exempt_networks: [],
+      trusted_arc_sealers: [],
+      on_dns_error: 'tempfail' as const,
+      arc_seal: true,
+    })),
+});
+
 const dkimSchema = z.strictObject({
   /** Selector of keys created by `maild dkim generate`. */
   selector: z
@@ -517,6 +577,10 @@ const configObject = z.strictObject({
   submission: submissionSchema.default(() => submissionSchema.parse({})),
   queue: queueSchema.default(() => queueSchema.parse({})),
   dkim: dkimSchema.default(() => dkimSchema.parse({})),
+  /** The resolver of every lookup (MX, SPF, DKIM, DMARC, ARC, blocklists); queue.resolver when servers is empty. */
+  dns: dnsSchema.default(() => dnsSchema.parse({})),
+  /** Checks of mail from the internet: sender authentication, and (with their sections) blocklists, milters, scanners. */
+  inbound: inboundSchema.default(() => inboundSchema.parse({})),
   /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
   trusted_networks: z.array(cidr).default([]),
   /**
@@ -548,3 +612,6 @@ export type MysqlConfig = z.output<typeof mysqlSchema>;
 export type PasswordScheme = z.output<typeof passwordScheme>;
 export type QueueConfig = z.output<typeof queueSchema>;
 export type SubmissionConfig = z.output<typeof submissionSchema>;
+export { dnsSchema };
+export type DnsConfig = z.output<typeof dnsSchema>;
+export type InboundConfig = z.output<typeof inboundSchema>;

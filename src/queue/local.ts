@@ -54,7 +54,7 @@ export class LocalDelivery {
    * Return-Path and Delivered-To.
    */
   async deliver(
-    req: { queueId: string; sender: string; prepend: string; size: number },
+    req: { queueId: string; sender: string; prepend: string; size: number; folder?: string },
     mailboxes: string[],
     openMessage: () => Readable,
   ): Promise<RecipientResult[]> {
@@ -80,6 +80,7 @@ export class LocalDelivery {
           mailboxes: users,
           maxBytes: req.size + 1,
           atomic: false,
+          ...(req.folder ? { folder: req.folder } : {}),
         });
         for (const r of outcome.results) {
           results.set(

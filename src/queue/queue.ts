@@ -263,6 +263,7 @@ export class Queue implements OutboundQueue {
         prepend,
         origin: req.origin,
         ...(req.authUser ? { authUser: req.authUser } : {}),
+        ...(req.folder ? { folder: req.folder } : {}),
         ...(req.dsn && (req.dsn.ret || req.dsn.envid) ? { dsn: req.dsn } : {}),
         eightBit: written.eightBit,
         held: false,
@@ -574,7 +575,7 @@ export class Queue implements OutboundQueue {
       let results: RecipientResult[];
       if (route.kind === 'local') {
         results = await this.#opts.local.deliver(
-          { queueId: env.id, sender: env.sender, prepend: env.prepend, size: env.size },
+          { queueId: env.id, sender: env.sender, prepend: env.prepend, size: env.size, ...(env.folder ? { folder: env.folder } : {}) },
           addresses,
           () => spool.openMessage(env.id),
         );

@@ -49,6 +49,8 @@ export interface Envelope {
   prepend: string;
   origin: 'submission' | 'forward' | 'bounce' | 'relay' | 'inbound';
   authUser?: string;
+  /** Local delivery into the folder with this special use ('\\Junk'), not INBOX. */
+  folder?: string;
   /** RFC 3461 RET and ENVID. */
   dsn?: EnvelopeDsn;
   eightBit: boolean;

@@ -46,6 +46,8 @@ export interface EnqueueRequest {
   queueId?: string;
   /** The authenticated user who submitted it, for logs and `queue list`. */
   authUser?: string;
+  /** Local mailboxes get it in the folder with this special use (the inbound checks' '\\Junk'), not INBOX. */
+  folder?: string;
   /**
    * What produced it: a client's submission, a forward by an alias, a relay for a trusted
    * client, a bounce we generated, or inbound mail for several local mailboxes that is delivered

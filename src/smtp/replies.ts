@@ -24,6 +24,9 @@ export const STARTTLS_FIRST: Status = { code: 530, enhanced: '5.7.0', text: 'Mus
 export const AUTH_REQUIRED: Status = { code: 530, enhanced: '5.7.0', text: 'Authentication required' };
 export const AUTH_INVALID: Status = { code: 535, enhanced: '5.7.8', text: 'Authentication credentials invalid' };
 export const AUTH_TEMPORARY: Status = { code: 454, enhanced: '4.7.0', text: 'Temporary authentication failure' };
+/** The inbound checks refused the message without a text of their own, or could not run (Postfix: milter reject / tempfail). */
+export const CHECKS_REJECTED: Status = { code: 550, enhanced: '5.7.1', text: 'Message content rejected' };
+export const CHECKS_UNAVAILABLE: Status = { code: 451, enhanced: '4.7.1', text: 'Service unavailable - try again later' };
 export const RATE_LIMITED: Status = { code: 450, enhanced: '4.7.1', text: 'Recipient rate limit exceeded, try again later' };
 
 /**

@@ -36,6 +36,8 @@ import type tls from 'node:tls';
 import { receivedHeader } from './received.js';
 import {
   AUTH_REQUIRED,
+  CHECKS_REJECTED,
+  CHECKS_UNAVAILABLE,
   RATE_LIMITED,
   RELAY_DENIED,
   STARTTLS_FIRST,
@@ -47,6 +49,20 @@ import {
 import { statusLine, type Status } from '../status.js';
 import { RecipientRateLimiter, ownsAddress } from './sender-check.js';
 import { relayBeforeCommit, saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
+import type { InboundChecks } from '../inbound/checks.js';
+import type { Readable } from 'node:stream';
+
+/** The message of a transaction: smtp-server's DATA stream, or the checked message composed anew. */
+type DataSource = Readable & { sizeExceeded?: boolean; byteLength?: number };
+
+/** What the inbound checks decided, carried to delivery. */
+interface Checked {
+  queueId: string;
+  /** Deliver into the folder with this special use ('\\Junk'). */
+  folder?: string;
+  /** The checks' findings for the log lines. */
+  checks: Record<string, unknown>;
+}
 
 applyConnectionPatch();
 
@@ -85,6 +101,8 @@ export interface SmtpContext {
   limiter: AuthLimiter;
   /** DKIM signing of submitted mail (src/queue/dkim.ts DkimKeys); unsigned without it. */
   dkim?: DkimSigner;
+  /** Checks of mail from the internet on smtp listeners (sender authentication, milters, scanners). */
+  inbound?: InboundChecks;
   logger: Logger;
 }
 
@@ -450,20 +468,123 @@ export class SmtpListener {
     session: SMTPServerSession,
     cb: (err?: Error | null, message?: string | Array<string | Error>) => void,
   ): void {
+    const inbound = this.#ctx.inbound;
+    // Mail from the internet is checked before it is delivered; trusted clients' is not (Postfix's
+    // permit_mynetworks), nor LMTP's and submission's (authenticated, or checked by the MTA in front).
+    if (this.spec.protocol === 'smtp' && inbound?.enabled && !this.#state(session).trusted) {
+      void this.#checkThenDeliver(stream, session, cb, inbound);
+      return;
+    }
+    this.#deliver(stream, session, cb);
+  }
+
+  /**
+   * Receives the message into a file, runs the inbound checks and answers with their refusal,
+   * or delivers the message composed anew (their Authentication-Results on top, to Junk when
+   * they say so). The file goes once the store or the queue has answered.
+   */
+  async #checkThenDeliver(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    cb: (err?: Error | null, message?: string | Array<string | Error>) => void,
+    inbound: InboundChecks,
+  ): Promise<void> {
+    const st = this.#state(session);
+    const settings = this.#ctx.settings();
+    const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const queueId = newQueueId();
+    const refuse = (reply: Status, why: string, checks: Record<string, unknown> = {}) => {
+      const level = reply.code >= 500 ? 'info' : 'warn';
+      st.log[level]({ qid: queueId, from: sender, nrcpt: rcpts.length, ...checks, reply: statusLine(reply), why }, 'message refused');
+      cb(replyError(reply));
+    };
+    let received: { file: string; size: number };
+    try {
+      received = await inbound.receive(stream, queueId, settings.limits.message_size);
+    } catch (err) {
+      if (!isMailError(err)) st.log.error({ err, qid: queueId }, 'receiving the message failed unexpectedly');
+      return refuse(replyFor(stream.sizeExceeded ? new MailError('MESSAGE_TOO_BIG', 'size exceeded') : err), (err as Error).message);
+    }
+    const { file, size } = received;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      void inbound.release(file);
+    };
+    try {
+      const cipher = session.secure && session.tlsOptions ? session.tlsOptions : undefined;
+      const verdict = await inbound.check(
+        {
+          file,
+          size,
+          envelope: {
+            queueId,
+            clientIp: st.ip,
+            clientPort: session.remotePort,
+            helo: session.hostNameAppearsAs ?? '',
+            protocol: session.transmissionType,
+            ...(cipher ? { tls: { version: cipher.version, cipher: cipher.standardName || cipher.name } } : {}),
+            sender,
+            recipients: rcpts.map((r) => r.address),
+            hostname: settings.hostname,
+          },
+        },
+        { forwardDomains: rcpts.filter((r) => r.queue && !r.relayed).map((r) => splitAddress(r.target ?? r.address)?.domain ?? '') },
+      );
+      if (verdict.action === 'reject' || verdict.action === 'tempfail') {
+        release();
+        const reply = verdict.status ?? (verdict.action === 'reject' ? CHECKS_REJECTED : CHECKS_UNAVAILABLE);
+        return refuse(reply, `inbound checks: ${verdict.action}`, verdict.log);
+      }
+      if (verdict.action === 'discard') {
+        release();
+        st.messages++;
+        st.log.info({ qid: queueId, from: sender, to: rcpts.map((r) => r.address), size, ...verdict.log }, 'message discarded');
+        return cb(null, `2.0.0 Ok: queued as ${queueId}`);
+      }
+      const composed: DataSource = await inbound.compose(file, verdict);
+      const checked: Checked = { queueId, checks: verdict.log, ...(verdict.action === 'junk' ? { folder: '\\Junk' } : {}) };
+      this.#deliver(
+        composed,
+        session,
+        (err, message) => {
+          release();
+          cb(err, message);
+        },
+        checked,
+      );
+    } catch (err) {
+      release();
+      st.log.error({ err, qid: queueId }, 'inbound checks failed unexpectedly');
+      refuse(CHECKS_UNAVAILABLE, (err as Error).message);
+    }
+  }
+
+  /**
+   * Routes a transaction: submitted mail, and any message with a recipient off this server, goes
+   * through the queue; a message only for local mailboxes is written to them directly.
+   */
+  #deliver(
+    stream: DataSource,
+    session: SMTPServerSession,
+    cb: (err?: Error | null, message?: string | Array<string | Error>) => void,
+    checked?: Checked,
+  ): void {
     const st = this.#state(session);
     const settings = this.#ctx.settings();
     const lmtp = this.spec.protocol === 'lmtp';
     const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
-    // Submitted mail, and any message with a recipient off this server, goes through the queue;
-    // a message only for local mailboxes is written to them directly (the fast path).
     if (this.spec.protocol === 'submission') return this.#enqueue(stream, session, cb, 'submission');
-    if (!lmtp && rcpts.some((r) => r.queue)) return this.#enqueue(stream, session, cb, rcpts.some((r) => r.relayed) ? 'relay' : 'forward');
+    if (!lmtp && rcpts.some((r) => r.queue))
+      return this.#enqueue(stream, session, cb, rcpts.some((r) => r.relayed) ? 'relay' : 'forward', checked);
     // A success report (RFC 3461 NOTIFY=SUCCESS) comes from the queue too.
     if (!lmtp && (needsPerMailboxDelivery(rcpts) || rcpts.some((r) => r.dsn?.notify?.includes('SUCCESS')))) {
-      return this.#enqueue(stream, session, cb, 'inbound');
+      return this.#enqueue(stream, session, cb, 'inbound', checked);
     }
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-    const queueId = newQueueId();
+    const queueId = checked?.queueId ?? newQueueId();
     const started = Date.now();
     const mailboxes = new Map<string, UserRecord>();
     for (const r of rcpts) for (const m of r.mailboxes ?? []) if (!mailboxes.has(m.email)) mailboxes.set(m.email, m);
@@ -482,6 +603,7 @@ export class SmtpListener {
           delay: Date.now() - started,
           status: ok ? 'sent' : reply.startsWith('4') ? 'deferred' : 'bounced',
           reply,
+          ...(checked ? { folder: checked.folder ?? 'INBOX', ...checked.checks } : {}),
         },
         ok ? 'delivered' : 'delivery failed',
       );
@@ -493,8 +615,10 @@ export class SmtpListener {
         sender,
         received,
         mailboxes: [...mailboxes.values()],
-        maxBytes: settings.limits.message_size,
+        // The checked message is larger than it came by the fields the checks added.
+        maxBytes: checked ? Number.MAX_SAFE_INTEGER : settings.limits.message_size,
         atomic: !lmtp,
+        ...(checked?.folder ? { folder: checked.folder } : {}),
       })
       .then(
         (outcome) => {
@@ -530,7 +654,7 @@ export class SmtpListener {
               (r.mailboxes ?? []).map((m) => m.email).join(','),
               `${reply.code} ${(err as Error).message}`,
               false,
-              stream.byteLength,
+              stream.byteLength ?? 0,
             );
           cb(replyError(reply));
         },
@@ -560,16 +684,17 @@ export class SmtpListener {
   }
 
   #enqueue(
-    stream: SMTPServerDataStream,
+    stream: DataSource,
     session: SMTPServerSession,
     cb: (err?: Error | null, message?: string) => void,
     origin: 'submission' | 'relay' | 'forward' | 'inbound',
+    checked?: Checked,
   ): void {
     const st = this.#state(session);
     const settings = this.#ctx.settings();
     const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-    const queueId = newQueueId();
+    const queueId = checked?.queueId ?? newQueueId();
     const started = Date.now();
     const login = origin === 'submission' ? this.#login(session) : undefined;
     if (origin === 'submission' && !login) {
@@ -606,16 +731,24 @@ export class SmtpListener {
       ...(ret ? { ret } : {}),
       ...(envelopeDsn?.envid ? { envid: envelopeDsn.envid } : {}),
     };
-    const logged = { qid: queueId, from: sender, nrcpt: recipients.length, origin, ...(login ? { sasl_username: login } : {}) };
+    const logged = {
+      qid: queueId,
+      from: sender,
+      nrcpt: recipients.length,
+      origin,
+      ...(login ? { sasl_username: login } : {}),
+      ...(checked ? { folder: checked.folder ?? 'INBOX', ...checked.checks } : {}),
+    };
     this.#ctx.queue
       .enqueue({
         sender,
         recipients,
         message: stream,
         prepend: received,
-        maxBytes: settings.limits.message_size,
+        maxBytes: checked ? Number.MAX_SAFE_INTEGER : settings.limits.message_size,
         queueId,
         origin,
+        ...(checked?.folder ? { folder: checked.folder } : {}),
         ...(dsn.ret || dsn.envid ? { dsn } : {}),
         ...(login ? { authUser: login } : {}),
         ...(beforeCommit ? { beforeCommit } : {}),

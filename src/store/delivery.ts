@@ -52,6 +52,11 @@ export interface DeliveryRequest {
    * acknowledged for everybody or refused for everybody. LMTP answers per recipient instead.
    */
   atomic?: boolean;
+  /**
+   * Deliver into the folder with this special use instead of INBOX (the inbound checks' '\\Junk'),
+   * created if missing (MaildirStoreOptions.specialFolder).
+   */
+  folder?: string;
 }
 
 export type MailboxResult = { mailbox: UserRecord; ok: true; file: string } | { mailbox: UserRecord; ok: false; error: MailError };
@@ -66,8 +71,9 @@ export interface DeliveryOutcome {
 
 export interface DeliveredEvent {
   mailbox: string;
+  /** The folder's directory (the Maildir itself for INBOX). */
   maildir: string;
-  folder: 'INBOX';
+  folder: string;
   file: string;
   size: number;
 }
@@ -76,6 +82,8 @@ export interface MaildirStoreOptions {
   root: string;
   layout: string;
   logger: Logger;
+  /** Finds (or creates) a mailbox's folder with a special use; without it everything goes to INBOX. */
+  specialFolder?: (user: UserRecord, use: string) => Promise<{ name: string; dir: string }>;
 }
 
 export class MaildirStore {
@@ -158,14 +166,14 @@ export class MaildirStore {
 
   async #deliver(input: Readable, req: DeliveryRequest): Promise<DeliveryOutcome> {
     const results = new Map<string, MailboxResult>();
-    const targets: Array<{ mailbox: UserRecord; maildir: string; quota: MaildirQuota; header: string; base: string }> = [];
+    const targets: Array<{ mailbox: UserRecord; maildir: string; folder: string; quota: MaildirQuota; header: string; base: string }> = [];
     for (const mailbox of req.mailboxes) {
       try {
         const quota = this.quotaOf(mailbox);
-        const maildir = quota.maildir;
+        const { name: folder, dir: maildir } = await this.#folderOf(mailbox, quota.maildir, req.folder);
         await this.ensureMaildir(maildir);
         const header = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n${req.received ? `${req.received}\n` : ''}`;
-        targets.push({ mailbox, maildir, quota, header, base: uniqueBaseName() });
+        targets.push({ mailbox, maildir, folder, quota, header, base: uniqueBaseName() });
       } catch (err) {
         results.set(mailbox.email, { mailbox, ok: false, error: storageError(err, `preparing ${mailbox.email}`) });
       }
@@ -336,12 +344,31 @@ export class MaildirStore {
     await fh.close();
   }
 
-  async #afterDelivery(target: { mailbox: UserRecord; maildir: string; quota: MaildirQuota }, file: string, size: number): Promise<void> {
-    const { mailbox, maildir } = target;
+  /** The directory a message for this mailbox goes to: INBOX, or the folder with the requested special use. */
+  async #folderOf(mailbox: UserRecord, maildir: string, use: string | undefined): Promise<{ name: string; dir: string }> {
+    if (!use || !this.#opts.specialFolder) return { name: 'INBOX', dir: maildir };
+    try {
+      return await this.#opts.specialFolder(mailbox, use);
+    } catch (err) {
+      // No folder is configured with that use: INBOX, as Dovecot's lda_mailbox_autocreate = no would.
+      if (isMailError(err) && err.code === 'MAILBOX_NOT_FOUND') {
+        this.#opts.logger.warn({ mailbox: mailbox.email, use }, 'no folder with this special use; delivering to INBOX');
+        return { name: 'INBOX', dir: maildir };
+      }
+      throw err;
+    }
+  }
+
+  async #afterDelivery(
+    target: { mailbox: UserRecord; maildir: string; folder: string; quota: MaildirQuota },
+    file: string,
+    size: number,
+  ): Promise<void> {
+    const { mailbox, maildir, folder } = target;
     // Maildir++ usage is kept for mailboxes with a quota; for the others nothing reads it, and
     // a stale file is rebuilt the moment a quota is set (its first line no longer matches).
     await target.quota.recordDone(size, 1, this.#opts.logger);
-    this.events.emit('delivered', { mailbox: mailbox.email, maildir, folder: 'INBOX', file, size });
+    this.events.emit('delivered', { mailbox: mailbox.email, maildir, folder, file, size });
     this.#maybeCleanTmp(maildir);
   }
 

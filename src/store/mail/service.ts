@@ -299,6 +299,27 @@ export class Account {
     }
   }
 
+  /**
+   * The directory of the folder with this special use, for deliveries (spam to \Junk): the
+   * folder that has it (a migrated "Spam" is the \Junk folder), else the configured folder
+   * for it that a login would create (Junk by default), created and subscribed now.
+   */
+  async specialFolderDir(use: string): Promise<{ name: string; dir: string }> {
+    const found = (await this.list()).find((f) => f.exists && f.specialUse === use);
+    if (found) return { name: found.name, dir: this.#resolve(found.name, true).dir };
+    const configured = Object.entries(this.service.options.specialFolders);
+    const name = (configured.find(([, f]) => f.use === use && f.auto !== 'no') ?? configured.find(([, f]) => f.use === use))?.[0];
+    if (!name) throw new MailError('MAILBOX_NOT_FOUND', `no folder is configured with the special use ${use}`);
+    await this.#ensureRoot();
+    try {
+      await this.service.names.make(this.maildir, name);
+    } catch (err) {
+      if (!(err instanceof MailError && err.code === 'ALREADY_EXISTS')) throw err;
+    }
+    await this.service.names.setSubscription(this.maildir, name, true);
+    return { name, dir: this.#resolve(name, true).dir };
+  }
+
   /** CREATE (RFC 3501 section 6.3.3; RFC 6154 CREATE-SPECIAL-USE). A trailing separator is dropped. */
   async create(name: string, specialUse?: string): Promise<void> {
     const trimmed = name.endsWith(this.separator) ? name.slice(0, -1) : name;

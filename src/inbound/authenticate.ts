@@ -1,0 +1,155 @@
+/**
+ * SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489) and ARC (RFC 8617) for a message received on
+ * the MX, by mailauth's verifiers, and the verdict the domain owner's DMARC policy asks for with
+ * the operator's overrides. The results become one Authentication-Results field (RFC 8601) under
+ * our authserv-id; a message that is forwarded off the server gets an ARC set sealed by us.
+ */
+import { createReadStream } from 'node:fs';
+import type { DNSResolver } from 'mailauth';
+import { authenticateMessage, type AuthenticateOutput } from './mailauth.js';
+import type { NetworkList } from '../net.js';
+import type { CheckResult, HeaderField, InboundMessage } from './types.js';
+
+export interface AuthenticationSettings {
+  /** RFC 8601 authserv-id: our host name unless set. */
+  authservId: string;
+  /** Refuse (p=reject) and send to Junk (p=quarantine) as the author domain's DMARC record asks. */
+  enforceDmarc: boolean;
+  /** Author domains (and their subdomains) whose DMARC failures are only recorded (mailing lists, forwarders). */
+  dmarcExemptDomains: string[];
+  /** Client networks whose DMARC failures are only recorded (a forwarder that does not seal). */
+  dmarcExemptNetworks: NetworkList;
+  /** Sealers whose passing ARC chain overrides a DMARC failure (RFC 8617 section 7.2.1). */
+  trustedArcSealers: string[];
+  /** A check DNS could not answer: answer 451 (the sender retries) or deliver with temperror recorded. */
+  onTemporaryError: 'tempfail' | 'accept';
+}
+
+/** The key that seals forwarded mail (our DKIM key for the forwarding domain or the host name's). */
+export interface ArcSealKey {
+  signingDomain: string;
+  selector: string;
+  privateKey: string;
+}
+
+export interface AuthenticationResult extends CheckResult {
+  /** The header fields to add, Authentication-Results (and the ARC set when sealed) first. */
+  addHeaders: HeaderField[];
+  /** RFC 8617 section 5.2 chain validation, for the trusted-sealer override and the log. */
+  arc: string;
+}
+
+/** The next-lower policy for the messages outside a pct= sample (RFC 7489 section 6.6.4). */
+const LOWER: Record<string, string> = { reject: 'quarantine', quarantine: 'none', none: 'none' };
+
+/**
+ * Checks one message. `seal` adds an ARC set (the message leaves through an alias); `random`
+ * decides pct= sampling (tests pass a fixed one).
+ */
+export async function checkAuthentication(
+  message: InboundMessage,
+  settings: AuthenticationSettings,
+  resolver: DNSResolver,
+  options: { seal?: ArcSealKey; random?: () => number } = {},
+): Promise<AuthenticationResult> {
+  const env = message.envelope;
+  const result = await authenticateMessage(createReadStream(message.file), {
+    ip: env.clientIp,
+    helo: env.helo,
+    sender: env.sender,
+    authservId: settings.authservId,
+    resolver,
+    ...(options.seal ? { seal: options.seal } : {}),
+  });
+  const spf = result.spf ? result.spf.status.result : 'none';
+  const dkim = (result.dkim.results ?? []).map((r) => r.status.result);
+  const arc = result.arc ? result.arc.status.result : 'none';
+  const dmarc = result.dmarc ? result.dmarc.status.result : 'none';
+  const fromDomain = result.dmarc ? (result.dmarc.status.header?.from ?? '') : '';
+  const log: Record<string, unknown> = { spf, dkim: dkim.length ? dkim.join(',') : 'none', dmarc, arc };
+  // The ARC set on top when sealed (RFC 8617 section 5.1), then our Authentication-Results.
+  const addHeaders: HeaderField[] = [...headerFields(result.arcHeaders.join('\r\n')), ['Authentication-Results', result.authResults]];
+  if (result.sealErrors) log.arc_seal = 'failed';
+  else if (result.arcHeaders.length) log.arc_seal = 'sealed';
+
+  // DMARC fails when no identifier aligned; if a lookup failed on the way, one might have.
+  const temporary = dmarc === 'temperror' || (dmarc === 'fail' && (spf === 'temperror' || dkim.includes('temperror')));
+  if (temporary) {
+    log.dmarc_action = settings.onTemporaryError;
+    if (settings.onTemporaryError === 'accept') return { action: 'accept', addHeaders, arc, log };
+    return {
+      action: 'tempfail',
+      status: { code: 451, enhanced: '4.7.5', text: 'Sender authentication could not be checked (DNS); try again later' },
+      addHeaders,
+      arc,
+      log,
+    };
+  }
+  if (dmarc !== 'fail' || !result.dmarc || !settings.enforceDmarc) return { action: 'accept', addHeaders, arc, log };
+
+  let policy = result.dmarc.policy;
+  const pct = samplePercent(result.dmarc.rr);
+  if (!result.dmarc.testMode && pct < 100 && (options.random ?? Math.random)() * 100 >= pct) {
+    policy = LOWER[policy] ?? 'none';
+    log.dmarc_pct = pct;
+  }
+  log.dmarc_policy = policy;
+  if (policy === 'none') return { action: 'accept', addHeaders, arc, log };
+  const exempt = overrideReason(result, fromDomain, env.clientIp, settings);
+  if (exempt) {
+    log.dmarc_override = exempt;
+    return { action: 'accept', addHeaders, arc, log };
+  }
+  if (policy === 'reject') {
+    return {
+      action: 'reject',
+      // Postfix + OpenDMARC's reply for a p=reject failure.
+      status: { code: 550, enhanced: '5.7.1', text: `rejected by DMARC policy for ${fromDomain}` },
+      addHeaders,
+      arc,
+      log,
+    };
+  }
+  return { action: 'junk', addHeaders, arc, log };
+}
+
+/** Why a DMARC failure is not acted on, or undefined when it is. */
+function overrideReason(result: AuthenticateOutput, fromDomain: string, ip: string, settings: AuthenticationSettings): string | undefined {
+  const domain = fromDomain.toLowerCase();
+  if (settings.dmarcExemptDomains.some((d) => domain === d.toLowerCase() || domain.endsWith(`.${d.toLowerCase()}`))) return 'domain';
+  if (ip && settings.dmarcExemptNetworks.contains(ip)) return 'network';
+  // RFC 8617 section 7.2.1: a receiver may honour the authentication results an intermediary it
+  // trusts recorded before it changed the message. The newest seal must be one we trust.
+  if (result.arc && result.arc.status.result === 'pass') {
+    const sealer = result.arc.signature ? result.arc.signature.signingDomain?.toLowerCase() : undefined;
+    if (sealer && settings.trustedArcSealers.some((d) => d.toLowerCase() === sealer)) return `arc:${sealer}`;
+  }
+  return undefined;
+}
+
+/** pct= of the DMARC record (RFC 7489 section 6.3), 100 when absent or malformed. */
+function samplePercent(record: string | undefined): number {
+  const match = record ? /(?:^|;)\s*pct\s*=\s*(\d{1,3})\s*(?:;|$)/i.exec(record) : null;
+  if (!match) return 100;
+  const pct = Number(match[1]);
+  return pct >= 0 && pct <= 100 ? pct : 100;
+}
+
+/** Header lines ("Name: value\r\n folded...") as fields, unfolded. */
+function headerFields(block: string): HeaderField[] {
+  const fields: HeaderField[] = [];
+  for (const raw of block.split(/\r?\n(?![ \t])/)) {
+    if (!raw.trim()) continue;
+    const colon = raw.indexOf(':');
+    if (colon <= 0) continue;
+    const name = raw.slice(0, colon);
+    fields.push([
+      name,
+      raw
+        .slice(colon + 1)
+        .replace(/\r?\n[ \t]+/g, ' ')
+        .trim(),
+    ]);
+  }
+  return fields;
+}

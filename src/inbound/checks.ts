@@ -1,0 +1,124 @@
+/**
+ * The inbound checks of the MX, in the order Postfix's setups run them: sender authentication
+ * (SPF, DKIM, DMARC, ARC), then the milters and scanners the operator configured. The message
+ * waits in a file (inbound.dir) meanwhile; it is acknowledged only after the verdict, once the
+ * store or the queue has it durably. The strongest action wins: reject over tempfail over
+ * discard over junk over accept; a reject or tempfail ends the checks.
+ */
+import fs from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { DNSResolver } from 'mailauth';
+import type { Logger } from '../log.js';
+import type { Status } from '../status.js';
+import { checkAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
+import { composeMessage, receiveToFile } from './message-file.js';
+import type { CheckResult, HeaderField, InboundAction, InboundMessage } from './types.js';
+
+export interface InboundSettings {
+  dir: string;
+  authentication: AuthenticationSettings & { enabled: boolean; arcSeal: boolean };
+}
+
+export interface InboundVerdict {
+  action: InboundAction;
+  status?: Status;
+  /** Fields on top of the delivered message, in order. */
+  addHeaders: HeaderField[];
+  /** What each check found, for the delivery's log line. */
+  log: Record<string, unknown>;
+}
+
+export interface InboundChecksOptions {
+  settings: () => InboundSettings;
+  resolver: DNSResolver;
+  /** The key that seals a message an alias forwards (our DKIM key for that domain). */
+  sealKey?: (domain: string) => Promise<ArcSealKey | undefined>;
+  logger: Logger;
+}
+
+const STRENGTH: Record<InboundAction, number> = { accept: 0, junk: 1, discard: 2, tempfail: 3, reject: 4 };
+
+export class InboundChecks {
+  readonly #opts: InboundChecksOptions;
+
+  constructor(opts: InboundChecksOptions) {
+    this.#opts = opts;
+  }
+
+  /** Is any check on (otherwise the MX streams messages straight into the store, as before)? */
+  get enabled(): boolean {
+    return this.#opts.settings().authentication.enabled;
+  }
+
+  get authservId(): string {
+    return this.#opts.settings().authentication.authservId;
+  }
+
+  /** Creates the waiting directory and removes what a crash left there (never acknowledged). */
+  async prepare(): Promise<void> {
+    const dir = this.#opts.settings().dir;
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const name of await fs.readdir(dir)) await fs.unlink(`${dir}/${name}`).catch(() => undefined);
+  }
+
+  /** Receives the message into the waiting directory (MESSAGE_TOO_BIG past maxBytes). */
+  receive(input: Readable, queueId: string, maxBytes: number): Promise<{ file: string; size: number }> {
+    return receiveToFile(input, this.#opts.settings().dir, queueId, maxBytes);
+  }
+
+  /**
+   * Runs the checks on a received message. `forwardDomains`: domains of aliases that send this
+   * message on to other servers; it is ARC-sealed for the first that has a key.
+   */
+  async check(message: InboundMessage, opts: { forwardDomains?: string[] } = {}): Promise<InboundVerdict> {
+    const settings = this.#opts.settings();
+    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {} };
+    const apply = (result: CheckResult): boolean => {
+      if (STRENGTH[result.action] > STRENGTH[verdict.action]) {
+        verdict.action = result.action;
+        if (result.status) verdict.status = result.status;
+      }
+      verdict.addHeaders.push(...(result.addHeaders ?? []));
+      Object.assign(verdict.log, result.log ?? {});
+      return result.action === 'reject' || result.action === 'tempfail';
+    };
+    if (settings.authentication.enabled) {
+      const seal = settings.authentication.arcSeal ? await this.#sealKey(opts.forwardDomains ?? []) : undefined;
+      try {
+        const result = await checkAuthentication(message, settings.authentication, this.#opts.resolver, seal ? { seal } : {});
+        if (apply(result)) return verdict;
+      } catch (err) {
+        // A failure of the verifier itself is not a verdict: the sender tries again later.
+        this.#opts.logger.error({ err, qid: message.envelope.queueId }, 'sender authentication failed to run');
+        apply({
+          action: 'tempfail',
+          status: { code: 451, enhanced: '4.7.5', text: 'Sender authentication could not be checked; try again later' },
+          log: { authentication: 'error' },
+        });
+        return verdict;
+      }
+    }
+    return verdict;
+  }
+
+  /** The message to deliver: the verdict's fields on top, forged Authentication-Results of ours removed. */
+  async compose(file: string, verdict: InboundVerdict): Promise<Readable> {
+    const { stream, removed } = await composeMessage(file, verdict.addHeaders, this.authservId);
+    if (removed > 0) verdict.log.forged_ar_removed = removed;
+    return stream;
+  }
+
+  /** Removes the waiting file (after delivery, or a refusal). */
+  async release(file: string): Promise<void> {
+    await fs.unlink(file).catch(() => undefined);
+  }
+
+  async #sealKey(domains: string[]): Promise<ArcSealKey | undefined> {
+    if (!this.#opts.sealKey) return undefined;
+    for (const domain of domains) {
+      const key = await this.#opts.sealKey(domain).catch(() => undefined);
+      if (key) return key;
+    }
+    return undefined;
+  }
+}
