@@ -127,7 +127,7 @@ export class Dns {
    */
   readonly resolve = async <T extends RecordType = 'A'>(name: string, rrtype?: T): Promise<Answers[T]> => {
     const type = (rrtype ?? 'A') as T;
-    if (!(type in QUERIES)) throw new DnsError('EBADQUERY', name, type);
+    if (!Object.hasOwn(QUERIES, type)) throw new DnsError('EBADQUERY', name, type);
     const host = String(name).toLowerCase().replace(/\.$/, '');
     const key = `${type} ${host}`;
     let outcome = this.#cached(key);
@@ -150,12 +150,12 @@ export class Dns {
     return copy(outcome.value) as Answers[T];
   };
 
-  resolve4 = (name: string) => this.resolve(name, 'A');
-  resolve6 = (name: string) => this.resolve(name, 'AAAA');
-  resolveMx = (name: string) => this.resolve(name, 'MX');
-  resolveTxt = (name: string) => this.resolve(name, 'TXT');
-  resolvePtr = (name: string) => this.resolve(name, 'PTR');
-  resolveCname = (name: string) => this.resolve(name, 'CNAME');
+  readonly resolve4 = (name: string) => this.resolve(name, 'A');
+  readonly resolve6 = (name: string) => this.resolve(name, 'AAAA');
+  readonly resolveMx = (name: string) => this.resolve(name, 'MX');
+  readonly resolveTxt = (name: string) => this.resolve(name, 'TXT');
+  readonly resolvePtr = (name: string) => this.resolve(name, 'PTR');
+  readonly resolveCname = (name: string) => this.resolve(name, 'CNAME');
 
   /** Forgets every cached answer. */
   clearCache(): void {

@@ -72,6 +72,7 @@ describe('DNS resolver', () => {
     await assert.rejects(dns.resolve('mx.host.example', 'TXT'), (err) => codeOf(err) === 'ENODATA');
     await assert.rejects(dns.resolve('broken.example', 'A'), (err) => codeOf(err) === 'ESERVFAIL');
     await assert.rejects(dns.resolve('host.example', 'SOA' as 'A'), (err) => codeOf(err) === 'EBADQUERY');
+    await assert.rejects(dns.resolve('host.example', 'constructor' as 'A'), (err) => codeOf(err) === 'EBADQUERY');
   });
 
   it('fails an unanswered lookup with ETIMEOUT', async () => {
