@@ -92,6 +92,7 @@ function inboundSettings(cfg: LoadedConfig): InboundSettings {
       onTemporaryError: a.on_dns_error,
       arcSeal: a.arc_seal,
     },
+    dnsbl: cfg.inbound.dnsbl,
   };
 }
 
@@ -292,6 +293,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   const inbound = new InboundChecks({
     settings: () => inboundConfig,
     resolver: dns.resolve as DNSResolver,
+    dns,
     sealKey: async (domain) => {
       const key = await dkim.get(domain);
       return key ? { signingDomain: key.domain, selector: key.selector, privateKey: key.pem } : undefined;

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { isServerAddress } from '../net.js';
+import { dnsblConfigSchema } from '../inbound/dnsbl.js';
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
@@ -324,6 +325,11 @@ const inboundSchema = z.strictObject({
       on_dns_error: 'tempfail' as const,
       arc_seal: true,
     })),
+  /**
+   * DNS blocklists and allowlists by client address (DNSBL/DNSWL) and sender domain (RHSBL),
+   * consulted at RCPT time for clients outside trusted_networks (Postfix's reject_rbl_client).
+   */
+  dnsbl: dnsblConfigSchema.default(() => dnsblConfigSchema.parse({})),
 });
 
 const dkimSchema = z.strictObject({

@@ -12,11 +12,13 @@ import type { Logger } from '../log.js';
 import type { Status } from '../status.js';
 import { checkAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
 import { composeMessage, receiveToFile } from './message-file.js';
+import { Dnsbl, type DnsblConfig, type DnsblResolver, type DnsblSubject } from './dnsbl.js';
 import type { CheckResult, HeaderField, InboundAction, InboundMessage } from './types.js';
 
 export interface InboundSettings {
   dir: string;
   authentication: AuthenticationSettings & { enabled: boolean; arcSeal: boolean };
+  dnsbl: DnsblConfig;
 }
 
 export interface InboundVerdict {
@@ -31,6 +33,8 @@ export interface InboundVerdict {
 export interface InboundChecksOptions {
   settings: () => InboundSettings;
   resolver: DNSResolver;
+  /** The blocklists' lookups (the same resolver, with its cache). */
+  dns: DnsblResolver;
   /** The key that seals a message an alias forwards (our DKIM key for that domain). */
   sealKey?: (domain: string) => Promise<ArcSealKey | undefined>;
   logger: Logger;
@@ -40,14 +44,30 @@ const STRENGTH: Record<InboundAction, number> = { accept: 0, junk: 1, discard: 2
 
 export class InboundChecks {
   readonly #opts: InboundChecksOptions;
+  #dnsbl: { config: DnsblConfig; lists: Dnsbl } | undefined;
 
   constructor(opts: InboundChecksOptions) {
     this.#opts = opts;
   }
 
-  /** Is any check on (otherwise the MX streams messages straight into the store, as before)? */
+  /** Is any check after DATA on (otherwise the MX streams messages straight into the store, as before)? */
   get enabled(): boolean {
     return this.#opts.settings().authentication.enabled;
+  }
+
+  /** Are blocklists configured (consulted at RCPT time)? */
+  get blocklists(): boolean {
+    return this.#opts.settings().dnsbl.lists.length > 0;
+  }
+
+  /**
+   * The blocklists' verdict on a client and sender: reject with the list's text, or accept
+   * (allowlisted: no blocklist counts). A list that cannot be asked is skipped, as Postfix does.
+   */
+  async checkClient(subject: DnsblSubject): Promise<CheckResult & { allowlisted?: string }> {
+    const config = this.#opts.settings().dnsbl;
+    if (this.#dnsbl?.config !== config) this.#dnsbl = { config, lists: new Dnsbl(config, this.#opts.dns, this.#opts.logger) };
+    return this.#dnsbl.lists.check(subject);
   }
 
   get authservId(): string {

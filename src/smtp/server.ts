@@ -50,6 +50,7 @@ import { statusLine, type Status } from '../status.js';
 import { RecipientRateLimiter, ownsAddress } from './sender-check.js';
 import { relayBeforeCommit, saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
 import type { InboundChecks } from '../inbound/checks.js';
+import type { CheckResult } from '../inbound/types.js';
 import type { Readable } from 'node:stream';
 
 /** The message of a transaction: smtp-server's DATA stream, or the checked message composed anew. */
@@ -124,6 +125,8 @@ interface SessionState {
   login?: string;
   /** Submission: sender addresses found to belong to the login (saves lookups). */
   owned: Set<string>;
+  /** The blocklists' verdict for this client and the transaction's sender (asked once per sender). */
+  blocklisted?: { sender: string; verdict: Promise<CheckResult> };
 }
 
 /** What RCPT decided for a recipient, carried on smtp-server's recipient object until DATA. */
@@ -388,6 +391,7 @@ export class SmtpListener {
       st.log[level]({ rcpt: address.address, reply: statusLine(reply), why }, 'recipient refused');
       return replyError(reply);
     };
+    if (this.spec.protocol === 'smtp') await this.#checkBlocklists(session, st, refuse);
     if (this.spec.protocol !== 'submission') return this.#checkRcpt(address, st, refuse, false);
     const login = this.#login(session);
     if (!login) throw refuse(AUTH_REQUIRED, 'not authenticated'); // MAIL needs AUTH already
@@ -401,6 +405,31 @@ export class SmtpListener {
     } catch (err) {
       rate.giveBack(login);
       throw err;
+    }
+  }
+
+  /**
+   * DNS blocklists at RCPT time (Postfix's reject_rbl_client and reject_rhsbl_sender in
+   * smtpd_recipient_restrictions), for clients outside trusted_networks; the answer of the lists
+   * is asked once per sender and session, and each recipient gets the refusal.
+   */
+  async #checkBlocklists(
+    session: SMTPServerSession,
+    st: SessionState,
+    refuse: (reply: Status, why: string, err?: unknown) => Error,
+  ): Promise<void> {
+    const inbound = this.#ctx.inbound;
+    if (!inbound?.blocklists || st.trusted || !st.ip) return;
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    if (st.blocklisted?.sender !== sender) {
+      const verdict = inbound.checkClient({ clientIp: st.ip, sender, helo: session.hostNameAppearsAs ?? '' });
+      st.blocklisted = { sender, verdict };
+      const result = await verdict;
+      st.log[result.action === 'accept' ? 'debug' : 'info']({ ip: st.ip, from: sender, ...result.log }, 'blocklists');
+    }
+    const result = await st.blocklisted.verdict;
+    if (result.action === 'reject' || result.action === 'tempfail') {
+      throw refuse(result.status ?? CHECKS_REJECTED, `blocklisted: ${JSON.stringify(result.log ?? {})}`);
     }
   }
 
