@@ -4,11 +4,11 @@
  * the operator's overrides. The results become one Authentication-Results field (RFC 8601) under
  * our authserv-id; a message that is forwarded off the server gets an ARC set sealed by us.
  */
-import { createReadStream } from 'node:fs';
 import type { DNSResolver } from 'mailauth';
 import { authenticateMessage, type AuthenticateOutput } from './mailauth.js';
 import type { NetworkList } from '../net.js';
-import type { CheckResult, HeaderField, InboundMessage } from './types.js';
+import type { Readable } from 'node:stream';
+import type { CheckResult, HeaderField, InboundEnvelope } from './types.js';
 
 export interface AuthenticationSettings {
   /** RFC 8601 authserv-id: our host name unless set. */
@@ -47,13 +47,13 @@ const LOWER: Record<string, string> = { reject: 'quarantine', quarantine: 'none'
  * decides pct= sampling (tests pass a fixed one).
  */
 export async function checkAuthentication(
-  message: InboundMessage,
+  message: Readable | Buffer,
+  env: InboundEnvelope,
   settings: AuthenticationSettings,
   resolver: DNSResolver,
   options: { seal?: ArcSealKey; random?: () => number } = {},
 ): Promise<AuthenticationResult> {
-  const env = message.envelope;
-  const result = await authenticateMessage(createReadStream(message.file), {
+  const result = await authenticateMessage(message, {
     ip: env.clientIp,
     helo: env.helo,
     sender: env.sender,

@@ -11,9 +11,9 @@ import type { DNSResolver } from 'mailauth';
 import type { Logger } from '../log.js';
 import type { Status } from '../status.js';
 import { checkAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
-import { composeMessage, receiveToFile } from './message-file.js';
+import { composeMessage, openHeld, receiveMessage, type HeldMessage } from './message-file.js';
 import { Dnsbl, type DnsblConfig, type DnsblResolver, type DnsblSubject } from './dnsbl.js';
-import type { CheckResult, HeaderField, InboundAction, InboundMessage } from './types.js';
+import type { CheckResult, HeaderField, InboundAction, InboundEnvelope } from './types.js';
 
 export interface InboundSettings {
   dir: string;
@@ -81,16 +81,16 @@ export class InboundChecks {
     for (const name of await fs.readdir(dir)) await fs.unlink(`${dir}/${name}`).catch(() => undefined);
   }
 
-  /** Receives the message into the waiting directory (MESSAGE_TOO_BIG past maxBytes). */
-  receive(input: Readable, queueId: string, maxBytes: number): Promise<{ file: string; size: number }> {
-    return receiveToFile(input, this.#opts.settings().dir, queueId, maxBytes);
+  /** Receives the message, in memory or into the waiting directory (MESSAGE_TOO_BIG past maxBytes). */
+  receive(input: Readable, queueId: string, maxBytes: number): Promise<HeldMessage> {
+    return receiveMessage(input, this.#opts.settings().dir, queueId, maxBytes);
   }
 
   /**
    * Runs the checks on a received message. `forwardDomains`: domains of aliases that send this
    * message on to other servers; it is ARC-sealed for the first that has a key.
    */
-  async check(message: InboundMessage, opts: { forwardDomains?: string[] } = {}): Promise<InboundVerdict> {
+  async check(message: HeldMessage, envelope: InboundEnvelope, opts: { forwardDomains?: string[] } = {}): Promise<InboundVerdict> {
     const settings = this.#opts.settings();
     const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {} };
     const apply = (result: CheckResult): boolean => {
@@ -105,11 +105,12 @@ export class InboundChecks {
     if (settings.authentication.enabled) {
       const seal = settings.authentication.arcSeal ? await this.#sealKey(opts.forwardDomains ?? []) : undefined;
       try {
-        const result = await checkAuthentication(message, settings.authentication, this.#opts.resolver, seal ? { seal } : {});
+        const input = message.data ?? openHeld(message);
+        const result = await checkAuthentication(input, envelope, settings.authentication, this.#opts.resolver, seal ? { seal } : {});
         if (apply(result)) return verdict;
       } catch (err) {
         // A failure of the verifier itself is not a verdict: the sender tries again later.
-        this.#opts.logger.error({ err, qid: message.envelope.queueId }, 'sender authentication failed to run');
+        this.#opts.logger.error({ err, qid: envelope.queueId }, 'sender authentication failed to run');
         apply({
           action: 'tempfail',
           status: { code: 451, enhanced: '4.7.5', text: 'Sender authentication could not be checked; try again later' },
@@ -122,15 +123,15 @@ export class InboundChecks {
   }
 
   /** The message to deliver: the verdict's fields on top, forged Authentication-Results of ours removed. */
-  async compose(file: string, verdict: InboundVerdict): Promise<Readable> {
-    const { stream, removed } = await composeMessage(file, verdict.addHeaders, this.authservId);
+  async compose(message: HeldMessage, verdict: InboundVerdict): Promise<Readable> {
+    const { stream, removed } = await composeMessage(message, verdict.addHeaders, this.authservId);
     if (removed > 0) verdict.log.forged_ar_removed = removed;
     return stream;
   }
 
-  /** Removes the waiting file (after delivery, or a refusal). */
-  async release(file: string): Promise<void> {
-    await fs.unlink(file).catch(() => undefined);
+  /** Removes the waiting file, if the message has one (after delivery, or a refusal). */
+  async release(message: HeldMessage): Promise<void> {
+    if (message.file) await fs.unlink(message.file).catch(() => undefined);
   }
 
   async #sealKey(domains: string[]): Promise<ArcSealKey | undefined> {

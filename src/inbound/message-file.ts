@@ -1,48 +1,90 @@
 /**
- * The received message as a file while the checks run, and the message that is delivered after
- * them: the fields the checks add on top, any Authentication-Results field that claims our
- * authserv-id from outside removed (RFC 8601 section 5), the rest of the file as it came.
+ * The received message while the checks run (in memory up to 256 KiB, as most mail is, else in
+ * a file), and the message that is delivered after them: the fields the checks add on top, any
+ * Authentication-Results field that claims our authserv-id from outside removed (RFC 8601
+ * section 5), the rest as it came.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import fs from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { MailError, storageError } from '../errors.js';
-import { readHead } from '../store/fsio.js';
+import { readHead, writeAll } from '../store/fsio.js';
 import type { HeaderField } from './types.js';
 
 /** The header block is looked at up to this size; a longer one is passed on as it is. */
 const HEADER_LIMIT = 256 * 1024;
+/** Messages up to this size are checked in memory; larger ones from a file. */
+const MEMORY_LIMIT = 256 * 1024;
+
+/** A received message: its bytes in memory, or the file holding them. */
+export interface HeldMessage {
+  size: number;
+  data?: Buffer;
+  file?: string;
+}
 
 /**
- * Streams the message into `dir/name`. MESSAGE_TOO_BIG past maxBytes (the rest is read and
- * dropped, so the client gets its answer after DATA); the file is removed on any failure.
+ * Receives the message, in memory or (past MEMORY_LIMIT) into `dir/name`. MESSAGE_TOO_BIG past
+ * maxBytes: the rest is read and dropped, so the client gets its answer after DATA. A file is
+ * removed on any failure.
  */
-export async function receiveToFile(input: Readable, dir: string, name: string, maxBytes: number): Promise<{ file: string; size: number }> {
-  const file = path.join(dir, name);
+export async function receiveMessage(input: Readable, dir: string, name: string, maxBytes: number): Promise<HeldMessage> {
   let size = 0;
+  let chunks: Buffer[] = [];
+  let fh: FileHandle | undefined;
+  const file = path.join(dir, name);
+  const drop = async () => {
+    chunks = [];
+    if (fh) {
+      await fh.close().catch(() => undefined);
+      await fs.unlink(file).catch(() => undefined);
+      fh = undefined;
+    }
+  };
   try {
-    await pipeline(
-      input,
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          size += chunk.length;
-          if (size <= maxBytes) yield chunk;
-        }
-      },
-      createWriteStream(file, { flags: 'wx', mode: 0o600 }),
-    );
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) {
+        if (chunks.length || fh) await drop();
+        continue;
+      }
+      chunks.push(chunk);
+      if (!fh && size > MEMORY_LIMIT) fh = await fs.open(file, 'wx', 0o600);
+      if (fh && chunks.length >= 16) {
+        await writeAll(fh, chunks);
+        chunks = [];
+      }
+    }
+    if (size > maxBytes) throw new MailError('MESSAGE_TOO_BIG', `message of more than ${maxBytes} bytes`);
+    if (!fh) return { size, data: Buffer.concat(chunks, size) };
+    await writeAll(fh, chunks);
+    await fh.close();
+    return { size, file };
   } catch (err) {
-    await fs.unlink(file).catch(() => undefined);
-    if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') throw err;
+    await drop();
+    if (err instanceof MailError || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') throw err;
     throw storageError(err, 'receiving the message for its checks');
   }
-  if (size > maxBytes) {
-    await fs.unlink(file).catch(() => undefined);
-    throw new MailError('MESSAGE_TOO_BIG', `message of more than ${maxBytes} bytes`);
+}
+
+/** The message as a stream (for the verifiers and scanners). */
+export function openHeld(message: HeldMessage): Readable {
+  return message.file ? createReadStream(message.file, { highWaterMark: 256 * 1024 }) : Readable.from([message.data ?? Buffer.alloc(0)]);
+}
+
+/** Writes a message held in memory into `dir/name` (for checks that read a file); returns the file. */
+export async function materialize(message: HeldMessage, dir: string, name: string): Promise<string> {
+  if (message.file) return message.file;
+  const file = path.join(dir, name);
+  const fh = await fs.open(file, 'wx', 0o600);
+  try {
+    await writeAll(fh, [message.data ?? Buffer.alloc(0)]);
+  } finally {
+    await fh.close();
   }
-  return { file, size };
+  message.file = file;
+  return file;
 }
 
 /** Byte offset just after the empty line that ends the header block (0 when there is none within the limit). */
@@ -84,19 +126,26 @@ export function foldField([name, value]: HeaderField): string {
 
 /**
  * The message to deliver: `add` on top, then the received header block without forged
- * Authentication-Results fields of ours, then the rest of the file.
+ * Authentication-Results fields of ours, then the rest.
  */
-export async function composeMessage(file: string, add: HeaderField[], authservId: string): Promise<{ stream: Readable; removed: number }> {
-  const head = await readHead(file, HEADER_LIMIT);
+export async function composeMessage(
+  message: HeldMessage,
+  add: HeaderField[],
+  authservId: string,
+): Promise<{ stream: Readable; removed: number }> {
+  const head = message.data ? message.data.subarray(0, HEADER_LIMIT) : await readHead(message.file!, HEADER_LIMIT);
   const end = headerEnd(head);
   const fields = end > 0 ? splitFields(head.subarray(0, end).toString('latin1')) : [];
   const kept = fields.filter((f) => !claimsOurId(f, authservId));
   const top = Buffer.from(add.map(foldField).join(''), 'utf8');
   const headerBlock = end > 0 ? Buffer.from(kept.join(''), 'latin1') : Buffer.alloc(0);
+  const file = message.file;
+  const data = message.data;
   async function* parts(): AsyncGenerator<Buffer> {
     yield top;
     if (headerBlock.length) yield headerBlock;
-    for await (const chunk of createReadStream(file, { start: end, highWaterMark: 256 * 1024 })) yield chunk as Buffer;
+    if (data) yield data.subarray(end);
+    else for await (const chunk of createReadStream(file!, { start: end, highWaterMark: 256 * 1024 })) yield chunk as Buffer;
   }
   return { stream: Readable.from(parts(), { objectMode: false }), removed: fields.length - kept.length };
 }

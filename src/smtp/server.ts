@@ -51,6 +51,7 @@ import { RecipientRateLimiter, ownsAddress } from './sender-check.js';
 import { relayBeforeCommit, saslLogin, submissionBeforeCommit, type DkimSigner } from './submission.js';
 import type { InboundChecks } from '../inbound/checks.js';
 import type { CheckResult } from '../inbound/types.js';
+import type { HeldMessage } from '../inbound/message-file.js';
 import type { Readable } from 'node:stream';
 
 /** The message of a transaction: smtp-server's DATA stream, or the checked message composed anew. */
@@ -528,37 +529,34 @@ export class SmtpListener {
       st.log[level]({ qid: queueId, from: sender, nrcpt: rcpts.length, ...checks, reply: statusLine(reply), why }, 'message refused');
       cb(replyError(reply));
     };
-    let received: { file: string; size: number };
+    let held: HeldMessage;
     try {
-      received = await inbound.receive(stream, queueId, settings.limits.message_size);
+      held = await inbound.receive(stream, queueId, settings.limits.message_size);
     } catch (err) {
       if (!isMailError(err)) st.log.error({ err, qid: queueId }, 'receiving the message failed unexpectedly');
       return refuse(replyFor(stream.sizeExceeded ? new MailError('MESSAGE_TOO_BIG', 'size exceeded') : err), (err as Error).message);
     }
-    const { file, size } = received;
+    const size = held.size;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      void inbound.release(file);
+      void inbound.release(held);
     };
     try {
       const cipher = session.secure && session.tlsOptions ? session.tlsOptions : undefined;
       const verdict = await inbound.check(
+        held,
         {
-          file,
-          size,
-          envelope: {
-            queueId,
-            clientIp: st.ip,
-            clientPort: session.remotePort,
-            helo: session.hostNameAppearsAs ?? '',
-            protocol: session.transmissionType,
-            ...(cipher ? { tls: { version: cipher.version, cipher: cipher.standardName || cipher.name } } : {}),
-            sender,
-            recipients: rcpts.map((r) => r.address),
-            hostname: settings.hostname,
-          },
+          queueId,
+          clientIp: st.ip,
+          clientPort: session.remotePort,
+          helo: session.hostNameAppearsAs ?? '',
+          protocol: session.transmissionType,
+          ...(cipher ? { tls: { version: cipher.version, cipher: cipher.standardName || cipher.name } } : {}),
+          sender,
+          recipients: rcpts.map((r) => r.address),
+          hostname: settings.hostname,
         },
         { forwardDomains: rcpts.filter((r) => r.queue && !r.relayed).map((r) => splitAddress(r.target ?? r.address)?.domain ?? '') },
       );
@@ -573,7 +571,7 @@ export class SmtpListener {
         st.log.info({ qid: queueId, from: sender, to: rcpts.map((r) => r.address), size, ...verdict.log }, 'message discarded');
         return cb(null, `2.0.0 Ok: queued as ${queueId}`);
       }
-      const composed: DataSource = await inbound.compose(file, verdict);
+      const composed: DataSource = await inbound.compose(held, verdict);
       const checked: Checked = { queueId, checks: verdict.log, ...(verdict.action === 'junk' ? { folder: '\\Junk' } : {}) };
       this.#deliver(
         composed,
