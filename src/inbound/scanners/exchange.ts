@@ -25,7 +25,8 @@ export interface ExchangeOptions {
 /**
  * Sends the request and resolves with every byte the daemon sent before it closed. A daemon may
  * answer early and hang up (clamd: "INSTREAM size limit exceeded"): a reply that arrived counts
- * even when the rest of the request could not be written.
+ * even when the rest of the request could not be written. (When the write fails before the reply
+ * is read, node discards the reply with the socket: then it is an IO error, "write EPIPE".)
  */
 export function exchange(opts: ExchangeOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -56,6 +57,8 @@ export function exchange(opts: ExchangeOptions): Promise<Buffer> {
       received += data.length;
       if (received > opts.maxReply) return finish(new ScannerError('PROTOCOL', `reply longer than ${opts.maxReply} bytes`));
       chunks.push(data);
+      // The daemon answered: the rest of the request is of no use to it.
+      source.unpipe(socket);
     });
     socket.once('end', () => finish());
     socket.once('error', (err) => {

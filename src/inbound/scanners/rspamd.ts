@@ -81,7 +81,8 @@ function post(config: RspamdConfig, message: InboundMessage): Promise<Buffer> {
     body.once('error', (err) => finish(new ScannerError('IO', `reading the message: ${err.message}`)));
     req.once('error', (err: NodeJS.ErrnoException) => {
       const connect = err.code === 'ECONNREFUSED' || err.code === 'ENOENT' || err.code === 'EHOSTUNREACH';
-      finish(new ScannerError(connect ? 'CONNECT' : 'IO', err.message));
+      // HPE_*: node's HTTP parser did not understand the reply.
+      finish(new ScannerError(connect ? 'CONNECT' : err.code?.startsWith('HPE_') ? 'PROTOCOL' : 'IO', err.message));
     });
     req.once('response', (res) => {
       const chunks: Buffer[] = [];
