@@ -159,22 +159,21 @@ export function parseRspamdReply(body: Buffer): RspamdReply {
 const SPAM_ACTIONS: ReadonlySet<RspamdAction> = new Set(['add header', 'rewrite subject', 'soft reject', 'reject']);
 
 /**
- * rspamd's milter headers (its milter_headers module's x-spam, x-spamd-result and
- * x-rspamd-score routines) after the ones the reply itself asks for, which take precedence.
+ * The fields rspamd's milter_headers module would add (rspamd 3.4, plugins/milter_headers.lua):
+ * X-Spam: Yes for any action but `no action` and `greylist`; X-Spamd-Result with "True" only for
+ * `reject` and the symbols by decreasing absolute score; and X-Rspamd-Score. Fields the reply
+ * itself asks for (milter.add_headers) come first and take precedence over these.
  */
 export function rspamdHeaders(reply: RspamdReply): HeaderField[] {
-  const spam = SPAM_ACTIONS.has(reply.action);
   const symbols = [...reply.symbols]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .sort(([, a], [, b]) => Math.abs(b.score) - Math.abs(a.score))
     .map(([name, s]) => `${name}(${s.score.toFixed(2)})[${(s.options ?? []).map((o) => safeText(o, 100)).join(',')}]`);
+  const verdict = `default: ${reply.action === 'reject' ? 'True' : 'False'} [${reply.score.toFixed(2)} / ${reply.requiredScore.toFixed(2)}]`;
   const own: HeaderField[] = [
-    [
-      'X-Spamd-Result',
-      [`default: ${spam ? 'True' : 'False'} [${reply.score.toFixed(2)} / ${reply.requiredScore.toFixed(2)}]`, ...symbols].join('; '),
-    ],
+    ['X-Spamd-Result', [verdict, ...symbols].join('; ')],
     ['X-Rspamd-Score', reply.score.toFixed(2)],
   ];
-  if (spam) own.unshift(['X-Spam', 'Yes']);
+  if (SPAM_ACTIONS.has(reply.action)) own.unshift(['X-Spam', 'Yes']);
   const given = new Set(reply.addHeaders.map(([name]) => name.toLowerCase()));
   return [...reply.addHeaders, ...own.filter(([name]) => !given.has(name.toLowerCase()))];
 }
