@@ -115,6 +115,14 @@ GREY_SENDER { type = "from"; filter = "email:addr"; map = "$LOCAL_CONFDIR/grey.m
     assert.equal(r.addHeaders, undefined);
   });
 
+  it('passes a message over max_size unscanned', async () => {
+    const msg = await inboundMessage(work, 'gtube-big', plainMessage('gtube', `X${GTUBE_TAIL}`));
+    const r = await scanWithRspamd({ ...config, max_size: msg.size - 1 }, msg, silentLogger);
+    assert.equal(r.action, 'accept', JSON.stringify(r));
+    assert.equal(r.addHeaders, undefined);
+    assert.equal(r.log?.rspamd, 'skipped (size)');
+  });
+
   it('gives the default action when the worker hangs (SIGSTOP) past the timeout', async () => {
     const msg = await inboundMessage(work, 'hang', plainMessage('hang', 'Hello'));
     // The main process and its worker: stopping the whole group leaves the socket accepting, nobody answering.

@@ -21,6 +21,7 @@ describe('scanner configuration', () => {
       url: 'http://127.0.0.1:11333',
       timeout: 30_000,
       default_action: 'tempfail',
+      max_size: 50 * 1024 * 1024,
       add_headers: true,
       greylist: 'tempfail',
     });

@@ -39,6 +39,11 @@ export const rspamdConfigSchema = z.strictObject({
   /** The whole exchange: connect, send the message, read the verdict. */
   timeout: duration().default(30_000),
   default_action: defaultAction(),
+  /**
+   * Larger messages are passed unscanned (and logged): the normal worker refuses a message over
+   * its max_message (50M by default), which would tempfail the message for ever.
+   */
+  max_size: size().default(50 * 1024 * 1024),
   /** Add rspamd's milter headers and X-Spam / X-Spamd-Result / X-Rspamd-Score, as rspamd's milter would. */
   add_headers: z.boolean().default(true),
   /** rspamd's `greylist` action: tempfail (as its milter does) or accept. */

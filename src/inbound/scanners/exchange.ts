@@ -52,7 +52,7 @@ export function exchange(opts: ExchangeOptions): Promise<Buffer> {
       connected = true;
       source.pipe(socket, { end: false });
     });
-    source.once('error', (err) => finish(new ScannerError('IO', `reading the message: ${err.message}`)));
+    source.on('error', (err) => finish(new ScannerError('IO', `reading the message: ${err.message}`)));
     socket.on('data', (data: Buffer) => {
       received += data.length;
       if (received > opts.maxReply) return finish(new ScannerError('PROTOCOL', `reply longer than ${opts.maxReply} bytes`));
@@ -61,7 +61,7 @@ export function exchange(opts: ExchangeOptions): Promise<Buffer> {
       source.unpipe(socket);
     });
     socket.once('end', () => finish());
-    socket.once('error', (err) => {
+    socket.on('error', (err) => {
       if (!connected) finish(new ScannerError('CONNECT', err.message));
       else if (received > 0) finish();
       else finish(new ScannerError('IO', err.message));

@@ -78,8 +78,8 @@ function post(config: RspamdConfig, message: InboundMessage): Promise<Buffer> {
       else resolve(data!);
     }
 
-    body.once('error', (err) => finish(new ScannerError('IO', `reading the message: ${err.message}`)));
-    req.once('error', (err: NodeJS.ErrnoException) => {
+    body.on('error', (err) => finish(new ScannerError('IO', `reading the message: ${err.message}`)));
+    req.on('error', (err: NodeJS.ErrnoException) => {
       const connect = err.code === 'ECONNREFUSED' || err.code === 'ENOENT' || err.code === 'EHOSTUNREACH';
       // HPE_*: node's HTTP parser did not understand the reply.
       finish(new ScannerError(connect ? 'CONNECT' : err.code?.startsWith('HPE_') ? 'PROTOCOL' : 'IO', err.message));
@@ -92,7 +92,7 @@ function post(config: RspamdConfig, message: InboundMessage): Promise<Buffer> {
         if (length > MAX_REPLY) return finish(new ScannerError('PROTOCOL', `reply longer than ${MAX_REPLY} bytes`));
         chunks.push(chunk);
       });
-      res.once('error', (err) => finish(new ScannerError('IO', err.message)));
+      res.on('error', (err) => finish(new ScannerError('IO', err.message)));
       res.once('end', () => {
         if (res.statusCode !== 200) finish(new ScannerError('REFUSED', `HTTP ${res.statusCode} ${safeText(res.statusMessage ?? '')}`));
         else finish(undefined, Buffer.concat(chunks));
@@ -196,6 +196,10 @@ function verdict(reply: RspamdReply, config: RspamdConfig): Pick<ScannerResult, 
 }
 
 export async function scanWithRspamd(config: RspamdConfig, message: InboundMessage, log: Logger): Promise<ScannerResult> {
+  if (message.size > config.max_size) {
+    log.info({ scanner: 'rspamd', size: message.size, max_size: config.max_size }, 'message larger than rspamd max_size: not scanned');
+    return { scanner: 'rspamd', action: 'accept', log: { rspamd: 'skipped (size)' } };
+  }
   try {
     const reply = parseRspamdReply(await post(config, message));
     const result: ScannerResult = {
