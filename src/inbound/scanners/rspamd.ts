@@ -94,7 +94,8 @@ function post(config: RspamdConfig, message: InboundMessage): Promise<Buffer> {
       });
       res.on('error', (err) => finish(new ScannerError('IO', err.message)));
       res.once('end', () => {
-        if (res.statusCode !== 200) finish(new ScannerError('REFUSED', `HTTP ${res.statusCode} ${safeText(res.statusMessage ?? '')}`));
+        if (res.statusCode !== 200)
+          finish(new ScannerError('REFUSED', `HTTP ${res.statusCode}: ${safeText(Buffer.concat(chunks).toString('utf8'))}`));
         else finish(undefined, Buffer.concat(chunks));
       });
     });
