@@ -93,6 +93,7 @@ function inboundSettings(cfg: LoadedConfig): InboundSettings {
       arcSeal: a.arc_seal,
     },
     dnsbl: cfg.inbound.dnsbl,
+    scanners: cfg.inbound.scanners,
   };
 }
 

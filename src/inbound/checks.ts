@@ -11,7 +11,8 @@ import type { DNSResolver } from 'mailauth';
 import type { Logger } from '../log.js';
 import type { Status } from '../status.js';
 import { checkAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
-import { composeMessage, openHeld, receiveMessage, type HeldMessage } from './message-file.js';
+import { composeMessage, materialize, openHeld, receiveMessage, type HeldMessage } from './message-file.js';
+import { runScanners, type ScannersConfig } from './scanners/index.js';
 import { Dnsbl, type DnsblConfig, type DnsblResolver, type DnsblSubject } from './dnsbl.js';
 import type { CheckResult, HeaderField, InboundAction, InboundEnvelope } from './types.js';
 
@@ -19,6 +20,7 @@ export interface InboundSettings {
   dir: string;
   authentication: AuthenticationSettings & { enabled: boolean; arcSeal: boolean };
   dnsbl: DnsblConfig;
+  scanners: ScannersConfig;
 }
 
 export interface InboundVerdict {
@@ -28,6 +30,8 @@ export interface InboundVerdict {
   addHeaders: HeaderField[];
   /** What each check found, for the delivery's log line. */
   log: Record<string, unknown>;
+  /** Fields to remove from the message as received: [name, n-th or 0 for all] (rspamd asks for X-Spam). */
+  removeHeaders: Array<[name: string, index: number]>;
 }
 
 export interface InboundChecksOptions {
@@ -52,7 +56,8 @@ export class InboundChecks {
 
   /** Is any check after DATA on (otherwise the MX streams messages straight into the store, as before)? */
   get enabled(): boolean {
-    return this.#opts.settings().authentication.enabled;
+    const s = this.#opts.settings();
+    return s.authentication.enabled || Boolean(s.scanners.rspamd || s.scanners.spamd || s.scanners.clamd);
   }
 
   /** Are blocklists configured (consulted at RCPT time)? */
@@ -92,8 +97,9 @@ export class InboundChecks {
    */
   async check(message: HeldMessage, envelope: InboundEnvelope, opts: { forwardDomains?: string[] } = {}): Promise<InboundVerdict> {
     const settings = this.#opts.settings();
-    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {} };
-    const apply = (result: CheckResult): boolean => {
+    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {}, removeHeaders: [] };
+    const apply = (result: CheckResult & { removeHeaders?: Array<[string, number]> }): boolean => {
+      verdict.removeHeaders.push(...(result.removeHeaders ?? []));
       if (STRENGTH[result.action] > STRENGTH[verdict.action]) {
         verdict.action = result.action;
         if (result.status) verdict.status = result.status;
@@ -119,13 +125,24 @@ export class InboundChecks {
         return verdict;
       }
     }
+    const scanners = settings.scanners;
+    if (scanners.rspamd || scanners.spamd || scanners.clamd) {
+      // The scanners read the message from a file (streamed to them).
+      const file = await materialize(message, settings.dir, envelope.queueId);
+      const results = await runScanners(
+        scanners,
+        { file, size: message.size, envelope },
+        this.#opts.logger.child({ qid: envelope.queueId }),
+      );
+      for (const result of results) if (apply(result)) break;
+    }
     return verdict;
   }
 
   /** The message to deliver: the verdict's fields on top, forged Authentication-Results of ours removed. */
   async compose(message: HeldMessage, verdict: InboundVerdict): Promise<Readable> {
-    const { stream, removed } = await composeMessage(message, verdict.addHeaders, this.authservId);
-    if (removed > 0) verdict.log.forged_ar_removed = removed;
+    const { stream, removed } = await composeMessage(message, verdict.addHeaders, this.authservId, verdict.removeHeaders);
+    if (removed > 0) verdict.log.headers_removed = removed;
     return stream;
   }
 

@@ -102,6 +102,14 @@ function splitFields(block: string): string[] {
   return block.split(/(?<=\n)(?![ \t])/).filter((f) => f.length > 0);
 }
 
+/** A field's name in lower case. */
+function fieldName(field: string): string {
+  return field
+    .slice(0, Math.max(0, field.indexOf(':')))
+    .trim()
+    .toLowerCase();
+}
+
 /** Is this an Authentication-Results field with our authserv-id (compared without case)? */
 function claimsOurId(field: string, authservId: string): boolean {
   const match = /^authentication-results[ \t]*:[ \t\r\n]*(?:\([^)]*\)[ \t\r\n]*)?("?)([^;\s"]+)\1/i.exec(field);
@@ -126,17 +134,26 @@ export function foldField([name, value]: HeaderField): string {
 
 /**
  * The message to deliver: `add` on top, then the received header block without forged
- * Authentication-Results fields of ours, then the rest.
+ * Authentication-Results fields of ours and without the fields `remove` names, then the rest.
  */
 export async function composeMessage(
   message: HeldMessage,
   add: HeaderField[],
   authservId: string,
+  remove: ReadonlyArray<[name: string, index: number]> = [],
 ): Promise<{ stream: Readable; removed: number }> {
   const head = message.data ? message.data.subarray(0, HEADER_LIMIT) : await readHead(message.file!, HEADER_LIMIT);
   const end = headerEnd(head);
   const fields = end > 0 ? splitFields(head.subarray(0, end).toString('latin1')) : [];
-  const kept = fields.filter((f) => !claimsOurId(f, authservId));
+  // remove: [name, n] drops the n-th field of that name (1-based, as milters count), 0 every one.
+  const seen = new Map<string, number>();
+  const kept = fields.filter((f) => {
+    const name = fieldName(f);
+    const n = (seen.get(name) ?? 0) + 1;
+    seen.set(name, n);
+    if (remove.some(([r, index]) => r.toLowerCase() === name && (index === 0 || index === n))) return false;
+    return !claimsOurId(f, authservId);
+  });
   const top = Buffer.from(add.map(foldField).join(''), 'utf8');
   const headerBlock = end > 0 ? Buffer.from(kept.join(''), 'latin1') : Buffer.alloc(0);
   const file = message.file;

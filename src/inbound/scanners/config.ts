@@ -5,7 +5,7 @@
  * `default_action` (tempfail by default), never an exception.
  */
 import { z } from 'zod';
-import { parseDuration, size } from '../../config/schema.js';
+import { parseDuration, size } from '../../config/units.js';
 import type { Status } from '../../status.js';
 import type { CheckResult } from '../types.js';
 
