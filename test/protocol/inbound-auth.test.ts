@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { arc as verifyArc } from 'mailauth/lib/arc/index.js';
+import { arc as verifyArc, sealMessage } from 'mailauth/lib/arc/index.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { DkimKeys, generateKey } from '../../src/queue/dkim.js';
 import { Dns } from '../../src/dns.js';
@@ -28,12 +28,16 @@ describe('inbound sender authentication on the MX', () => {
   let srv: TestServer;
   let keysDir: string;
   let senderKeys: DkimKeys;
+  let forwarderKey: string;
 
   before(async () => {
     keysDir = await mkdtemp(path.join(os.tmpdir(), 'maild-inbound-keys-'));
     // The sender's signing key, and ours (example.test) for sealing what an alias forwards.
     const senderRecord = await generateKey(path.join(keysDir, 'sender'), 'sender.example', 'sel');
     const ourRecord = await generateKey(path.join(keysDir, 'ours'), 'example.test', 'maild');
+    // A forwarder we trust, which seals what it passes on (a mailing list that rewrites messages).
+    const forwarderRecord = await generateKey(path.join(keysDir, 'fwd'), 'forwarder.example', 'arc');
+    forwarderKey = await readFile(forwarderRecord.path, 'utf8');
     senderKeys = new DkimKeys({ dir: path.join(keysDir, 'sender'), selector: 'sel', logger: pino({ level: 'silent' }) });
     dns = await startDnsServer({
       'sender.example': { txt: ['v=spf1 ip4:127.0.0.1 -all'] },
@@ -49,6 +53,8 @@ describe('inbound sender authentication on the MX', () => {
       'slow.example': { drop: true },
       '_dmarc.slow.example': { drop: true },
       [ourRecord.name]: { txt: [ourRecord.record] },
+      [forwarderRecord.name]: { txt: [forwarderRecord.record] },
+      'forwarder.example': { txt: ['v=spf1 ip4:127.0.0.1 -all'] },
       'remote.example': { mx: [{ preference: 10, exchange: 'mx.remote.example' }] },
       'mx.remote.example': { a: ['127.0.0.1'] },
     });
@@ -56,7 +62,7 @@ describe('inbound sender authentication on the MX', () => {
     srv = await startTestServer({
       config: {
         dns: { servers: [`127.0.0.1:${dns.port}`], timeout: '1s' },
-        inbound: { authentication: { enabled: true, dmarc_exempt_domains: ['lists.example'] } },
+        inbound: { authentication: { enabled: true, dmarc_exempt_domains: ['lists.example'], trusted_arc_sealers: ['forwarder.example'] } },
         dkim: { keys_dir: path.join(keysDir, 'ours'), selector: 'maild' },
         queue: { mx_port: sink.port, tls: 'none' },
       },
@@ -147,6 +153,46 @@ describe('inbound sender authentication on the MX', () => {
     assert.match(authResults(junk!)[0]!, /dmarc=fail/);
     const subscriptions = await readFile(path.join(srv.mailRoot, 'example.test/bob/subscriptions'), 'latin1');
     assert.match(subscriptions, /^Junk$/m);
+  });
+
+  it('gives a message for several mailboxes one verdict and one copy in each Junk, also through the queue', async () => {
+    // small@ has a quota: the message goes through the queue, which delivers to each mailbox alone.
+    const reply = await send(
+      'x@attacker.example',
+      ['carol@example.test', 'small@example.test'],
+      message('promo@quarantined.example', 'twojunk'),
+      'attacker.example',
+    );
+    assert.equal(reply.code, 250, reply.text);
+    await waitFor(async () => Boolean(await newest('example.test/small', '.Junk')), 10_000, 'the queue delivered to small');
+    for (const mailbox of ['example.test/carol', 'example.test/small']) {
+      const junk = await newest(mailbox, '.Junk');
+      assert.ok(junk?.includes('Subject: twojunk'), `${mailbox}: in Junk`);
+      assert.equal(authResults(junk!).length, 1, `${mailbox}: one Authentication-Results field`);
+    }
+  });
+
+  it('honours a DMARC failure sealed by a trusted forwarder whose ARC chain passes', async () => {
+    const original = message('ceo@bank.example', 'arcforwarded');
+    const seal = await sealMessage(Buffer.from(original), {
+      signingDomain: 'forwarder.example',
+      selector: 'arc',
+      privateKey: forwarderKey,
+      authResults: 'forwarder.example; spf=pass smtp.mailfrom=bank.example; dmarc=pass header.from=bank.example',
+      cv: 'none',
+    } as Parameters<typeof sealMessage>[1]);
+    const reply = await send(
+      'list-bounces@forwarder.example',
+      ['alice@example.test'],
+      seal.toString('latin1') + original,
+      'mail.forwarder.example',
+    );
+    assert.equal(reply.code, 250, reply.text);
+    const text = await newest('example.test/alice');
+    assert.ok(text?.includes('Subject: arcforwarded'), 'in INBOX');
+    assert.match(authResults(text!)[0]!, /arc=pass/);
+    assert.match(authResults(text!)[0]!, /dmarc=fail/);
+    assert.ok(srv.logs.some((l) => l.msg === 'delivered' && l.dmarc_override === 'arc:forwarder.example'));
   });
 
   it('only records a DMARC failure for an exempt domain (a mailing list)', async () => {
