@@ -138,7 +138,8 @@ export async function generateDkimKey(dir: string, domain: string, selector: str
  * verifies, reading the public key from TestPublicKeys instead of DNS.
  */
 export async function startOpendkim(mode: 's' | 'v', key: DkimKey): Promise<MilterDaemon> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-opendkim-'));
+  // OpenDKIM refuses a configuration file below a directory others may write to (/tmp): /run is not.
+  const dir = await mkdtemp(path.join('/run', 'maild-opendkim-'));
   const port = await freePort();
   const { uid, gid } = userIds('opendkim');
   const keyFile = path.join(dir, 'key.private');
@@ -152,7 +153,8 @@ export async function startOpendkim(mode: 's' | 'v', key: DkimKey): Promise<Milt
     `Domain ${key.domain}`,
     `Selector ${key.selector}`,
     `KeyFile ${keyFile}`,
-    'InternalHosts 127.0.0.1',
+    // The signer signs for the loopback client; the verifier treats no client as internal.
+    `InternalHosts ${mode === 's' ? '127.0.0.1' : '192.0.2.255'}`,
     'Canonicalization relaxed/simple',
     `TestPublicKeys ${path.join(dir, 'test-keys')}`,
     'AuthservID mx.example.test',
