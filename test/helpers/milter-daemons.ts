@@ -37,7 +37,8 @@ async function waitListening(port: number, proc: ChildProcess, output: () => str
       s.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() - started > deadlineMs) throw new Error(`daemon not listening on ${port} after ${deadlineMs} ms:\n${output().slice(-3000)}`);
+    if (Date.now() - started > deadlineMs)
+      throw new Error(`daemon not listening on ${port} after ${deadlineMs} ms:\n${output().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -79,9 +80,9 @@ function userIds(name: string): { uid: number; gid: number } {
 /**
  * rspamd 3.4's proxy worker with `milter = yes` and `self_scan = yes`, no other workers, DNS
  * pointed at a closed local port (no network here; lookups fail fast), headers added through
- * milter_headers (`extraConfig` lines go into the top-level configuration).
+ * milter_headers (`config` goes into the top-level configuration); optionally on a unix socket too.
  */
-export async function startRspamd(extraConfig = ''): Promise<MilterDaemon> {
+export async function startRspamd(opts: { config?: string; unixSocket?: string } = {}): Promise<MilterDaemon> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-rspamd-'));
   const port = await freePort();
   for (const sub of ['db', 'run', 'log', 'local/local.d', 'local/override.d']) await mkdir(path.join(dir, sub), { recursive: true });
@@ -96,6 +97,7 @@ export async function startRspamd(extraConfig = ''): Promise<MilterDaemon> {
     'logging { type = "console"; level = "notice"; }',
     'worker "rspamd_proxy" {',
     `  bind_socket = "127.0.0.1:${port}";`,
+    ...(opts.unixSocket ? [`  bind_socket = "${opts.unixSocket} mode=0666";`] : []),
     '  milter = yes;',
     '  timeout = 60s;',
     '  count = 1;',
@@ -103,13 +105,27 @@ export async function startRspamd(extraConfig = ''): Promise<MilterDaemon> {
     '  upstream "local" { default = yes; self_scan = yes; }',
     '  reject_message = "Spam message rejected";',
     '}',
-    extraConfig,
+    opts.config ?? '',
   ].join('\n');
   await writeFile(path.join(dir, 'rspamd.conf'), conf);
   const { uid, gid } = userIds('_rspamd');
   for (const sub of ['', 'db', 'run', 'log']) await chown(path.join(dir, sub), uid, gid);
-  const vars = ['LOCAL_CONFDIR=' + path.join(dir, 'local'), 'DBDIR=' + path.join(dir, 'db'), 'RUNDIR=' + path.join(dir, 'run'), 'LOGDIR=' + path.join(dir, 'log')];
-  const { proc, output } = run('/usr/bin/rspamd', ['-f', '-u', '_rspamd', '-g', '_rspamd', '-c', path.join(dir, 'rspamd.conf'), ...vars.flatMap((v) => ['--var', v])]);
+  const vars = [
+    'LOCAL_CONFDIR=' + path.join(dir, 'local'),
+    'DBDIR=' + path.join(dir, 'db'),
+    'RUNDIR=' + path.join(dir, 'run'),
+    'LOGDIR=' + path.join(dir, 'log'),
+  ];
+  const { proc, output } = run('/usr/bin/rspamd', [
+    '-f',
+    '-u',
+    '_rspamd',
+    '-g',
+    '_rspamd',
+    '-c',
+    path.join(dir, 'rspamd.conf'),
+    ...vars.flatMap((v) => ['--var', v]),
+  ]);
   await waitListening(port, proc, output, 120_000);
   return { address: `inet:127.0.0.1:${port}`, dir, output, stop: () => stopProcess(proc, dir) };
 }
