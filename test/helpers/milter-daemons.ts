@@ -45,6 +45,8 @@ async function waitListening(port: number, proc: ChildProcess, output: () => str
 
 export interface MilterDaemon {
   address: string;
+  /** rspamd's second worker, when asked for (quarantinePort). */
+  extraAddress?: string;
   dir: string;
   output: () => string;
   stop(): Promise<void>;
@@ -82,9 +84,12 @@ function userIds(name: string): { uid: number; gid: number } {
  * pointed at a closed local port (no network here; lookups fail fast), headers added through
  * milter_headers (`config` goes into the top-level configuration); optionally on a unix socket too.
  */
-export async function startRspamd(opts: { config?: string; unixSocket?: string } = {}): Promise<MilterDaemon> {
+export async function startRspamd(
+  opts: { config?: string; unixSocket?: string; localLua?: string; quarantinePort?: boolean } = {},
+): Promise<MilterDaemon> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-rspamd-'));
   const port = await freePort();
+  const quarantinePort = opts.quarantinePort ? await freePort() : undefined;
   for (const sub of ['db', 'run', 'log', 'local/local.d', 'local/override.d']) await mkdir(path.join(dir, sub), { recursive: true });
   const conf = [
     '.include "$CONFDIR/common.conf"',
@@ -105,8 +110,21 @@ export async function startRspamd(opts: { config?: string; unixSocket?: string }
     '  upstream "local" { default = yes; self_scan = yes; }',
     '  reject_message = "Spam message rejected";',
     '}',
+    // A second proxy worker that asks for quarantine (SMFIR_QUARANTINE) where it would reject.
+    ...(quarantinePort
+      ? [
+          'worker "rspamd_proxy" {',
+          `  bind_socket = "127.0.0.1:${quarantinePort}";`,
+          '  milter = yes; timeout = 60s; count = 1; self_scan = yes;',
+          '  upstream "local" { default = yes; self_scan = yes; }',
+          '  quarantine_on_reject = true;',
+          '}',
+        ]
+      : []),
     opts.config ?? '',
   ].join('\n');
+  // rules/rspamd.lua runs $LOCAL_CONFDIR/rspamd.local.lua: local Lua rules for the tests.
+  if (opts.localLua) await writeFile(path.join(dir, 'local', 'rspamd.local.lua'), opts.localLua);
   await writeFile(path.join(dir, 'rspamd.conf'), conf);
   const { uid, gid } = userIds('_rspamd');
   for (const sub of ['', 'db', 'run', 'log']) await chown(path.join(dir, sub), uid, gid);
@@ -127,7 +145,14 @@ export async function startRspamd(opts: { config?: string; unixSocket?: string }
     ...vars.flatMap((v) => ['--var', v]),
   ]);
   await waitListening(port, proc, output, 120_000);
-  return { address: `inet:127.0.0.1:${port}`, dir, output, stop: () => stopProcess(proc, dir) };
+  if (quarantinePort) await waitListening(quarantinePort, proc, output, 120_000);
+  return {
+    address: `inet:127.0.0.1:${port}`,
+    extraAddress: quarantinePort ? `inet:127.0.0.1:${quarantinePort}` : undefined,
+    dir,
+    output,
+    stop: () => stopProcess(proc, dir),
+  };
 }
 
 export interface DkimKey {

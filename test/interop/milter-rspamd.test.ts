@@ -16,6 +16,28 @@ import { startRspamd, type MilterDaemon } from '../helpers/milter-daemons.js';
 
 const GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X';
 
+/**
+ * A local rspamd rule that asks, through its milter reply, for the envelope and header edits
+ * libmilter offers (smfi_addrcpt, smfi_delrcpt, smfi_chgfrom, smfi_addheader, smfi_chgheader).
+ */
+const EDITING_RULE = `
+rspamd_config:register_symbol({
+  name = 'MAILD_MILTER_EDITS', type = 'postfilter',
+  callback = function(task)
+    local subject = task:get_subject() or ''
+    if subject:find('edit my envelope', 1, true) then
+      task:set_milter_reply({
+        add_rcpt = {'added@example.test'},
+        del_rcpt = {'rcpt@example.test'},
+        change_from = 'changed@example.test',
+        add_headers = { ['X-Maild-Edited'] = 'yes' },
+        remove_headers = { ['X-Remove-Me'] = 1 },
+      })
+    end
+  end,
+})
+`;
+
 describe('milter client with rspamd', () => {
   let rspamd: MilterDaemon;
   let dir: string;
@@ -27,6 +49,8 @@ describe('milter client with rspamd', () => {
     rspamd = await startRspamd({
       unixSocket,
       config: 'milter_headers { use = ["x-spamd-result", "x-rspamd-queue-id", "x-spam-status"]; }',
+      localLua: EDITING_RULE,
+      quarantinePort: true,
     });
   });
   after(async () => {
@@ -35,11 +59,12 @@ describe('milter client with rspamd', () => {
     await rm(unixSocket, { force: true });
   });
 
-  async function message(name: string, body: string): Promise<InboundMessage> {
+  async function message(name: string, body: string, extraHeaders: string[] = []): Promise<InboundMessage> {
     const text = [
       'From: Sender <sender@remote.example>',
       'To: rcpt@example.test',
-      'Subject: milter test',
+      ...extraHeaders,
+      ...(extraHeaders.some((h) => h.startsWith('Subject:')) ? [] : ['Subject: milter test']),
       `Message-ID: <${name}@remote.example>`,
       'Date: Mon, 07 Dec 2026 10:00:00 +0000',
       '',
@@ -129,5 +154,29 @@ describe('milter client with rspamd', () => {
     } finally {
       if (r.createdFile) await rm(r.createdFile);
     }
+  });
+
+  it('applies the envelope and header edits rspamd asks for: new sender, recipient added and removed, field removed', async () => {
+    const input = await message('edits', 'Please edit.', ['Subject: edit my envelope', 'X-Remove-Me: bye']);
+    input.envelope.recipients.push('other@example.test');
+    const r = await runMilters(miltersSchema.parse([{ address: rspamd.address }]), input);
+    try {
+      assert.equal(r.action, 'accept');
+      assert.equal(r.message.envelope.sender, 'changed@example.test');
+      assert.deepEqual(r.message.envelope.recipients, ['other@example.test', 'added@example.test']);
+      const text = await readFile(r.message.file, 'utf8');
+      assert.match(text, /\r\nX-Maild-Edited: yes\r\n/);
+      assert.doesNotMatch(text, /X-Remove-Me/);
+      assert.deepEqual(input.envelope.recipients, ['rcpt@example.test', 'other@example.test'], 'the input envelope is not modified');
+    } finally {
+      if (r.createdFile) await rm(r.createdFile);
+    }
+  });
+
+  it('a quarantine request (quarantine_on_reject) files the message as junk', async () => {
+    const r = await runMilters(miltersSchema.parse([{ address: rspamd.extraAddress! }]), await message('quarantine', GTUBE));
+    assert.equal(r.action, 'junk');
+    assert.equal(r.status, undefined);
+    assert.match(r.quarantine ?? '', /quarantine/i);
   });
 });

@@ -108,7 +108,8 @@ export async function runMilters(
       message = { ...message, envelope: { ...message.envelope, sender: env.sender, recipients: env.recipients } };
     }
   }
-  return result(quarantine === undefined ? { action: 'accept' } : { action: 'junk', log: { milter_quarantine: quarantine } });
+  // SMFIR_QUARANTINE: Postfix holds the message; here it goes to the recipients' Junk folder.
+  return result(quarantine === undefined ? { action: 'accept' } : { action: 'junk', quarantine, log: { milter_quarantine: quarantine } });
 
   function noteRefused(milter: string, refused: RefusedRecipient): void {
     refusedRecipients.push({ milter, recipient: refused.recipient, status: statusOf(refused.reply, refused.kind) });
