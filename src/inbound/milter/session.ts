@@ -34,8 +34,8 @@ export interface MilterTimeouts {
 /** How a milter's conversation about one message ended. */
 export type MilterVerdict =
   /** Accepted (SMFIR_ACCEPT, or CONTINUE at the end), with the edits it asked for. */
-  | { kind: 'accept'; edits: MilterEdit[]; quarantine?: string; refusedRecipients: RefusedRecipient[] }
-  | { kind: 'discard'; refusedRecipients: RefusedRecipient[] }
+  | { kind: 'accept'; edits: MilterEdit[]; quarantine?: string; refusedRecipients: RefusedRecipient[]; complete: boolean }
+  | { kind: 'discard'; refusedRecipients: RefusedRecipient[]; stage: string }
   /** REJECT, TEMPFAIL or REPLYCODE; reply is the milter's own when it sent one. */
   | { kind: 'reject' | 'tempfail'; reply?: SmtpReply; stage: string; refusedRecipients: RefusedRecipient[] };
 
@@ -85,14 +85,16 @@ const ACTION_FOR: Record<string, number> = {
 export async function runMilterSession(input: MilterSessionInput): Promise<MilterVerdict> {
   const endpoint = parseMilterAddress(input.address);
   const conn = await MilterConnection.connect(endpoint, input.timeouts.connect);
-  let finished = false;
+  let goodbye: Buffer | undefined;
   try {
     const verdict = await converse(conn, input);
-    finished = true;
+    // A decision before end of message leaves the milter inside a message: ABORT it, then QUIT.
+    const early = verdict.kind === 'accept' ? !verdict.complete : verdict.stage !== 'eom';
+    goodbye = early ? Buffer.concat([encodeFrame(Cmd.ABORT), encodeFrame(Cmd.QUIT)]) : encodeFrame(Cmd.QUIT);
     return verdict;
   } finally {
-    // QUIT after a complete conversation; ABORT then QUIT would be pointless on a closing socket.
-    conn.close(finished ? encodeFrame(Cmd.QUIT) : undefined);
+    // After a failure the connection is in no state for more commands: it is just closed.
+    conn.close(goodbye);
   }
 }
 
@@ -143,9 +145,9 @@ async function converse(conn: MilterConnection, input: MilterSessionInput): Prom
       case 'skip':
         return;
       case 'accept':
-        throw new Decided({ kind: 'accept', edits: [], refusedRecipients });
+        throw new Decided({ kind: 'accept', edits: [], refusedRecipients, complete: false });
       case 'discard':
-        throw new Decided({ kind: 'discard', refusedRecipients });
+        throw new Decided({ kind: 'discard', refusedRecipients, stage });
       case 'reject':
       case 'tempfail':
         throw new Decided({ kind: reply.type, stage, refusedRecipients });
@@ -282,9 +284,9 @@ async function endOfMessage(
         continue;
       case 'accept':
       case 'continue':
-        return { kind: 'accept', edits, quarantine, refusedRecipients };
+        return { kind: 'accept', edits, quarantine, refusedRecipients, complete: true };
       case 'discard':
-        return { kind: 'discard', refusedRecipients };
+        return { kind: 'discard', refusedRecipients, stage: 'eom' };
       case 'reject':
       case 'tempfail':
         return { kind: reply.type, stage: 'eom', refusedRecipients };
