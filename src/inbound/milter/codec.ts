@@ -23,7 +23,9 @@ export type MilterProtocolErrorCode =
   /** A reply whose data does not match its command (missing NUL, short integer, bad reply code). */
   | 'BAD_REPLY'
   /** A reply code unknown, or not allowed at this point of the conversation. */
-  | 'UNEXPECTED_REPLY';
+  | 'UNEXPECTED_REPLY'
+  /** Too many replies, edits or progress notes, or too large a body replacement. */
+  | 'LIMIT_EXCEEDED';
 
 export class MilterProtocolError extends Error {
   readonly code: MilterProtocolErrorCode;

@@ -4,7 +4,10 @@
  * replies, each read with its own deadline. Failures are MilterIoErrors or MilterProtocolErrors.
  */
 import net from 'node:net';
-import { decodeReply, FrameDecoder, type MilterReply } from './codec.js';
+import { decodeReply, FrameDecoder, MilterProtocolError, type MilterReply } from './codec.js';
+
+/** Replies read ahead of the conversation (a milter may not flood us while we send). */
+const MAX_QUEUED_REPLIES = 1000;
 
 export type MilterIoErrorCode = 'BAD_ADDRESS' | 'CONNECT_FAILED' | 'TIMEOUT' | 'CLOSED';
 
@@ -41,7 +44,11 @@ export class MilterConnection {
     socket.on('data', (chunk: Buffer) => {
       if (this.failure) return;
       try {
-        for (const frame of this.decoder.push(chunk)) this.queued.push(decodeReply(frame));
+        for (const frame of this.decoder.push(chunk)) {
+          this.queued.push(decodeReply(frame));
+          if (this.queued.length > MAX_QUEUED_REPLIES)
+            throw new MilterProtocolError('LIMIT_EXCEEDED', `more than ${MAX_QUEUED_REPLIES} unread replies`);
+        }
       } catch (err) {
         this.fail(err as Error);
       }

@@ -25,6 +25,16 @@ import type { MilterEdit } from './edits.js';
 import { DEFAULT_MACROS, macroPairs, type MacroContext } from './macros.js';
 import { bodyChunks, headerValueForMilter, readHeaders } from './message.js';
 
+/** Bounds on what one milter may send about one message (each reply also restarts the timer). */
+export const LIMITS = {
+  /** SMFIR_PROGRESS replies to one event. */
+  progress: 1000,
+  /** Modification requests at end of message. */
+  edits: 10_000,
+  /** Bytes of SMFIR_REPLBODY. */
+  replacementBody: 256 * 1024 * 1024,
+};
+
 export interface MilterTimeouts {
   connect: number;
   command: number;
@@ -109,7 +119,8 @@ async function converse(conn: MilterConnection, input: MilterSessionInput): Prom
   if (neg.version < 2 || neg.version > MILTER_VERSION) throw new MilterProtocolError('BAD_REPLY', `milter protocol version ${neg.version}`);
   if ((neg.actions & OFFERED_ACTIONS) !== neg.actions)
     throw new MilterProtocolError('BAD_REPLY', `milter wants actions 0x${neg.actions.toString(16)}`);
-  const flags = neg.protocol;
+  // milter8.c sends no event an older protocol lacks: SMFIC_DATA came with version 4.
+  const flags = neg.protocol | (neg.version < 4 ? Proto.NODATA : 0);
   const macroLists = { ...DEFAULT_MACROS };
   for (const [stage, names] of neg.macros) macroLists[stage] = names;
   const leadingSpace = (flags & Proto.HDR_LEADSPC) !== 0;
@@ -131,9 +142,10 @@ async function converse(conn: MilterConnection, input: MilterSessionInput): Prom
     }
     await conn.send(packet, timeout);
     if (flags & (NR_FOR[command] ?? 0)) return undefined;
-    for (;;) {
+    for (let progress = 0; ; progress++) {
       const reply = await conn.reply(timeout);
       if (reply.type !== 'progress') return reply; // SMFIR_PROGRESS: keep waiting, the timer restarts
+      if (progress >= LIMITS.progress) throw new MilterProtocolError('LIMIT_EXCEEDED', `more than ${LIMITS.progress} progress replies`);
     }
   };
 
@@ -248,14 +260,23 @@ async function endOfMessage(
   let quarantine: string | undefined;
   // The value after the colon as written: Sendmail's convention drops one space (milter8.c MILTER8_HDR_SPACE).
   const asWritten = (value: string) => (leadingSpace || value === '' ? value : ' ' + value);
+  let progress = 0;
+  let bodyBytes = 0;
   for (;;) {
     const reply = await conn.reply(timeout);
+    if (edits.length >= LIMITS.edits || progress >= LIMITS.progress || bodyBytes > LIMITS.replacementBody) {
+      throw new MilterProtocolError(
+        'LIMIT_EXCEEDED',
+        `milter sent too much at end of message (${edits.length} edits, ${progress} progress replies, ${bodyBytes} body bytes)`,
+      );
+    }
     const needs = ACTION_FOR[reply.type];
     if (needs !== undefined && !(negotiated & needs)) {
       throw new MilterProtocolError('UNEXPECTED_REPLY', `milter asked for ${reply.type} without negotiating it`);
     }
     switch (reply.type) {
       case 'progress':
+        progress++;
         continue;
       case 'addheader':
         edits.push({ type: 'addheader', name: reply.name, value: asWritten(reply.value) });
@@ -265,6 +286,7 @@ async function endOfMessage(
         edits.push({ type: reply.type, index: reply.index, name: reply.name, value: asWritten(reply.value) });
         continue;
       case 'replbody':
+        bodyBytes += reply.chunk.length;
         edits.push({ type: 'replbody', body: reply.chunk });
         continue;
       case 'addrcpt':
