@@ -106,7 +106,7 @@ export async function writeEditedMessage(file: string, edits: readonly MilterEdi
   const parsed = await readHeaders(file);
   const headers = applyHeaderEdits(parsed.headers, edits);
   const body = replacementBody(edits);
-  const out = createWriteStream(outFile, { flags: 'wx' });
+  const out = createWriteStream(outFile);
   let size = 0;
   const write = async (bytes: Buffer) => {
     size += bytes.length;

@@ -6,7 +6,7 @@
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Status } from '../../status.js';
+import { LOCAL_ERROR, type Status } from '../../status.js';
 import type { CheckResult, InboundMessage } from '../types.js';
 import type { MilterConfig } from './config.js';
 import { applyEnvelopeEdits, changesContent, writeEditedMessage, type MilterEdit } from './edits.js';
@@ -22,12 +22,14 @@ export const MILTER_TEMPFAIL: Status = { code: 451, enhanced: '4.7.1', text: 'Se
 
 export interface MilterResult extends CheckResult {
   /**
-   * The message as the milters left it: a new file when one changed headers or body (the caller
-   * removes it once delivered, see `createdFile`), the sender and recipients after their edits
-   * and refusals.
+   * The message as the milters left it: a new file when one changed headers or body (see
+   * `createdFile`), the sender and recipients after their edits and refusals.
    */
   message: InboundMessage;
-  /** The file this run created for the edited message, undefined when the content is unchanged. */
+  /**
+   * The file this run created for the edited message (the caller removes it once delivered);
+   * undefined when the content is unchanged or the message was refused or discarded.
+   */
   createdFile?: string;
   /** Each milter's edits as it asked for them (already applied to `message`). */
   edits: Array<{ milter: string; edits: MilterEdit[] }>;
@@ -56,14 +58,15 @@ export async function runMilters(
 ): Promise<MilterResult> {
   let message: InboundMessage = { ...original, envelope: { ...original.envelope, recipients: [...original.envelope.recipients] } };
   let createdFile: string | undefined;
-  const result = (r: Omit<MilterResult, 'message' | 'createdFile' | 'edits' | 'refusedRecipients'>): MilterResult => ({
-    ...r,
-    message,
-    createdFile,
-    edits,
-    refusedRecipients,
-    log: { ...r.log, milters: log },
-  });
+  const result = async (r: Omit<MilterResult, 'message' | 'createdFile' | 'edits' | 'refusedRecipients'>): Promise<MilterResult> => {
+    if (createdFile && r.action !== 'accept' && r.action !== 'junk') {
+      // Refused or dropped: the edited copy is of no use to anyone.
+      await rm(createdFile, { force: true });
+      createdFile = undefined;
+      message = { ...message, file: original.file, size: original.size };
+    }
+    return { ...r, message, createdFile, edits, refusedRecipients, log: { ...r.log, milters: log } };
+  };
   const edits: MilterResult['edits'] = [];
   const refusedRecipients: MilterResult['refusedRecipients'] = [];
   const log: Array<Record<string, unknown>> = [];
@@ -90,6 +93,11 @@ export async function runMilters(
 
     for (const refused of verdict.refusedRecipients) noteRefused(name, refused);
     log.push({ milter: name, verdict: verdict.kind, ...('stage' in verdict ? { stage: verdict.stage } : {}) });
+    const lastRefusal = refusedRecipients[refusedRecipients.length - 1];
+    if (lastRefusal && message.envelope.recipients.length === 0) {
+      // Milters between them refused every recipient: the message goes nowhere.
+      return result({ action: lastRefusal.status.code >= 500 ? 'reject' : 'tempfail', status: lastRefusal.status });
+    }
     if (verdict.kind === 'discard') return result({ action: 'discard' });
     if (verdict.kind !== 'accept') return result({ action: verdict.kind, status: statusOf(verdict.reply, verdict.kind) });
 
@@ -99,7 +107,14 @@ export async function runMilters(
       if (changesContent(verdict.edits)) {
         const dir = options.workDir ?? path.dirname(message.file);
         const next = path.join(dir, `${path.basename(original.file)}.milter${i + 1}`);
-        const size = await writeEditedMessage(message.file, verdict.edits, next);
+        let size: number;
+        try {
+          size = await writeEditedMessage(message.file, verdict.edits, next);
+        } catch (err) {
+          log.push({ milter: name, error: `writing the edited message: ${(err as Error).message}` });
+          await rm(next, { force: true });
+          return result({ action: 'tempfail', status: LOCAL_ERROR });
+        }
         if (createdFile) await rm(createdFile, { force: true });
         createdFile = next;
         message = { ...message, file: next, size };

@@ -79,7 +79,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe('milter failures', () => {
+describe('milter sessions', () => {
   let dir: string;
   let message: InboundMessage;
   before(async () => {
@@ -287,6 +287,51 @@ describe('milter failures', () => {
       } finally {
         await peer.close();
       }
+    }
+  });
+
+  it('a refusal after an earlier milter edited removes the edited copy; refusals across milters can leave no recipient', async () => {
+    const editor = await scriptedPeer((command, _, data) =>
+      command === 'O'
+        ? OPTNEG_REPLY
+        : command === 'R' && data.includes('b@')
+          ? encodeFrame('t')
+          : command === 'E'
+            ? frames(encodeFrame('h', Buffer.from('X-Edited\0yes\0')), CONTINUE)
+            : CONTINUE,
+    );
+    const refuser = await scriptedPeer((command, _, data) =>
+      command === 'O'
+        ? OPTNEG_REPLY
+        : command === 'R' && data.includes('c@')
+          ? encodeFrame('r')
+          : command === 'E'
+            ? encodeFrame('r')
+            : CONTINUE,
+    );
+    try {
+      const two = { ...message, envelope: { ...message.envelope, recipients: ['b@example.test', 'c@example.test'] } };
+      const rejected = await runMilters(miltersSchema.parse([{ address: editor.address }, { address: refuser.address }]), two);
+      // The editor tempfailed b@ at RCPT, the refuser rejected c@: nobody is left.
+      assert.equal(rejected.action, 'reject');
+      assert.deepEqual(rejected.status, { code: 550, enhanced: '5.7.1', text: 'Command rejected' });
+      assert.deepEqual(
+        rejected.refusedRecipients.map((r) => [r.recipient, r.status.code]),
+        [
+          ['b@example.test', 451],
+          ['c@example.test', 550],
+        ],
+      );
+      assert.equal(rejected.createdFile, undefined);
+      assert.equal(rejected.message.file, message.file);
+      const three = { ...message, envelope: { ...message.envelope, recipients: ['b@example.test', 'c@example.test', 'd@example.test'] } };
+      const refusedAtEnd = await runMilters(miltersSchema.parse([{ address: editor.address }, { address: refuser.address }]), three);
+      assert.equal(refusedAtEnd.action, 'reject', 'the refuser rejects at end of message');
+      assert.equal(refusedAtEnd.createdFile, undefined);
+      assert.deepEqual(await readdir(dir), ['msg'], "the first milter's edited copy is gone");
+    } finally {
+      await editor.close();
+      await refuser.close();
     }
   });
 
