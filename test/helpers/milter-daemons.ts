@@ -144,8 +144,13 @@ export async function startRspamd(
     path.join(dir, 'rspamd.conf'),
     ...vars.flatMap((v) => ['--var', v]),
   ]);
-  await waitListening(port, proc, output, 120_000);
-  if (quarantinePort) await waitListening(quarantinePort, proc, output, 120_000);
+  try {
+    await waitListening(port, proc, output, 120_000);
+    if (quarantinePort) await waitListening(quarantinePort, proc, output, 120_000);
+  } catch (err) {
+    await stopProcess(proc, dir);
+    throw err;
+  }
   return {
     address: `inet:127.0.0.1:${port}`,
     extraAddress: quarantinePort ? `inet:127.0.0.1:${quarantinePort}` : undefined,
@@ -208,6 +213,11 @@ export async function startOpendkim(mode: 's' | 'v', key: DkimKey): Promise<Milt
   await writeFile(path.join(dir, 'opendkim.conf'), conf + '\n');
   await chown(dir, uid, gid);
   const { proc, output } = run('/usr/sbin/opendkim', ['-f', '-x', path.join(dir, 'opendkim.conf')]);
-  await waitListening(port, proc, output, 30_000);
+  try {
+    await waitListening(port, proc, output, 30_000);
+  } catch (err) {
+    await stopProcess(proc, dir);
+    throw err;
+  }
   return { address: `inet:127.0.0.1:${port}`, dir, output, stop: () => stopProcess(proc, dir) };
 }
