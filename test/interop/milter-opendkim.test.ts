@@ -41,18 +41,21 @@ describe('milter client with OpenDKIM', () => {
   async function message(name: string, body = SHORT_BODY): Promise<InboundMessage> {
     const text = [
       'From: Alice <alice@example.test>',
-      'To: bob@remote.example',
-      'Subject: signed by the milter',
+      'To: =?utf-8?q?Bob?= <bob@remote.example>',
+      'Subject: signed by the milter, Grüße aus Köln',
       `Message-ID: <${name}@example.test>`,
       'Date: Mon, 07 Dec 2026 10:00:00 +0000',
       '',
       ...body,
     ].join('\r\n');
+    // A signed field with raw 8-bit bytes (not UTF-8) and a UTF-8 Subject: both must reach
+    // OpenDKIM byte for byte, or the signature fails over the file.
+    const bytes = Buffer.concat([Buffer.from('Cc: Andr\xe9 <andre@remote.example>\r\n', 'latin1'), Buffer.from(text, 'utf8')]);
     const file = path.join(dir, name);
-    await writeFile(file, text);
+    await writeFile(file, bytes);
     return {
       file,
-      size: text.length,
+      size: bytes.length,
       envelope: {
         queueId: `Q${name}`,
         clientIp: '127.0.0.1',
@@ -76,6 +79,7 @@ describe('milter client with OpenDKIM', () => {
       const signed = await readFile(r.message.file);
       const text = signed.toString('utf8');
       assert.match(text, /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/simple; d=example\.test; s=sel1;\r\n\t/);
+      assert.match(text, /\r\n\th=Cc:From:To:Subject:Date;\r\n/, 'the 8-bit Cc and the UTF-8 Subject are signed');
       assert.ok(text.includes('\r\nFrom: Alice <alice@example.test>\r\n'));
       const { results } = await dkimVerify(signed, { resolver, curTime: new Date() });
       assert.equal(results.length, 1);

@@ -49,7 +49,8 @@ export function encodeFrame(command: string, data: Buffer = Buffer.alloc(0)): Bu
   return Buffer.concat([head, data]);
 }
 
-const nulString = (s: string) => Buffer.from(s + '\0', 'utf8');
+/** A NUL-terminated string: text as UTF-8, or bytes as they are (header values). */
+const nulString = (s: string | Buffer) => Buffer.concat([typeof s === 'string' ? Buffer.from(s, 'utf8') : s, Buffer.from([0])]);
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n >>> 0, 0);
@@ -77,7 +78,7 @@ export function encodeConnect(hostname: string, family: '4' | '6' | 'L' | 'U', p
 }
 
 /** A command whose data is a list of NUL-terminated strings (HELO, MAIL, RCPT, HEADER). */
-export function encodeStrings(command: string, strings: readonly string[]): Buffer {
+export function encodeStrings(command: string, strings: ReadonlyArray<string | Buffer>): Buffer {
   return encodeFrame(command, Buffer.concat(strings.map(nulString)));
 }
 
@@ -146,10 +147,11 @@ class DataReader {
     this.pos += 4;
     return n;
   }
-  string(): string {
+  /** Header fields are read as latin1, one char per byte, so that 8-bit bytes go back unchanged. */
+  string(encoding: 'utf8' | 'latin1' = 'utf8'): string {
     const nul = this.data.indexOf(0, this.pos);
     if (nul === -1) throw this.bad('a string lacks its NUL terminator');
-    const s = this.data.toString('utf8', this.pos, nul);
+    const s = this.data.toString(encoding, this.pos, nul);
     this.pos = nul + 1;
     return s;
   }
@@ -170,8 +172,8 @@ const HEADER_VALUE = /^(?:[^\r\n]|\r?\n(?=[ \t]))*$/;
 const ADDRESS = /^[^\r\n\0]*$/;
 
 function headerField(r: DataReader): { name: string; value: string } {
-  const name = r.string();
-  const value = r.string();
+  const name = r.string('latin1');
+  const value = r.string('latin1');
   r.done();
   if (!HEADER_NAME.test(name)) throw r.bad(`bad header name ${JSON.stringify(name.slice(0, 80))}`);
   if (!HEADER_VALUE.test(value)) throw r.bad(`bad header value for ${name}`);

@@ -12,6 +12,8 @@ import { readHeaders, type HeaderField } from './message.js';
 /**
  * Header values are the exact text after the colon (the session puts back the space Sendmail's
  * convention leaves out, unless the milter negotiated SMFIP_HDR_LEADSPC); folds may be bare LFs.
+ * Header names and values are the milter's bytes, one char per byte (latin1), so that UTF-8 or
+ * 8-bit text is written back unchanged.
  */
 export type MilterEdit =
   | { type: 'addheader'; name: string; value: string }
@@ -35,9 +37,9 @@ export interface EnvelopeChange {
 /** "<a@b>" -> "a@b"; a milter may send either form. */
 export const bareAddress = (addr: string) => addr.trim().replace(/^<(.*)>$/, '$1');
 
-/** A header field's bytes: "Name:value", folds as CRLF. */
+/** A header field's bytes: "Name:value", folds as CRLF; names and values hold one char per byte (latin1). */
 export function formatField(name: string, value: string): Buffer {
-  return Buffer.from(`${name}:${value.replace(/\r?\n/g, '\r\n')}\r\n`, 'utf8');
+  return Buffer.from(`${name}:${value.replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1');
 }
 
 /** Applies the header edits to a list of fields; returns the new list. */

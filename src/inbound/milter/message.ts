@@ -56,11 +56,12 @@ export function parseHeaderSection(bytes: Buffer, size: number): ParsedMessage {
  * the milter negotiated SMFIP_HDR_LEADSPC), folded lines joined by a bare LF (milter8.c: "Sendmail
  * 8 sends multi-line headers as text separated by newline"), no line end at the end.
  */
-export function headerValueForMilter(field: HeaderField, leadingSpace: boolean): string {
-  const text = field.raw.toString('utf8');
+export function headerValueForMilter(field: HeaderField, leadingSpace: boolean): Buffer {
+  // latin1: one char per byte, so 8-bit bytes reach the milter as they are in the file.
+  const text = field.raw.toString('latin1');
   let value = text.slice(text.indexOf(':') + 1).replace(/\r?\n$/, '');
   if (!leadingSpace && value[0] === ' ') value = value.slice(1);
-  return value.replace(/\r?\n/g, '\n');
+  return Buffer.from(value.replace(/\r?\n/g, '\n'), 'latin1');
 }
 
 /** Reads and parses the header section of a message file. */
