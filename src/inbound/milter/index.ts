@@ -51,6 +51,11 @@ const statusOf = (reply: SmtpReply | undefined, kind: 'reject' | 'tempfail'): St
 
 const nameOf = (m: MilterConfig) => m.name ?? m.address;
 
+/**
+ * Runs the message through the milters in order and merges their verdicts: the first refusal,
+ * failure (as its default_action) or discard ends the run; otherwise 'accept', or 'junk' when a
+ * milter asked for quarantine. Never throws for a milter's fault.
+ */
 export async function runMilters(
   milters: readonly MilterConfig[],
   original: InboundMessage,
