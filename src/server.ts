@@ -94,6 +94,7 @@ function inboundSettings(cfg: LoadedConfig): InboundSettings {
     },
     dnsbl: cfg.inbound.dnsbl,
     scanners: cfg.inbound.scanners,
+    milters: cfg.inbound.milters,
   };
 }
 

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { isServerAddress } from '../net.js';
 import { dnsblConfigSchema } from '../inbound/dnsbl.js';
 import { scannersConfigSchema } from '../inbound/scanners/config.js';
+import { miltersSchema } from '../inbound/milter/config.js';
 
 import { duration, int, parseDuration, parseSize, size } from './units.js';
 
@@ -281,6 +282,13 @@ const inboundSchema = z.strictObject({
    * gives its default_action (451 by default).
    */
   scanners: scannersConfigSchema,
+  /**
+   * Milters in order, as Postfix's smtpd_milters (rspamd's proxy, OpenDKIM, OpenDMARC,
+   * clamav-milter, spamass-milter): `{ address: "inet:127.0.0.1:11332" }` or "unix:/path", with
+   * default_action (tempfail, accept or reject) and connect/command/content timeouts. They run
+   * after DATA, each on its own connection, and see the message as the previous one left it.
+   */
+  milters: miltersSchema,
 });
 
 const dkimSchema = z.strictObject({

@@ -13,6 +13,7 @@ import type { Status } from '../status.js';
 import { checkAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
 import { composeMessage, materialize, openHeld, receiveMessage, type HeldMessage } from './message-file.js';
 import { runScanners, type ScannersConfig } from './scanners/index.js';
+import { runMilters, type MilterConfig } from './milter/index.js';
 import { Dnsbl, type DnsblConfig, type DnsblResolver, type DnsblSubject } from './dnsbl.js';
 import type { CheckResult, HeaderField, InboundAction, InboundEnvelope } from './types.js';
 
@@ -21,6 +22,7 @@ export interface InboundSettings {
   authentication: AuthenticationSettings & { enabled: boolean; arcSeal: boolean };
   dnsbl: DnsblConfig;
   scanners: ScannersConfig;
+  milters: MilterConfig[];
 }
 
 export interface InboundVerdict {
@@ -32,6 +34,12 @@ export interface InboundVerdict {
   log: Record<string, unknown>;
   /** Fields to remove from the message as received: [name, n-th or 0 for all] (rspamd asks for X-Spam). */
   removeHeaders: Array<[name: string, index: number]>;
+  /** The message to deliver: the received one, or the milters' edited copy. */
+  message: HeldMessage;
+  /** The envelope when milters changed it (sender, recipients): delivered through the queue then. */
+  envelope?: { sender: string; recipients: string[] };
+  /** Files the checks wrote (edited copies), removed with the message. */
+  files: string[];
 }
 
 export interface InboundChecksOptions {
@@ -57,7 +65,7 @@ export class InboundChecks {
   /** Is any check after DATA on (otherwise the MX streams messages straight into the store, as before)? */
   get enabled(): boolean {
     const s = this.#opts.settings();
-    return s.authentication.enabled || Boolean(s.scanners.rspamd || s.scanners.spamd || s.scanners.clamd);
+    return s.authentication.enabled || s.milters.length > 0 || Boolean(s.scanners.rspamd || s.scanners.spamd || s.scanners.clamd);
   }
 
   /** Are blocklists configured (consulted at RCPT time)? */
@@ -97,7 +105,7 @@ export class InboundChecks {
    */
   async check(message: HeldMessage, envelope: InboundEnvelope, opts: { forwardDomains?: string[] } = {}): Promise<InboundVerdict> {
     const settings = this.#opts.settings();
-    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {}, removeHeaders: [] };
+    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {}, removeHeaders: [], message, files: [] };
     const apply = (result: CheckResult & { removeHeaders?: Array<[string, number]> }): boolean => {
       verdict.removeHeaders.push(...(result.removeHeaders ?? []));
       if (STRENGTH[result.action] > STRENGTH[verdict.action]) {
@@ -106,7 +114,7 @@ export class InboundChecks {
       }
       verdict.addHeaders.push(...(result.addHeaders ?? []));
       Object.assign(verdict.log, result.log ?? {});
-      return result.action === 'reject' || result.action === 'tempfail';
+      return result.action === 'reject' || result.action === 'tempfail' || result.action === 'discard';
     };
     if (settings.authentication.enabled) {
       const seal = settings.authentication.arcSeal ? await this.#sealKey(opts.forwardDomains ?? []) : undefined;
@@ -125,13 +133,37 @@ export class InboundChecks {
         return verdict;
       }
     }
+    let current = { held: message, envelope };
+    if (settings.milters.length > 0) {
+      // Milters and scanners read the message from a file (streamed to them).
+      const file = await materialize(message, settings.dir, envelope.queueId);
+      const result = await runMilters(settings.milters, { file, size: message.size, envelope }, { workDir: settings.dir });
+      if (result.createdFile) verdict.files.push(result.createdFile);
+      // A milter that refused a recipient at RCPT: after DATA there is no per-recipient refusal
+      // left, so the whole message gets it (the sender retries or bounces; nothing is dropped unseen).
+      const refused = result.refusedRecipients[0];
+      if (refused && result.action !== 'reject' && result.action !== 'tempfail') {
+        apply({
+          action: refused.status.code >= 500 ? 'reject' : 'tempfail',
+          status: refused.status,
+          log: { milter_refused_rcpt: refused.recipient },
+        });
+        return verdict;
+      }
+      if (apply(result)) return verdict;
+      const edited = result.message;
+      current = { held: edited.file === file ? message : { file: edited.file, size: edited.size }, envelope: edited.envelope };
+      verdict.message = current.held;
+      const changed =
+        edited.envelope.sender !== envelope.sender || edited.envelope.recipients.join('\n') !== envelope.recipients.join('\n');
+      if (changed) verdict.envelope = { sender: edited.envelope.sender, recipients: edited.envelope.recipients };
+    }
     const scanners = settings.scanners;
     if (scanners.rspamd || scanners.spamd || scanners.clamd) {
-      // The scanners read the message from a file (streamed to them).
-      const file = await materialize(message, settings.dir, envelope.queueId);
+      const file = await materialize(current.held, settings.dir, envelope.queueId);
       const results = await runScanners(
         scanners,
-        { file, size: message.size, envelope },
+        { file, size: current.held.size, envelope: current.envelope },
         this.#opts.logger.child({ qid: envelope.queueId }),
       );
       for (const result of results) if (apply(result)) break;
@@ -140,15 +172,15 @@ export class InboundChecks {
   }
 
   /** The message to deliver: the verdict's fields on top, forged Authentication-Results of ours removed. */
-  async compose(message: HeldMessage, verdict: InboundVerdict): Promise<Readable> {
-    const { stream, removed } = await composeMessage(message, verdict.addHeaders, this.authservId, verdict.removeHeaders);
+  async compose(verdict: InboundVerdict): Promise<Readable> {
+    const { stream, removed } = await composeMessage(verdict.message, verdict.addHeaders, this.authservId, verdict.removeHeaders);
     if (removed > 0) verdict.log.headers_removed = removed;
     return stream;
   }
 
-  /** Removes the waiting file, if the message has one (after delivery, or a refusal). */
-  async release(message: HeldMessage): Promise<void> {
-    if (message.file) await fs.unlink(message.file).catch(() => undefined);
+  /** Removes the waiting file, if the message has one, and the checks' copies (after delivery, or a refusal). */
+  async release(message: HeldMessage, verdict?: InboundVerdict): Promise<void> {
+    for (const file of [message.file, ...(verdict?.files ?? [])]) if (file) await fs.unlink(file).catch(() => undefined);
   }
 
   async #sealKey(domains: string[]): Promise<ArcSealKey | undefined> {

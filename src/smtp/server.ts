@@ -52,6 +52,7 @@ import { relayBeforeCommit, saslLogin, submissionBeforeCommit, type DkimSigner }
 import type { InboundChecks } from '../inbound/checks.js';
 import type { CheckResult } from '../inbound/types.js';
 import type { HeldMessage } from '../inbound/message-file.js';
+import type { InboundVerdict } from '../inbound/checks.js';
 import type { Readable } from 'node:stream';
 
 /** The message of a transaction: smtp-server's DATA stream, or the checked message composed anew. */
@@ -64,6 +65,8 @@ interface Checked {
   folder?: string;
   /** The checks' findings for the log lines. */
   checks: Record<string, unknown>;
+  /** The envelope a milter changed (sender, recipients): the queue delivers to it. */
+  envelope?: { sender: string; recipients: string[] };
 }
 
 applyConnectionPatch();
@@ -537,15 +540,16 @@ export class SmtpListener {
       return refuse(replyFor(stream.sizeExceeded ? new MailError('MESSAGE_TOO_BIG', 'size exceeded') : err), (err as Error).message);
     }
     const size = held.size;
+    let verdict: InboundVerdict | undefined;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      void inbound.release(held);
+      void inbound.release(held, verdict);
     };
     try {
       const cipher = session.secure && session.tlsOptions ? session.tlsOptions : undefined;
-      const verdict = await inbound.check(
+      verdict = await inbound.check(
         held,
         {
           queueId,
@@ -571,8 +575,13 @@ export class SmtpListener {
         st.log.info({ qid: queueId, from: sender, to: rcpts.map((r) => r.address), size, ...verdict.log }, 'message discarded');
         return cb(null, `2.0.0 Ok: queued as ${queueId}`);
       }
-      const composed: DataSource = await inbound.compose(held, verdict);
-      const checked: Checked = { queueId, checks: verdict.log, ...(verdict.action === 'junk' ? { folder: '\\Junk' } : {}) };
+      const composed: DataSource = await inbound.compose(verdict);
+      const checked: Checked = {
+        queueId,
+        checks: verdict.log,
+        ...(verdict.action === 'junk' ? { folder: '\\Junk' } : {}),
+        ...(verdict.envelope ? { envelope: verdict.envelope } : {}),
+      };
       this.#deliver(
         composed,
         session,
@@ -604,6 +613,8 @@ export class SmtpListener {
     const lmtp = this.spec.protocol === 'lmtp';
     const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
     if (this.spec.protocol === 'submission') return this.#enqueue(stream, session, cb, 'submission');
+    // A milter changed the envelope: the queue resolves the recipients as they are now.
+    if (checked?.envelope) return this.#enqueue(stream, session, cb, 'inbound', checked);
     if (!lmtp && rcpts.some((r) => r.queue))
       return this.#enqueue(stream, session, cb, rcpts.some((r) => r.relayed) ? 'relay' : 'forward', checked);
     // A success report (RFC 3461 NOTIFY=SUCCESS) comes from the queue too.
@@ -720,7 +731,7 @@ export class SmtpListener {
     const st = this.#state(session);
     const settings = this.#ctx.settings();
     const rcpts = session.envelope.rcptTo as ResolvedRcpt[];
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const sender = checked?.envelope?.sender ?? (session.envelope.mailFrom ? session.envelope.mailFrom.address : '');
     const queueId = checked?.queueId ?? newQueueId();
     const started = Date.now();
     const login = origin === 'submission' ? this.#login(session) : undefined;
@@ -747,11 +758,13 @@ export class SmtpListener {
       : origin === 'relay'
         ? relayBeforeCommit({ dkim: this.#ctx.dkim, queueId, sender, prepend: received, log: st.log })
         : undefined;
-    const recipients = rcpts.map((r) => ({
-      address: r.target ?? r.address,
-      ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.filter(isNotify) } : {}),
-      ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
-    }));
+    const recipients = checked?.envelope
+      ? checked.envelope.recipients.map((address) => ({ address }))
+      : rcpts.map((r) => ({
+          address: r.target ?? r.address,
+          ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.filter(isNotify) } : {}),
+          ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+        }));
     const envelopeDsn = session.envelope.dsn;
     const ret = envelopeDsn?.ret === 'FULL' || envelopeDsn?.ret === 'HDRS' ? envelopeDsn.ret : undefined;
     const dsn: EnvelopeDsn = {
