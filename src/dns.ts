@@ -50,6 +50,21 @@ export class DnsError extends Error {
   }
 }
 
+/**
+ * "No such name" and friends are answers, not faults: thrown for every caller (mailauth writes
+ * onto the error it gets) but without a stack, whose capture is most of the cost of an error
+ * and which would only ever point here.
+ */
+function answerError(code: string, host: string, type: RecordType): DnsError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new DnsError(code, host, type);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export { dnsSchema as dnsConfigSchema, type DnsConfig } from './config/schema.js';
 
 export interface DnsOptions {
@@ -146,7 +161,7 @@ export class Dns {
       outcome = await pending;
     }
     // A fresh error per caller: mailauth writes its verdict onto the error object (err.spfResult).
-    if (!outcome.ok) throw new DnsError(outcome.code, host, type);
+    if (!outcome.ok) throw answerError(outcome.code, host, type);
     return copy(outcome.value) as Answers[T];
   };
 

@@ -5,7 +5,7 @@
  * our authserv-id; a message that is forwarded off the server gets an ARC set sealed by us.
  */
 import type { DNSResolver } from 'mailauth';
-import { authenticateMessage, type AuthenticateOutput } from './mailauth.js';
+import { authenticateMessage } from './mailauth.js';
 import type { NetworkList } from '../net.js';
 import type { Readable } from 'node:stream';
 import type { CheckResult, HeaderField, InboundEnvelope } from './types.js';
@@ -43,34 +43,84 @@ export interface AuthenticationResult extends CheckResult {
 const LOWER: Record<string, string> = { reject: 'quarantine', quarantine: 'none', none: 'none' };
 
 /**
- * Checks one message. `seal` adds an ARC set (the message leaves through an alias); `random`
- * decides pct= sampling (tests pass a fixed one).
+ * What the verifiers found, as plain data (it crosses from the verification worker to the main
+ * thread): each method's result keyword and what the policy needs.
  */
-export async function checkAuthentication(
+export interface AuthenticationFindings {
+  spf: string;
+  /** One result per DKIM signature. */
+  dkim: string[];
+  arc: string;
+  /** The signing domain of the newest ARC set, when the chain passes. */
+  arcSealer?: string;
+  dmarc: string;
+  /** The author domain (RFC 5322 From). */
+  fromDomain: string;
+  /** The DMARC policy to apply (p=, sp= or np=, lowered by t=y) and the record it came from. */
+  dmarcPolicy?: string;
+  dmarcRecord?: string;
+  dmarcTestMode?: boolean;
+  /** The Authentication-Results value, authserv-id first. */
+  authResults: string;
+  /** The ARC set we added, as header lines (when sealing). */
+  arcHeaders: string[];
+  sealFailed: boolean;
+}
+
+/** Runs the verifiers on one message (in the verification worker). `seal` adds an ARC set. */
+export async function findAuthentication(
   message: Readable | Buffer,
-  env: InboundEnvelope,
-  settings: AuthenticationSettings,
+  env: Pick<InboundEnvelope, 'clientIp' | 'helo' | 'sender'>,
+  authservId: string,
   resolver: DNSResolver,
-  options: { seal?: ArcSealKey; random?: () => number } = {},
-): Promise<AuthenticationResult> {
+  seal?: ArcSealKey,
+): Promise<AuthenticationFindings> {
   const result = await authenticateMessage(message, {
     ip: env.clientIp,
     helo: env.helo,
     sender: env.sender,
-    authservId: settings.authservId,
+    authservId,
     resolver,
-    ...(options.seal ? { seal: options.seal } : {}),
+    ...(seal ? { seal } : {}),
   });
-  const spf = result.spf ? result.spf.status.result : 'none';
-  const dkim = (result.dkim.results ?? []).map((r) => r.status.result);
-  const arc = result.arc ? result.arc.status.result : 'none';
-  const dmarc = result.dmarc ? result.dmarc.status.result : 'none';
-  const fromDomain = result.dmarc ? (result.dmarc.status.header?.from ?? '') : '';
+  const sealer = result.arc && result.arc.status.result === 'pass' && result.arc.signature ? result.arc.signature.signingDomain : undefined;
+  return {
+    spf: result.spf ? result.spf.status.result : 'none',
+    dkim: (result.dkim.results ?? []).map((r) => r.status.result),
+    arc: result.arc ? result.arc.status.result : 'none',
+    ...(sealer ? { arcSealer: sealer } : {}),
+    dmarc: result.dmarc ? result.dmarc.status.result : 'none',
+    fromDomain: result.dmarc ? (result.dmarc.status.header?.from ?? '') : '',
+    ...(result.dmarc
+      ? {
+          dmarcPolicy: result.dmarc.policy,
+          ...(result.dmarc.rr ? { dmarcRecord: result.dmarc.rr } : {}),
+          dmarcTestMode: Boolean(result.dmarc.testMode),
+        }
+      : {}),
+    authResults: result.authResults,
+    arcHeaders: result.arcHeaders,
+    sealFailed: Boolean(result.sealErrors),
+  };
+}
+
+/**
+ * The verdict on the findings: the Authentication-Results field (and the ARC set) to add, and
+ * what the author domain's DMARC policy asks, with the operator's overrides. `random` decides
+ * pct= sampling (tests pass a fixed one).
+ */
+export function decideAuthentication(
+  found: AuthenticationFindings,
+  clientIp: string,
+  settings: AuthenticationSettings,
+  random: () => number = Math.random,
+): AuthenticationResult {
+  const { spf, dkim, arc, dmarc, fromDomain } = found;
   const log: Record<string, unknown> = { spf, dkim: dkim.length ? dkim.join(',') : 'none', dmarc, arc };
   // The ARC set on top when sealed (RFC 8617 section 5.1), then our Authentication-Results.
-  const addHeaders: HeaderField[] = [...headerFields(result.arcHeaders.join('\r\n')), ['Authentication-Results', result.authResults]];
-  if (result.sealErrors) log.arc_seal = 'failed';
-  else if (result.arcHeaders.length) log.arc_seal = 'sealed';
+  const addHeaders: HeaderField[] = [...headerFields(found.arcHeaders.join('\r\n')), ['Authentication-Results', found.authResults]];
+  if (found.sealFailed) log.arc_seal = 'failed';
+  else if (found.arcHeaders.length) log.arc_seal = 'sealed';
 
   // DMARC fails when no identifier aligned; if a lookup failed on the way, one might have.
   const temporary = dmarc === 'temperror' || (dmarc === 'fail' && (spf === 'temperror' || dkim.includes('temperror')));
@@ -85,17 +135,17 @@ export async function checkAuthentication(
       log,
     };
   }
-  if (dmarc !== 'fail' || !result.dmarc || !settings.enforceDmarc) return { action: 'accept', addHeaders, arc, log };
+  if (dmarc !== 'fail' || !found.dmarcPolicy || !settings.enforceDmarc) return { action: 'accept', addHeaders, arc, log };
 
-  let policy = result.dmarc.policy;
-  const pct = samplePercent(result.dmarc.rr);
-  if (!result.dmarc.testMode && pct < 100 && (options.random ?? Math.random)() * 100 >= pct) {
+  let policy = found.dmarcPolicy;
+  const pct = samplePercent(found.dmarcRecord);
+  if (!found.dmarcTestMode && pct < 100 && random() * 100 >= pct) {
     policy = LOWER[policy] ?? 'none';
     log.dmarc_pct = pct;
   }
   log.dmarc_policy = policy;
   if (policy === 'none') return { action: 'accept', addHeaders, arc, log };
-  const exempt = overrideReason(result, fromDomain, env.clientIp, settings);
+  const exempt = overrideReason(found, clientIp, settings);
   if (exempt) {
     log.dmarc_override = exempt;
     return { action: 'accept', addHeaders, arc, log };
@@ -114,16 +164,14 @@ export async function checkAuthentication(
 }
 
 /** Why a DMARC failure is not acted on, or undefined when it is. */
-function overrideReason(result: AuthenticateOutput, fromDomain: string, ip: string, settings: AuthenticationSettings): string | undefined {
-  const domain = fromDomain.toLowerCase();
+function overrideReason(found: AuthenticationFindings, ip: string, settings: AuthenticationSettings): string | undefined {
+  const domain = found.fromDomain.toLowerCase();
   if (settings.dmarcExemptDomains.some((d) => domain === d.toLowerCase() || domain.endsWith(`.${d.toLowerCase()}`))) return 'domain';
   if (ip && settings.dmarcExemptNetworks.contains(ip)) return 'network';
   // RFC 8617 section 7.2.1: a receiver may honour the authentication results an intermediary it
   // trusts recorded before it changed the message. The newest seal must be one we trust.
-  if (result.arc && result.arc.status.result === 'pass') {
-    const sealer = result.arc.signature ? result.arc.signature.signingDomain?.toLowerCase() : undefined;
-    if (sealer && settings.trustedArcSealers.some((d) => d.toLowerCase() === sealer)) return `arc:${sealer}`;
-  }
+  const sealer = found.arcSealer?.toLowerCase();
+  if (sealer && settings.trustedArcSealers.some((d) => d.toLowerCase() === sealer)) return `arc:${sealer}`;
   return undefined;
 }
 

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import type { DNSResolver } from 'mailauth';
 import type { Logger } from '../log.js';
 import type { Status } from '../status.js';
-import { checkAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
+import { decideAuthentication, findAuthentication, type ArcSealKey, type AuthenticationSettings } from './authenticate.js';
 import { composeMessage, materialize, openHeld, receiveMessage, type HeldMessage } from './message-file.js';
 import { runScanners, type ScannersConfig } from './scanners/index.js';
 import { runMilters, type MilterConfig } from './milter/index.js';
@@ -120,8 +120,8 @@ export class InboundChecks {
       const seal = settings.authentication.arcSeal ? await this.#sealKey(opts.forwardDomains ?? []) : undefined;
       try {
         const input = message.data ?? openHeld(message);
-        const result = await checkAuthentication(input, envelope, settings.authentication, this.#opts.resolver, seal ? { seal } : {});
-        if (apply(result)) return verdict;
+        const found = await findAuthentication(input, envelope, settings.authentication.authservId, this.#opts.resolver, seal);
+        if (apply(decideAuthentication(found, envelope.clientIp, settings.authentication))) return verdict;
       } catch (err) {
         // A failure of the verifier itself is not a verdict: the sender tries again later.
         this.#opts.logger.error({ err, qid: envelope.queueId }, 'sender authentication failed to run');

@@ -3,6 +3,8 @@
  * order, and the ARC seal. The package's main entry loads its BIMI module, which needs a newer
  * Node than 20 (undici); the verifiers themselves do not, so they are used one by one here.
  */
+// First: it replaces mailauth's key cache before the verifiers below take it.
+import './mailauth-keys.js';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ARCResult, ARCSealOptions, DKIMVerifyResult, DMARCResult, DNSResolver, SPFResult } from 'mailauth';

@@ -156,13 +156,13 @@ export async function composeMessage(
   });
   const top = Buffer.from(add.map(foldField).join(''), 'utf8');
   const headerBlock = end > 0 ? Buffer.from(kept.join(''), 'latin1') : Buffer.alloc(0);
-  const file = message.file;
-  const data = message.data;
+  const removed = fields.length - kept.length;
+  if (message.data) return { stream: Readable.from([top, headerBlock, message.data.subarray(end)], { objectMode: false }), removed };
+  const file = message.file!;
   async function* parts(): AsyncGenerator<Buffer> {
     yield top;
     if (headerBlock.length) yield headerBlock;
-    if (data) yield data.subarray(end);
-    else for await (const chunk of createReadStream(file!, { start: end, highWaterMark: 256 * 1024 })) yield chunk as Buffer;
+    for await (const chunk of createReadStream(file, { start: end, highWaterMark: 256 * 1024 })) yield chunk as Buffer;
   }
-  return { stream: Readable.from(parts(), { objectMode: false }), removed: fields.length - kept.length };
+  return { stream: Readable.from(parts(), { objectMode: false }), removed };
 }

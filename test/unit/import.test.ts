@@ -449,7 +449,6 @@ describe('maild import: generated configurations', () => {
       /^auth_mechanisms = plain login cram-md5 .*CRAM-MD5/m,
       /^content_filter = amavis:\[127\.0\.0\.1\]:10024 \(main\.cf\)/m,
       /^127\.0\.0\.1:10025 inet smtpd \(master\.cf line 12\): the return path of content_filter/m,
-      /^smtpd_milters = inet:localhost:8891, inet:localhost:8893 \(main\.cf\)/m,
       /^non_smtpd_milters = \$smtpd_milters/m,
       /^-o smtpd_milters=inet:localhost:8891 on submission/m,
       /^smtp inet postscreen \(master\.cf line 1\)/m,
@@ -459,7 +458,7 @@ describe('maild import: generated configurations', () => {
       /^virtual_alias_maps = hash:\/etc\/postfix\/virtual/m,
       /^sender_canonical_maps = /m,
       /^mydestination = .*Unix accounts/m,
-      /^smtpd_recipient_restrictions items reject_rbl_client zen\.spamhaus\.org, check_policy_service unix:private\/policyd-spf/m,
+      /^smtpd_recipient_restrictions items check_policy_service unix:private\/policyd-spf \(main\.cf\)/m,
       /^mynetworks entry hash:\/etc\/postfix\/network_table/m,
       /^message_size_limit = 0/m,
       /^recipient_delimiter = \+- .*"\+" was kept/m,
@@ -477,6 +476,18 @@ describe('maild import: generated configurations', () => {
     assert.equal(config.directory.recipient_delimiter, '+');
     assert.equal(config.limits.message_size, 26_214_400, "maild's default: Postfix had no limit");
     assert.deepEqual(config.trusted_networks, ['127.0.0.0/8', '192.0.2.0/24']);
+    // smtpd_milters with milter_default_action = accept, and the DNSBL of the restrictions.
+    assert.deepEqual(
+      config.inbound.milters.map((m) => [m.address, m.default_action]),
+      [
+        ['inet:localhost:8891', 'accept'],
+        ['inet:localhost:8893', 'accept'],
+      ],
+    );
+    assert.deepEqual(
+      config.inbound.dnsbl.lists.map((l) => [l.zone, l.type, l.allow]),
+      [['zen.spamhaus.org', 'ip', false]],
+    );
     assert.deepEqual(
       config.listeners.map((l) => `${l.name} ${l.address}:${l.port} ${l.tls}`),
       [
@@ -568,5 +579,16 @@ describe('maild import: the command', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('maild import: the checks of incoming mail', () => {
+  it('reads reply filters of reject_rbl_client as the addresses they stand for', async () => {
+    const { expandReplyFilter } = await import('../../src/cli/import/inbound.js');
+    assert.deepEqual(expandReplyFilter('127.0.0.2'), ['127.0.0.2']);
+    assert.deepEqual(expandReplyFilter('127.0.0.[2..4]'), ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
+    assert.deepEqual(expandReplyFilter('127.0.[0;1].2'), ['127.0.0.2', '127.0.1.2']);
+    assert.equal(expandReplyFilter('127.0.[0..255].[0..255]'), undefined, 'too many to list');
+    assert.equal(expandReplyFilter('127.0.0.*'), undefined);
   });
 });

@@ -7,7 +7,8 @@ import { readInstallation, ImportError, type ImportOptions } from './context.js'
 import { importDirectory } from './directory.js';
 import { importListeners } from './listeners.js';
 import { importMailStore } from './mail-store.js';
-import { importOtherSettings, importTls } from './settings.js';
+import { importInbound } from './inbound.js';
+import { importOtherSettings, importTls, restrictionItems } from './settings.js';
 
 export { ImportError, type ImportOptions } from './context.js';
 export { splitMailPath } from './mail-store.js';
@@ -47,6 +48,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     ctx,
     quotaPlugin,
   );
+  const inbound = importInbound(ctx, restrictionItems);
 
   const out: string[] = [];
   const line = (text = '') => out.push(text);
@@ -192,10 +194,34 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     }
     line('');
   }
+  if (inbound.milters || inbound.dnsbl) {
+    line('inbound:');
+    if (inbound.milters) {
+      line(`  # ${inbound.milters.comment}: run after DATA, in this order`);
+      line('  milters:');
+      for (const m of inbound.milters.items) line(`    - ${flowMap(m)}`);
+    }
+    if (inbound.dnsbl) {
+      line(`  # ${inbound.dnsbl.comment}: asked at RCPT time`);
+      line('  dnsbl:');
+      line('    lists:');
+      for (const l of inbound.dnsbl.lists) line(`      - ${flowMap(l)}`);
+    }
+    line('');
+  }
   if (trustedNetworks.length) {
     line(`# ${mainLabel('mynetworks')}: may relay without a login`);
     line('trusted_networks:');
     for (const n of trustedNetworks) line(`  - ${JSON.stringify(n)}`);
   }
   return { yaml: `${out.join('\n').trimEnd()}\n`, notCarried, ...(databasePassword !== undefined ? { databasePassword } : {}) };
+}
+
+/** A YAML flow mapping of strings, booleans and string lists: `{ zone: "zen.spamhaus.org", allow: true }`. */
+function flowMap(entry: object): string {
+  const value = (v: unknown): string =>
+    Array.isArray(v) ? `[${v.map(value).join(', ')}]` : typeof v === 'string' ? JSON.stringify(v) : String(v);
+  return `{ ${Object.entries(entry)
+    .map(([k, v]) => `${k}: ${value(v)}`)
+    .join(', ')} }`;
 }

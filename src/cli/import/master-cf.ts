@@ -10,6 +10,8 @@ export interface MasterService {
   service: string;
   type: string;
   command: string;
+  /** The chroot field: y, n or - (the default: n since Postfix 3.0). */
+  chroot: string;
   /** The `-o` overrides, in order (the last of a name wins). */
   options: Map<string, string>;
   /** 1-based line number of the service line. */
@@ -31,7 +33,7 @@ export function parseMasterCf(text: string): MasterService[] {
   for (const { text: entry, line } of logical) {
     const words = tokenize(entry);
     if (words.length < 8) continue;
-    const [service, type, , , , , , command, ...args] = words;
+    const [service, type, , , chroot, , , command, ...args] = words;
     const options = new Map<string, string>();
     for (let i = 0; i < args.length; i++) {
       if (args[i] !== '-o' || i + 1 >= args.length) continue;
@@ -39,7 +41,7 @@ export function parseMasterCf(text: string): MasterService[] {
       const m = /^\{?\s*([A-Za-z0-9_]+)\s*=\s*(.*?)\s*\}?$/s.exec(opt);
       if (m) options.set(m[1]!, m[2]!);
     }
-    services.push({ service: service!, type: type!, command: command!, options, line });
+    services.push({ service: service!, type: type!, command: command!, chroot: chroot!, options, line });
   }
   return services;
 }

@@ -5,6 +5,7 @@
 import { allSettingValues, fileValue, findSections, setting } from './dovecot-conf.js';
 import type { ImportContext } from './context.js';
 import { splitList } from './main-cf.js';
+import { DNS_LIST_RESTRICTIONS } from './inbound.js';
 
 export interface OtherSettings {
   hostname?: string;
@@ -100,7 +101,7 @@ export function importOtherSettings(ctx: ImportContext, quotaPlugin: boolean): O
       'smtpd_relay_restrictions',
     ]) {
       if (!main.has(name)) continue;
-      const extra = restrictionItems(main.get(name)).filter((r) => !STANDARD_RESTRICTIONS.has(r));
+      const extra = restrictionItems(main.get(name)).filter((r) => !STANDARD_RESTRICTIONS.has(r) && !DNS_LIST_RESTRICTIONS.test(r));
       if (extra.length)
         skip(
           `${name} items ${extra.join(', ')} (main.cf)`,
@@ -208,8 +209,6 @@ const STANDARD_RESTRICTIONS = new Set([
 /** main.cf settings that maild has no counterpart for, with the reason. */
 const POSTFIX_NOT_CARRIED: Array<[string, string]> = [
   ['content_filter', 'maild hands mail to no content filter (amavis); mail is not scanned'],
-  ['smtpd_milters', 'maild has no milter client yet; mail is not filtered'],
-  ['non_smtpd_milters', 'maild has no milter client yet'],
   ['header_checks', 'maild has no header checks'],
   ['body_checks', 'maild has no body checks'],
   ['mime_header_checks', 'maild has no header checks'],
@@ -225,14 +224,14 @@ const POSTFIX_NOT_CARRIED: Array<[string, string]> = [
   ['virtual_mailbox_limit_maps', 'quota maps are not read; give the user query a quota column (bytes)'],
   ['smtp_sasl_password_maps', 'relay credentials are in a hash file: copy them into queue.relay_auth'],
   ['sender_dependent_relayhost_maps', 'maild has one relayhost'],
-  ['postscreen_dnsbl_sites', 'maild does no DNSBL checks yet'],
+  ['postscreen_dnsbl_sites', "postscreen's weighted lists are not read: give them as inbound.dnsbl lists with action: score"],
   ['smtpd_proxy_filter', 'maild has no before-queue proxy filter'],
   ['virtual_mailbox_limit', 'maild limits each mailbox by its quota only'],
   ['smtpd_client_connection_rate_limit', 'maild limits connections per address (limits.connections_per_ip), not their rate'],
 ];
 
 /** A restriction list's items, each with its argument (`reject_rbl_client zen.spamhaus.org`). */
-function restrictionItems(value: string): string[] {
+export function restrictionItems(value: string): string[] {
   const words = splitList(value);
   const items: string[] = [];
   for (let i = 0; i < words.length; i++) {
