@@ -13,7 +13,10 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { arc as verifyArc, sealMessage } from 'mailauth/lib/arc/index.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
-import { DkimKeys, generateKey } from '../../src/queue/dkim.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { DkimKeys, dkimRecord, generateKey } from '../../src/queue/dkim.js';
+import { ImapTestClient } from '../helpers/imap-client.js';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { Dns } from '../../src/dns.js';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
@@ -29,6 +32,7 @@ describe('inbound sender authentication on the MX', () => {
   let keysDir: string;
   let senderKeys: DkimKeys;
   let forwarderKey: string;
+  let edKeys: DkimKeys;
 
   before(async () => {
     keysDir = await mkdtemp(path.join(os.tmpdir(), 'maild-inbound-keys-'));
@@ -39,9 +43,16 @@ describe('inbound sender authentication on the MX', () => {
     const forwarderRecord = await generateKey(path.join(keysDir, 'fwd'), 'forwarder.example', 'arc');
     forwarderKey = await readFile(forwarderRecord.path, 'utf8');
     senderKeys = new DkimKeys({ dir: path.join(keysDir, 'sender'), selector: 'sel', logger: pino({ level: 'silent' }) });
+    // A second, Ed25519 key of the sender (RFC 8463), under the selector "ed".
+    const ed = generateKeyPairSync('ed25519');
+    await mkdir(path.join(keysDir, 'ed', 'sender.example'), { recursive: true });
+    await writeFile(path.join(keysDir, 'ed', 'sender.example', 'ed.pem'), ed.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    edKeys = new DkimKeys({ dir: path.join(keysDir, 'ed'), selector: 'ed', logger: pino({ level: 'silent' }) });
+    const edRecord = dkimRecord('sender.example', 'ed', ed.publicKey);
     dns = await startDnsServer({
       'sender.example': { txt: ['v=spf1 ip4:127.0.0.1 -all'] },
       [senderRecord.name]: { txt: [senderRecord.record] },
+      [edRecord.name]: { txt: [edRecord.record] },
       '_dmarc.sender.example': { txt: ['v=DMARC1; p=reject'] },
       'bank.example': { txt: ['v=spf1 -all'], a: ['192.0.2.1'] },
       '_dmarc.bank.example': { txt: ['v=DMARC1; p=reject'] },
@@ -126,6 +137,20 @@ describe('inbound sender authentication on the MX', () => {
     assert.equal(line.folder, 'INBOX');
   });
 
+  it('verifies every signature, Ed25519 included (RFC 8463)', async () => {
+    const text = message('news@sender.example', 'twosignatures');
+    const rsa = await senderKeys.signatureFor('sender.example', Buffer.from(text));
+    const ed = await edKeys.signatureFor('sender.example', Buffer.from(text));
+    assert.ok(rsa && ed && /a=ed25519-sha256/.test(ed));
+    const reply = await send('news@sender.example', ['alice@example.test'], ed + rsa + text);
+    assert.equal(reply.code, 250, reply.text);
+    const delivered = await newest('example.test/alice');
+    assert.ok(delivered?.includes('Subject: twosignatures'));
+    const [ar] = authResults(delivered!);
+    assert.match(ar!, /dkim=pass[^;]*header\.s=ed[^;]*header\.a=ed25519-sha256/);
+    assert.match(ar!, /dkim=pass[^;]*header\.s=sel[^;]*header\.a=rsa-sha256/);
+  });
+
   it('refuses a forged From: whose domain publishes p=reject with 550 5.7.1 at the end of DATA', async () => {
     const before = (await readdir(path.join(srv.mailRoot, 'example.test/alice/new')).catch(() => [])).length;
     const reply = await send('evil@attacker.example', ['alice@example.test'], message('ceo@bank.example', 'forged'), 'attacker.example');
@@ -153,6 +178,19 @@ describe('inbound sender authentication on the MX', () => {
     assert.match(authResults(junk!)[0]!, /dmarc=fail/);
     const subscriptions = await readFile(path.join(srv.mailRoot, 'example.test/bob/subscriptions'), 'latin1');
     assert.match(subscriptions, /^Junk$/m);
+    // IMAP sees it as any delivery: Junk is listed with its special use and holds the message.
+    const imap = await ImapTestClient.connect(srv.imapsPort, { implicitTls: true });
+    await imap.greeting();
+    assert.equal((await imap.login('bob@example.test', 'bob-pw')).status, 'OK');
+    const list = await imap.cmd('LIST "" "*"');
+    assert.ok(
+      list.untagged.some((l) => /\\Junk/.test(l) && /"?Junk"?$/.test(l)),
+      list.untagged.join('\n'),
+    );
+    const select = await imap.cmd('SELECT Junk');
+    assert.equal(select.status, 'OK');
+    assert.ok(select.untagged.includes('1 EXISTS'), select.untagged.join('\n'));
+    await imap.logout();
   });
 
   it('gives a message for several mailboxes one verdict and one copy in each Junk, also through the queue', async () => {
