@@ -106,12 +106,14 @@ describe('inbound sender authentication on the MX', () => {
     return signature + text;
   }
 
-  /** The newest message file of a folder ('' for INBOX), or undefined. */
-  async function newest(mailbox: string, folder = ''): Promise<string | undefined> {
+  /** The message with this subject in a folder's new/ ('' for INBOX), or undefined. */
+  async function delivered(mailbox: string, subject: string, folder = ''): Promise<string | undefined> {
     const dir = path.join(srv.mailRoot, mailbox, folder, 'new');
-    const files = (await readdir(dir).catch(() => [] as string[])).sort();
-    const last = files.at(-1);
-    return last && readFile(path.join(dir, last), 'latin1');
+    for (const file of await readdir(dir).catch(() => [] as string[])) {
+      const text = await readFile(path.join(dir, file), 'latin1');
+      if (text.includes(`\nSubject: ${subject}\n`)) return text;
+    }
+    return undefined;
   }
 
   const authResults = (text: string) => {
@@ -122,7 +124,7 @@ describe('inbound sender authentication on the MX', () => {
   it('delivers a signed, aligned message to INBOX with dkim=pass, spf=pass and dmarc=pass recorded', async () => {
     const reply = await send('news@sender.example', ['alice@example.test'], await signed('news@sender.example', 'aligned'));
     assert.equal(reply.code, 250, reply.text);
-    const text = await newest('example.test/alice');
+    const text = await delivered('example.test/alice', 'aligned');
     assert.ok(text?.includes('Subject: aligned'));
     const [ar, ...more] = authResults(text!);
     assert.equal(more.length, 0, 'one Authentication-Results field');
@@ -144,9 +146,9 @@ describe('inbound sender authentication on the MX', () => {
     assert.ok(rsa && ed && /a=ed25519-sha256/.test(ed));
     const reply = await send('news@sender.example', ['alice@example.test'], ed + rsa + text);
     assert.equal(reply.code, 250, reply.text);
-    const delivered = await newest('example.test/alice');
-    assert.ok(delivered?.includes('Subject: twosignatures'));
-    const [ar] = authResults(delivered!);
+    const signed2 = await delivered('example.test/alice', 'twosignatures');
+    assert.ok(signed2, 'delivered');
+    const [ar] = authResults(signed2);
     assert.match(ar!, /dkim=pass[^;]*header\.s=ed[^;]*header\.a=ed25519-sha256/);
     assert.match(ar!, /dkim=pass[^;]*header\.s=sel[^;]*header\.a=rsa-sha256/);
   });
@@ -172,8 +174,8 @@ describe('inbound sender authentication on the MX', () => {
       'attacker.example',
     );
     assert.equal(reply.code, 250, reply.text);
-    assert.equal(await newest('example.test/bob'), undefined, 'not in INBOX');
-    const junk = await newest('example.test/bob', '.Junk');
+    assert.equal(await delivered('example.test/bob', 'quarantined'), undefined, 'not in INBOX');
+    const junk = await delivered('example.test/bob', 'quarantined', '.Junk');
     assert.ok(junk?.includes('Subject: quarantined'), 'in Junk');
     assert.match(authResults(junk!)[0]!, /dmarc=fail/);
     const subscriptions = await readFile(path.join(srv.mailRoot, 'example.test/bob/subscriptions'), 'latin1');
@@ -202,9 +204,9 @@ describe('inbound sender authentication on the MX', () => {
       'attacker.example',
     );
     assert.equal(reply.code, 250, reply.text);
-    await waitFor(async () => Boolean(await newest('example.test/small', '.Junk')), 10_000, 'the queue delivered to small');
+    await waitFor(async () => Boolean(await delivered('example.test/small', 'twojunk', '.Junk')), 10_000, 'the queue delivered to small');
     for (const mailbox of ['example.test/carol', 'example.test/small']) {
-      const junk = await newest(mailbox, '.Junk');
+      const junk = await delivered(mailbox, 'twojunk', '.Junk');
       assert.ok(junk?.includes('Subject: twojunk'), `${mailbox}: in Junk`);
       assert.equal(authResults(junk!).length, 1, `${mailbox}: one Authentication-Results field`);
     }
@@ -226,7 +228,7 @@ describe('inbound sender authentication on the MX', () => {
       'mail.forwarder.example',
     );
     assert.equal(reply.code, 250, reply.text);
-    const text = await newest('example.test/alice');
+    const text = await delivered('example.test/alice', 'arcforwarded');
     assert.ok(text?.includes('Subject: arcforwarded'), 'in INBOX');
     assert.match(authResults(text!)[0]!, /arc=pass/);
     assert.match(authResults(text!)[0]!, /dmarc=fail/);
@@ -236,7 +238,7 @@ describe('inbound sender authentication on the MX', () => {
   it('only records a DMARC failure for an exempt domain (a mailing list)', async () => {
     const reply = await send('x@attacker.example', ['carol@example.test'], message('list@lists.example', 'listmail'), 'attacker.example');
     assert.equal(reply.code, 250, reply.text);
-    const text = await newest('example.test/carol');
+    const text = await delivered('example.test/carol', 'listmail');
     assert.ok(text?.includes('Subject: listmail'));
     assert.match(authResults(text!)[0]!, /dmarc=fail/);
     assert.ok(srv.logs.some((l) => l.msg === 'delivered' && l.to === 'carol@example.test' && l.dmarc_override === 'domain'));
@@ -246,7 +248,7 @@ describe('inbound sender authentication on the MX', () => {
     const forged = `Authentication-Results: ${AUTHSERV.toUpperCase()}; dkim=pass header.d=bank.example; dmarc=pass\r\nAuthentication-Results: other.example; spf=pass\r\n`;
     const reply = await send('news@sender.example', ['alice@example.test'], await signed('news@sender.example', 'forgedar', forged));
     assert.equal(reply.code, 250, reply.text);
-    const text = await newest('example.test/alice');
+    const text = await delivered('example.test/alice', 'forgedar');
     assert.ok(text?.includes('Subject: forgedar'));
     const fields = authResults(text!);
     assert.equal(fields.length, 2, fields.join('\n'));
