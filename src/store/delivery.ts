@@ -59,7 +59,22 @@ export interface DeliveryRequest {
   folder?: string;
 }
 
+/** `file` is the (first) file delivered; '' when the mailbox's filter discarded the message. */
 export type MailboxResult = { mailbox: UserRecord; ok: true; file: string } | { mailbox: UserRecord; ok: false; error: MailError };
+
+/**
+ * What a mailbox's filter (its Sieve script) decided: copies into folders (by name; none given:
+ * the delivery's own folder), each with Maildir flag letters (RFC 5232 system flags as "FS"), no
+ * copy at all (discard), or a refusal for this mailbox (reject). Undefined: deliver as usual.
+ */
+export type FilterDecision = { placements: Array<{ folder?: string; create?: boolean; flags?: string }> } | { refuse: MailError };
+
+export interface FilterRequest {
+  mailbox: UserRecord;
+  sender: string;
+  /** The message as it will be stored for this mailbox (our trace fields on top), read once for all mailboxes. */
+  message: () => Promise<Buffer>;
+}
 
 export interface DeliveryOutcome {
   /** Bytes received from the client. */
@@ -84,6 +99,24 @@ export interface MaildirStoreOptions {
   logger: Logger;
   /** Finds (or creates) a mailbox's folder with a special use; without it everything goes to INBOX. */
   specialFolder?: (user: UserRecord, use: string) => Promise<{ name: string; dir: string }>;
+  /** A mailbox's folder by name: its directory, created when `create`; undefined when it does not exist. */
+  folderByName?: (user: UserRecord, name: string, create: boolean) => Promise<{ name: string; dir: string } | undefined>;
+  /** The mailbox's own filter (Sieve), run once the message has arrived, before anything is written. */
+  filter?: (req: FilterRequest) => Promise<FilterDecision | undefined>;
+}
+
+/** One file to write: a mailbox's copy in one folder, with its flags. */
+interface Copy {
+  mailbox: UserRecord;
+  maildir: string;
+  folder: string;
+  quota: MaildirQuota;
+  header: string;
+  base: string;
+  /** Maildir info flag letters ("FS"); '' for none (delivered to new/). */
+  flags: string;
+  /** The spool file already holds this copy (the primary's, large messages). */
+  usesSpool: boolean;
 }
 
 export class MaildirStore {
@@ -251,16 +284,26 @@ export class MaildirStore {
     const bodyBytes = converter.bytes;
     const bodyVirtual = converter.bytes + converter.lineFeeds;
 
-    // --- 2. quota and one durable file per mailbox -----------------------------------------------
-    const written: Array<{ target: (typeof targets)[number]; tmp: string; size: number; vsize: number }> = [];
-    const writeOne = async (target: (typeof targets)[number]) => {
+    // --- 1b. each mailbox's filter: which folders, which flags, or no copy ---------------------------
+    let copies: Copy[] = targets.map((t) => ({ ...t, flags: '', usesSpool: t === primary && Boolean(spool) }));
+    if (this.#opts.filter) {
+      let message: Promise<Buffer> | undefined;
+      const source = spoolPath;
+      const inMemory = [Buffer.from(primary.header), ...chunks];
+      const read = () => (message ??= source ? fs.readFile(source) : Promise.resolve(Buffer.concat(inMemory)));
+      copies = await this.#filtered(copies, req.sender, read, results);
+    }
+
+    // --- 2. quota and one durable file per copy --------------------------------------------------
+    const written: Array<{ target: Copy; tmp: string; size: number; vsize: number }> = [];
+    const writeOne = async (target: Copy) => {
       const headerBytes = Buffer.byteLength(target.header);
       const size = headerBytes + bodyBytes;
       const vsize = headerBytes + countLineFeeds(target.header) + bodyVirtual;
       try {
         await target.quota.check(size);
         const tmp = path.join(target.maildir, 'tmp', target.base);
-        if (target === primary && spool) {
+        if (target.usesSpool && spool) {
           await spool.sync();
         } else {
           await this.#writeFile(tmp, target.header, chunks, spoolPath, Buffer.byteLength(primary.header));
@@ -277,14 +320,15 @@ export class MaildirStore {
       }
     };
     try {
-      await mapLimit(targets, WRITE_CONCURRENCY, writeOne);
+      await mapLimit(copies, WRITE_CONCURRENCY, writeOne);
     } finally {
       if (spool) await spool.close().catch(() => undefined);
     }
-    // The spool doubles as the primary's file; if the primary failed (quota), it goes now.
-    if (spoolPath && !written.some((w) => w.target === primary)) await fs.unlink(spoolPath).catch(() => undefined);
+    // The spool doubles as the primary's file; if the primary failed (quota) or its filter put the
+    // message elsewhere, it goes now.
+    if (spoolPath && !written.some((w) => w.target.usesSpool)) await fs.unlink(spoolPath).catch(() => undefined);
 
-    if (req.atomic && written.length < req.mailboxes.length) {
+    if (req.atomic && req.mailboxes.some((m) => results.get(m.email)?.ok === false)) {
       await Promise.all(written.map((w) => fs.unlink(w.tmp).catch(() => undefined)));
       const failed = [...results.values()].find((r): r is Extract<MailboxResult, { ok: false }> => !r.ok);
       throw failed ? failed.error : new MailError('STORAGE_ERROR', 'delivery failed');
@@ -292,8 +336,10 @@ export class MaildirStore {
 
     // --- 3. rename into new/ and make the directory entries durable --------------------------------
     await mapLimit(written, WRITE_CONCURRENCY, async ({ target, tmp, size, vsize }) => {
-      const name = baseWithSizes(target.base, size, vsize);
-      const final = path.join(target.maildir, 'new', name);
+      // With flags the file goes to cur/ with its info (Maildir ":2,"), as Dovecot's LDA does.
+      const sub = target.flags ? 'cur' : 'new';
+      const name = baseWithSizes(target.base, size, vsize) + (target.flags ? `:2,${target.flags}` : '');
+      const final = path.join(target.maildir, sub, name);
       try {
         await fs.rename(tmp, final);
       } catch (err) {
@@ -303,18 +349,79 @@ export class MaildirStore {
         return;
       }
       try {
-        await this.syncer.sync(path.join(target.maildir, 'new'));
+        await this.syncer.sync(path.join(target.maildir, sub));
       } catch (err) {
         // Not durable, so not acknowledged: remove it rather than risk a duplicate on retry.
         await fs.unlink(final).catch(() => undefined);
         results.set(target.mailbox.email, { mailbox: target.mailbox, ok: false, error: storageError(err, 'syncing new/') });
         return;
       }
-      results.set(target.mailbox.email, { mailbox: target.mailbox, ok: true, file: final });
+      // A mailbox with several copies is ok only when every copy is.
+      const before = results.get(target.mailbox.email);
+      if (!before || (before.ok && before.file === ''))
+        results.set(target.mailbox.email, { mailbox: target.mailbox, ok: true, file: final });
       await this.#afterDelivery(target, name, size);
     });
 
     return { inputBytes, bodyBytes, results: req.mailboxes.map((m) => results.get(m.email)!) };
+  }
+
+  /**
+   * Runs each mailbox's filter: the copy becomes one copy per placement (a folder that does not
+   * exist and may not be created means INBOX, as Pigeonhole's fileinto without :create), none for
+   * a discard (the mailbox's result is ok with no file), or a refusal recorded as its result.
+   */
+  async #filtered(copies: Copy[], sender: string, message: () => Promise<Buffer>, results: Map<string, MailboxResult>): Promise<Copy[]> {
+    const out: Copy[] = [];
+    for (const copy of copies) {
+      let decision: FilterDecision | undefined;
+      try {
+        decision = await this.#opts.filter!({ mailbox: copy.mailbox, sender, message });
+      } catch (err) {
+        // The filter itself failed: the message is kept where it would have gone (RFC 5228 section 2.10.6).
+        this.#opts.logger.warn({ mailbox: copy.mailbox.email, err: (err as Error).message }, 'filter failed; delivering as usual');
+        decision = undefined;
+      }
+      if (!decision) {
+        out.push(copy);
+        continue;
+      }
+      if ('refuse' in decision) {
+        results.set(copy.mailbox.email, { mailbox: copy.mailbox, ok: false, error: decision.refuse });
+        continue;
+      }
+      if (decision.placements.length === 0) {
+        results.set(copy.mailbox.email, { mailbox: copy.mailbox, ok: true, file: '' });
+        continue;
+      }
+      let spoolTaken = false;
+      for (const placement of decision.placements) {
+        let folder = { name: copy.folder, dir: copy.maildir };
+        if (placement.folder !== undefined && this.#opts.folderByName) {
+          const found = await this.#opts.folderByName(copy.mailbox, placement.folder, placement.create ?? false).catch((err: unknown) => {
+            this.#opts.logger.warn(
+              { mailbox: copy.mailbox.email, folder: placement.folder, err: (err as Error).message },
+              'fileinto failed',
+            );
+            return undefined;
+          });
+          folder = found ?? { name: 'INBOX', dir: copy.quota.maildir };
+        }
+        await this.ensureMaildir(folder.dir);
+        // The spool file may stay the file of one copy: the first one in the spool's own folder.
+        const usesSpool = copy.usesSpool && !spoolTaken && folder.dir === copy.maildir;
+        if (usesSpool) spoolTaken = true;
+        out.push({
+          ...copy,
+          maildir: folder.dir,
+          folder: folder.name,
+          flags: [...new Set(placement.flags ?? '')].sort().join(''),
+          base: usesSpool ? copy.base : uniqueBaseName(),
+          usesSpool,
+        });
+      }
+    }
+    return out;
   }
 
   /**
