@@ -46,16 +46,21 @@ export type ErrorCode =
   /** Another session holds the mailbox exclusively (POP3). */
   | 'IN_USE'
   /** A PROXY protocol header is missing, malformed, too long, too slow or from an address not allowed to send one. */
-  | 'PROXY_HEADER';
+  | 'PROXY_HEADER'
+  /** The recipient's filter refused the message (Sieve reject, RFC 5429). */
+  | 'REJECTED';
 
 const TEMPORARY: ReadonlySet<ErrorCode> = new Set(['TEMP_FAIL', 'QUOTA_FULL', 'STORAGE_ERROR', 'RELAY_UNAVAILABLE']);
 
 export class MailError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** A reply of its own instead of the code's (a Sieve reject's reason). */
+  readonly reply?: { code: number; enhanced: string; text: string };
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reply?: { code: number; enhanced: string; text: string } }) {
     super(message, options);
     this.name = 'MailError';
     this.code = code;
+    if (options?.reply) this.reply = options.reply;
   }
   /** True when the condition may clear by itself, so a client should retry (4xx, NO [UNAVAILABLE]). */
   get temporary(): boolean {

@@ -58,9 +58,10 @@ const BY_ERROR: Readonly<Record<ErrorCode, Status>> = {
   IN_USE: { code: 451, enhanced: '4.2.0', text: 'Mailbox busy, try again later' },
   // Raised by the socket front before any session exists (the connection is closed instead).
   PROXY_HEADER: { code: 421, enhanced: '4.7.0', text: 'Connection refused' },
+  REJECTED: { code: 550, enhanced: '5.7.1', text: 'Message rejected' },
 };
 
 /** The status for an error of the directory, store or queue; anything unexpected is LOCAL_ERROR. */
 export function statusFor(err: unknown): Status {
-  return isMailError(err) ? BY_ERROR[err.code] : LOCAL_ERROR;
+  return isMailError(err) ? (err.reply ?? BY_ERROR[err.code]) : LOCAL_ERROR;
 }

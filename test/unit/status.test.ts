@@ -35,9 +35,15 @@ const WIRE: Record<ErrorCode, string> = {
   LIMIT: '452 4.5.3 Too many recipients',
   IN_USE: '451 4.2.0 Mailbox busy, try again later',
   PROXY_HEADER: '421 4.7.0 Connection refused',
+  REJECTED: '550 5.7.1 Message rejected',
 };
 
 describe('status of an error', () => {
+  it("answers with the reply an error carries (a Sieve reject's reason) instead of its code's", () => {
+    const reply = { code: 550, enhanced: '5.7.1', text: 'I do not accept mail from you' };
+    assert.equal(statusLine(statusFor(new MailError('REJECTED', 'sieve reject', { reply }))), '550 5.7.1 I do not accept mail from you');
+  });
+
   it('maps every MailError code to a code, an enhanced code of the same class and a text', () => {
     for (const [code, line] of Object.entries(WIRE) as [ErrorCode, string][]) {
       const status = statusFor(new MailError(code, 'detail for the log'));
