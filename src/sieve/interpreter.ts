@@ -52,6 +52,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   };
   const strs = (v: unknown): string[] => (v as string[]).map(expand);
   const str = (v: unknown): string => expand((v as string[])[0] ?? '');
+  const raw = (v: unknown): string => (v as string[])[0] ?? '';
   const tagStr = (v: unknown): string | undefined => (typeof v === 'string' ? expand(v) : undefined);
   const tagList = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(expand) : undefined);
 
@@ -60,7 +61,8 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   };
   const currentFlags = (): string[] => flagList([variables.get(FLAGS_VARIABLE) ?? '']);
 
-  const addAction = (a: SieveAction): void => {
+  /** Adds the action; false when it duplicates an earlier one (RFC 5228 2.10.3). */
+  const addAction = (a: SieveAction): boolean => {
     // RFC 5228 2.10.3: the same keep/fileinto/redirect twice is carried out once.
     const same = actions.find((b) => {
       if (a.type === 'keep' || (a.type === 'fileinto' && a.mailbox === 'INBOX'))
@@ -77,30 +79,26 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
       (a.type !== 'reject' &&
         a.type !== 'discard' &&
         actions.some((b) => b.type === 'reject') &&
-        (a.type === 'keep' || a.type === 'fileinto' || a.type === 'vacation' || (a.type === 'redirect' && !a.copy)))
+        (a.type === 'keep' || a.type === 'fileinto' || a.type === 'vacation' || a.type === 'redirect'))
     )
       throw new SieveRuntimeError(`${a.type} action conflicts with earlier reject action`);
     if (
       a.type === 'reject' &&
-      actions.some((b) => b.type === 'keep' || b.type === 'fileinto' || b.type === 'vacation' || (b.type === 'redirect' && !b.copy))
+      actions.some((b) => b.type === 'keep' || b.type === 'fileinto' || b.type === 'vacation' || b.type === 'redirect')
     )
       throw new SieveRuntimeError('reject action conflicts with other action');
     if (same) {
+      // Pigeonhole keeps the first one (its :copy, :create) with the later one's flags; the
+      // duplicate does not cancel the implicit keep either.
       if ((same.type === 'keep' || same.type === 'fileinto') && (a.type === 'keep' || a.type === 'fileinto')) {
-        same.flags = flagList([...(same.flags ?? []), ...(a.flags ?? [])]);
-        if (same.flags.length === 0) delete same.flags;
-        if (same.type === 'fileinto' && a.type === 'fileinto') {
-          same.create ||= a.create;
-          same.copy &&= a.copy;
-        }
-        if (same.type === 'fileinto' && a.type === 'keep') same.copy = false;
+        if (a.flags) same.flags = a.flags;
       }
-      if (same.type === 'redirect' && a.type === 'redirect') same.copy &&= a.copy;
-      return;
+      return false;
     }
     if (actions.length >= limits.maxActions)
       throw new SieveRuntimeError(`total number of actions exceeds policy limit (${limits.maxActions})`);
     actions.push(a);
+    return true;
   };
 
   const matchSpec = (n: Node): MatchSpec => {
@@ -235,8 +233,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         const mailbox = str(n.args[0]);
         const a: SieveAction = { type: 'fileinto', mailbox, create: !!n.tags.create, copy };
         if (flags) a.flags = flags;
-        addAction(a);
-        if (!copy) implicitKeep = false;
+        if (addAction(a) && !copy) implicitKeep = false;
         return;
       }
       case 'redirect': {
@@ -247,8 +244,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
           if (++redirects > limits.maxRedirects)
             throw new SieveRuntimeError(`number of redirect actions exceeds policy limit (${limits.maxRedirects})`);
         }
-        addAction({ type: 'redirect', address, copy });
-        if (!copy) implicitKeep = false;
+        if (addAction({ type: 'redirect', address, copy }) && !copy) implicitKeep = false;
         return;
       }
       case 'reject':
@@ -269,7 +265,11 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         const handle = tagStr(t.handle);
         if (subject !== undefined) a.subject = subject;
         if (from !== undefined) a.from = from;
-        if (handle !== undefined) a.handle = handle;
+        // RFC 5230 4.2: no :handle, Pigeonhole's default from the arguments as written
+        a.handle =
+          handle ??
+          `${raw(n.args[0])}${typeof t.subject === 'string' ? t.subject : '<default-subject>'}` +
+            `${typeof t.from === 'string' ? t.from : '<default-from>'}${t.mime ? '<MIME>' : '<NO-MIME>'}`;
         if (typeof t.days === 'number') a.period = t.days * 86400;
         if (typeof t.seconds === 'number') a.period = t.seconds;
         addAction(a);
@@ -325,8 +325,8 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   }
   if (implicitKeep) {
     const flags = useFlags ? currentFlags() : [];
-    const same = actions.find((b) => b.type === 'keep' || (b.type === 'fileinto' && b.mailbox === 'INBOX'));
-    if (!same) actions.push(flags.length ? { type: 'keep', flags } : { type: 'keep' });
+    // listed even after a fileinto :copy "INBOX", as Pigeonhole does (delivery stores once)
+    actions.push(flags.length ? { type: 'keep', flags } : { type: 'keep' });
   }
   return { actions, implicitKeep };
 }

@@ -2,6 +2,7 @@
  * Comparators (RFC 4790: i;octet, i;ascii-casemap, i;ascii-numeric) and match types (RFC 5228
  * 2.7.1 :is :contains :matches, RFC 5231 :count :value, regex draft), with match variables.
  */
+import { compileRegex } from './regex.js';
 
 export type Comparator = 'i;octet' | 'i;ascii-casemap' | 'i;ascii-numeric';
 export type Relation = 'gt' | 'ge' | 'lt' | 'le' | 'eq' | 'ne';
@@ -115,18 +116,9 @@ export function wildcardMatch(value: string, key: string, c: Comparator): string
   return go(0, 0) ? captures : undefined;
 }
 
-const regexCache = new Map<string, RegExp>();
-
-/** The regex extension: POSIX extended syntax approximated by JavaScript's (no lookbehind cost limit in V8). */
+/** The regex extension (POSIX extended syntax, see regex.ts). */
 export function regexMatch(value: string, key: string, c: Comparator): string[] | undefined {
-  const id = `${c}\u0000${key}`;
-  let re = regexCache.get(id);
-  if (!re) {
-    re = new RegExp(key, c === 'i;ascii-casemap' ? 'i' : '');
-    if (regexCache.size > 256) regexCache.clear();
-    regexCache.set(id, re);
-  }
-  const m = re.exec(value);
+  const m = compileRegex(key, c === 'i;ascii-casemap').exec(value);
   return m ? Array.from(m, (x) => x ?? '') : undefined;
 }
 

@@ -31,9 +31,9 @@ function renderAction(a: SieveAction, defaultMailbox: string): string[] {
     case 'fileinto':
       return [
         ` * store message in folder: ${a.mailbox}`,
-        ...(a.flags?.length ? [`        + add IMAP flags: ${renderFlags(a.flags)}`] : []),
         ...(a.create ? ['        + create mailbox if it does not exist'] : []),
         ...(a.copy ? ['        + preserve implicit keep'] : []),
+        ...(a.flags?.length ? [`        + add IMAP flags: ${renderFlags(a.flags)}`] : []),
       ];
     case 'redirect':
       return [` * redirect message to: <${a.address}>`, ...(a.copy ? ['        + preserve implicit keep'] : [])];

@@ -7,6 +7,7 @@ import type { Argument, CommandNode, TestNode } from './parser.js';
 import { COMMANDS, SUPPORTED_EXTENSIONS, type ArgType } from './spec.js';
 import type { SieveError } from './types.js';
 import { decodeEncodedCharacters } from './strings.js';
+import { compileRegex } from './regex.js';
 
 export type TagValue = true | number | string | string[];
 export type PositionalValue = number | string[];
@@ -192,10 +193,56 @@ function ordinal(n: number): string {
   return ['zeroth', 'first', 'second', 'third', 'fourth'][n] ?? `${n}th`;
 }
 
+/** Header fields the address test accepts (Pigeonhole's list: RFC 5322 and common others). */
+const ADDRESS_HEADERS = new Set([
+  'from',
+  'to',
+  'cc',
+  'bcc',
+  'sender',
+  'resent-from',
+  'resent-to',
+  'reply-to',
+  'resent-reply-to',
+  'resent-sender',
+  'resent-cc',
+  'resent-bcc',
+  'for-approval',
+  'for-handling',
+  'for-comment',
+  'apparently-to',
+  'errors-to',
+  'delivered-to',
+  'return-receipt-to',
+  'x-admin',
+  'read-receipt-to',
+  'x-confirm-reading-to',
+  'return-receipt-requested',
+  'registered-mail-reply-requested-by',
+  'mail-followup-to',
+  'mail-reply-to',
+  'abuse-reports-to',
+  'x-complaints-to',
+  'x-report-abuse-to',
+  'x-beenthere',
+  'original-from',
+  'original-to',
+]);
+
 /** Checks that depend on argument values (Pigeonhole's validate callbacks). */
 function specificChecks(node: Node, error: (at: { line: number; column: number }, message: string) => void, extensions: Set<string>): void {
   if (node.name === 'size' && !('over' in node.tags) && !('under' in node.tags))
     error(node, 'the size test requires either the :under or the :over tag to be specified');
+  if (node.name === 'address') {
+    for (const h of node.args[0] as string[])
+      if (!h.includes('${') && !ADDRESS_HEADERS.has(h.toLowerCase()))
+        error(node, `specified header '${h}' is not allowed for the address test`);
+  }
+  if (node.tags.comparator === 'i;ascii-numeric') {
+    const type = ['contains', 'matches', 'regex'].find((t) => t in node.tags);
+    if (type)
+      error(node, `the specified i;ascii-numeric comparator does not support sub-string matching as required by the :${type} match type`);
+  }
   if (node.name === 'set') {
     const name = (node.args[0] as string[])[0] ?? '';
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !extensions.has('variables-namespaces')) error(node, `invalid variable name '${name}'`);
@@ -212,9 +259,9 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
     for (const k of keys) {
       if (k.includes('${')) continue;
       try {
-        new RegExp(k);
-      } catch {
-        error(node, `invalid regular expression '${k}' for regex match`);
+        compileRegex(k, false);
+      } catch (e) {
+        error(node, `invalid regular expression '${k}' for regex match: ${(e as Error).message}`);
       }
     }
   }

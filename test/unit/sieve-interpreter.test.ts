@@ -132,8 +132,8 @@ describe('sieve interpreter', () => {
     assert.deepEqual(types(r), ['fileinto:Box-alice+news-']);
   });
 
-  it('vacation: arguments as the action, :days in seconds', () => {
-    const r = run('require "vacation"; vacation :days 3 :subject "Away" :addresses ["me@x.y"] "gone";');
+  it('vacation: arguments as the action, :days in seconds, the default handle from the arguments as written', () => {
+    const r = run('require ["vacation","variables"]; set "s" "Away"; vacation :days 3 :subject "${s}" :addresses ["me@x.y"] "gone";');
     assert.deepEqual(r.actions[0], {
       type: 'vacation',
       reason: 'gone',
@@ -141,7 +141,18 @@ describe('sieve interpreter', () => {
       addresses: ['me@x.y'],
       subject: 'Away',
       period: 259200,
+      handle: 'gone${s}<default-from><NO-MIME>',
     });
+  });
+
+  it('duplicates keep the first action with the later flags and do not cancel the implicit keep', () => {
+    const r = run('require ["fileinto","copy","imap4flags"]; fileinto :copy :flags "a" "A"; fileinto :flags "b" "A";');
+    assert.deepEqual(r.actions, [{ type: 'fileinto', mailbox: 'A', create: false, copy: true, flags: ['b'] }, { type: 'keep' }]);
+    assert.equal(r.implicitKeep, true);
+  });
+
+  it('reject conflicts with redirect :copy too (as Pigeonhole)', () => {
+    assert.match(run('require ["reject","copy"]; redirect :copy "a@b.c"; reject "no";').error!, /conflicts/);
   });
 
   it('reject conflicts with keep: runtime error, implicit keep', () => {

@@ -140,3 +140,27 @@ describe('sieve validator', () => {
     assert.deepEqual(off.script.nodes[0]!.args[0], ['${hex:41}']);
   });
 });
+
+describe('sieve regex keys', () => {
+  it('translates POSIX classes and bracket expressions', async () => {
+    const { compileRegex } = await import('../../src/sieve/regex.js');
+    assert.ok(compileRegex('^[[:alpha:]]+ [[:digit:]]{4}$', false).test('Report 2026'));
+    assert.ok(compileRegex('[]\\[]', false).test('a]'));
+    assert.ok(compileRegex('a.b', false).test('a\nb'));
+  });
+
+  it('refuses patterns whose backtracking can explode, and back-references', () => {
+    assert.match(firstError('require "regex";\nif header :regex "s" "(a+)+b" { keep; }').message, /nested repetition/);
+    assert.match(firstError('require "regex";\nif header :regex "s" "(a|aa)*b" { keep; }').message, /nested repetition/);
+    assert.match(firstError('require "regex";\nif header :regex "s" "(a)\\\\1" { keep; }').message, /back-references/);
+    assert.ok(compileSieve('require "regex";\nif header :regex "s" "^(re|fwd?): (.*)$" { keep; }').ok);
+  });
+
+  it('refuses :contains and :matches with i;ascii-numeric, and address on non-address fields', () => {
+    assert.match(
+      firstError('require "comparator-i;ascii-numeric";\nif header :contains :comparator "i;ascii-numeric" "x" "1" { keep; }').message,
+      /does not support sub-string matching/,
+    );
+    assert.match(firstError('if address "subject" "x" { keep; }').message, /not allowed for the address test/);
+  });
+});
