@@ -134,7 +134,10 @@ export function tokenize(script: string): Token[] {
         lineStart = p;
         const lines: string[] = [];
         for (;;) {
-          if (p >= script.length) fail(`end of file before end of multi-line string started at line ${startLine}`);
+          if (p >= script.length) {
+            pos = script.length;
+            fail(`end of file before end of multi-line string started at line ${startLine}`);
+          }
           let nl = script.indexOf('\n', p);
           if (nl < 0) nl = script.length;
           let text = script.slice(p, nl);
