@@ -1,0 +1,332 @@
+/**
+ * Runs compiled Sieve (RFC 5228 section 2.10): tests, actions with their duplicate and conflict
+ * rules, the implicit keep, stop, runtime errors (keep the message), limits.
+ */
+import { matchValues, type Comparator, type MatchSpec, type Relation } from './match.js';
+import { SieveMessage, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
+import { applyModifiers, expandVariables, truncateUtf8, MAX_VARIABLE_SIZE } from './strings.js';
+import type { SieveAction, SieveInput, SieveLimits, SieveResult } from './types.js';
+import type { Node } from './validator.js';
+
+export class SieveRuntimeError extends Error {}
+
+/** Internal name of the imap4flags variable (RFC 5232 section 3). */
+const FLAGS_VARIABLE = '\u0000flags';
+
+/** Flags of a string list: each string split on spaces, duplicates dropped (RFC 5232 3.1). */
+export function flagList(strings: string[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const s of strings)
+    for (const f of s.split(' ')) {
+      if (!f || seen.has(f.toLowerCase())) continue;
+      seen.add(f.toLowerCase());
+      out.push(f);
+    }
+  return out;
+}
+
+/** The address within "Name <a@b>" or "<a@b>", or the string itself. */
+function bareAddress(s: string): string {
+  const m = /<([^>]*)>/.exec(s);
+  return (m ? m[1]! : s).trim();
+}
+
+export function execute(nodes: Node[], extensions: Set<string>, input: SieveInput, limits: SieveLimits): SieveResult {
+  const message = new SieveMessage(input.message);
+  const actions: SieveAction[] = [];
+  const variables = new Map<string, string>();
+  let matchVars: string[] = [];
+  let implicitKeep = true;
+  let redirects = 0;
+  let stopped = false;
+  const deadline = Date.now() + limits.maxCpuMs;
+  const useVars = extensions.has('variables');
+  const useFlags = extensions.has('imap4flags');
+
+  const scope = { get: (n: string) => variables.get(n), match: [] as string[] };
+  const expand = (s: string): string => {
+    if (!useVars) return s;
+    scope.match = matchVars;
+    return expandVariables(s, scope);
+  };
+  const strs = (v: unknown): string[] => (v as string[]).map(expand);
+  const str = (v: unknown): string => expand((v as string[])[0] ?? '');
+  const raw = (v: unknown): string => (v as string[])[0] ?? '';
+  const tagStr = (v: unknown): string | undefined => (typeof v === 'string' ? expand(v) : undefined);
+  const tagList = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(expand) : undefined);
+
+  const setVariable = (name: string, value: string): void => {
+    variables.set(name.toLowerCase(), truncateUtf8(value, MAX_VARIABLE_SIZE));
+  };
+  const currentFlags = (): string[] => flagList([variables.get(FLAGS_VARIABLE) ?? '']);
+
+  /** Adds the action; false when it duplicates an earlier one (RFC 5228 2.10.3). */
+  const addAction = (a: SieveAction): boolean => {
+    // RFC 5228 2.10.3: the same keep/fileinto/redirect twice is carried out once.
+    const same = actions.find((b) => {
+      if (a.type === 'keep' || (a.type === 'fileinto' && a.mailbox === 'INBOX'))
+        return b.type === 'keep' || (b.type === 'fileinto' && b.mailbox === 'INBOX');
+      if (a.type === 'fileinto') return b.type === 'fileinto' && b.mailbox === a.mailbox;
+      if (a.type === 'redirect') return b.type === 'redirect' && b.address.toLowerCase() === a.address.toLowerCase();
+      if (a.type === 'discard') return b.type === 'discard';
+      return false;
+    });
+    if (a.type === 'vacation' && actions.some((b) => b.type === 'vacation'))
+      throw new SieveRuntimeError('duplicate vacation action not allowed');
+    if (
+      (a.type === 'reject' && actions.some((b) => b.type === 'reject')) ||
+      (a.type !== 'reject' &&
+        a.type !== 'discard' &&
+        actions.some((b) => b.type === 'reject') &&
+        (a.type === 'keep' || a.type === 'fileinto' || a.type === 'vacation' || a.type === 'redirect'))
+    )
+      throw new SieveRuntimeError(`${a.type} action conflicts with earlier reject action`);
+    if (
+      a.type === 'reject' &&
+      actions.some((b) => b.type === 'keep' || b.type === 'fileinto' || b.type === 'vacation' || b.type === 'redirect')
+    )
+      throw new SieveRuntimeError('reject action conflicts with other action');
+    if (same) {
+      // Pigeonhole keeps the first one (its :copy, :create) with the later one's flags; the
+      // duplicate does not cancel the implicit keep either.
+      if ((same.type === 'keep' || same.type === 'fileinto') && (a.type === 'keep' || a.type === 'fileinto')) {
+        if (a.flags) same.flags = a.flags;
+      }
+      return false;
+    }
+    if (actions.length >= limits.maxActions)
+      throw new SieveRuntimeError(`total number of actions exceeds policy limit (${limits.maxActions})`);
+    actions.push(a);
+    return true;
+  };
+
+  const matchSpec = (n: Node): MatchSpec => {
+    const t = n.tags;
+    const type = (['is', 'contains', 'matches', 'regex', 'count', 'value'] as const).find((k) => k in t) ?? 'is';
+    const relation = type === 'count' || type === 'value' ? (t[type] as Relation) : undefined;
+    const comparator = ((t.comparator as string | undefined) ?? 'i;ascii-casemap') as Comparator;
+    return relation ? { type, relation, comparator } : { type, comparator };
+  };
+
+  const finishMatch = (m: MatchSpec, values: string[], keys: string[]): boolean => {
+    const r = matchValues(values, keys, m);
+    if (r.matched && r.captures && useVars) matchVars = r.captures;
+    return r.matched;
+  };
+
+  const addressPart = (n: Node, addr: string): string | undefined => {
+    const t = n.tags;
+    if (t.localpart) return localPart(addr);
+    if (t.domain) return domainPart(addr);
+    if (t.user || t.detail) {
+      const local = localPart(addr);
+      const plus = local.indexOf('+');
+      if (t.user) return plus < 0 ? local : local.slice(0, plus);
+      return plus < 0 ? undefined : local.slice(plus + 1);
+    }
+    return addr;
+  };
+
+  const test = (n: Node): boolean => {
+    switch (n.name) {
+      case 'true':
+        return true;
+      case 'false':
+        return false;
+      case 'not':
+        return !test(n.tests[0]!);
+      case 'allof':
+        return n.tests.every(test);
+      case 'anyof':
+        return n.tests.some(test);
+      case 'size':
+        return n.tags.over ? message.size > (n.args[0] as number) : message.size < (n.args[0] as number);
+      case 'exists':
+        return strs(n.args[0]).every((h) => message.headerValues(h).length > 0);
+      case 'header': {
+        const values = strs(n.args[0]).flatMap((h) => message.headerValues(h));
+        return finishMatch(matchSpec(n), values, strs(n.args[1]));
+      }
+      case 'address': {
+        const values: string[] = [];
+        for (const h of strs(n.args[0]))
+          for (const v of message.headerValues(h))
+            for (const a of parseAddresses(v)) {
+              const p = addressPart(n, a);
+              if (p !== undefined) values.push(p);
+            }
+        return finishMatch(matchSpec(n), values, strs(n.args[1]));
+      }
+      case 'envelope': {
+        const values: string[] = [];
+        for (const part of strs(n.args[0])) {
+          const p = part.toLowerCase();
+          const addr = p === 'from' ? input.envelope.from : p === 'to' ? input.envelope.to : p === 'auth' ? input.envelope.auth : undefined;
+          if (addr === undefined) continue;
+          // RFC 5228 5.4: the null reverse-path matches "" with :all only
+          const value =
+            addr === '' ? (n.tags.localpart || n.tags.domain || n.tags.user || n.tags.detail ? undefined : '') : addressPart(n, addr);
+          if (value !== undefined) values.push(value);
+        }
+        return finishMatch(matchSpec(n), values, strs(n.args[1]));
+      }
+      case 'hasflag': {
+        const names = strs(n.args[0]);
+        const flags = names.length === 0 ? currentFlags() : flagList(names.map((v) => variables.get(v.toLowerCase()) ?? ''));
+        return finishMatch(matchSpec(n), flags, strs(n.args[1]));
+      }
+      case 'string':
+        return finishMatch(
+          matchSpec(n),
+          strs(n.args[0]).filter((s, _i, all) => s !== '' || all.length > 1 || matchSpec(n).type !== 'count'),
+          strs(n.args[1]),
+        );
+      case 'body': {
+        const keys = strs(n.args[0]);
+        const m = matchSpec(n);
+        if (n.tags.raw) return finishMatch(m, [message.body], keys);
+        const types = tagList(n.tags.content) ?? ['text'];
+        const parts = flattenParts(message.mime()).filter((p) => p.children.length === 0 && !p.contentType.startsWith('multipart/'));
+        const wanted = parts.filter((p) =>
+          types.some((t) => {
+            const ty = t.toLowerCase();
+            if (ty === '') return true;
+            return ty.includes('/') ? p.contentType === ty : p.contentType.split('/')[0] === ty;
+          }),
+        );
+        return finishMatch(
+          m,
+          wanted.map((p) => p.text),
+          keys,
+        );
+      }
+    }
+    throw new SieveRuntimeError(`unknown test ${n.name}`);
+  };
+
+  const flagsFor = (n: Node): string[] | undefined => {
+    if (!useFlags) return undefined;
+    const f = 'flags' in n.tags ? flagList(tagList(n.tags.flags) ?? []) : currentFlags();
+    return f.length ? f : undefined;
+  };
+
+  const command = (n: Node): void => {
+    if (Date.now() >= deadline) throw new SieveRuntimeError('execution exceeded CPU time limit');
+    switch (n.name) {
+      case 'stop':
+        stopped = true;
+        return;
+      case 'keep': {
+        const flags = flagsFor(n);
+        addAction(flags ? { type: 'keep', flags } : { type: 'keep' });
+        implicitKeep = false;
+        return;
+      }
+      case 'discard':
+        addAction({ type: 'discard' });
+        implicitKeep = false;
+        return;
+      case 'fileinto': {
+        const copy = !!n.tags.copy;
+        const flags = flagsFor(n);
+        const mailbox = str(n.args[0]);
+        const a: SieveAction = { type: 'fileinto', mailbox, create: !!n.tags.create, copy };
+        if (flags) a.flags = flags;
+        if (addAction(a) && !copy) implicitKeep = false;
+        return;
+      }
+      case 'redirect': {
+        const copy = !!n.tags.copy;
+        const address = bareAddress(str(n.args[0]));
+        if (!/^[^@\s]+@[^@\s]+$/.test(address)) throw new SieveRuntimeError(`specified redirect address '${address}' is invalid`);
+        if (!actions.some((b) => b.type === 'redirect' && b.address.toLowerCase() === address.toLowerCase())) {
+          if (++redirects > limits.maxRedirects)
+            throw new SieveRuntimeError(`number of redirect actions exceeds policy limit (${limits.maxRedirects})`);
+        }
+        if (addAction({ type: 'redirect', address, copy }) && !copy) implicitKeep = false;
+        return;
+      }
+      case 'reject':
+      case 'ereject':
+        addAction({ type: 'reject', reason: str(n.args[0]), extended: n.name === 'ereject' });
+        implicitKeep = false;
+        return;
+      case 'vacation': {
+        const t = n.tags;
+        const a: SieveAction = {
+          type: 'vacation',
+          reason: str(n.args[0]),
+          mime: !!t.mime,
+          addresses: tagList(t.addresses) ?? [],
+        };
+        const subject = tagStr(t.subject);
+        const from = tagStr(t.from);
+        const handle = tagStr(t.handle);
+        if (subject !== undefined) a.subject = subject;
+        if (from !== undefined) a.from = from;
+        // RFC 5230 4.2: no :handle, Pigeonhole's default from the arguments as written
+        a.handle =
+          handle ??
+          `${raw(n.args[0])}${typeof t.subject === 'string' ? t.subject : '<default-subject>'}` +
+            `${typeof t.from === 'string' ? t.from : '<default-from>'}${t.mime ? '<MIME>' : '<NO-MIME>'}`;
+        if (typeof t.days === 'number') a.period = t.days * 86400;
+        if (typeof t.seconds === 'number') a.period = t.seconds;
+        addAction(a);
+        return;
+      }
+      case 'setflag':
+      case 'addflag':
+      case 'removeflag': {
+        const names = strs(n.args[0]);
+        const target = names.length === 0 ? FLAGS_VARIABLE : names[0]!.toLowerCase();
+        const given = flagList(strs(n.args[1]));
+        const before = flagList([variables.get(target) ?? '']);
+        let after: string[];
+        if (n.name === 'setflag') after = given;
+        else if (n.name === 'addflag') after = flagList([...before, ...given]);
+        else {
+          const drop = new Set(given.map((f) => f.toLowerCase()));
+          after = before.filter((f) => !drop.has(f.toLowerCase()));
+        }
+        setVariable(target, after.join(' '));
+        return;
+      }
+      case 'set':
+        setVariable(str(n.args[0]), applyModifiers(str(n.args[1]), n.tags));
+        return;
+    }
+    throw new SieveRuntimeError(`unknown command ${n.name}`);
+  };
+
+  const block = (nodes: Node[]): void => {
+    let chainDone = true;
+    for (const n of nodes) {
+      if (stopped) return;
+      if (n.name === 'if' || n.name === 'elsif' || n.name === 'else') {
+        if (Date.now() >= deadline) throw new SieveRuntimeError('execution exceeded CPU time limit');
+        if (n.name === 'if') chainDone = false;
+        if (chainDone) continue;
+        if (n.name === 'else' || test(n.tests[0]!)) {
+          chainDone = true;
+          block(n.block ?? []);
+        }
+        continue;
+      }
+      command(n);
+    }
+  };
+
+  try {
+    block(nodes);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    return { actions: [{ type: 'keep' }], implicitKeep: true, error: reason };
+  }
+  if (implicitKeep) {
+    const flags = useFlags ? currentFlags() : [];
+    // listed even after a fileinto :copy "INBOX", as Pigeonhole does (delivery stores once)
+    actions.push(flags.length ? { type: 'keep', flags } : { type: 'keep' });
+  }
+  return { actions, implicitKeep };
+}

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compileSieve, runSieve, type SieveResult } from '../../src/sieve/index.js';
+import { wildcardMatch } from '../../src/sieve/match.js';
+import { decodeMimeWords, parseAddresses } from '../../src/sieve/message.js';
+import { renderSieveResult } from '../../src/sieve/render.js';
+
+const MESSAGE = [
+  'From: "Alice (home)" <alice+news@Example.ORG>',
+  'To: Friends: anne@example.com, ben@example.com;, user@example.com',
+  'Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= from =?ISO-8859-1?B?Q2Fm6Q==?=',
+  'X-Spam-Score: 12',
+  'Received: a',
+  'Received: b',
+  'Content-Type: multipart/alternative; boundary=b1',
+  '',
+  '--b1',
+  'Content-Type: text/plain; charset=utf-8',
+  'Content-Transfer-Encoding: base64',
+  '',
+  Buffer.from('plain text part with a secret word').toString('base64'),
+  '--b1',
+  'Content-Type: text/html',
+  '',
+  '<p>html part</p>',
+  '--b1--',
+  '',
+].join('\r\n');
+
+function run(script: string, opts: { message?: string; from?: string; limits?: Record<string, number> } = {}): SieveResult {
+  const c = compileSieve(script);
+  if (!c.ok) throw new Error(JSON.stringify(c.errors));
+  return runSieve(
+    c.script,
+    { message: Buffer.from(opts.message ?? MESSAGE), envelope: { from: opts.from ?? 'bounce@example.org', to: 'user+box@example.com' } },
+    { limits: opts.limits ?? {} },
+  );
+}
+const types = (r: SieveResult): string[] => r.actions.map((a) => (a.type === 'fileinto' ? `fileinto:${a.mailbox}` : a.type));
+
+describe('sieve interpreter', () => {
+  it('keeps implicitly when nothing cancels the keep (RFC 5228 2.10.2)', () => {
+    const r = run('if false { discard; }');
+    assert.deepEqual(r, { actions: [{ type: 'keep' }], implicitKeep: true });
+  });
+
+  it('cancels the implicit keep by discard, fileinto and redirect but not by :copy', () => {
+    assert.equal(run('discard;').implicitKeep, false);
+    assert.equal(run('require "fileinto"; fileinto "A";').implicitKeep, false);
+    assert.equal(run('redirect "a@b.c";').implicitKeep, false);
+    assert.deepEqual(types(run('require ["fileinto","copy"]; fileinto :copy "A";')), ['fileinto:A', 'keep']);
+  });
+
+  it('carries out the same fileinto, keep or redirect once (RFC 5228 2.10.3)', () => {
+    assert.deepEqual(types(run('require "fileinto"; fileinto "A"; fileinto "A"; keep; fileinto "INBOX";')), ['fileinto:A', 'keep']);
+    assert.equal(run('redirect "a@b.c"; redirect "<a@b.c>";').actions.length, 1);
+  });
+
+  it('stops at stop and chooses one branch of if/elsif/else', () => {
+    assert.deepEqual(
+      types(run('require "fileinto"; if false { fileinto "A"; } elsif true { fileinto "B"; } else { fileinto "C"; } stop; discard;')),
+      ['fileinto:B'],
+    );
+  });
+
+  it('decodes RFC 2047 header values (UTF-8 and ISO-8859-1, adjacent words)', () => {
+    assert.equal(decodeMimeWords('=?UTF-8?Q?a?= =?UTF-8?Q?b?= c'), 'ab c');
+    assert.deepEqual(types(run('if header :is "subject" "Grüße from Café" { discard; }')), ['discard']);
+  });
+
+  it('parses addresses in groups and with comments; address parts and subaddress', () => {
+    assert.deepEqual(parseAddresses('Friends: anne@example.com, "B, C" <ben@example.com>;, x@y (z)'), [
+      'anne@example.com',
+      'ben@example.com',
+      'x@y',
+    ]);
+    assert.deepEqual(types(run('if address :is "to" "ben@example.com" { discard; }')), ['discard']);
+    assert.deepEqual(types(run('if address :domain :is "from" "example.org" { discard; }')), ['discard']);
+    assert.deepEqual(types(run('require "subaddress"; if address :detail "from" "news" { discard; }')), ['discard']);
+    assert.deepEqual(types(run('require ["subaddress","envelope"]; if envelope :user "to" "user" { discard; }')), ['discard']);
+    assert.deepEqual(types(run('require ["subaddress"]; if address :detail "to" "" { discard; }')), ['keep']);
+  });
+
+  it('matches the null envelope sender with "" (RFC 5228 5.4)', () => {
+    assert.deepEqual(types(run('require "envelope"; if envelope :is "from" "" { discard; }', { from: '' })), ['discard']);
+  });
+
+  it(':matches follows RFC 5228 2.7.1 (a literal after "?" must match), with escapes and captures', () => {
+    assert.equal(wildcardMatch('Monthly report', '?e*', 'i;ascii-casemap'), undefined);
+    assert.deepEqual(wildcardMatch('Hello world', '?e*', 'i;ascii-casemap'), ['H', 'llo world']);
+    assert.deepEqual(wildcardMatch('a*b', 'a\\*?', 'i;octet'), ['b']);
+    assert.equal(wildcardMatch('A', 'a', 'i;octet'), undefined);
+  });
+
+  it('stops a costly :matches pattern with a runtime error and keeps the message', () => {
+    const r = run(`if header :matches "x-long" "${'*a'.repeat(20)}b" { discard; }`, {
+      message: `X-Long: ${'a'.repeat(200)}\r\n\r\nbody\r\n`,
+    });
+    assert.ok(r.error);
+    assert.deepEqual(r.actions, [{ type: 'keep' }]);
+    assert.equal(r.implicitKeep, true);
+  });
+
+  it('relational :count and :value with i;ascii-numeric (RFC 5231)', () => {
+    const req = 'require ["relational","comparator-i;ascii-numeric"];';
+    assert.deepEqual(types(run(`${req} if header :count "eq" :comparator "i;ascii-numeric" "received" "2" { discard; }`)), ['discard']);
+    assert.deepEqual(types(run(`${req} if header :value "gt" :comparator "i;ascii-numeric" "x-spam-score" "9" { discard; }`)), ['discard']);
+    // as a string, "12" < "9"
+    assert.deepEqual(types(run(`${req} if header :value "gt" "x-spam-score" "9" { discard; }`)), ['keep']);
+  });
+
+  it('body :text, :content and :raw (RFC 5173)', () => {
+    assert.deepEqual(types(run('require "body"; if body :contains "secret word" { discard; }')), ['discard']);
+    assert.deepEqual(types(run('require "body"; if body :content "text/html" :contains "secret" { discard; }')), ['keep']);
+    assert.deepEqual(types(run('require "body"; if body :raw :contains "secret" { discard; }')), ['keep']);
+  });
+
+  it('imap4flags: internal variable, :flags, hasflag', () => {
+    const r = run(
+      'require ["imap4flags","fileinto"]; addflag ["\\\\Seen", "a b"]; removeflag "a"; fileinto "X"; if hasflag "b" { keep :flags "\\\\Flagged"; }',
+    );
+    assert.deepEqual(r.actions, [
+      { type: 'fileinto', mailbox: 'X', create: false, copy: false, flags: ['\\Seen', 'b'] },
+      { type: 'keep', flags: ['\\Flagged'] },
+    ]);
+  });
+
+  it('variables: set modifiers, ${N} from :matches, unknown names empty (RFC 5229)', () => {
+    const r = run(
+      'require ["variables","fileinto"]; set :upperfirst "a" "box"; if header :matches "from" "*<*@*>" { fileinto "${a}-${2}-${nope}"; }',
+    );
+    assert.deepEqual(types(r), ['fileinto:Box-alice+news-']);
+  });
+
+  it('vacation: arguments as the action, :days in seconds, the default handle from the arguments as written', () => {
+    const r = run('require ["vacation","variables"]; set "s" "Away"; vacation :days 3 :subject "${s}" :addresses ["me@x.y"] "gone";');
+    assert.deepEqual(r.actions[0], {
+      type: 'vacation',
+      reason: 'gone',
+      mime: false,
+      addresses: ['me@x.y'],
+      subject: 'Away',
+      period: 259200,
+      handle: 'gone${s}<default-from><NO-MIME>',
+    });
+  });
+
+  it('duplicates keep the first action with the later flags and do not cancel the implicit keep', () => {
+    const r = run('require ["fileinto","copy","imap4flags"]; fileinto :copy :flags "a" "A"; fileinto :flags "b" "A";');
+    assert.deepEqual(r.actions, [{ type: 'fileinto', mailbox: 'A', create: false, copy: true, flags: ['b'] }, { type: 'keep' }]);
+    assert.equal(r.implicitKeep, true);
+  });
+
+  it('reject conflicts with redirect :copy too (as Pigeonhole)', () => {
+    assert.match(run('require ["reject","copy"]; redirect :copy "a@b.c"; reject "no";').error!, /conflicts/);
+  });
+
+  it('reject conflicts with keep: runtime error, implicit keep', () => {
+    const r = run('require "reject"; keep; reject "no";');
+    assert.match(r.error!, /conflicts/);
+    assert.deepEqual(r.actions, [{ type: 'keep' }]);
+  });
+
+  it('enforces the redirect and action limits at run time', () => {
+    assert.match(run('redirect "a@b.c"; redirect "b@b.c";', { limits: { maxRedirects: 1 } }).error!, /redirect/);
+    assert.match(run('require "fileinto"; fileinto "a"; fileinto "b"; fileinto "c";', { limits: { maxActions: 2 } }).error!, /actions/);
+  });
+
+  it('enforces the CPU time limit between commands', () => {
+    const script = 'if false { discard; } keep;';
+    const r = run(script, { limits: { maxCpuMs: 0 } });
+    assert.match(r.error!, /CPU time/);
+  });
+
+  it('renders results as sieve-test prints them', () => {
+    const text = renderSieveResult(
+      run('require ["imap4flags","fileinto","copy"]; fileinto :flags "\\\\Seen $x" "A"; redirect :copy "a@b.c";'),
+    );
+    assert.equal(
+      text,
+      '\nPerformed actions:\n\n * store message in folder: A\n        + add IMAP flags: \\seen $x\n * redirect message to: <a@b.c>\n        + preserve implicit keep\n\nImplicit keep:\n\n  (none)\n',
+    );
+  });
+});
