@@ -33,6 +33,8 @@ import { RemoteDelivery } from './queue/remote.js';
 import { MxResolver } from './queue/mx.js';
 import { Dns, dnsOptions } from './dns.js';
 import { InboundChecks, type InboundSettings } from './inbound/checks.js';
+import { SieveDelivery, type SieveSettings } from './sieve/delivery.js';
+import { activeSieveScripts } from './store/sieve-active.js';
 import type { DNSResolver } from 'mailauth';
 import { parseNextHop } from './queue/nexthop.js';
 import { startControlServer } from './control.js';
@@ -95,6 +97,24 @@ function inboundSettings(cfg: LoadedConfig): InboundSettings {
     dnsbl: cfg.inbound.dnsbl,
     scanners: cfg.inbound.scanners,
     milters: cfg.inbound.milters,
+  };
+}
+
+function sieveSettings(cfg: LoadedConfig): SieveSettings {
+  const s = cfg.sieve;
+  return {
+    enabled: s.enabled,
+    before: s.before,
+    after: s.after,
+    limits: {
+      maxScriptSize: s.max_script_size,
+      maxActions: s.max_actions,
+      maxRedirects: s.max_redirects,
+      maxIncludeDepth: s.max_include_depth,
+      maxCpuMs: s.max_cpu_time,
+    },
+    vacation: { defaultPeriod: s.vacation.default_period, minPeriod: s.vacation.min_period, maxPeriod: s.vacation.max_period },
+    hostname: cfg.hostname,
   };
 }
 
@@ -237,6 +257,9 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     logger: logger.child({ component: 'store' }),
     // Spam goes to the user's \Junk folder (the MailService below knows the folders).
     specialFolder: async (user, use) => (await mail.account(user)).specialFolderDir(use),
+    folderByName: async (user, name, create) => (await mail.account(user)).folderDir(name, create),
+    // The users' Sieve scripts (SieveDelivery below, once the queue exists).
+    filter: (req) => sieve.filter(req),
   });
   let credentials: Credentials = hooks.credentials ?? (await loadCredentials(config.tls, config.data_dir, config.hostname, logger));
   logger.info({ certificate: credentials.source, subject: credentials.subject, validTo: credentials.validTo }, 'TLS certificate loaded');
@@ -291,6 +314,14 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     maxEntries: 100_000,
   });
   const dkim = new DkimKeys({ dir: config.dkim.keys_dir!, selector: config.dkim.selector, logger: logger.child({ component: 'dkim' }) });
+  let sieveConfig = sieveSettings(config);
+  const sieve = new SieveDelivery({
+    settings: () => sieveConfig,
+    scripts: activeSieveScripts(config.mail.root, config.mail.layout, config.sieve.max_script_size),
+    queue,
+    logger: logger.child({ component: 'sieve' }),
+    directoryVacation: (user) => directory.vacation(user.email),
+  });
   let inboundConfig = inboundSettings(config);
   const inbound = new InboundChecks({
     settings: () => inboundConfig,
@@ -448,6 +479,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       settings = smtpSettings(next);
       queueConfig = queueSettings(next);
       inboundConfig = inboundSettings(next);
+      sieveConfig = sieveSettings(next);
       routeConfig = nextRoutes;
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);

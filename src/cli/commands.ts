@@ -56,6 +56,10 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
                                           write a first configuration (never over an existing one) and
                                           a directory with one user; prints its random password once
   health [--timeout SECONDS]              exit 0 when the running daemon answers, 1 otherwise
+  sieve check FILE                        compile a Sieve script; errors with their lines (exit 1)
+  sieve test SCRIPT MESSAGE [--from A] [--to B]
+                                          the actions a script takes on a message, printed as
+                                          Pigeonhole's sieve-test prints them
   import --postfix DIR --dovecot DIR [--output FILE]
                                           write a maild.yaml from a Postfix + Dovecot installation
                                           (/etc/postfix, /etc/dovecot); names what it cannot carry over
@@ -162,6 +166,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         'data-dir': { type: 'string' },
         'mail-root': { type: 'string' },
         timeout: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -184,6 +190,21 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     }
     const { runImport } = await import('./import/index.js');
     return runImport({ postfix: opts.postfix, dovecot: opts.dovecot, output: opts.output }, io);
+  }
+
+  if (command === 'sieve') {
+    // Works on files: needs no configuration.
+    const { sieveCheck, sieveTest } = await import('./sieve.js');
+    if (sub === 'check' && rest.length === 1) return sieveCheck(rest[0]!, io);
+    if (sub === 'test' && rest.length === 2)
+      return sieveTest(
+        rest[0]!,
+        rest[1]!,
+        { ...(opts.from !== undefined ? { from: opts.from } : {}), ...(opts.to ? { to: opts.to } : {}) },
+        io,
+      );
+    io.stderr.write(`maild: sieve check FILE | sieve test SCRIPT MESSAGE\n\n${USAGE}`);
+    return 64;
   }
 
   if (command === 'init') {

@@ -106,6 +106,13 @@ const mysqlQueries = z.strictObject({
    */
   transport: z.string().optional(),
   /**
+   * Optional: PostfixAdmin's out-of-office replies, e.g. "SELECT subject, body, activefrom,
+   * activeuntil, interval_time FROM vacation WHERE email = '%s' AND active = 1". A row makes a
+   * vacation reply for the mailbox (columns subject and body; activefrom/activeuntil bound it in
+   * time; interval_time is the seconds between replies to one sender, 0 once per sender).
+   */
+  vacation: z.string().optional(),
+  /**
    * Optional: stores a rehashed password (passwords.rehash). %s/%u/%d: the address as in the
    * user query; %p: the new hash with its {SCHEME} prefix. Both are bound as parameters. Unset:
    * "UPDATE virtual_users SET password = '%p' WHERE email = '%s'" when the user query is unset,
@@ -235,6 +242,32 @@ const dnsSchema = z.strictObject({
       negative_ttl: duration().default(60_000),
     })
     .default({ max_entries: 10_000, ttl: 300_000, negative_ttl: 60_000 }),
+});
+
+const sieveSchema = z.strictObject({
+  /** Run the users' Sieve scripts at delivery (SMTP, LMTP and the queue's local deliveries). */
+  enabled: z.boolean().default(true),
+  /**
+   * Global scripts run before and after the user's active one, as Pigeonhole's sieve_before and
+   * sieve_after (e.g. a script that files spam into Junk). Files; a missing one is skipped.
+   */
+  before: z.array(z.string()).default([]),
+  after: z.array(z.string()).default([]),
+  /** Pigeonhole's sieve_max_script_size, sieve_max_actions, sieve_max_redirects, include depth. */
+  max_script_size: size().default(1024 * 1024),
+  max_actions: int(1, 10_000).default(32),
+  max_redirects: int(0, 100).default(4),
+  max_include_depth: int(1, 100).default(10),
+  /** CPU time one script may take on one message; over it, the message is kept. */
+  max_cpu_time: duration().default(5000),
+  /** Vacation periods: the default when a script gives none, and the bounds (Pigeonhole: 7d, 1d, none). */
+  vacation: z
+    .strictObject({
+      default_period: duration().default(7 * 86_400_000),
+      min_period: duration().default(86_400_000),
+      max_period: duration().default(90 * 86_400_000),
+    })
+    .default({ default_period: 7 * 86_400_000, min_period: 86_400_000, max_period: 90 * 86_400_000 }),
 });
 
 const inboundSchema = z.strictObject({
@@ -546,6 +579,8 @@ const configObject = z.strictObject({
   dns: dnsSchema.default(() => dnsSchema.parse({})),
   /** Checks of mail from the internet: sender authentication, and (with their sections) blocklists, milters, scanners. */
   inbound: inboundSchema.default(() => inboundSchema.parse({})),
+  /** Sieve filtering at delivery (the scripts are where Pigeonhole keeps them; README: Sieve). */
+  sieve: sieveSchema.default(() => sieveSchema.parse({})),
   /** Clients allowed to relay without authentication (Postfix's mynetworks). Empty by default. */
   trusted_networks: z.array(cidr).default([]),
   /**
@@ -580,3 +615,4 @@ export type SubmissionConfig = z.output<typeof submissionSchema>;
 export { dnsSchema };
 export type DnsConfig = z.output<typeof dnsSchema>;
 export type InboundConfig = z.output<typeof inboundSchema>;
+export type SieveConfig = z.output<typeof sieveSchema>;

@@ -3,7 +3,7 @@ import { MailError } from '../errors.js';
 import { addressKey, isAddressLiteral, isUnsafeDomain, isUnsafeLocalPart, splitAddress } from './address.js';
 import { LookupCache, type CacheOptions } from './cache.js';
 import type { PasswordService } from './passwords/index.js';
-import type { DirectorySource, DomainRecord, Resolution, UserRecord } from './types.js';
+import type { DirectorySource, DomainRecord, Resolution, UserRecord, VacationRecord } from './types.js';
 
 /** Postfix's virtual_alias_recursion_limit and virtual_alias_expansion_limit. */
 const MAX_ALIAS_DEPTH = 100;
@@ -96,6 +96,12 @@ export class Directory {
 
   #alias(address: string): Promise<string[] | null> {
     return this.#cache.get(`a:${address}`, () => this.#source.lookupAlias(address));
+  }
+
+  /** The mailbox's out-of-office reply from the directory (PostfixAdmin's vacation table), not cached. */
+  vacation(email: string): Promise<VacationRecord | null> {
+    const source = this.source;
+    return source.lookupVacation ? source.lookupVacation(email) : Promise.resolve(null);
   }
 
   #transport(key: string): Promise<string | null> {

@@ -11,13 +11,13 @@ import type { Logger } from '../log.js';
 import { addressKey, isUnsafeDomain, isUnsafeLocalPart, splitAddress } from './address.js';
 import { isUsableTransport } from './directory.js';
 import { migrate, type MigrateOptions, type MigrateResult } from './mysql-migrate.js';
-import type { AliasRecord, DirectoryAdmin, DirectorySource, DomainRecord, NewUser, UserRecord } from './types.js';
+import type { AliasRecord, DirectoryAdmin, DirectorySource, DomainRecord, NewUser, UserRecord, VacationRecord } from './types.js';
 
-export type QueryName = 'domain' | 'user' | 'alias' | 'alias_domain' | 'transport' | 'update_password';
+export type QueryName = 'domain' | 'user' | 'alias' | 'alias_domain' | 'transport' | 'vacation' | 'update_password';
 type Part = 's' | 'u' | 'd' | 'p';
 type SqlValue = string | number | null;
 
-const LOOKUP_QUERIES = ['domain', 'user', 'alias', 'alias_domain', 'transport'] as const;
+const LOOKUP_QUERIES = ['domain', 'user', 'alias', 'alias_domain', 'transport', 'vacation'] as const;
 
 /**
  * The default user query on the tutorials' virtual_users table, with the optional columns the
@@ -521,6 +521,31 @@ export class MysqlDirectory implements DirectorySource, DirectoryAdmin {
         throw new MailError('TEMP_FAIL', `transport of ${key} is not usable (white space or control characters)`);
       }
       return value;
+    }
+    return null;
+  }
+
+  /**
+   * PostfixAdmin's vacation row of a mailbox (queries.vacation): subject and body, the optional
+   * activefrom/activeuntil and interval_time. Null when none (or the query is not configured).
+   */
+  async lookupVacation(email: string): Promise<VacationRecord | null> {
+    const rows = await this.#lookup('vacation', email.toLowerCase(), false, false);
+    for (const raw of rows) {
+      const row = new Map(Object.entries(raw as Record<string, unknown>).map(([k, v]) => [k.toLowerCase(), v] as const));
+      const body = text(row.get('body'));
+      if (body === null || body === undefined) continue;
+      const date = (v: unknown) => (v instanceof Date ? v : typeof v === 'string' && v ? new Date(v.replace(' ', 'T')) : undefined);
+      const from = date(row.get('activefrom'));
+      const until = date(row.get('activeuntil'));
+      const interval = Number(row.get('interval_time') ?? 0);
+      return {
+        subject: text(row.get('subject')) ?? '',
+        body,
+        ...(from && !Number.isNaN(from.getTime()) ? { activeFrom: from } : {}),
+        ...(until && !Number.isNaN(until.getTime()) ? { activeUntil: until } : {}),
+        intervalSeconds: Number.isFinite(interval) && interval > 0 ? interval : 0,
+      };
     }
     return null;
   }

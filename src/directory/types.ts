@@ -50,6 +50,8 @@ export interface DirectorySource {
    * transport table. Directory.transportFor does the parent-domain search and the caching.
    */
   lookupTransport?(domain: string): Promise<string | null>;
+  /** PostfixAdmin's vacation row of a mailbox, when the source has that table (MySQL queries.vacation). */
+  lookupVacation?(email: string): Promise<VacationRecord | null>;
   /**
    * Replaces the stored hash of a mailbox (passwords.rehash), but only while it is still
    * `expected`: false when it changed meanwhile (or the mailbox is gone), nothing written.
@@ -94,4 +96,14 @@ export interface Resolution {
   mailboxes: UserRecord[];
   /** Destinations outside the hosted domains (forwarding), in expansion order. */
   remote: string[];
+}
+
+/** An out-of-office reply kept in the directory (PostfixAdmin's vacation table). */
+export interface VacationRecord {
+  subject: string;
+  body: string;
+  activeFrom?: Date;
+  activeUntil?: Date;
+  /** Seconds between two replies to one sender; 0: one reply per sender. */
+  intervalSeconds: number;
 }

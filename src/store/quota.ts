@@ -105,7 +105,10 @@ async function recalculate(maildir: string, limitBytes: number): Promise<QuotaUs
     }
   }
   const file = path.join(maildir, 'maildirsize');
-  // Written in tmp/ and renamed, as Maildir++ does, so readers never see half a file.
+  // Written in tmp/ and renamed, as Maildir++ does, so readers never see half a file. A Maildir
+  // that exists without tmp/ yet (a script uploaded over ManageSieve before the first delivery)
+  // gets it now, as the first delivery would.
+  await fs.mkdir(path.join(maildir, 'tmp'), { recursive: true, mode: 0o700 });
   const tmp = path.join(maildir, 'tmp', `maildirsize.${process.pid}.${Date.now()}`);
   await replaceDurably(file, `${definition(limitBytes)}\n${usage.bytes} ${usage.messages}\n`, { tmp, fsync: false });
   return usage;

@@ -300,6 +300,24 @@ export class Account {
   }
 
   /**
+   * The directory of a folder by name, for deliveries (Sieve's fileinto): undefined when it does
+   * not exist, unless `create` (fileinto :create, RFC 5490) makes it.
+   */
+  async folderDir(name: string, create: boolean): Promise<{ name: string; dir: string } | undefined> {
+    if (this.service.names.isInbox(name)) return { name: 'INBOX', dir: this.maildir };
+    const folder = this.#resolve(name, false);
+    if (await this.exists(folder.name)) return { name: folder.name, dir: folder.dir };
+    if (!create) return undefined;
+    await this.#ensureRoot();
+    try {
+      await this.service.names.make(this.maildir, folder.name);
+    } catch (err) {
+      if (!(err instanceof MailError && err.code === 'ALREADY_EXISTS')) throw err;
+    }
+    return { name: folder.name, dir: folder.dir };
+  }
+
+  /**
    * The directory of the folder with this special use, for deliveries (spam to \Junk): the
    * folder that has it (a migrated "Spam" is the \Junk folder), else the configured folder
    * for it that a login would create (Junk by default), created and subscribed now.

@@ -1,0 +1,313 @@
+/**
+ * Sieve at delivery, as Pigeonhole runs it from Dovecot's LDA/LMTP: for each mailbox, the global
+ * scripts before (sieve_before), the user's active script, the global scripts after
+ * (sieve_after), then their actions: folders and flags for the store, a refusal for the
+ * protocol, redirects and vacation replies through the outbound queue. A script that fails to
+ * compile or run keeps the message (RFC 5228 section 2.10.6): nothing is lost to a broken filter.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { UserRecord, VacationRecord } from '../directory/types.js';
+import { MailError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { OutboundQueue } from '../queue/types.js';
+import type { FilterDecision, FilterRequest } from '../store/delivery.js';
+import { replaceDurably } from '../store/fsio.js';
+import { compileSieve, runSieve, type CompiledSieve } from './index.js';
+import type { SieveAction, SieveLimits } from './types.js';
+import { headerBlock, vacationReply, vacationWanted } from './vacation.js';
+
+export interface SieveSettings {
+  enabled: boolean;
+  /** Global scripts (files) run before and after the user's, in order. */
+  before: string[];
+  after: string[];
+  limits: SieveLimits;
+  vacation: { defaultPeriod: number; minPeriod: number; maxPeriod: number };
+  /** Our host name (Message-ID of replies). */
+  hostname: string;
+}
+
+/** The user's active script (Pigeonhole's ~/.dovecot.sieve), with what identifies its version. */
+export interface ActiveScriptSource {
+  active(user: UserRecord): Promise<{ name: string; text: string; stamp: string } | undefined>;
+  /** Where per-user state lives (the vacation memory): the user's home. */
+  home(user: UserRecord): string;
+}
+
+interface Compiled {
+  stamp: string;
+  script?: CompiledSieve;
+  error?: string;
+}
+
+/** Compiled scripts kept (user scripts by user, global ones by path). */
+const MAX_COMPILED = 5000;
+
+export class SieveDelivery {
+  readonly #settings: () => SieveSettings;
+  readonly #scripts: ActiveScriptSource;
+  readonly #queue: OutboundQueue;
+  readonly #log: Logger;
+  readonly #compiled = new Map<string, Compiled>();
+  readonly #directoryVacation: ((user: UserRecord) => Promise<VacationRecord | null>) | undefined;
+
+  constructor(opts: {
+    settings: () => SieveSettings;
+    scripts: ActiveScriptSource;
+    queue: OutboundQueue;
+    logger: Logger;
+    /** PostfixAdmin's vacation table, when the directory has one. */
+    directoryVacation?: (user: UserRecord) => Promise<VacationRecord | null>;
+  }) {
+    this.#settings = opts.settings;
+    this.#scripts = opts.scripts;
+    this.#queue = opts.queue;
+    this.#log = opts.logger;
+    this.#directoryVacation = opts.directoryVacation;
+  }
+
+  /**
+   * PostfixAdmin's out-of-office reply as a vacation action (its vacation.pl's rules: within
+   * activefrom..activeuntil, one reply per sender per interval_time, once when 0).
+   */
+  async #postfixAdminVacation(user: UserRecord, settings: SieveSettings): Promise<Extract<SieveAction, { type: 'vacation' }> | undefined> {
+    if (!this.#directoryVacation) return undefined;
+    const row = await this.#directoryVacation(user).catch((err: unknown) => {
+      this.#log.warn({ mailbox: user.email, err: (err as Error).message }, 'vacation lookup failed; no reply');
+      return null;
+    });
+    if (!row) return undefined;
+    const now = Date.now();
+    if ((row.activeFrom && row.activeFrom.getTime() > now) || (row.activeUntil && row.activeUntil.getTime() < now)) return undefined;
+    return {
+      type: 'vacation',
+      reason: row.body,
+      mime: false,
+      subject: row.subject,
+      addresses: [],
+      period: row.intervalSeconds > 0 ? row.intervalSeconds : settings.vacation.maxPeriod / 1000,
+      handle: 'postfixadmin',
+    };
+  }
+
+  /** The store's filter hook (MaildirStoreOptions.filter). */
+  readonly filter = async (req: FilterRequest): Promise<FilterDecision | undefined> => {
+    const settings = this.#settings();
+    if (!settings.enabled) return undefined;
+    const user = req.mailbox;
+    const scripts: Array<{ key: string; name: string; load: () => Promise<{ text: string; stamp: string } | undefined> }> = [
+      ...settings.before.map((file) => ({ key: `global:${file}`, name: file, load: () => readGlobal(file) })),
+      { key: `user:${user.email}`, name: 'active', load: () => this.#scripts.active(user) },
+      ...settings.after.map((file) => ({ key: `global:${file}`, name: file, load: () => readGlobal(file) })),
+    ];
+    const compiled: Array<{ name: string; script: CompiledSieve }> = [];
+    for (const s of scripts) {
+      const source = await s.load().catch((err: unknown) => {
+        this.#log.warn({ mailbox: user.email, script: s.name, err: (err as Error).message }, 'sieve script unreadable; skipped');
+        return undefined;
+      });
+      if (!source) continue;
+      const c = this.#compile(s.key, source, settings.limits);
+      if (c.script) compiled.push({ name: s.name, script: c.script });
+      else this.#log.warn({ mailbox: user.email, script: s.name, err: c.error }, 'sieve script does not compile; the message is kept');
+    }
+    const directoryVacation = await this.#postfixAdminVacation(user, settings);
+    if (compiled.length === 0 && !directoryVacation) return undefined;
+
+    const raw = stripDeliveryTrace(await req.message());
+    if (compiled.length === 0) {
+      await this.#vacation(user, req.sender, raw, directoryVacation!, settings).catch((err: unknown) =>
+        this.#log.warn({ mailbox: user.email, err: (err as Error).message }, 'vacation reply failed'),
+      );
+      return undefined;
+    }
+    const envelope = { from: req.sender, to: user.email };
+    const actions: SieveAction[] = [];
+    let implicitKeep = true;
+    /** The flags the last script's implicit keep carries (RFC 5232 section 3: its internal variable). */
+    let keepFlags: string[] | undefined;
+    for (const { name, script } of compiled) {
+      const result = runSieve(script, { message: raw, envelope }, { limits: settings.limits });
+      if (result.error) {
+        // RFC 5228 section 2.10.6: on a runtime error the message is kept, whatever ran before.
+        this.#log.warn({ mailbox: user.email, script: name, err: result.error }, 'sieve runtime error; the message is kept');
+        return { placements: [{}] };
+      }
+      const implicit = result.implicitKeep ? result.actions.findLast((a) => a.type === 'keep') : undefined;
+      if (implicit?.type === 'keep') keepFlags = implicit.flags;
+      actions.push(...result.actions.filter((a) => a !== implicit));
+      if (!result.implicitKeep) implicitKeep = false;
+      if (result.actions.some((a) => a.type === 'discard' || a.type === 'fileinto' || a.type === 'reject')) implicitKeep = false;
+    }
+    // A vacation of the script wins over the directory's (one reply per message, RFC 5230 section 4.7).
+    if (directoryVacation && !actions.some((a) => a.type === 'vacation')) actions.push(directoryVacation);
+    return this.#carryOut(user, req.sender, raw, actions, implicitKeep ? (keepFlags ?? []) : undefined, settings);
+  };
+
+  async #carryOut(
+    user: UserRecord,
+    sender: string,
+    raw: Buffer,
+    actions: SieveAction[],
+    /** The implicit keep's flags, or undefined when no implicit keep is left. */
+    implicitKeep: string[] | undefined,
+    settings: SieveSettings,
+  ): Promise<FilterDecision> {
+    const placements: Array<{ folder?: string; create?: boolean; flags?: string }> = [];
+    const done: string[] = [];
+    for (const action of actions) {
+      switch (action.type) {
+        case 'keep':
+          placements.push({ flags: maildirFlags(action.flags) });
+          done.push('keep');
+          break;
+        case 'fileinto':
+          placements.push({ folder: action.mailbox, create: action.create, flags: maildirFlags(action.flags) });
+          done.push(`fileinto ${action.mailbox}`);
+          break;
+        case 'discard':
+          done.push('discard');
+          break;
+        case 'reject': {
+          this.#log.info({ mailbox: user.email, from: sender }, 'sieve reject');
+          // RFC 5429 section 2.1: the reason goes back in the refusal (one printable line).
+          const text =
+            action.reason
+              .replace(/[^\x20-\x7e]+/g, ' ')
+              .trim()
+              .slice(0, 200) || 'Message rejected';
+          return { refuse: new MailError('REJECTED', `sieve reject for ${user.email}`, { reply: { code: 550, enhanced: '5.7.1', text } }) };
+        }
+        case 'redirect':
+          if (await this.#redirect(user, sender, raw, action.address)) done.push(`redirect ${action.address}`);
+          else placements.push({});
+          break;
+        case 'vacation':
+          await this.#vacation(user, sender, raw, action, settings).catch((err: unknown) =>
+            this.#log.warn({ mailbox: user.email, err: (err as Error).message }, 'vacation reply failed'),
+          );
+          break;
+        default:
+          // editheader changes are not carried out yet: the message is delivered unchanged.
+          break;
+      }
+    }
+    if (implicitKeep && !placements.some((p) => p.folder === undefined)) placements.push({ flags: maildirFlags(implicitKeep) });
+    this.#log.info({ mailbox: user.email, sieve: done.length ? done : ['keep'] }, 'sieve');
+    return { placements };
+  }
+
+  /**
+   * Redirect through the queue with the original sender (RFC 5228 section 4.2), marked so that a
+   * message coming back to this mailbox is kept instead of looping (Pigeonhole's
+   * X-Sieve-Redirected-From). False when it is not sent (a loop): the message is kept.
+   */
+  async #redirect(user: UserRecord, sender: string, raw: Buffer, address: string): Promise<boolean> {
+    const mark = `X-Sieve-Redirected-From: ${user.email}`;
+    if (headerBlock(raw).toLowerCase().includes(mark.toLowerCase())) {
+      this.#log.warn({ mailbox: user.email, to: address }, 'sieve redirect loop; the message is kept');
+      return false;
+    }
+    const result = await this.#queue.enqueue({
+      sender,
+      recipients: [{ address }],
+      message: raw,
+      prepend: `${mark}\r\n`,
+      maxBytes: raw.length + 1,
+      origin: 'forward',
+    });
+    this.#log.info({ mailbox: user.email, to: address, qid: result.queueId }, 'sieve redirect');
+    return true;
+  }
+
+  /** RFC 5230: one reply per sender (and handle) per period, never to lists, bounces or robots. */
+  async #vacation(
+    user: UserRecord,
+    sender: string,
+    raw: Buffer,
+    action: Extract<SieveAction, { type: 'vacation' }>,
+    settings: SieveSettings,
+  ): Promise<void> {
+    const why = vacationWanted(raw, sender, user.email, action.addresses);
+    if (why) {
+      this.#log.info({ mailbox: user.email, from: sender, why }, 'vacation: no reply');
+      return;
+    }
+    const { minPeriod, maxPeriod, defaultPeriod } = settings.vacation;
+    const period = Math.min(maxPeriod, Math.max(minPeriod, (action.period ?? defaultPeriod / 1000) * 1000));
+    const handle =
+      action.handle ??
+      createHash('sha256')
+        .update(`${action.subject ?? ''}\0${action.from ?? ''}\0${action.reason}`)
+        .digest('hex')
+        .slice(0, 16);
+    const key = `${sender.toLowerCase()}\0${handle}`;
+    const memoryFile = path.join(this.#scripts.home(user), '.maild-vacation.json');
+    const memory = await readMemory(memoryFile);
+    const now = Date.now();
+    if (memory[key] !== undefined && now - memory[key] < period) {
+      this.#log.info({ mailbox: user.email, from: sender }, 'vacation: already answered in this period');
+      return;
+    }
+    const reply = vacationReply(raw, { ...action, to: sender, recipient: user.email, hostname: settings.hostname, now: new Date(now) });
+    // RFC 5230 section 5.1: the reply goes from the null sender.
+    const result = await this.#queue.enqueue({
+      sender: '',
+      recipients: [{ address: sender }],
+      message: reply,
+      maxBytes: reply.length + 1,
+      origin: 'forward',
+    });
+    for (const [k, t] of Object.entries(memory)) if (now - t > maxPeriod) delete memory[k];
+    memory[key] = now;
+    await replaceDurably(memoryFile, JSON.stringify(memory), { tmp: `${memoryFile}.tmp`, fsync: false });
+    this.#log.info({ mailbox: user.email, to: sender, qid: result.queueId }, 'vacation reply');
+  }
+
+  #compile(key: string, source: { text: string; stamp: string }, limits: SieveLimits): Compiled {
+    const cached = this.#compiled.get(key);
+    if (cached && cached.stamp === source.stamp) return cached;
+    const result = compileSieve(source.text, { limits });
+    const entry: Compiled = result.ok
+      ? { stamp: source.stamp, script: result.script }
+      : { stamp: source.stamp, error: result.errors.map((e) => `line ${e.line}: ${e.message}`).join('; ') };
+    this.#compiled.delete(key);
+    this.#compiled.set(key, entry);
+    while (this.#compiled.size > MAX_COMPILED) this.#compiled.delete(this.#compiled.keys().next().value!);
+    return entry;
+  }
+}
+
+async function readGlobal(file: string): Promise<{ text: string; stamp: string } | undefined> {
+  const st = await fs.stat(file).catch(() => undefined);
+  if (!st) return undefined;
+  return { text: await fs.readFile(file, 'utf8'), stamp: `${st.mtimeMs}:${st.size}` };
+}
+
+async function readMemory(file: string): Promise<Record<string, number>> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
+    return parsed && typeof parsed === 'object' ? (parsed as Record<string, number>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The message without the Return-Path and Delivered-To lines the store puts on top of its copy. */
+function stripDeliveryTrace(raw: Buffer): Buffer {
+  let offset = 0;
+  for (;;) {
+    const rest = raw.subarray(offset, offset + 1024).toString('latin1');
+    const m = /^(Return-Path|Delivered-To):[^\n]*\n/i.exec(rest);
+    if (!m) return raw.subarray(offset);
+    offset += Buffer.byteLength(m[0], 'latin1');
+  }
+}
+
+/** IMAP system flags (RFC 5232) as Maildir info letters; keywords are not carried into file names yet. */
+function maildirFlags(flags: string[] | undefined): string {
+  const letters: Record<string, string> = { '\\seen': 'S', '\\answered': 'R', '\\flagged': 'F', '\\deleted': 'T', '\\draft': 'D' };
+  return (flags ?? []).map((f) => letters[f.toLowerCase()] ?? '').join('');
+}

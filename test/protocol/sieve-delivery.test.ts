@@ -1,0 +1,152 @@
+/**
+ * Sieve at delivery over the MX port, with the users' scripts where Pigeonhole keeps them
+ * (~/sieve/NAME.sieve, ~/.dovecot.sieve the active one): messages filed into folders, flagged,
+ * refused with the script's reason, redirected (received by a sink), discarded, answered by
+ * vacation exactly once per period; a script that does not compile keeps the message.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
+import { SmtpClient } from '../helpers/smtp-client.js';
+import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
+
+describe('Sieve at delivery', () => {
+  let dns: DnsServer;
+  let sink: SmtpSink;
+  let srv: TestServer;
+
+  before(async () => {
+    dns = await startDnsServer({
+      'remote.example': { mx: [{ preference: 10, exchange: 'mx.remote.example' }] },
+      'mx.remote.example': { a: ['127.0.0.1'] },
+    });
+    sink = await startSmtpSink();
+    srv = await startTestServer({
+      config: {
+        dns: { servers: [`127.0.0.1:${dns.port}`], timeout: '1s' },
+        queue: { mx_port: sink.port, tls: 'none' },
+      },
+    });
+  });
+  after(async () => {
+    await srv.stop();
+    await sink.close();
+    await dns.close();
+  });
+
+  /** Installs a user's active script as Pigeonhole does: ~/sieve/NAME.sieve and the ~/.dovecot.sieve symlink. */
+  async function activate(mailbox: string, script: string): Promise<void> {
+    const home = path.join(srv.mailRoot, mailbox);
+    await mkdir(path.join(home, 'sieve'), { recursive: true });
+    await writeFile(path.join(home, 'sieve', 'rules.sieve'), script);
+    await symlink('sieve/rules.sieve', path.join(home, '.dovecot.sieve')).catch(() => undefined);
+  }
+
+  async function send(from: string, to: string, subject: string, extra = '') {
+    const c = await SmtpClient.connect(srv.smtpPort);
+    await c.greeting();
+    await c.command('EHLO client.remote.example');
+    const text = `From: <${from}>\r\nTo: <${to}>\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@remote.example>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\n${extra}\r\nHello, about ${subject}.\r\n`;
+    const result = await c.sendMail(from, [to], text);
+    await c.command('QUIT');
+    // A refusal at RCPT is the answer when there was no DATA.
+    return result.final?.[0] ?? result.rcpts[0]!;
+  }
+
+  /** Files of a folder ('' for INBOX) in new/ and cur/ that hold this subject. */
+  async function find(mailbox: string, subject: string, folder = ''): Promise<string[]> {
+    const out: string[] = [];
+    for (const sub of ['new', 'cur']) {
+      const dir = path.join(srv.mailRoot, mailbox, folder, sub);
+      for (const f of await readdir(dir).catch(() => [] as string[]))
+        if ((await readFile(path.join(dir, f), 'latin1')).includes(`Subject: ${subject}\n`)) out.push(`${sub}/${f}`);
+    }
+    return out;
+  }
+
+  it('files into a folder (created with :create) and flags with imap4flags', async () => {
+    await activate(
+      'example.test/alice',
+      `require ["fileinto", "mailbox", "imap4flags"];
+if header :contains "subject" "report" { fileinto :create "Reports"; stop; }
+if address :is "from" "boss@remote.example" { addflag "\\\\Flagged"; }
+`,
+    );
+    assert.equal((await send('x@remote.example', 'alice@example.test', 'weekly-report')).code, 250);
+    assert.equal((await find('example.test/alice', 'weekly-report', '.Reports')).length, 1, 'in Reports');
+    assert.deepEqual(await find('example.test/alice', 'weekly-report'), [], 'not in INBOX');
+    assert.equal((await send('boss@remote.example', 'alice@example.test', 'from-boss')).code, 250);
+    const [flagged] = await find('example.test/alice', 'from-boss');
+    assert.match(flagged ?? '', /^cur\/.*:2,F$/, 'kept in INBOX with \\Flagged');
+  });
+
+  it('refuses with the reason of reject, discards, and keeps what no rule matches', async () => {
+    await activate(
+      'example.test/bob',
+      `require ["reject"];
+if header :contains "subject" "unwanted" { reject "I do not want this."; }
+elsif header :contains "subject" "noise" { discard; }
+`,
+    );
+    const refused = await send('x@remote.example', 'bob@example.test', 'unwanted-offer');
+    assert.deepEqual([refused.code, refused.enhanced], [550, '5.7.1']);
+    assert.match(refused.text, /I do not want this\./);
+    assert.equal((await send('x@remote.example', 'bob@example.test', 'noise-1')).code, 250);
+    assert.deepEqual(await find('example.test/bob', 'noise-1'), [], 'discarded');
+    assert.equal((await send('x@remote.example', 'bob@example.test', 'plain-mail')).code, 250);
+    assert.equal((await find('example.test/bob', 'plain-mail')).length, 1, 'implicit keep');
+  });
+
+  it('redirects through the queue to another server, marked against loops', async () => {
+    await activate('example.test/carol', 'redirect "carol.elsewhere@remote.example";\n');
+    const count = sink.messages.length;
+    assert.equal((await send('x@remote.example', 'carol@example.test', 'to-forward')).code, 250);
+    const [out] = (await sink.waitForMessages(count + 1, 15_000)).slice(count);
+    assert.deepEqual(out!.to, ['carol.elsewhere@remote.example']);
+    assert.equal(out!.from, 'x@remote.example', 'the original sender');
+    assert.match(out!.data.toString('latin1'), /^X-Sieve-Redirected-From: carol@example\.test/m);
+    assert.deepEqual(await find('example.test/carol', 'to-forward'), [], 'not kept (no :copy)');
+  });
+
+  it('answers with vacation once per period, never to lists, and keeps the message', async () => {
+    await activate(
+      'example.org/erin',
+      `require ["vacation"];
+vacation :days 7 :subject "Away" "I am away until Monday.";
+`,
+    );
+    const count = sink.messages.length;
+    assert.equal((await send('friend@remote.example', 'erin@example.org', 'hello-1')).code, 250);
+    const [reply] = (await sink.waitForMessages(count + 1, 15_000)).slice(count);
+    assert.equal(reply!.from, '', 'from the null sender');
+    assert.deepEqual(reply!.to, ['friend@remote.example']);
+    const text = reply!.data.toString('latin1');
+    assert.match(text, /^Subject: Away/m);
+    assert.match(text, /^Auto-Submitted: auto-replied/m);
+    assert.match(text, /^In-Reply-To: <hello-1@remote\.example>/m);
+    assert.match(text, /I am away until Monday\./);
+    assert.equal((await find('example.org/erin', 'hello-1')).length, 1, 'kept');
+    // The same sender again, and a list message: no further reply.
+    assert.equal((await send('friend@remote.example', 'erin@example.org', 'hello-2')).code, 250);
+    assert.equal((await send('news@remote.example', 'erin@example.org', 'newsletter', 'List-Id: <news.remote.example>\r\n')).code, 250);
+    await waitFor(
+      () => srv.logs.filter((l) => l.msg === 'vacation: no reply' || l.msg === 'vacation: already answered in this period').length >= 2,
+      10_000,
+      'both decided',
+    );
+    assert.equal(sink.messages.filter((m) => m.to.includes('friend@remote.example')).length, 1, 'one reply per period');
+    assert.equal(sink.messages.filter((m) => m.to.includes('news@remote.example')).length, 0, 'no reply to a list');
+  });
+
+  // small@ has a quota and no Maildir yet, only the script's files in its home: the quota check at
+  // RCPT must not fail on the Maildir without tmp/.
+  it('keeps the message when the script does not compile', async () => {
+    await activate('example.test/small', 'if header :contains "subject" { fileinto "X" \n');
+    assert.equal((await send('x@remote.example', 'small@example.test', 'broken-script')).code, 250);
+    assert.equal((await find('example.test/small', 'broken-script')).length, 1, 'in INBOX');
+    assert.ok(srv.logs.some((l) => l.msg === 'sieve script does not compile; the message is kept'));
+  });
+});
