@@ -22,6 +22,8 @@ export interface TestServer {
   imapsPort: number;
   pop3Port: number;
   pop3sPort: number;
+  /** ManageSieve with STARTTLS (4190). */
+  managesievePort: number;
   /** Submission with STARTTLS (587) and with implicit TLS (465). */
   submissionPort: number;
   submissionsPort: number;
@@ -87,6 +89,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       { name: 'imaps', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'implicit' },
       { name: 'pop3', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'pop3s', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'implicit' },
+      { name: 'managesieve', protocol: 'managesieve', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'submission', protocol: 'submission', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'submissions', protocol: 'submission', address: '127.0.0.1', port: 0, tls: 'implicit' },
     ],
@@ -132,6 +135,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     imapsPort: has('imaps') ? runtime.portOf('imaps') : 0,
     pop3Port: has('pop3') ? runtime.portOf('pop3') : 0,
     pop3sPort: has('pop3s') ? runtime.portOf('pop3s') : 0,
+    managesievePort: has('managesieve') ? runtime.portOf('managesieve') : 0,
     submissionPort: has('submission') ? runtime.portOf('submission') : 0,
     submissionsPort: has('submissions') ? runtime.portOf('submissions') : 0,
     logs,
