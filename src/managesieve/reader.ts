@@ -103,9 +103,11 @@ export class CommandReader {
     const marker = LITERAL_MARKER.exec(tail);
     if (marker) {
       const size = Number(marker[1]);
-      if (!Number.isSafeInteger(size)) {
+      // Octets of a refused literal are read and dropped, up to a bound: past it the client is
+      // not worth reading (it would take hours), and the connection ends.
+      if (size > this.#literalSize * 4 + 65_536) {
         this.#fatal = true;
-        return { fatal: 'Literal size out of range' };
+        return { fatal: 'Literal too large.' };
       }
       if (!this.#overrun) {
         this.#textLength += line.length;

@@ -63,8 +63,8 @@ export interface SieveScriptStore {
 
 const SUFFIX = '.sieve';
 const ACTIVE_LINK = '.dovecot.sieve';
-/** Longest script name in characters (Pigeonhole's limit is 256 as well). */
-export const MAX_SCRIPT_NAME = 256;
+/** Longest script name in UTF-8 octets: with ".sieve" it must fit a file name (255 octets on Linux). */
+export const MAX_SCRIPT_NAME = 240;
 
 /** The directory the scripts live below: the user's Maildir (see the module comment). */
 export function sieveHome(mailRoot: string, layout: string, user: UserRecord): string {
@@ -74,11 +74,11 @@ export function sieveHome(mailRoot: string, layout: string, user: UserRecord): s
 /**
  * RFC 5804 section 1.6: a script name is UTF-8 without control characters (U+0000-U+001F,
  * U+007F-U+009F) or line/paragraph separators (U+2028, U+2029); as a file name it may not
- * contain '/' either, nor be empty or longer than MAX_SCRIPT_NAME characters.
+ * contain '/' either, nor be empty or longer than MAX_SCRIPT_NAME octets.
  */
 export function scriptNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'Script name is empty';
-  if ([...name].length > MAX_SCRIPT_NAME) return 'Script name is too long';
+  if (Buffer.byteLength(name) > MAX_SCRIPT_NAME) return 'Script name is too long';
   // Lone surrogates come from bytes that were not UTF-8.
   if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(name)) return 'Script name is not valid UTF-8';
   if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(name)) return 'Script name contains control characters';
