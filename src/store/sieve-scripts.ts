@@ -248,6 +248,7 @@ export class SieveScripts implements SieveScriptStore {
   /** A new symlink renamed over .dovecot.sieve: readers see the old or the new target, never none. */
   async #pointActiveLink(name: string): Promise<void> {
     const link = path.join(this.home, ACTIVE_LINK);
+    await this.#adoptHandPlacedScript(link);
     const tmp = `${link}.${process.pid}.${randomBytes(6).toString('hex')}`;
     await fs.symlink(path.join('sieve', name + SUFFIX), tmp);
     try {
@@ -257,6 +258,29 @@ export class SieveScripts implements SieveScriptStore {
       throw err;
     }
     await syncDir(this.home);
+  }
+
+  /**
+   * A regular file at .dovecot.sieve (a script placed by hand before ManageSieve) is not
+   * replaced but moved among the scripts as "dovecot.orig" (or "dovecot.orig-N"), as Pigeonhole does.
+   */
+  async #adoptHandPlacedScript(link: string): Promise<void> {
+    const st = await fs.lstat(link).catch(() => undefined);
+    if (!st || st.isSymbolicLink()) return;
+    await fs.mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    for (let n = 0; n < 100; n++) {
+      const name = n === 0 ? 'dovecot.orig' : `dovecot.orig-${n}`;
+      try {
+        // link + unlink: an existing script of that name is never replaced.
+        await fs.link(link, this.#file(name));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw err;
+      }
+      await fs.unlink(link);
+      return;
+    }
+    throw new SieveStoreError('ALREADYEXISTS', 'Cannot move the existing .dovecot.sieve file aside');
   }
 }
 
