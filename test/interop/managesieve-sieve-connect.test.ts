@@ -3,15 +3,19 @@
  * SASL PLAIN, certificate check off for the test's self-signed certificate) uploads, lists,
  * activates, downloads, deactivates and deletes a script; a client on Python's standard library
  * does the same by hand. After each upload and activation the files must be exactly
- * Pigeonhole's layout: HOME/sieve/NAME.sieve and the symlink HOME/.dovecot.sieve. CI installs
- * sieve-connect (.ci/run); without it the test fails and says so.
+ * Pigeonhole's layout: HOME/sieve/NAME.sieve and the symlink HOME/.dovecot.sieve; and
+ * Pigeonhole itself (doveadm sieve, package dovecot-sieve) must list and read what maild stored,
+ * while maild lists and serves what doveadm stored and activated. CI installs sieve-connect and
+ * dovecot-sieve (.ci/run); without them the tests fail and say so.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { chownForDovecot, requireDoveadm, writeDovecotConfig } from '../helpers/dovecot.js';
+import { manageSieveLoggedIn } from '../helpers/managesieve-client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /** Runs a program to its end (asynchronously: the server runs in this process); the password goes on stdin. */
@@ -24,6 +28,8 @@ function run(cmd: string, args: string[], input = ''): Promise<{ code: number | 
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // A program that exits without reading its input must not fail the test with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
 }
@@ -108,5 +114,59 @@ describe('ManageSieve interop', () => {
       scripts: ['vacation.sieve'],
       active: 'sieve/vacation.sieve',
     });
+  });
+
+  it("Pigeonhole's doveadm sieve reads the scripts maild stored, and maild those doveadm stored", async () => {
+    const doveadm = requireDoveadm();
+    const home = path.join(srv.mailRoot, 'example.test/carol');
+    const c = await manageSieveLoggedIn(srv.managesievePort, 'carol@example.test', 'carol-pw');
+    const script = 'require "fileinto";\r\nfileinto "Archive";\r\n';
+    assert.equal((await c.command(Buffer.from(`PUTSCRIPT "archive" {${script.length}+}\r\n${script}\r\n`))).status, 'OK');
+    assert.equal((await c.command('PUTSCRIPT "spare" "keep;"')).status, 'OK');
+    assert.equal((await c.command('SETACTIVE "archive"')).status, 'OK');
+
+    const work = await mkdtemp(path.join(dir, 'dovecot-'));
+    // Dovecot's user (nobody, when the tests run as root) must reach the home.
+    for (const d of [work, dir, srv.dir, srv.mailRoot, path.dirname(home)]) await chmod(d, 0o755);
+    const conf = await writeDovecotConfig(work, home, [
+      'plugin {',
+      // Absolute paths: doveadm without -u takes ~ from $HOME, which is not the user's home here.
+      `  sieve = file:${home}/sieve;active=${home}/.dovecot.sieve`,
+      '}',
+    ]);
+    const env = { ...process.env, USER: 'fixture', HOME: work };
+    const dove = async (args: string[], input = '') => {
+      await chownForDovecot(home);
+      const child = spawn(doveadm, ['-c', conf, ...args], { env });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(input);
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      return { code, stdout, stderr };
+    };
+    const list = await dove(['-f', 'json', 'sieve', 'list']);
+    assert.equal(list.code, 0, list.stderr);
+    const listed = (JSON.parse(list.stdout) as Array<{ script: string }>).sort((a, b) => a.script.localeCompare(b.script));
+    assert.deepEqual(listed, [
+      { script: 'archive', active: 'ACTIVE' },
+      { script: 'spare', active: '' },
+    ]);
+    const got = await dove(['-f', 'flow', 'sieve', 'get', 'archive']);
+    assert.equal(got.code, 0, got.stderr);
+    assert.ok(got.stdout.includes(script), got.stdout);
+
+    // doveadm stores and activates a script of its own; maild sees it active and serves it.
+    const put = await dove(['sieve', 'put', '-a', 'from-dovecot'], 'discard;\n');
+    assert.deepEqual(await layout(home), {
+      scripts: ['archive.sieve', 'from-dovecot.sieve', 'spare.sieve'],
+      active: 'sieve/from-dovecot.sieve',
+    });
+    assert.equal(await readFile(path.join(home, 'sieve/from-dovecot.sieve'), 'utf8'), 'discard;\n', put.stderr);
+    assert.deepEqual((await c.command('LISTSCRIPTS')).lines, ['"archive"', '"from-dovecot" ACTIVE', '"spare"']);
+    assert.equal((await c.command('GETSCRIPT "from-dovecot"')).lines[0], '{9}\r\ndiscard;\n');
+    c.close();
   });
 });
