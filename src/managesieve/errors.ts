@@ -2,7 +2,8 @@
  * The one place where errors become ManageSieve responses (RFC 5804 section 1.3): NO or BYE,
  * with a response code in parentheses where one applies:
  * - (NONEXISTENT), (ALREADYEXISTS), (ACTIVE): the script store's refusals (sections 1.3, 2.9-2.11);
- * - (QUOTA/MAXSCRIPTS), (QUOTA/MAXSIZE), (QUOTA): the quotas (section 1.3);
+ * - (QUOTA/MAXSCRIPTS), (QUOTA/MAXSIZE) (section 1.3), (QUOTA/MAXSTORAGE): the quotas, the
+ *   last one Pigeonhole's code below RFC 5804's QUOTA (clients match the QUOTA prefix);
  * - (TRYLATER): the directory or the storage cannot answer now;
  * - (ENCRYPT-NEEDED): a password before TLS; (AUTH-TOO-WEAK) is not used.
  * What the client reads is fixed text; the detail goes to the log.

@@ -19,7 +19,8 @@ import type { UserRecord } from '../directory/types.js';
 import { maildirPath } from './maildir.js';
 
 /** Why a script operation was refused; the protocol maps these to RFC 5804 response codes. */
-export type SieveStoreErrorCode = 'NONEXISTENT' | 'ALREADYEXISTS' | 'ACTIVE' | 'BADNAME' | 'QUOTA/MAXSCRIPTS' | 'QUOTA/MAXSIZE' | 'QUOTA';
+export type SieveStoreErrorCode =
+  'NONEXISTENT' | 'ALREADYEXISTS' | 'ACTIVE' | 'BADNAME' | 'QUOTA/MAXSCRIPTS' | 'QUOTA/MAXSIZE' | 'QUOTA/MAXSTORAGE';
 
 export class SieveStoreError extends Error {
   readonly code: SieveStoreErrorCode;
@@ -57,7 +58,7 @@ export interface SieveScriptStore {
   rename(oldName: string, newName: string): Promise<void>;
   /** '' deactivates (RFC 5804 section 2.8). */
   setActive(name: string): Promise<void>;
-  /** Throws SieveStoreError QUOTA* when a script of this size could not be stored under this name. */
+  /** Throws SieveStoreError QUOTA/* when a script of this size could not be stored under this name. */
   haveSpace(name: string, size: number): Promise<void>;
 }
 
@@ -168,7 +169,8 @@ export class SieveScripts implements SieveScriptStore {
     if (q.maxStorage > 0) {
       let used = 0;
       for (const [other, bytes] of scripts) if (other !== name) used += bytes;
-      if (used + size > q.maxStorage) throw new SieveStoreError('QUOTA', 'Script storage quota exceeded');
+      if (used + size > q.maxStorage)
+        throw new SieveStoreError('QUOTA/MAXSTORAGE', `Script storage quota exceeded (max ${q.maxStorage} octets)`);
     }
   }
 

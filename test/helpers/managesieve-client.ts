@@ -166,3 +166,39 @@ export async function manageSieveLoggedIn(port: number, user: string, password: 
   if (r.status !== 'OK') throw new Error(`login failed: ${r.raw}`);
   return c;
 }
+
+/** Splits a whole conversation's output (greeting excluded) into responses, literals read whole. */
+export function parseResponses(text: string): SieveResponse[] {
+  const out: SieveResponse[] = [];
+  let pos = 0;
+  let lines: string[] = [];
+  let raw = '';
+  const nextLine = () => {
+    const end = text.indexOf('\r\n', pos);
+    if (end === -1) throw new Error(`unterminated response: ${text.slice(pos)}`);
+    const line = text.slice(pos, end);
+    pos = end + 2;
+    return line;
+  };
+  while (pos < text.length) {
+    let line = nextLine();
+    raw += `${line}\r\n`;
+    const literal = /\{(\d+)\}$/.exec(line);
+    if (literal) {
+      // Octets, not characters: the test scripts are ASCII.
+      const data = text.slice(pos, pos + Number(literal[1]));
+      pos += data.length;
+      const rest = nextLine();
+      raw += `${data}${rest}\r\n`;
+      line += `\r\n${data}${rest}`;
+    }
+    if (/^(OK|NO|BYE)\b/.test(line)) {
+      out.push({ lines, raw, ...parseStatus(line) });
+      lines = [];
+      raw = '';
+    } else {
+      lines.push(line);
+    }
+  }
+  return out;
+}

@@ -209,12 +209,12 @@ describe('ManageSieve quotas and limits', () => {
   });
   after(() => srv.stop());
 
-  it('refuses over the quotas: QUOTA/MAXSIZE, QUOTA/MAXSCRIPTS, QUOTA; replacing a script is allowed', async () => {
+  it('refuses over the quotas: QUOTA/MAXSIZE, QUOTA/MAXSCRIPTS, QUOTA/MAXSTORAGE; replacing a script is allowed', async () => {
     const c = await manageSieveLoggedIn(srv.managesievePort, 'alice@example.test', 'alice-pw');
     assert.equal((await c.command('HAVESPACE "a" 100')).status, 'OK');
     assert.equal((await c.command('HAVESPACE "a" 101')).code, 'QUOTA/MAXSIZE');
     assert.equal((await c.command(putscript('a', `#${'a'.repeat(80)}\r\nkeep;`))).status, 'OK');
-    assert.equal((await c.command(putscript('b', `#${'b'.repeat(80)}\r\nkeep;`))).code, 'QUOTA', 'storage: 88 + 88 > 150');
+    assert.equal((await c.command(putscript('b', `#${'b'.repeat(80)}\r\nkeep;`))).code, 'QUOTA/MAXSTORAGE', 'storage: 88 + 88 > 150');
     assert.equal((await c.command(putscript('b', 'keep;'))).status, 'OK');
     assert.equal((await c.command('HAVESPACE "c" 5')).code, 'QUOTA/MAXSCRIPTS');
     assert.equal((await c.command(putscript('c', 'keep;'))).code, 'QUOTA/MAXSCRIPTS');

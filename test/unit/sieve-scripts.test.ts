@@ -67,7 +67,7 @@ describe('Sieve script store', () => {
     await assert.rejects(s.delete('x'), code('NONEXISTENT'));
     await assert.rejects(s.put('x', Buffer.alloc(11)), code('QUOTA/MAXSIZE'));
     await s.put('x', Buffer.alloc(10));
-    await assert.rejects(s.put('y', Buffer.alloc(6)), code('QUOTA'));
+    await assert.rejects(s.put('y', Buffer.alloc(6)), code('QUOTA/MAXSTORAGE'));
     await s.put('y', Buffer.alloc(5));
     await assert.rejects(s.haveSpace('z', 0), code('QUOTA/MAXSCRIPTS'));
     await s.haveSpace('y', 5);

@@ -2,7 +2,7 @@ import { AUTHENTICATED, type ManageSieveCommand } from '../command.js';
 import { argCount, numberArg } from '../parser.js';
 import { scriptName, store } from './script-common.js';
 
-/** HAVESPACE (RFC 5804 section 2.5): OK, or NO (QUOTA/MAXSCRIPTS | QUOTA/MAXSIZE | QUOTA). */
+/** HAVESPACE (RFC 5804 section 2.5): OK, or NO (QUOTA/MAXSCRIPTS | QUOTA/MAXSIZE | QUOTA/MAXSTORAGE). */
 export const havespace: ManageSieveCommand = {
   name: 'HAVESPACE',
   states: AUTHENTICATED,
