@@ -123,6 +123,11 @@ export class ManageSieveClient {
   async startTls(): Promise<SieveResponse> {
     const r = await this.command('STARTTLS');
     if (r.status !== 'OK') throw new Error(`STARTTLS refused: ${r.raw}`);
+    return this.upgrade();
+  }
+
+  /** The TLS handshake after STARTTLS's OK; returns the capabilities sent after it. */
+  async upgrade(): Promise<SieveResponse> {
     const plain = this.socket as net.Socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('close');

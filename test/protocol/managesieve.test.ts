@@ -65,6 +65,17 @@ describe('ManageSieve', () => {
     c.close();
   });
 
+  it('drops what was pipelined after STARTTLS: it is not taken as sent under TLS', async () => {
+    const c = await ManageSieveClient.connect(srv.managesievePort);
+    await c.response();
+    c.send(`STARTTLS\r\nAUTHENTICATE "PLAIN" "${b64('\0alice@example.test\0alice-pw')}"\r\n`);
+    assert.equal((await c.response()).status, 'OK');
+    assert.equal((await c.upgrade()).status, 'OK');
+    const r = await c.command('LISTSCRIPTS');
+    assert.equal(r.status, 'NO', 'not logged in by the injected command');
+    c.close();
+  });
+
   it('authenticates PLAIN through a continuation, LOGIN in two steps, and refuses a wrong password or a cancel', async () => {
     const c = await ManageSieveClient.connect(srv.managesievePort);
     await c.response();
@@ -233,5 +244,16 @@ describe('ManageSieve quotas and limits', () => {
     const bye = await c.response();
     assert.equal(bye.status, 'BYE');
     await c.closedByServer();
+  });
+
+  // Last: it stops this server.
+  it('says BYE (TRYLATER) to a waiting session at shutdown', async () => {
+    const c = await manageSieveLoggedIn(srv.managesievePort, 'bob@example.test', 'bob-pw');
+    const stopping = srv.runtime.shutdown();
+    const bye = await c.response();
+    assert.equal(bye.status, 'BYE');
+    assert.equal(bye.code, 'TRYLATER');
+    await c.closedByServer();
+    await stopping;
   });
 });
