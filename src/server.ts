@@ -27,7 +27,7 @@ import { ManageSieveListener, shutdownManageSieveSessions } from './managesieve/
 import type { ManageSieveContext, ManageSieveSession, ManageSieveSettings } from './managesieve/session.js';
 import { manageSieveCommands } from './managesieve/commands/index.js';
 import { manageSieveSettings } from './managesieve/config.js';
-import { sizeOnlyValidator } from './managesieve/validate.js';
+import { sizeOnlyValidator, type ScriptValidator } from './managesieve/validate.js';
 import { SieveScripts, sieveHome } from './store/sieve-scripts.js';
 import tls from 'node:tls';
 import path from 'node:path';
@@ -206,6 +206,8 @@ export interface ServerHooks {
   bound?: BoundListeners;
   /** Credentials read before the start dropped privileges (root-only key files). */
   credentials?: Credentials;
+  /** The check of Sieve scripts for ManageSieve (absent: sizeOnlyValidator, until the interpreter's compiler is wired). */
+  sieveValidator?: ScriptValidator;
 }
 
 /** What a reload may bring that the running process cannot read itself (see privileges/keeper.ts). */
@@ -357,7 +359,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     commands: manageSieveCommands(),
     scripts: (user) => new SieveScripts(sieveHome(current.mail.root, current.mail.layout, user), sieveConfig.quota),
     // The stand-in until the Sieve interpreter's compiler is plugged in here.
-    validate: (script) => sizeOnlyValidator(sieveConfig.quota.maxScriptSize)(script),
+    validate: hooks.sieveValidator ?? ((script) => sizeOnlyValidator(sieveConfig.quota.maxScriptSize)(script)),
     secureContext: () => secureContext,
     sessions: sieveSessions,
   };

@@ -5,7 +5,8 @@
  */
 export type ScriptValidation = { ok: true; warnings?: string } | { ok: false; line: number; column: number; message: string };
 
-export type ScriptValidator = (script: string) => ScriptValidation;
+/** Synchronous as the brief's contract; a compiler that answers later may return a promise. */
+export type ScriptValidator = (script: string) => ScriptValidation | Promise<ScriptValidation>;
 
 /**
  * The stand-in: the script's size in UTF-8 octets (the session has checked that the octets are

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log.js';
+import type { ScriptValidator } from '../../src/managesieve/validate.js';
 import { startServer, type Runtime } from '../../src/server.js';
 
 export interface TestServer {
@@ -47,6 +48,8 @@ export interface TestServerOptions {
   mailRoot?: string;
   /** The queue's clock (tests move it to reach retry times and expiry). */
   now?: () => number;
+  /** ManageSieve's script check (the server's stand-in when absent). */
+  sieveValidator?: ScriptValidator;
 }
 
 export const DEMO_DIRECTORY = `
@@ -110,7 +113,10 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const logger = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s)) });
   let runtime: Runtime;
   try {
-    runtime = await startServer(loaded, logger, opts.now ? { now: opts.now } : {});
+    runtime = await startServer(loaded, logger, {
+      ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.sieveValidator ? { sieveValidator: opts.sieveValidator } : {}),
+    });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

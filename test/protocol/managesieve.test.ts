@@ -215,6 +215,13 @@ describe('ManageSieve quotas and limits', () => {
   let srv: TestServer;
   before(async () => {
     srv = await startTestServer({
+      // A stand-in compiler: "bad" is an error where it stands, "warn" a warning.
+      sieveValidator: (script) => {
+        const lines = script.split('\n');
+        const bad = lines.findIndex((l) => l.includes('bad'));
+        if (bad !== -1) return { ok: false, line: bad + 1, column: lines[bad]!.indexOf('bad') + 1, message: 'unknown command "bad"' };
+        return script.includes('warn') ? { ok: true, warnings: 'line 1: warning: something to know' } : { ok: true };
+      },
       config: { managesieve: { max_scripts: 2, max_script_size: 100, max_storage: 150, idle_timeout: '1s', line_length: 1024 } },
     });
   });
@@ -235,6 +242,20 @@ describe('ManageSieve quotas and limits', () => {
     assert.equal(big.code, 'QUOTA/MAXSIZE');
     assert.equal((await c.command('NOOP')).status, 'OK', 'the over-size literal was skipped');
     assert.deepEqual((await c.command('LISTSCRIPTS')).lines, ['"a"', '"b"']);
+    c.close();
+  });
+
+  it('answers with the injected check: NO "line N: ..." for an error, OK (WARNINGS) for warnings', async () => {
+    const c = await manageSieveLoggedIn(srv.managesievePort, 'carol@example.test', 'carol-pw');
+    const failed = await c.command(putscript('s', 'keep;\r\nstop;\r\n  bad;\r\n'));
+    assert.equal(failed.status, 'NO');
+    assert.equal(failed.text, 'line 3: unknown command "bad"');
+    const warned = await c.command(putscript('s', '# warn\r\nkeep;\r\n'));
+    assert.equal(warned.status, 'OK');
+    assert.equal(warned.code, 'WARNINGS');
+    assert.equal(warned.text, 'line 1: warning: something to know');
+    assert.equal((await c.command('CHECKSCRIPT "bad;"')).text, 'line 1: unknown command "bad"');
+    assert.equal((await c.command('SETACTIVE "s"')).code, 'WARNINGS');
     c.close();
   });
 

@@ -8,7 +8,7 @@ export const checkscript: ManageSieveCommand = {
   states: AUTHENTICATED,
   async run(session, args) {
     argCount(args, 1);
-    const warnings = checkScript(session, stringArg(args, 0, 'script'));
+    const warnings = await checkScript(session, stringArg(args, 0, 'script'));
     if (warnings) session.writer.ok(warnings, 'WARNINGS');
     else session.writer.ok('Script is valid.');
   },

@@ -16,7 +16,7 @@ export const putscript: ManageSieveCommand = {
     const data = stringArg(args, 1, 'script');
     const scripts = store(session);
     await scripts.haveSpace(name, data.length);
-    const warnings = checkScript(session, data);
+    const warnings = await checkScript(session, data);
     await scripts.put(name, data);
     session.log.info({ script: name, size: data.length }, 'managesieve script stored');
     if (warnings) session.writer.ok(warnings, 'WARNINGS');

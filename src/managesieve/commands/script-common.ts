@@ -22,10 +22,10 @@ export function store(session: ManageSieveSession): SieveScriptStore {
  * octets or a compile error are NO "line N: ..." (as Pigeonhole words it); the warnings, if
  * any, are returned for OK (WARNINGS).
  */
-export function checkScript(session: ManageSieveSession, data: Buffer): string | undefined {
+export async function checkScript(session: ManageSieveSession, data: Buffer): Promise<string | undefined> {
   const text = utf8(data);
   if (text === undefined) throw new ManageSieveError(`line ${firstBadLine(data)}: script is not valid UTF-8.`);
-  const result = session.ctx.validate(text);
+  const result = await session.ctx.validate(text);
   if (!result.ok) throw new ManageSieveError(`line ${result.line}: ${result.message}`);
   return result.warnings;
 }

@@ -18,7 +18,7 @@ export const setactive: ManageSieveCommand = {
       return session.writer.ok('Script deactivated.');
     }
     const name = scriptName(args, 0);
-    const warnings = checkScript(session, await scripts.get(name));
+    const warnings = await checkScript(session, await scripts.get(name));
     await scripts.setActive(name);
     session.log.info({ script: name }, 'managesieve script activated');
     if (warnings) session.writer.ok(warnings, 'WARNINGS');
