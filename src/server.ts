@@ -23,6 +23,12 @@ import { Pop3Listener, shutdownPop3Sessions } from './pop3/server.js';
 import type { Pop3Context, Pop3Session, Pop3Settings } from './pop3/session.js';
 import { pop3Commands } from './pop3/commands/index.js';
 import { LoginDelay } from './pop3/login-delay.js';
+import { ManageSieveListener, shutdownManageSieveSessions } from './managesieve/server.js';
+import type { ManageSieveContext, ManageSieveSession, ManageSieveSettings } from './managesieve/session.js';
+import { manageSieveCommands } from './managesieve/commands/index.js';
+import { manageSieveSettings } from './managesieve/config.js';
+import { sizeOnlyValidator, type ScriptValidator } from './managesieve/validate.js';
+import { SieveScripts, sieveHome } from './store/sieve-scripts.js';
 import tls from 'node:tls';
 import path from 'node:path';
 import { Queue, type QueueSettings } from './queue/queue.js';
@@ -220,6 +226,8 @@ export interface ServerHooks {
   bound?: BoundListeners;
   /** Credentials read before the start dropped privileges (root-only key files). */
   credentials?: Credentials;
+  /** The check of Sieve scripts for ManageSieve (absent: sizeOnlyValidator, until the interpreter's compiler is wired). */
+  sieveValidator?: ScriptValidator;
 }
 
 /** What a reload may bring that the running process cannot read itself (see privileges/keeper.ts). */
@@ -370,6 +378,22 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     secureContext: () => secureContext,
     sessions: pop3Sessions,
   };
+  const sieveSettings = (cfg: LoadedConfig): ManageSieveSettings =>
+    manageSieveSettings(cfg.managesieve, { trusted: settings.trusted, cleartextAuth: settings.cleartextAuth });
+  let sieveConfig = sieveSettings(config);
+  const sieveSessions = new Set<ManageSieveSession>();
+  const sieveCtx: ManageSieveContext = {
+    settings: () => sieveConfig,
+    directory,
+    limiter,
+    logger: logger.child({ component: 'managesieve' }),
+    commands: manageSieveCommands(),
+    scripts: (user) => new SieveScripts(sieveHome(current.mail.root, current.mail.layout, user), sieveConfig.quota),
+    // The stand-in until the Sieve interpreter's compiler is plugged in here.
+    validate: hooks.sieveValidator ?? ((script) => sizeOnlyValidator(sieveConfig.quota.maxScriptSize)(script)),
+    secureContext: () => secureContext,
+    sessions: sieveSessions,
+  };
   let dovecotAuthConfig = dovecotAuthSettings(config, settings.trusted);
   const dovecotAuthCtx: DovecotAuthContext = {
     settings: () => dovecotAuthConfig,
@@ -382,6 +406,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   const smtpListeners: SmtpListener[] = [];
   const imapListeners: ImapListener[] = [];
   const pop3Listeners: Pop3Listener[] = [];
+  const sieveListeners: ManageSieveListener[] = [];
   const listeners: Listener[] = [];
   let bound: BoundListeners | undefined = hooks.bound;
   try {
@@ -392,7 +417,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       const front = bound.get(name);
       if (!front) throw new MailError('CONFIG_INVALID', `listener ${name} was not bound`);
       const address = () => front.address();
-      if (l.protocol === 'imap' || l.protocol === 'pop3') {
+      if (l.protocol === 'imap' || l.protocol === 'pop3' || l.protocol === 'managesieve') {
         const spec = {
           name,
           tls: l.tls,
@@ -400,9 +425,15 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
           maxConnections: () => current.limits.connections,
           maxPerIp: () => current.limits.connections_per_ip,
         };
-        const listener = l.protocol === 'imap' ? new ImapListener(spec, imapCtx) : new Pop3Listener(spec, pop3Ctx);
+        const listener =
+          l.protocol === 'imap'
+            ? new ImapListener(spec, imapCtx)
+            : l.protocol === 'pop3'
+              ? new Pop3Listener(spec, pop3Ctx)
+              : new ManageSieveListener(spec, sieveCtx);
         if (listener instanceof ImapListener) imapListeners.push(listener);
-        else pop3Listeners.push(listener);
+        else if (listener instanceof Pop3Listener) pop3Listeners.push(listener);
+        else sieveListeners.push(listener);
         front.serve((socket, peer) => listener.accept(socket, peer));
         listeners.push({ spec: { name }, address, close: async () => listener.close() });
       } else if (l.protocol === 'dovecot-auth') {
@@ -483,12 +514,13 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       routeConfig = nextRoutes;
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);
+      sieveConfig = sieveSettings(next);
       dovecotAuthConfig = dovecotAuthSettings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
       front.updateProxyNetworks(next.proxy_networks);
       for (const l of smtpListeners) l.update(settings, credentials);
       for (const l of imapListeners) l.updateCredentials(credentials);
-      for (const l of pop3Listeners) l.updateCredentials(credentials);
+      for (const l of [...pop3Listeners, ...sieveListeners]) l.updateCredentials(credentials);
       logger.level = next.log.level;
       current = next;
       logger.info({ certificate: credentials.source, validTo: credentials.validTo }, 'configuration reloaded');
@@ -499,12 +531,13 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         // The ports close at once; this resolves once every connection has ended.
         const connectionsEnded = front.close();
         // IMAP sessions are long-lived: they are told BYE at once (RFC 3501 section 7.1.5).
-        for (const l of [...imapListeners, ...pop3Listeners]) l.close();
+        for (const l of [...imapListeners, ...pop3Listeners, ...sieveListeners]) l.close();
         for (const session of [...imapSessions]) session.shutdown();
         // POP3 sessions waiting for a command end at once (without UPDATE: nothing is deleted);
         // a running RETR or QUIT may finish within the shutdown timeout.
         await Promise.all([
           shutdownPop3Sessions(pop3Sessions, current.shutdown_timeout),
+          shutdownManageSieveSessions(sieveSessions, current.shutdown_timeout),
           ...smtpListeners.map((l) => l.close(current.shutdown_timeout)),
           ...dovecotAuthListeners.map((l) => l.close(current.shutdown_timeout)),
         ]);

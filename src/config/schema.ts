@@ -9,6 +9,7 @@ import { isServerAddress } from '../net.js';
 import { dnsblConfigSchema } from '../inbound/dnsbl.js';
 import { scannersConfigSchema } from '../inbound/scanners/config.js';
 import { miltersSchema } from '../inbound/milter/config.js';
+import { manageSieveSchema } from '../managesieve/config.js';
 
 import { duration, int, parseDuration, parseSize, size } from './units.js';
 
@@ -25,10 +26,11 @@ const listenerSchema = z
     /**
      * smtp: the MX listener (port 25). submission: authenticated sending (587 with starttls, 465
      * with implicit TLS). lmtp: RFC 2033 hand-off from another MTA. imap: 143/993. pop3: 110/995.
+     * managesieve: RFC 5804 script management, 4190 (starttls, or implicit).
      * dovecot-auth: Dovecot's authentication protocol, for Postfix's smtpd_sasl_type = dovecot
      * (a unix socket, or TCP reachable from loopback and trusted_networks only).
      */
-    protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3', 'dovecot-auth']),
+    protocol: z.enum(['smtp', 'submission', 'lmtp', 'imap', 'pop3', 'managesieve', 'dovecot-auth']),
     /** A name for logs; defaults to protocol:port. */
     name: z.string().min(1).optional(),
     /**
@@ -570,6 +572,8 @@ const configObject = z.strictObject({
     .default({ cleartext: 'never', failure_delay: 1000, failure_delay_max: 30_000 }),
   imap: imapSchema.default(() => imapSchema.parse({})),
   pop3: pop3Schema.default(() => pop3Schema.parse({})),
+  /** ManageSieve limits and the Sieve script quotas (src/managesieve/config.ts). */
+  managesieve: manageSieveSchema.default(() => manageSieveSchema.parse({})),
   /** The dovecot-auth listeners' limits. */
   dovecot_auth: dovecotAuthSchema.default(() => dovecotAuthSchema.parse({})),
   submission: submissionSchema.default(() => submissionSchema.parse({})),

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log.js';
+import type { ScriptValidator } from '../../src/managesieve/validate.js';
 import { startServer, type Runtime } from '../../src/server.js';
 
 export interface TestServer {
@@ -22,6 +23,8 @@ export interface TestServer {
   imapsPort: number;
   pop3Port: number;
   pop3sPort: number;
+  /** ManageSieve with STARTTLS (4190). */
+  managesievePort: number;
   /** Submission with STARTTLS (587) and with implicit TLS (465). */
   submissionPort: number;
   submissionsPort: number;
@@ -45,6 +48,8 @@ export interface TestServerOptions {
   mailRoot?: string;
   /** The queue's clock (tests move it to reach retry times and expiry). */
   now?: () => number;
+  /** ManageSieve's script check (the server's stand-in when absent). */
+  sieveValidator?: ScriptValidator;
 }
 
 export const DEMO_DIRECTORY = `
@@ -87,6 +92,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       { name: 'imaps', protocol: 'imap', address: '127.0.0.1', port: 0, tls: 'implicit' },
       { name: 'pop3', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'pop3s', protocol: 'pop3', address: '127.0.0.1', port: 0, tls: 'implicit' },
+      { name: 'managesieve', protocol: 'managesieve', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'submission', protocol: 'submission', address: '127.0.0.1', port: 0, tls: 'starttls' },
       { name: 'submissions', protocol: 'submission', address: '127.0.0.1', port: 0, tls: 'implicit' },
     ],
@@ -107,7 +113,10 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const logger = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s)) });
   let runtime: Runtime;
   try {
-    runtime = await startServer(loaded, logger, opts.now ? { now: opts.now } : {});
+    runtime = await startServer(loaded, logger, {
+      ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.sieveValidator ? { sieveValidator: opts.sieveValidator } : {}),
+    });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -132,6 +141,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     imapsPort: has('imaps') ? runtime.portOf('imaps') : 0,
     pop3Port: has('pop3') ? runtime.portOf('pop3') : 0,
     pop3sPort: has('pop3s') ? runtime.portOf('pop3s') : 0,
+    managesievePort: has('managesieve') ? runtime.portOf('managesieve') : 0,
     submissionPort: has('submission') ? runtime.portOf('submission') : 0,
     submissionsPort: has('submissions') ? runtime.portOf('submissions') : 0,
     logs,
