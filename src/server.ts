@@ -27,7 +27,8 @@ import { ManageSieveListener, shutdownManageSieveSessions } from './managesieve/
 import type { ManageSieveContext, ManageSieveSession, ManageSieveSettings } from './managesieve/session.js';
 import { manageSieveCommands } from './managesieve/commands/index.js';
 import { manageSieveSettings } from './managesieve/config.js';
-import { sizeOnlyValidator, type ScriptValidator } from './managesieve/validate.js';
+import { sizeOnlyValidator, type ScriptValidation, type ScriptValidator } from './managesieve/validate.js';
+import { compileSieve } from './sieve/index.js';
 import { SieveScripts, sieveHome } from './store/sieve-scripts.js';
 import tls from 'node:tls';
 import path from 'node:path';
@@ -104,6 +105,16 @@ function inboundSettings(cfg: LoadedConfig): InboundSettings {
     scanners: cfg.inbound.scanners,
     milters: cfg.inbound.milters,
   };
+}
+
+/** ManageSieve's check of an uploaded script: its size, then the compiler's first error. */
+function validateSieve(script: string, maxBytes: number): ScriptValidation {
+  const size = sizeOnlyValidator(maxBytes)(script) as ScriptValidation;
+  if (!size.ok) return size;
+  const compiled = compileSieve(script, { limits: { maxScriptSize: maxBytes } });
+  if (compiled.ok) return { ok: true };
+  const first = compiled.errors[0]!;
+  return { ok: false, line: first.line, column: first.column, message: first.message };
 }
 
 function sieveSettings(cfg: LoadedConfig): SieveSettings {
@@ -378,19 +389,19 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     secureContext: () => secureContext,
     sessions: pop3Sessions,
   };
-  const sieveSettings = (cfg: LoadedConfig): ManageSieveSettings =>
+  const manageSieveSettingsOf = (cfg: LoadedConfig): ManageSieveSettings =>
     manageSieveSettings(cfg.managesieve, { trusted: settings.trusted, cleartextAuth: settings.cleartextAuth });
-  let sieveConfig = sieveSettings(config);
+  let manageSieveConfig = manageSieveSettingsOf(config);
   const sieveSessions = new Set<ManageSieveSession>();
   const sieveCtx: ManageSieveContext = {
-    settings: () => sieveConfig,
+    settings: () => manageSieveConfig,
     directory,
     limiter,
     logger: logger.child({ component: 'managesieve' }),
     commands: manageSieveCommands(),
-    scripts: (user) => new SieveScripts(sieveHome(current.mail.root, current.mail.layout, user), sieveConfig.quota),
-    // The stand-in until the Sieve interpreter's compiler is plugged in here.
-    validate: hooks.sieveValidator ?? ((script) => sizeOnlyValidator(sieveConfig.quota.maxScriptSize)(script)),
+    scripts: (user) => new SieveScripts(sieveHome(current.mail.root, current.mail.layout, user), manageSieveConfig.quota),
+    // PUTSCRIPT and CHECKSCRIPT compile the script as delivery will (RFC 5804 section 2.6).
+    validate: hooks.sieveValidator ?? ((script) => validateSieve(script, manageSieveConfig.quota.maxScriptSize)),
     secureContext: () => secureContext,
     sessions: sieveSessions,
   };
@@ -514,7 +525,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
       routeConfig = nextRoutes;
       imapConfig = imapSettings(next, settings.trusted);
       pop3Config = pop3Settings(next, settings.trusted);
-      sieveConfig = sieveSettings(next);
+      manageSieveConfig = manageSieveSettingsOf(next);
       dovecotAuthConfig = dovecotAuthSettings(next, settings.trusted);
       secureContext = tls.createSecureContext({ key: credentials.key, cert: credentials.cert });
       front.updateProxyNetworks(next.proxy_networks);

@@ -2,6 +2,7 @@
  * The `managesieve:` section: the ManageSieve listeners' limits and the script quotas
  * (Pigeonhole's names in brackets), and how the server turns it into session settings.
  */
+import { SIEVE_EXTENSIONS } from '../sieve/index.js';
 import { z } from 'zod';
 import { duration, int, size } from '../config/units.js';
 import type { NetworkList } from '../net.js';
@@ -27,23 +28,6 @@ export const manageSieveSchema = z.strictObject({
 });
 
 export type ManageSieveConfig = z.output<typeof manageSieveSchema>;
-
-/**
- * The SIEVE capability until the interpreter (src/sieve) announces its own list: the
- * extensions of its contract (src/sieve/types.ts).
- */
-export const SIEVE_EXTENSIONS = [
-  'fileinto',
-  'reject',
-  'ereject',
-  'envelope',
-  'vacation',
-  'vacation-seconds',
-  'copy',
-  'imap4flags',
-  'mailbox',
-  'editheader',
-];
 
 export function manageSieveSettings(
   cfg: ManageSieveConfig,

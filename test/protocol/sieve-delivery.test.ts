@@ -12,6 +12,7 @@ import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
+import { manageSieveLoggedIn } from '../helpers/managesieve-client.js';
 
 describe('Sieve at delivery', () => {
   let dns: DnsServer;
@@ -139,6 +140,20 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
     );
     assert.equal(sink.messages.filter((m) => m.to.includes('friend@remote.example')).length, 1, 'one reply per period');
     assert.equal(sink.messages.filter((m) => m.to.includes('news@remote.example')).length, 0, 'no reply to a list');
+  });
+
+  it('takes a script over ManageSieve: an error names its line, the fixed one is activated and used by the next delivery', async () => {
+    const c = await manageSieveLoggedIn(srv.managesievePort, 'carol@example.test', 'carol-pw');
+    const put = (script: string) => c.command(`PUTSCRIPT "filters" {${Buffer.byteLength(script)}+}\r\n${script}`);
+    const broken = await put('require ["fileinto"];\r\n\r\nif header :contains "subject" {\r\n  fileinto "Lists";\r\n}\r\n');
+    assert.equal(broken.status, 'NO');
+    assert.match(broken.text ?? '', /line 3/);
+    const fixed = await put('require ["fileinto", "mailbox"];\r\nif header :contains "list-id" "" { fileinto :create "Lists"; }\r\n');
+    assert.equal(fixed.status, 'OK', fixed.raw);
+    assert.equal((await c.command('SETACTIVE "filters"')).status, 'OK');
+    await c.command('LOGOUT');
+    assert.equal((await send('news@remote.example', 'carol@example.test', 'digest', 'List-Id: <digest.remote.example>\r\n')).code, 250);
+    assert.equal((await find('example.test/carol', 'digest', '.Lists')).length, 1, 'filed by the uploaded script');
   });
 
   // small@ has a quota and no Maildir yet, only the script's files in its home: the quota check at
