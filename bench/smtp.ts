@@ -7,7 +7,8 @@
  * `--checks on` runs the inbound sender authentication (SPF, DKIM, DMARC, ARC) on every message,
  * against a DNS server in this process that publishes the sender's SPF, DKIM key and DMARC
  * policy; the messages are DKIM-signed, so every check passes. `--checks off` (the default)
- * measures the delivery path alone.
+ * measures the delivery path alone. `--sieve N` gives every mailbox an active Sieve script of N
+ * rules (header, address and size tests that do not match, so each message is kept in INBOX).
  */
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -28,9 +29,22 @@ const { values } = parseArgs({
     /** Write a V8 CPU profile of the daemon into this directory. */
     profile: { type: 'string' },
     checks: { type: 'string', default: 'off' },
+    sieve: { type: 'string', default: '0' },
   },
 });
 const CHECKS = values.checks === 'on';
+const SIEVE_RULES = Number(values.sieve);
+
+/** A filter of `rules` rules as mail clients write them; none matches the benchmark's messages. */
+function sieveScript(rules: number): string {
+  const lines = ['require ["fileinto", "imap4flags", "reject"];'];
+  for (let i = 0; i < rules; i++) {
+    if (i % 3 === 0) lines.push(`if header :contains "subject" "project-${i}" { fileinto "Projects/P${i}"; stop; }`);
+    else if (i % 3 === 1) lines.push(`if address :is "from" "sender${i}@lists.example" { addflag "\\Seen"; fileinto "Lists"; }`);
+    else lines.push(`if allof (size :over 10M, header :matches "x-mailer" "*bulk-${i}*") { discard; stop; }`);
+  }
+  return `${lines.join('\n')}\n`;
+}
 const MESSAGES = Number(values.messages);
 const CONNECTIONS = Number(values.connections);
 const MAILBOXES = Number(values.mailboxes);
@@ -68,6 +82,15 @@ async function main(): Promise<void> {
     path.join(dir, 'maild.yaml'),
     `hostname: bench.test\nuser: root\ndata_dir: data\nmail: {root: mail}\nlisteners:\n  - {name: mx, protocol: smtp, address: 127.0.0.1, port: 0}\ndirectory: {file: {path: directory.yaml}}\nlimits: {connections_per_ip: ${CONNECTIONS + 5}}\nlog: {level: info}\n${inbound}`,
   );
+  if (SIEVE_RULES > 0) {
+    const { mkdir, symlink } = await import('node:fs/promises');
+    for (const u of users) {
+      const home = path.join(dir, 'mail/bench.example', u.split('@')[0]!);
+      await mkdir(path.join(home, 'sieve'), { recursive: true });
+      await writeFile(path.join(home, 'sieve', 'rules.sieve'), sieveScript(SIEVE_RULES));
+      await symlink('sieve/rules.sieve', path.join(home, '.dovecot.sieve'));
+    }
+  }
   const profileArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const { daemon, port } = await startDaemon(path.join(dir, 'maild.yaml'), profileArgs);
 
@@ -109,6 +132,7 @@ async function main(): Promise<void> {
         mailboxes: MAILBOXES,
         message_bytes: SIZE,
         inbound_checks: CHECKS ? 'spf, dkim, dmarc, arc (all pass; local DNS server)' : 'off',
+        sieve_rules: SIEVE_RULES,
         acknowledged,
         failed,
         stored_in_new: stored,
