@@ -117,10 +117,20 @@ describe('MaildirQuota', () => {
     await assert.rejects(quota.check(1), isCode('STORAGE_ERROR'));
     await assert.rejects(quota.checkRoom(), isCode('STORAGE_ERROR'));
     await assert.rejects(quota.record(1, 1), isCode('STORAGE_ERROR'));
-    // A rebuild that cannot write its file (no tmp/) fails the same way.
-    const noTmp = fresh();
-    await mkdir(noTmp);
-    await assert.rejects(new MaildirQuota(noTmp, 5000, 'q@example.test').usage(), isCode('STORAGE_ERROR'));
+    // A rebuild that cannot write its file (tmp/ is not a directory) fails the same way.
+    const badTmp = fresh();
+    await mkdir(badTmp);
+    await writeFile(path.join(badTmp, 'tmp'), '');
+    await assert.rejects(new MaildirQuota(badTmp, 5000, 'q@example.test').usage(), isCode('STORAGE_ERROR'));
+  });
+
+  it('rebuilds maildirsize in a Maildir that has no tmp/ yet (a home with only Sieve scripts), creating it', async () => {
+    const home = fresh();
+    await mkdir(path.join(home, 'sieve'), { recursive: true });
+    const quota = new MaildirQuota(home, 5000, 'q@example.test');
+    assert.deepEqual(await quota.usage(), { bytes: 0, messages: 0 });
+    await quota.checkRoom(100);
+    assert.match(await readFile(path.join(home, 'maildirsize'), 'latin1'), /^5000S\n0 0\n$/);
   });
 
   it('logs a change it could not record once the change is on disk, and does not throw', async () => {

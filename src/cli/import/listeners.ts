@@ -127,9 +127,11 @@ export function importListeners(ctx: ImportContext): Listener[] {
       }
       return [...inet].filter(([, l]) => l.port > 0);
     };
-    for (const [protocol, service, defaults] of [
-      ['imap', 'imap-login', { imap: { port: 143, ssl: false }, imaps: { port: 993, ssl: true } }],
-      ['pop3', 'pop3-login', { pop3: { port: 110, ssl: false }, pop3s: { port: 995, ssl: true } }],
+    for (const [protocol, service, defaults, ours] of [
+      ['imap', 'imap-login', { imap: { port: 143, ssl: false }, imaps: { port: 993, ssl: true } }, 'imap'],
+      ['pop3', 'pop3-login', { pop3: { port: 110, ssl: false }, pop3s: { port: 995, ssl: true } }, 'pop3'],
+      // Pigeonhole's ManageSieve (protocols = ... sieve), RFC 5804's port 4190 with STARTTLS.
+      ['sieve', 'managesieve-login', { sieve: { port: 4190, ssl: false } }, 'managesieve'],
     ] as const) {
       if (!enabled.has(protocol)) continue;
       for (const [name, l] of dovecotListeners(service, defaults)) {
@@ -142,7 +144,7 @@ export function importListeners(ctx: ImportContext): Listener[] {
           comment: [l.where],
           fields: [
             ['name', uniqueName(name)],
-            ['protocol', protocol],
+            ['protocol', ours],
             ['address', l.address ? firstAddress(l.address) : listenAddress],
             ['port', l.port],
             ['tls', tls],
@@ -150,7 +152,6 @@ export function importListeners(ctx: ImportContext): Listener[] {
         });
       }
     }
-    if (enabled.has('sieve')) skip(`${dvLabel('protocols')}: sieve`, 'ManageSieve (and Sieve filtering) are not part of maild');
     for (const s of findSections(dovecot, 'service', 'submission-login')) {
       for (const l of findSections(s, 'inet_listener')) {
         if (Number(setting(l, 'port') ?? '587') > 0 && enabled.has('submission'))

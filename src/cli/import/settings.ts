@@ -149,7 +149,9 @@ export function importOtherSettings(ctx: ImportContext, quotaPlugin: boolean): O
     const plugins = allSettingValues(dovecot, 'mail_plugins');
     for (const plugin of new Set(splitList(plugins.replace(/\$mail_plugins/g, '')))) {
       if ((plugin === 'quota' || plugin === 'imap_quota') && quotaPlugin) continue;
-      skip(`mail_plugins ${plugin}`, plugin === 'sieve' ? 'Sieve filtering is not part of maild yet' : 'maild has no plugins');
+      // Sieve filtering is maild's own: the users' scripts run where Pigeonhole kept them.
+      if (plugin === 'sieve') continue;
+      skip(`mail_plugins ${plugin}`, 'maild has no plugins');
     }
     const globalQuota = findSections(dovecot, 'plugin')
       .map((p) => setting(p, 'quota_rule'))
