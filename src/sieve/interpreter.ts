@@ -2,6 +2,7 @@
  * Runs compiled Sieve (RFC 5228 section 2.10): tests, actions with their duplicate and conflict
  * rules, the implicit keep, stop, runtime errors (keep the message), limits.
  */
+import { datePart, localOffset, parseRfc5322Date, parseZone, type ZonedDate } from './date.js';
 import { matchValues, type Comparator, type MatchSpec, type Relation } from './match.js';
 import { SieveMessage, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
 import { applyModifiers, expandVariables, truncateUtf8, MAX_VARIABLE_SIZE } from './strings.js';
@@ -145,13 +146,13 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
       case 'exists':
         return strs(n.args[0]).every((h) => message.headerValues(h).length > 0);
       case 'header': {
-        const values = strs(n.args[0]).flatMap((h) => message.headerValues(h));
+        const values = strs(n.args[0]).flatMap((h) => indexed(n, message.headerValues(h)));
         return finishMatch(matchSpec(n), values, strs(n.args[1]));
       }
       case 'address': {
         const values: string[] = [];
         for (const h of strs(n.args[0]))
-          for (const v of message.headerValues(h))
+          for (const v of indexed(n, message.headerValues(h)))
             for (const a of parseAddresses(v)) {
               const p = addressPart(n, a);
               if (p !== undefined) values.push(p);
@@ -170,6 +171,32 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
           if (value !== undefined) values.push(value);
         }
         return finishMatch(matchSpec(n), values, strs(n.args[1]));
+      }
+      case 'date':
+      case 'currentdate': {
+        const m = matchSpec(n);
+        const isDate = n.name === 'date';
+        const part = str(n.args[isDate ? 1 : 0]);
+        const keys = strs(n.args[isDate ? 2 : 1]);
+        const zoneArg = tagStr(n.tags.zone);
+        const zone = zoneArg === undefined ? undefined : parseZone(zoneArg);
+        const dates: ZonedDate[] = [];
+        if (isDate) {
+          for (const v of indexed(n, message.headerValues(str(n.args[0])))) {
+            // RFC 5260 4.1.1: in Received the date follows the last ";"
+            const d = parseRfc5322Date(v.includes(';') ? v.slice(v.lastIndexOf(';') + 1) : v);
+            if (d) dates.push(d);
+          }
+        } else {
+          const time = (input.now ?? new Date()).getTime();
+          dates.push({ time, offset: localOffset(time) });
+        }
+        const values = dates.flatMap((d) => {
+          const offset = zone ?? (n.tags.originalzone ? d.offset : localOffset(d.time));
+          const v = datePart(d, part, offset);
+          return v === undefined ? [] : [v];
+        });
+        return finishMatch(m, values, keys);
       }
       case 'hasflag': {
         const names = strs(n.args[0]);
@@ -203,6 +230,14 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
       }
     }
     throw new SieveRuntimeError(`unknown test ${n.name}`);
+  };
+
+  /** RFC 5260 section 6: :index N (from the end with :last) picks one field occurrence. */
+  const indexed = (n: Node, values: string[]): string[] => {
+    if (typeof n.tags.index !== 'number') return values;
+    const i = n.tags.index;
+    const v = n.tags.last ? values[values.length - i] : values[i - 1];
+    return i >= 1 && v !== undefined ? [v] : [];
   };
 
   const flagsFor = (n: Node): string[] | undefined => {

@@ -43,6 +43,8 @@ const addressParts: Record<string, TagSpec> = {
   detail: { group: 'address part', ext: 'subaddress' },
 };
 const matching = { ...comparator, ...matchTypes };
+/** RFC 5260 section 6: which occurrence of a header field. */
+const indexTags: Record<string, TagSpec> = { index: { arg: 'number', ext: 'index' }, last: { ext: 'index' } };
 const flagsTag: Record<string, TagSpec> = { flags: { arg: 'stringlist', ext: 'imap4flags' } };
 
 export const COMMANDS: Record<string, CommandSpec> = {
@@ -126,12 +128,31 @@ export const COMMANDS: Record<string, CommandSpec> = {
   anyof: { kind: 'test', positional: [], tests: 'list' },
   exists: { kind: 'test', positional: ['stringlist'], names: ['header names'] },
   size: { kind: 'test', positional: ['number'], names: ['limit'], tags: { over: { group: 'size' }, under: { group: 'size' } } },
-  header: { kind: 'test', positional: ['stringlist', 'stringlist'], names: ['header names', 'key list'], tags: { ...matching } },
+  header: {
+    kind: 'test',
+    positional: ['stringlist', 'stringlist'],
+    names: ['header names', 'key list'],
+    tags: { ...matching, ...indexTags },
+  },
+  date: {
+    kind: 'test',
+    ext: 'date',
+    positional: ['string', 'string', 'stringlist'],
+    names: ['header name', 'date part', 'key list'],
+    tags: { ...matching, ...indexTags, zone: { arg: 'string', group: 'zone' }, originalzone: { group: 'zone' } },
+  },
+  currentdate: {
+    kind: 'test',
+    ext: 'date',
+    positional: ['string', 'stringlist'],
+    names: ['date part', 'key list'],
+    tags: { ...matching, zone: { arg: 'string', group: 'zone' } },
+  },
   address: {
     kind: 'test',
     positional: ['stringlist', 'stringlist'],
     names: ['header list', 'key list'],
-    tags: { ...matching, ...addressParts },
+    tags: { ...matching, ...addressParts, ...indexTags },
   },
   envelope: {
     kind: 'test',
@@ -187,4 +208,6 @@ export const SUPPORTED_EXTENSIONS = [
   'body',
   'variables',
   'mailbox',
+  'date',
+  'index',
 ];

@@ -243,6 +243,9 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
     if (type)
       error(node, `the specified i;ascii-numeric comparator does not support sub-string matching as required by the :${type} match type`);
   }
+  if ('last' in node.tags && !('index' in node.tags)) error(node, `the :last tag for the ${node.name} test requires the :index tag`);
+  // an unknown date part or a malformed :zone is only a warning in Pigeonhole (RFC 5260 4.1.1,
+  // 4.2): the test is false, or the local zone is used
   if (node.name === 'set') {
     const name = (node.args[0] as string[])[0] ?? '';
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !extensions.has('variables-namespaces')) error(node, `invalid variable name '${name}'`);
