@@ -4,10 +4,15 @@
  */
 import { datePart, localOffset, parseRfc5322Date, parseZone, type ZonedDate } from './date.js';
 import { matchValues, type Comparator, type MatchSpec, type Relation } from './match.js';
-import { SieveMessage, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
+import { SieveMessage, decodeMimeWords, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
 import { applyModifiers, expandVariables, truncateUtf8, MAX_VARIABLE_SIZE } from './strings.js';
 import type { SieveAction, SieveInput, SieveLimits, SieveResult } from './types.js';
 import type { Node } from './validator.js';
+
+/** RFC 5293 section 9 (and Pigeonhole): fields a script may not delete (adding is allowed). */
+const PROTECTED_HEADERS = new Set(['received', 'auto-submitted']);
+/** Header changes one run may make. */
+const MAX_HEADER_EDITS = 256;
 
 export class SieveRuntimeError extends Error {}
 
@@ -40,6 +45,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   let matchVars: string[] = [];
   let implicitKeep = true;
   let redirects = 0;
+  let headerEdits = 0;
   let stopped = false;
   const deadline = Date.now() + limits.maxCpuMs;
   const useVars = extensions.has('variables');
@@ -325,6 +331,44 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
           after = before.filter((f) => !drop.has(f.toLowerCase()));
         }
         setVariable(target, after.join(' '));
+        return;
+      }
+      case 'addheader': {
+        const name = str(n.args[0]);
+        // a value of several lines is folded
+        const value = str(n.args[1]).replace(/\r?\n(?![ \t])/g, '\r\n ');
+        if (++headerEdits > MAX_HEADER_EDITS) throw new SieveRuntimeError('too many header edits');
+        const last = !!n.tags.last;
+        if (last) message.headers.push({ name, raw: value });
+        else message.headers.unshift({ name, raw: value });
+        actions.push({ type: 'addheader', name, value, last });
+        return;
+      }
+      case 'deleteheader': {
+        const name = str(n.args[0]);
+        if (PROTECTED_HEADERS.has(name.toLowerCase())) return;
+        const patterns = strs(n.args[1]);
+        const lower = name.toLowerCase();
+        const positions = message.headers.flatMap((h, i) => (h.name.toLowerCase() === lower ? [i] : []));
+        let chosen = positions.map((p, k) => ({ p, occurrence: k + 1 }));
+        if (typeof n.tags.index === 'number') {
+          const i = n.tags.index;
+          const pick = n.tags.last ? chosen[chosen.length - i] : chosen[i - 1];
+          chosen = i >= 1 && pick ? [pick] : [];
+        }
+        if (patterns.length > 0) {
+          const m = matchSpec(n);
+          chosen = chosen.filter((c) => matchValues([decodeMimeWords(message.headers[c.p]!.raw)], patterns, m).matched);
+        }
+        if (chosen.length === 0) return;
+        if (++headerEdits > MAX_HEADER_EDITS) throw new SieveRuntimeError('too many header edits');
+        if (chosen.length === positions.length && typeof n.tags.index !== 'number' && patterns.length === 0) {
+          actions.push({ type: 'deleteheader', name });
+        } else {
+          // occurrences counted before this command's deletions, so each removal shifts the later ones
+          chosen.forEach((c, k) => actions.push({ type: 'deleteheader', name, index: c.occurrence - k }));
+        }
+        for (const c of [...chosen].reverse()) message.headers.splice(c.p, 1);
         return;
       }
       case 'set':

@@ -20,6 +20,8 @@ export interface CommandSpec {
   /** Positional arguments; the first `optional` of them may be left out (setflag's variable). */
   positional: ArgType[];
   optional?: number;
+  /** The last `optionalLast` positional arguments may be left out (deleteheader's value patterns). */
+  optionalLast?: number;
   /** Names of the positional arguments for the error messages. */
   names?: string[];
   tests?: 'one' | 'list';
@@ -120,6 +122,16 @@ export const COMMANDS: Record<string, CommandSpec> = {
       length: { group: 'length' },
     },
   },
+  // RFC 5293 editheader
+  addheader: { kind: 'command', ext: 'editheader', positional: ['string', 'string'], names: ['field name', 'value'], tags: { last: {} } },
+  deleteheader: {
+    kind: 'command',
+    ext: 'editheader',
+    positional: ['string', 'stringlist'],
+    optionalLast: 1,
+    names: ['field name', 'value patterns'],
+    tags: { ...matching, ...indexTags },
+  },
   // tests
   true: { kind: 'test', positional: [] },
   false: { kind: 'test', positional: [] },
@@ -210,4 +222,5 @@ export const SUPPORTED_EXTENSIONS = [
   'mailbox',
   'date',
   'index',
+  'editheader',
 ];

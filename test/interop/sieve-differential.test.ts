@@ -16,7 +16,7 @@ import { Pigeonhole, pool, SIEVE_TEST, type PigeonholeRun } from '../helpers/pig
 const FIXTURES = path.resolve('test/fixtures/sieve');
 const ENVELOPE = { from: 'sender@example.org', to: 'user@example.com' };
 /** sieve-test's extensions beyond its defaults; ereject is not in Pigeonhole 0.5 (we have it). */
-const EXTENSIONS = '+vacation-seconds';
+const EXTENSIONS = '+vacation-seconds +editheader';
 
 /**
  * Scripts where Pigeonhole 0.5.19 is wrong and we follow the RFC (not compared; each has a unit

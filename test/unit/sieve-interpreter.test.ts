@@ -182,3 +182,32 @@ describe('sieve interpreter', () => {
     );
   });
 });
+
+describe('sieve editheader (RFC 5293)', () => {
+  it('adds fields first or last and later tests see them; actions carry the edits in order', () => {
+    const r = run(
+      'require ["editheader","fileinto"]; addheader "X-A" "1"; addheader :last "X-B" "2"; if allof (exists "x-a", exists "x-b") { fileinto "Both"; }',
+    );
+    assert.deepEqual(r.actions.slice(0, 3), [
+      { type: 'addheader', name: 'X-A', value: '1', last: false },
+      { type: 'addheader', name: 'X-B', value: '2', last: true },
+      { type: 'fileinto', mailbox: 'Both', create: false, copy: false },
+    ]);
+  });
+
+  it('deletes matching occurrences by index, as delivery can replay them', () => {
+    const message = 'X: one\r\nX: two\r\nX: three\r\n\r\nbody\r\n';
+    const r = run('require "editheader"; deleteheader :matches "x" ["one", "thr*"];', { message });
+    assert.deepEqual(r.actions.slice(0, 2), [
+      { type: 'deleteheader', name: 'x', index: 1 },
+      { type: 'deleteheader', name: 'x', index: 2 },
+    ]);
+    const all = run('require "editheader"; deleteheader "X"; if exists "x" { discard; }', { message });
+    assert.deepEqual(all.actions, [{ type: 'deleteheader', name: 'X' }, { type: 'keep' }]);
+  });
+
+  it('never deletes Received or Auto-Submitted', () => {
+    const r = run('require "editheader"; deleteheader "received"; if exists "received" { discard; }');
+    assert.deepEqual(types(r), ['discard']);
+  });
+});
