@@ -204,6 +204,13 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         });
         return finishMatch(m, values, keys);
       }
+      case 'spamtest':
+      case 'virustest': {
+        // RFC 5235 3: the comparator defaults to i;ascii-numeric
+        const m = matchSpec(n);
+        if (!('comparator' in n.tags)) m.comparator = 'i;ascii-numeric';
+        return finishMatch(m, [testScore(n)], strs(n.args[0]));
+      }
       case 'hasflag': {
         const names = strs(n.args[0]);
         const flags = names.length === 0 ? currentFlags() : flagList(names.map((v) => variables.get(v.toLowerCase()) ?? ''));
@@ -244,6 +251,20 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
     const i = n.tags.index;
     const v = n.tags.last ? values[values.length - i] : values[i - 1];
     return i >= 1 && v !== undefined ? [v] : [];
+  };
+
+  /**
+   * RFC 5235: spamScore is the spamtest value (0 not tested, 1 surely not spam .. 10 surely spam),
+   * virusScore the virustest value (0 not tested, 1 clean .. 5 infected); out-of-range values are
+   * clamped. :percent (spamtestplus) maps 1..10 onto 0..100.
+   */
+  const testScore = (n: Node): string => {
+    const raw = n.name === 'spamtest' ? input.spamScore : input.virusScore;
+    const max = n.name === 'spamtest' ? 10 : 5;
+    if (raw === undefined || !Number.isFinite(raw)) return '0';
+    const v = Math.min(max, Math.max(1, Math.round(raw)));
+    if (n.tags.percent) return String(Math.round(((Math.min(10, Math.max(1, raw)) - 1) * 100) / 9));
+    return String(v);
   };
 
   const flagsFor = (n: Node): string[] | undefined => {

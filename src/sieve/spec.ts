@@ -132,6 +132,15 @@ export const COMMANDS: Record<string, CommandSpec> = {
     names: ['field name', 'value patterns'],
     tags: { ...matching, ...indexTags },
   },
+  // RFC 5235 spamtest, spamtestplus, virustest
+  spamtest: {
+    kind: 'test',
+    ext: 'spamtest',
+    positional: ['string'],
+    names: ['value'],
+    tags: { ...matching, percent: { ext: 'spamtestplus' } },
+  },
+  virustest: { kind: 'test', ext: 'virustest', positional: ['string'], names: ['value'], tags: { ...matching } },
   // tests
   true: { kind: 'test', positional: [] },
   false: { kind: 'test', positional: [] },
@@ -223,4 +232,7 @@ export const SUPPORTED_EXTENSIONS = [
   'date',
   'index',
   'editheader',
+  'spamtest',
+  'spamtestplus',
+  'virustest',
 ];

@@ -168,6 +168,8 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
               if (!SUPPORTED_EXTENSIONS.includes(name) || !allowed.includes(name))
                 error(a, `require command: unknown Sieve capability \`${cap}'`);
               else extensions.add(name);
+              // RFC 5235 3.2: spamtestplus implies spamtest
+              if (name === 'spamtestplus' && allowed.includes(name)) extensions.add('spamtest');
             }
           }
         }

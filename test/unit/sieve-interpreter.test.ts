@@ -211,3 +211,37 @@ describe('sieve editheader (RFC 5293)', () => {
     assert.deepEqual(types(r), ['discard']);
   });
 });
+
+describe('sieve spamtest and virustest (RFC 5235)', () => {
+  const runScores = (script: string, spamScore?: number, virusScore?: number): string[] => {
+    const c = compileSieve(script);
+    if (!c.ok) throw new Error(JSON.stringify(c.errors));
+    const input = { message: Buffer.from(MESSAGE), envelope: { from: 'a@b.c', to: 'd@e.f' }, spamScore, virusScore };
+    return types(runSieve(c.script, input));
+  };
+  const spam =
+    'require ["spamtest","relational","comparator-i;ascii-numeric","fileinto"]; if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; } elsif spamtest :is "0" { fileinto "Untested"; }';
+
+  it('compares the spam score numerically and reports an unknown score as "0"', () => {
+    assert.deepEqual(runScores(spam, 8), ['fileinto:Junk']);
+    assert.deepEqual(runScores(spam, 3), ['keep']);
+    assert.deepEqual(runScores(spam), ['fileinto:Untested']);
+  });
+
+  it('uses i;ascii-numeric by default ("10" is over "9")', () => {
+    assert.deepEqual(runScores('require ["spamtest","relational"]; if spamtest :value "gt" "9" { discard; }', 10), ['discard']);
+  });
+
+  it(':percent (spamtestplus) maps 1..10 onto 0..100', () => {
+    assert.deepEqual(runScores('require ["spamtestplus","relational"]; if spamtest :percent :value "eq" "50" { discard; }', 5.5), [
+      'discard',
+    ]);
+  });
+
+  it('virustest: 5 is infected', () => {
+    const script =
+      'require ["virustest","relational","comparator-i;ascii-numeric"]; if virustest :value "eq" :comparator "i;ascii-numeric" "5" { discard; }';
+    assert.deepEqual(runScores(script, undefined, 5), ['discard']);
+    assert.deepEqual(runScores(script, undefined, 1), ['keep']);
+  });
+});
