@@ -38,23 +38,59 @@ function bareAddress(s: string): string {
   return (m ? m[1]! : s).trim();
 }
 
-export function execute(nodes: Node[], extensions: Set<string>, input: SieveInput, limits: SieveLimits): SieveResult {
+/** A compiled script and the scripts its include commands name (RFC 6609). */
+export interface ScriptUnit {
+  nodes: Node[];
+  extensions: ReadonlySet<string>;
+  /** Included scripts by "personal:name" / "global:name". */
+  includes: ReadonlyMap<string, ScriptUnit>;
+}
+
+/** What one script of an include tree sees: its own variables, except the global ones. */
+interface Frame {
+  unit: ScriptUnit;
+  variables: Map<string, string>;
+  globals: Set<string>;
+  matchVars: string[];
+  useVars: boolean;
+  useFlags: boolean;
+}
+
+/** RFC 6609 3.3: return ends the current script; the including one goes on. */
+class ReturnSignal {}
+
+export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits): SieveResult {
   const message = new SieveMessage(input.message);
   const actions: SieveAction[] = [];
-  const variables = new Map<string, string>();
-  let matchVars: string[] = [];
+  const globalVariables = new Map<string, string>();
+  const newFrame = (unit: ScriptUnit): Frame => ({
+    unit,
+    variables: new Map(),
+    globals: new Set(),
+    matchVars: [],
+    useVars: unit.extensions.has('variables'),
+    useFlags: unit.extensions.has('imap4flags'),
+  });
+  let frame = newFrame(main);
+  const included = new Set<string>();
+  let includeDepth = 0;
+  /** Variables of the current script, or the shared ones (global names, "global." namespace). */
+  const storeFor = (name: string): Map<string, string> =>
+    name === FLAGS_VARIABLE || name.startsWith('global.') || frame.globals.has(name) ? globalVariables : frame.variables;
+  const getVariable = (name: string): string | undefined => {
+    const n = name.toLowerCase();
+    return storeFor(n).get(n.startsWith('global.') ? n.slice(7) : n);
+  };
   let implicitKeep = true;
   let redirects = 0;
   let headerEdits = 0;
   let stopped = false;
   const deadline = Date.now() + limits.maxCpuMs;
-  const useVars = extensions.has('variables');
-  const useFlags = extensions.has('imap4flags');
 
-  const scope = { get: (n: string) => variables.get(n), match: [] as string[] };
+  const scope = { get: getVariable, match: [] as string[] };
   const expand = (s: string): string => {
-    if (!useVars) return s;
-    scope.match = matchVars;
+    if (!frame.useVars) return s;
+    scope.match = frame.matchVars;
     return expandVariables(s, scope);
   };
   const strs = (v: unknown): string[] => (v as string[]).map(expand);
@@ -64,9 +100,10 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   const tagList = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(expand) : undefined);
 
   const setVariable = (name: string, value: string): void => {
-    variables.set(name.toLowerCase(), truncateUtf8(value, MAX_VARIABLE_SIZE));
+    const n = name.toLowerCase();
+    storeFor(n).set(n.startsWith('global.') ? n.slice(7) : n, truncateUtf8(value, MAX_VARIABLE_SIZE));
   };
-  const currentFlags = (): string[] => flagList([variables.get(FLAGS_VARIABLE) ?? '']);
+  const currentFlags = (): string[] => flagList([getVariable(FLAGS_VARIABLE) ?? '']);
 
   /** Adds the action; false when it duplicates an earlier one (RFC 5228 2.10.3). */
   const addAction = (a: SieveAction): boolean => {
@@ -118,7 +155,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
 
   const finishMatch = (m: MatchSpec, values: string[], keys: string[]): boolean => {
     const r = matchValues(values, keys, m);
-    if (r.matched && r.captures && useVars) matchVars = r.captures;
+    if (r.matched && r.captures && frame.useVars) frame.matchVars = r.captures;
     return r.matched;
   };
 
@@ -213,7 +250,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
       }
       case 'hasflag': {
         const names = strs(n.args[0]);
-        const flags = names.length === 0 ? currentFlags() : flagList(names.map((v) => variables.get(v.toLowerCase()) ?? ''));
+        const flags = names.length === 0 ? currentFlags() : flagList(names.map((v) => getVariable(v) ?? ''));
         return finishMatch(matchSpec(n), flags, strs(n.args[1]));
       }
       case 'string':
@@ -268,7 +305,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   };
 
   const flagsFor = (n: Node): string[] | undefined => {
-    if (!useFlags) return undefined;
+    if (!frame.useFlags) return undefined;
     const f = 'flags' in n.tags ? flagList(tagList(n.tags.flags) ?? []) : currentFlags();
     return f.length ? f : undefined;
   };
@@ -343,7 +380,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         const names = strs(n.args[0]);
         const target = names.length === 0 ? FLAGS_VARIABLE : names[0]!.toLowerCase();
         const given = flagList(strs(n.args[1]));
-        const before = flagList([variables.get(target) ?? '']);
+        const before = flagList([getVariable(target) ?? '']);
         let after: string[];
         if (n.name === 'setflag') after = given;
         else if (n.name === 'addflag') after = flagList([...before, ...given]);
@@ -392,6 +429,35 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         for (const c of [...chosen].reverse()) message.headers.splice(c.p, 1);
         return;
       }
+      case 'global':
+        // RFC 6609 3.5: these names refer to the variables shared by all scripts
+        for (const name of strs(n.args[0])) frame.globals.add(name.toLowerCase());
+        return;
+      case 'return':
+        throw new ReturnSignal();
+      case 'include': {
+        const location = n.tags.global ? 'global' : 'personal';
+        const key = `${location}:${str(n.args[0])}`;
+        const unit = frame.unit.includes.get(key);
+        if (!unit) {
+          if (n.tags.optional) return;
+          throw new SieveRuntimeError(`included ${location} script '${str(n.args[0])}' does not exist`);
+        }
+        if (n.tags.once && included.has(key)) return;
+        included.add(key);
+        if (++includeDepth > limits.maxIncludeDepth) throw new SieveRuntimeError('include nesting too deep');
+        const saved = frame;
+        frame = newFrame(unit);
+        try {
+          block(unit.nodes);
+        } catch (e) {
+          if (!(e instanceof ReturnSignal)) throw e;
+        } finally {
+          frame = saved;
+          includeDepth--;
+        }
+        return;
+      }
       case 'set':
         setVariable(str(n.args[0]), applyModifiers(str(n.args[1]), n.tags));
         return;
@@ -418,13 +484,17 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   };
 
   try {
-    block(nodes);
+    try {
+      block(main.nodes);
+    } catch (e) {
+      if (!(e instanceof ReturnSignal)) throw e;
+    }
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
     return { actions: [{ type: 'keep' }], implicitKeep: true, error: reason };
   }
   if (implicitKeep) {
-    const flags = useFlags ? currentFlags() : [];
+    const flags = main.extensions.has('imap4flags') ? currentFlags() : [];
     // listed even after a fileinto :copy "INBOX", as Pigeonhole does (delivery stores once)
     actions.push(flags.length ? { type: 'keep', flags } : { type: 'keep' });
   }

@@ -141,6 +141,16 @@ export const COMMANDS: Record<string, CommandSpec> = {
     tags: { ...matching, percent: { ext: 'spamtestplus' } },
   },
   virustest: { kind: 'test', ext: 'virustest', positional: ['string'], names: ['value'], tags: { ...matching } },
+  // RFC 6609 include
+  include: {
+    kind: 'command',
+    ext: 'include',
+    positional: ['string'],
+    names: ['script name'],
+    tags: { personal: { group: 'location' }, global: { group: 'location' }, once: {}, optional: {} },
+  },
+  return: { kind: 'command', ext: 'include', positional: [] },
+  global: { kind: 'command', ext: 'include', positional: ['stringlist'], names: ['variable names'] },
   // tests
   true: { kind: 'test', positional: [] },
   false: { kind: 'test', positional: [] },
@@ -235,4 +245,5 @@ export const SUPPORTED_EXTENSIONS = [
   'spamtest',
   'spamtestplus',
   'virustest',
+  'include',
 ];

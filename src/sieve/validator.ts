@@ -256,6 +256,11 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
     if (!field.includes('${') && !/^[\x21-\x39\x3b-\x7e]+$/.test(field))
       error(node, `${node.name} command: specified field name \`${field}' is invalid`);
   }
+  if (node.name === 'global' && !extensions.has('variables')) error(node, 'the global command requires the variables extension');
+  if (node.name === 'include') {
+    const name = (node.args[0] as string[])[0] ?? '';
+    if (name === '' || /[/\\\x00-\x1f]/.test(name)) error(node, `include: invalid script name '${name}'`);
+  }
   if (node.name === 'set') {
     const name = (node.args[0] as string[])[0] ?? '';
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !extensions.has('variables-namespaces')) error(node, `invalid variable name '${name}'`);

@@ -245,3 +245,34 @@ describe('sieve spamtest and virustest (RFC 5235)', () => {
     assert.deepEqual(runScores(script, undefined, 1), ['keep']);
   });
 });
+
+describe('sieve include (RFC 6609)', () => {
+  const scripts: Record<string, string> = {
+    'personal:a':
+      'require ["include","variables","fileinto"]; global "g"; set "g" "from-a"; set "local" "x"; fileinto "A"; return; discard;',
+    'personal:self': 'require "include"; include "self";',
+    'global:g': 'require ["fileinto"]; fileinto "G";',
+  };
+  const include = (name: string, location: 'personal' | 'global'): string | undefined => scripts[`${location}:${name}`];
+
+  it('runs included scripts on one result; return ends only the included script; global variables are shared', () => {
+    const c = compileSieve(
+      'require ["include","variables","fileinto"]; include "a"; include :global "g"; include :once "a"; global "g"; fileinto "${g}-${local}";',
+      { include },
+    );
+    assert.ok(c.ok, JSON.stringify(!c.ok && c.errors));
+    const r = runSieve(c.script, { message: Buffer.from(MESSAGE), envelope: { from: '', to: 'u@x' } });
+    assert.deepEqual(types(r), ['fileinto:A', 'fileinto:G', 'fileinto:from-a-']);
+  });
+
+  it('refuses missing, circular and too deep includes at compile time', () => {
+    const missing = compileSieve('require "include"; include "nope";', { include });
+    assert.ok(!missing.ok && /does not exist/.test(missing.errors[0]!.message));
+    const loop = compileSieve('require "include"; include "self";', { include });
+    assert.ok(!loop.ok && /circular include/.test(loop.errors[0]!.message));
+    const chain = (name: string): string | undefined => `require "include"; include "${name}x";`;
+    const deep = compileSieve('require "include"; include "x";', { include: chain, limits: { maxIncludeDepth: 3 } });
+    assert.ok(!deep.ok && /deeper than 3/.test(deep.errors[0]!.message));
+    assert.ok(compileSieve('require "include"; include :optional "nope";', { include }).ok);
+  });
+});
