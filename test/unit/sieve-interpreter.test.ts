@@ -276,3 +276,19 @@ describe('sieve include (RFC 6609)', () => {
     assert.ok(compileSieve('require "include"; include :optional "nope";', { include }).ok);
   });
 });
+
+describe('sieve variables on hostile scripts', () => {
+  it('stops an expansion that would grow past 1 MiB with a runtime error (implicit keep)', () => {
+    const refs = '${x}'.repeat(2000);
+    const r = run(`require ["variables","fileinto"]; set "x" "${'a'.repeat(4000)}"; fileinto "${refs}";`);
+    assert.match(r.error!, /too long/);
+    assert.deepEqual(r.actions, [{ type: 'keep' }]);
+  });
+
+  it('truncates a variable at 4 KiB', () => {
+    const r = run(
+      `require ["variables","fileinto"]; set :length "n" "${'a'.repeat(5000)}"; set "x" "${'b'.repeat(5000)}"; set :length "m" "\${x}"; fileinto "\${n}-\${m}";`,
+    );
+    assert.deepEqual(types(r), ['fileinto:5000-4096']);
+  });
+});
