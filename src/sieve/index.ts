@@ -3,12 +3,13 @@
  * (included scripts come from a callback).
  */
 import { SieveSyntaxError } from './lexer.js';
-import { execute, type ScriptUnit } from './interpreter.js';
+import { execute, type ScriptUnit, type SieveChecks } from './interpreter.js';
 import { parseSieve } from './parser.js';
 import { SUPPORTED_EXTENSIONS } from './spec.js';
 import type { SieveError, SieveInput, SieveLimits, SieveResult } from './types.js';
 import { validate, type Node } from './validator.js';
 
+export type { SieveChecks } from './interpreter.js';
 export type { SieveAction, SieveError, SieveInput, SieveLimits, SieveResult } from './types.js';
 
 /** A script that compiled, with the scripts it includes: run it with runSieve. */
@@ -106,7 +107,11 @@ export function compileSieve(
   return { ok: true, script: result };
 }
 
-export function runSieve(script: CompiledSieve, input: SieveInput, opts: { limits?: Partial<SieveLimits> } = {}): SieveResult {
+export function runSieve(
+  script: CompiledSieve,
+  input: SieveInput,
+  opts: { limits?: Partial<SieveLimits> } & SieveChecks = {},
+): SieveResult {
   const limits = { ...DEFAULT_SIEVE_LIMITS, ...opts.limits };
-  return execute(script, input, limits);
+  return execute(script, input, limits, opts.isDuplicate ? { isDuplicate: opts.isDuplicate } : {});
 }

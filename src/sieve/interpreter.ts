@@ -2,6 +2,7 @@
  * Runs compiled Sieve (RFC 5228 section 2.10): tests, actions with their duplicate and conflict
  * rules, the implicit keep, stop, runtime errors (keep the message), limits.
  */
+import { createHash } from 'node:crypto';
 import { datePart, localOffset, parseRfc5322Date, parseZone, type ZonedDate } from './date.js';
 import { matchValues, type Comparator, type MatchSpec, type Relation } from './match.js';
 import { SieveMessage, decodeMimeWords, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
@@ -59,7 +60,16 @@ interface Frame {
 /** RFC 6609 3.3: return ends the current script; the including one goes on. */
 class ReturnSignal {}
 
-export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits): SieveResult {
+/** Pigeonhole's sieve_duplicate_default_period (RFC 7352 3.3 :seconds when absent). */
+const DUPLICATE_PERIOD = 14 * 86400;
+
+/** State the pure interpreter asks its caller about. */
+export interface SieveChecks {
+  /** RFC 7352: was this duplicate key recorded (and not expired)? Absent: never a duplicate. */
+  isDuplicate?: (key: string) => boolean;
+}
+
+export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits, checks: SieveChecks = {}): SieveResult {
   const message = new SieveMessage(input.message);
   const actions: SieveAction[] = [];
   const globalVariables = new Map<string, string>();
@@ -247,6 +257,27 @@ export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits
         const m = matchSpec(n);
         if (!('comparator' in n.tags)) m.comparator = 'i;ascii-numeric';
         return finishMatch(m, [testScore(n)], strs(n.args[0]));
+      }
+      case 'duplicate': {
+        // RFC 7352 3: the unique ID is :uniqueid, the first :header field, or Message-ID
+        const t = n.tags;
+        const value =
+          typeof t.uniqueid === 'string'
+            ? expand(t.uniqueid)
+            : message.headerValues(typeof t.header === 'string' ? expand(t.header) : 'message-id')[0]?.trim();
+        if (value === undefined || value === '') return false;
+        const handle = tagStr(t.handle);
+        const key = createHash('sha256')
+          .update(`${handle ?? ''}\u0000${value}`)
+          .digest('hex');
+        const seen = checks.isDuplicate?.(key) ?? false;
+        if (!actions.some((a) => a.type === 'duplicate' && a.key === key)) {
+          const period = typeof t.seconds === 'number' ? t.seconds : DUPLICATE_PERIOD;
+          const a: SieveAction = { type: 'duplicate', key, period, last: !!t.last };
+          if (handle !== undefined) a.handle = handle;
+          actions.push(a);
+        }
+        return seen;
       }
       case 'hasflag': {
         const names = strs(n.args[0]);

@@ -57,6 +57,8 @@ function renderAction(a: SieveAction, defaultMailbox: string): string[] {
         'END MESSAGE',
       ];
     }
+    case 'duplicate':
+      return [` * track ${a.last ? 'last ' : ''}duplicate${a.handle !== undefined ? ` with handle: ${a.handle}` : ''}`];
     // sieve-test does not list header changes
     case 'addheader':
     case 'deleteheader':

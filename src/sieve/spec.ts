@@ -151,6 +151,19 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   return: { kind: 'command', ext: 'include', positional: [] },
   global: { kind: 'command', ext: 'include', positional: ['stringlist'], names: ['variable names'] },
+  // RFC 7352 duplicate
+  duplicate: {
+    kind: 'test',
+    ext: 'duplicate',
+    positional: [],
+    tags: {
+      handle: { arg: 'string' },
+      header: { arg: 'string', group: 'source' },
+      uniqueid: { arg: 'string', group: 'source' },
+      seconds: { arg: 'number' },
+      last: {},
+    },
+  },
   // tests
   true: { kind: 'test', positional: [] },
   false: { kind: 'test', positional: [] },
@@ -246,4 +259,5 @@ export const SUPPORTED_EXTENSIONS = [
   'spamtestplus',
   'virustest',
   'include',
+  'duplicate',
 ];

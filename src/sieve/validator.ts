@@ -247,7 +247,7 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
     if (type)
       error(node, `the specified i;ascii-numeric comparator does not support sub-string matching as required by the :${type} match type`);
   }
-  if ('last' in node.tags && !('index' in node.tags) && node.name !== 'addheader')
+  if ('last' in node.tags && !('index' in node.tags) && node.name !== 'addheader' && node.name !== 'duplicate')
     error(node, `the :last tag for the ${node.name} ${node.name === 'deleteheader' ? 'command' : 'test'} requires the :index tag`);
   // an unknown date part or a malformed :zone is only a warning in Pigeonhole (RFC 5260 4.1.1,
   // 4.2): the test is false, or the local zone is used

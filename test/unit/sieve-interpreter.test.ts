@@ -292,3 +292,32 @@ describe('sieve variables on hostile scripts', () => {
     assert.deepEqual(types(r), ['fileinto:5000-4096']);
   });
 });
+
+describe('sieve duplicate (RFC 7352)', () => {
+  const message = 'Message-ID: <m1@x>\r\nSubject: s\r\n\r\nbody\r\n';
+  it('asks the caller about the key and lists a tracking action for delivery to record', () => {
+    const c = compileSieve('require ["duplicate","fileinto"]; if duplicate :seconds 600 { fileinto "Dup"; }');
+    assert.ok(c.ok);
+    const seen = new Set<string>();
+    const input = { message: Buffer.from(message), envelope: { from: '', to: 'u@x' } };
+    const first = runSieve(c.script, input, { isDuplicate: (k) => seen.has(k) });
+    assert.equal(first.actions[0]!.type, 'duplicate');
+    const track = first.actions[0] as { key: string; period: number; last: boolean };
+    assert.equal(track.period, 600);
+    assert.equal(track.last, false);
+    assert.deepEqual(types(first).slice(1), ['keep']);
+    seen.add(track.key);
+    assert.deepEqual(types(runSieve(c.script, input, { isDuplicate: (k) => seen.has(k) })), ['duplicate', 'fileinto:Dup']);
+  });
+
+  it('is never a duplicate without the unique ID, and keys differ by handle', () => {
+    const c = compileSieve(
+      'require "duplicate"; if duplicate :header "x-none" { discard; } if duplicate :handle "a" { discard; } if duplicate :handle "b" { discard; }',
+    );
+    assert.ok(c.ok);
+    const r = runSieve(c.script, { message: Buffer.from(message), envelope: { from: '', to: 'u@x' } }, { isDuplicate: () => false });
+    const keys = r.actions.filter((a) => a.type === 'duplicate').map((a) => (a as { key: string }).key);
+    assert.equal(keys.length, 2);
+    assert.notEqual(keys[0], keys[1]);
+  });
+});
