@@ -305,7 +305,8 @@ export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits
         );
         return finishMatch(
           m,
-          wanted.map((p) => p.text),
+          // a part without content offers nothing to match (as Pigeonhole: not even "")
+          wanted.map((p) => p.text).filter((t) => t !== ''),
           keys,
         );
       }
