@@ -113,5 +113,8 @@ export function runSieve(
   opts: { limits?: Partial<SieveLimits> } & SieveChecks = {},
 ): SieveResult {
   const limits = { ...DEFAULT_SIEVE_LIMITS, ...opts.limits };
-  return execute(script, input, limits, opts.isDuplicate ? { isDuplicate: opts.isDuplicate } : {});
+  const checks: SieveChecks = {};
+  if (opts.isDuplicate) checks.isDuplicate = opts.isDuplicate;
+  if (opts.mailboxExists) checks.mailboxExists = opts.mailboxExists;
+  return execute(script, input, limits, checks);
 }

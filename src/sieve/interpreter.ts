@@ -67,6 +67,8 @@ const DUPLICATE_PERIOD = 14 * 86400;
 export interface SieveChecks {
   /** RFC 7352: was this duplicate key recorded (and not expired)? Absent: never a duplicate. */
   isDuplicate?: (key: string) => boolean;
+  /** RFC 5490 mailboxexists: does the recipient's mailbox exist? Absent: only INBOX does. */
+  mailboxExists?: (name: string) => boolean;
 }
 
 export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits, checks: SieveChecks = {}): SieveResult {
@@ -257,6 +259,11 @@ export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits
         const m = matchSpec(n);
         if (!('comparator' in n.tags)) m.comparator = 'i;ascii-numeric';
         return finishMatch(m, [testScore(n)], strs(n.args[0]));
+      }
+      case 'mailboxexists': {
+        // RFC 5490 3.1: true when every named mailbox exists; without a store to ask, only INBOX
+        const exists = checks.mailboxExists ?? ((name: string) => name.toUpperCase() === 'INBOX');
+        return strs(n.args[0]).every((name) => exists(name));
       }
       case 'duplicate': {
         // RFC 7352 3: the unique ID is :uniqueid, the first :header field, or Message-ID

@@ -151,6 +151,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   return: { kind: 'command', ext: 'include', positional: [] },
   global: { kind: 'command', ext: 'include', positional: ['stringlist'], names: ['variable names'] },
+  // RFC 5490 3.1
+  mailboxexists: { kind: 'test', ext: 'mailbox', positional: ['stringlist'], names: ['mailbox names'] },
   // RFC 7352 duplicate
   duplicate: {
     kind: 'test',

@@ -321,3 +321,14 @@ describe('sieve duplicate (RFC 7352)', () => {
     assert.notEqual(keys[0], keys[1]);
   });
 });
+
+describe('sieve mailboxexists (RFC 5490)', () => {
+  it('asks the caller whether every named mailbox exists', () => {
+    const c = compileSieve('require ["mailbox","fileinto"]; if mailboxexists ["Lists", "Work"] { fileinto "Lists"; }');
+    assert.ok(c.ok);
+    const input = { message: Buffer.from(MESSAGE), envelope: { from: '', to: 'u@x' } };
+    assert.deepEqual(types(runSieve(c.script, input, { mailboxExists: (m) => ['Lists', 'Work'].includes(m) })), ['fileinto:Lists']);
+    assert.deepEqual(types(runSieve(c.script, input, { mailboxExists: (m) => m === 'Lists' })), ['keep']);
+    assert.deepEqual(types(runSieve(c.script, input)), ['keep']);
+  });
+});
