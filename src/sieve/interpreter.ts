@@ -2,11 +2,18 @@
  * Runs compiled Sieve (RFC 5228 section 2.10): tests, actions with their duplicate and conflict
  * rules, the implicit keep, stop, runtime errors (keep the message), limits.
  */
+import { createHash } from 'node:crypto';
+import { datePart, localOffset, parseRfc5322Date, parseZone, type ZonedDate } from './date.js';
 import { matchValues, type Comparator, type MatchSpec, type Relation } from './match.js';
-import { SieveMessage, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
+import { SieveMessage, decodeMimeWords, domainPart, flattenParts, localPart, parseAddresses } from './message.js';
 import { applyModifiers, expandVariables, truncateUtf8, MAX_VARIABLE_SIZE } from './strings.js';
 import type { SieveAction, SieveInput, SieveLimits, SieveResult } from './types.js';
 import type { Node } from './validator.js';
+
+/** RFC 5293 section 9 (and Pigeonhole): fields a script may not delete (adding is allowed). */
+const PROTECTED_HEADERS = new Set(['received', 'auto-submitted']);
+/** Header changes one run may make. */
+const MAX_HEADER_EDITS = 256;
 
 export class SieveRuntimeError extends Error {}
 
@@ -32,22 +39,70 @@ function bareAddress(s: string): string {
   return (m ? m[1]! : s).trim();
 }
 
-export function execute(nodes: Node[], extensions: Set<string>, input: SieveInput, limits: SieveLimits): SieveResult {
+/** A compiled script and the scripts its include commands name (RFC 6609). */
+export interface ScriptUnit {
+  nodes: Node[];
+  extensions: ReadonlySet<string>;
+  /** Included scripts by "personal:name" / "global:name". */
+  includes: ReadonlyMap<string, ScriptUnit>;
+}
+
+/** What one script of an include tree sees: its own variables, except the global ones. */
+interface Frame {
+  unit: ScriptUnit;
+  variables: Map<string, string>;
+  globals: Set<string>;
+  matchVars: string[];
+  useVars: boolean;
+  useFlags: boolean;
+}
+
+/** RFC 6609 3.3: return ends the current script; the including one goes on. */
+class ReturnSignal {}
+
+/** Pigeonhole's sieve_duplicate_default_period (RFC 7352 3.3 :seconds when absent). */
+const DUPLICATE_PERIOD = 14 * 86400;
+
+/** State the pure interpreter asks its caller about. */
+export interface SieveChecks {
+  /** RFC 7352: was this duplicate key recorded (and not expired)? Absent: never a duplicate. */
+  isDuplicate?: (key: string) => boolean;
+  /** RFC 5490 mailboxexists: does the recipient's mailbox exist? Absent: only INBOX does. */
+  mailboxExists?: (name: string) => boolean;
+}
+
+export function execute(main: ScriptUnit, input: SieveInput, limits: SieveLimits, checks: SieveChecks = {}): SieveResult {
   const message = new SieveMessage(input.message);
   const actions: SieveAction[] = [];
-  const variables = new Map<string, string>();
-  let matchVars: string[] = [];
+  const globalVariables = new Map<string, string>();
+  const newFrame = (unit: ScriptUnit): Frame => ({
+    unit,
+    variables: new Map(),
+    globals: new Set(),
+    matchVars: [],
+    useVars: unit.extensions.has('variables'),
+    useFlags: unit.extensions.has('imap4flags'),
+  });
+  let frame = newFrame(main);
+  const included = new Set<string>();
+  let includeDepth = 0;
+  /** Variables of the current script, or the shared ones (global names, "global." namespace). */
+  const storeFor = (name: string): Map<string, string> =>
+    name === FLAGS_VARIABLE || name.startsWith('global.') || frame.globals.has(name) ? globalVariables : frame.variables;
+  const getVariable = (name: string): string | undefined => {
+    const n = name.toLowerCase();
+    return storeFor(n).get(n.startsWith('global.') ? n.slice(7) : n);
+  };
   let implicitKeep = true;
   let redirects = 0;
+  let headerEdits = 0;
   let stopped = false;
   const deadline = Date.now() + limits.maxCpuMs;
-  const useVars = extensions.has('variables');
-  const useFlags = extensions.has('imap4flags');
 
-  const scope = { get: (n: string) => variables.get(n), match: [] as string[] };
+  const scope = { get: getVariable, match: [] as string[] };
   const expand = (s: string): string => {
-    if (!useVars) return s;
-    scope.match = matchVars;
+    if (!frame.useVars) return s;
+    scope.match = frame.matchVars;
     return expandVariables(s, scope);
   };
   const strs = (v: unknown): string[] => (v as string[]).map(expand);
@@ -57,9 +112,10 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   const tagList = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(expand) : undefined);
 
   const setVariable = (name: string, value: string): void => {
-    variables.set(name.toLowerCase(), truncateUtf8(value, MAX_VARIABLE_SIZE));
+    const n = name.toLowerCase();
+    storeFor(n).set(n.startsWith('global.') ? n.slice(7) : n, truncateUtf8(value, MAX_VARIABLE_SIZE));
   };
-  const currentFlags = (): string[] => flagList([variables.get(FLAGS_VARIABLE) ?? '']);
+  const currentFlags = (): string[] => flagList([getVariable(FLAGS_VARIABLE) ?? '']);
 
   /** Adds the action; false when it duplicates an earlier one (RFC 5228 2.10.3). */
   const addAction = (a: SieveAction): boolean => {
@@ -111,7 +167,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
 
   const finishMatch = (m: MatchSpec, values: string[], keys: string[]): boolean => {
     const r = matchValues(values, keys, m);
-    if (r.matched && r.captures && useVars) matchVars = r.captures;
+    if (r.matched && r.captures && frame.useVars) frame.matchVars = r.captures;
     return r.matched;
   };
 
@@ -145,13 +201,13 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
       case 'exists':
         return strs(n.args[0]).every((h) => message.headerValues(h).length > 0);
       case 'header': {
-        const values = strs(n.args[0]).flatMap((h) => message.headerValues(h));
+        const values = strs(n.args[0]).flatMap((h) => indexed(n, message.headerValues(h)));
         return finishMatch(matchSpec(n), values, strs(n.args[1]));
       }
       case 'address': {
         const values: string[] = [];
         for (const h of strs(n.args[0]))
-          for (const v of message.headerValues(h))
+          for (const v of indexed(n, message.headerValues(h)))
             for (const a of parseAddresses(v)) {
               const p = addressPart(n, a);
               if (p !== undefined) values.push(p);
@@ -171,9 +227,68 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         }
         return finishMatch(matchSpec(n), values, strs(n.args[1]));
       }
+      case 'date':
+      case 'currentdate': {
+        const m = matchSpec(n);
+        const isDate = n.name === 'date';
+        const part = str(n.args[isDate ? 1 : 0]);
+        const keys = strs(n.args[isDate ? 2 : 1]);
+        const zoneArg = tagStr(n.tags.zone);
+        const zone = zoneArg === undefined ? undefined : parseZone(zoneArg);
+        const dates: ZonedDate[] = [];
+        if (isDate) {
+          for (const v of indexed(n, message.headerValues(str(n.args[0])))) {
+            // RFC 5260 4.1.1: in Received the date follows the last ";"
+            const d = parseRfc5322Date(v.includes(';') ? v.slice(v.lastIndexOf(';') + 1) : v);
+            if (d) dates.push(d);
+          }
+        } else {
+          const time = (input.now ?? new Date()).getTime();
+          dates.push({ time, offset: localOffset(time) });
+        }
+        const values = dates.flatMap((d) => {
+          const offset = zone ?? (n.tags.originalzone ? d.offset : localOffset(d.time));
+          const v = datePart(d, part, offset);
+          return v === undefined ? [] : [v];
+        });
+        return finishMatch(m, values, keys);
+      }
+      case 'spamtest':
+      case 'virustest': {
+        // RFC 5235 3: the comparator defaults to i;ascii-numeric
+        const m = matchSpec(n);
+        if (!('comparator' in n.tags)) m.comparator = 'i;ascii-numeric';
+        return finishMatch(m, [testScore(n)], strs(n.args[0]));
+      }
+      case 'mailboxexists': {
+        // RFC 5490 3.1: true when every named mailbox exists; without a store to ask, only INBOX
+        const exists = checks.mailboxExists ?? ((name: string) => name.toUpperCase() === 'INBOX');
+        return strs(n.args[0]).every((name) => exists(name));
+      }
+      case 'duplicate': {
+        // RFC 7352 3: the unique ID is :uniqueid, the first :header field, or Message-ID
+        const t = n.tags;
+        const value =
+          typeof t.uniqueid === 'string'
+            ? expand(t.uniqueid)
+            : message.headerValues(typeof t.header === 'string' ? expand(t.header) : 'message-id')[0]?.trim();
+        if (value === undefined || value === '') return false;
+        const handle = tagStr(t.handle);
+        const key = createHash('sha256')
+          .update(`${handle ?? ''}\u0000${value}`)
+          .digest('hex');
+        const seen = checks.isDuplicate?.(key) ?? false;
+        if (!actions.some((a) => a.type === 'duplicate' && a.key === key)) {
+          const period = typeof t.seconds === 'number' ? t.seconds : DUPLICATE_PERIOD;
+          const a: SieveAction = { type: 'duplicate', key, period, last: !!t.last };
+          if (handle !== undefined) a.handle = handle;
+          actions.push(a);
+        }
+        return seen;
+      }
       case 'hasflag': {
         const names = strs(n.args[0]);
-        const flags = names.length === 0 ? currentFlags() : flagList(names.map((v) => variables.get(v.toLowerCase()) ?? ''));
+        const flags = names.length === 0 ? currentFlags() : flagList(names.map((v) => getVariable(v) ?? ''));
         return finishMatch(matchSpec(n), flags, strs(n.args[1]));
       }
       case 'string':
@@ -197,7 +312,8 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         );
         return finishMatch(
           m,
-          wanted.map((p) => p.text),
+          // a part without content offers nothing to match (as Pigeonhole: not even "")
+          wanted.map((p) => p.text).filter((t) => t !== ''),
           keys,
         );
       }
@@ -205,8 +321,30 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
     throw new SieveRuntimeError(`unknown test ${n.name}`);
   };
 
+  /** RFC 5260 section 6: :index N (from the end with :last) picks one field occurrence. */
+  const indexed = (n: Node, values: string[]): string[] => {
+    if (typeof n.tags.index !== 'number') return values;
+    const i = n.tags.index;
+    const v = n.tags.last ? values[values.length - i] : values[i - 1];
+    return i >= 1 && v !== undefined ? [v] : [];
+  };
+
+  /**
+   * RFC 5235: spamScore is the spamtest value (0 not tested, 1 surely not spam .. 10 surely spam),
+   * virusScore the virustest value (0 not tested, 1 clean .. 5 infected); out-of-range values are
+   * clamped. :percent (spamtestplus) maps 1..10 onto 0..100.
+   */
+  const testScore = (n: Node): string => {
+    const raw = n.name === 'spamtest' ? input.spamScore : input.virusScore;
+    const max = n.name === 'spamtest' ? 10 : 5;
+    if (raw === undefined || !Number.isFinite(raw)) return '0';
+    const v = Math.min(max, Math.max(1, Math.round(raw)));
+    if (n.tags.percent) return String(Math.round(((Math.min(10, Math.max(1, raw)) - 1) * 100) / 9));
+    return String(v);
+  };
+
   const flagsFor = (n: Node): string[] | undefined => {
-    if (!useFlags) return undefined;
+    if (!frame.useFlags) return undefined;
     const f = 'flags' in n.tags ? flagList(tagList(n.tags.flags) ?? []) : currentFlags();
     return f.length ? f : undefined;
   };
@@ -281,7 +419,7 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
         const names = strs(n.args[0]);
         const target = names.length === 0 ? FLAGS_VARIABLE : names[0]!.toLowerCase();
         const given = flagList(strs(n.args[1]));
-        const before = flagList([variables.get(target) ?? '']);
+        const before = flagList([getVariable(target) ?? '']);
         let after: string[];
         if (n.name === 'setflag') after = given;
         else if (n.name === 'addflag') after = flagList([...before, ...given]);
@@ -290,6 +428,73 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
           after = before.filter((f) => !drop.has(f.toLowerCase()));
         }
         setVariable(target, after.join(' '));
+        return;
+      }
+      case 'addheader': {
+        const name = str(n.args[0]);
+        // a value of several lines is folded
+        const value = str(n.args[1]).replace(/\r?\n(?![ \t])/g, '\r\n ');
+        if (++headerEdits > MAX_HEADER_EDITS) throw new SieveRuntimeError('too many header edits');
+        const last = !!n.tags.last;
+        if (last) message.headers.push({ name, raw: value });
+        else message.headers.unshift({ name, raw: value });
+        actions.push({ type: 'addheader', name, value, last });
+        return;
+      }
+      case 'deleteheader': {
+        const name = str(n.args[0]);
+        if (PROTECTED_HEADERS.has(name.toLowerCase())) return;
+        const patterns = strs(n.args[1]);
+        const lower = name.toLowerCase();
+        const positions = message.headers.flatMap((h, i) => (h.name.toLowerCase() === lower ? [i] : []));
+        let chosen = positions.map((p, k) => ({ p, occurrence: k + 1 }));
+        if (typeof n.tags.index === 'number') {
+          const i = n.tags.index;
+          const pick = n.tags.last ? chosen[chosen.length - i] : chosen[i - 1];
+          chosen = i >= 1 && pick ? [pick] : [];
+        }
+        if (patterns.length > 0) {
+          const m = matchSpec(n);
+          chosen = chosen.filter((c) => matchValues([decodeMimeWords(message.headers[c.p]!.raw)], patterns, m).matched);
+        }
+        if (chosen.length === 0) return;
+        if (++headerEdits > MAX_HEADER_EDITS) throw new SieveRuntimeError('too many header edits');
+        if (chosen.length === positions.length && typeof n.tags.index !== 'number' && patterns.length === 0) {
+          actions.push({ type: 'deleteheader', name });
+        } else {
+          // occurrences counted before this command's deletions, so each removal shifts the later ones
+          chosen.forEach((c, k) => actions.push({ type: 'deleteheader', name, index: c.occurrence - k }));
+        }
+        for (const c of [...chosen].reverse()) message.headers.splice(c.p, 1);
+        return;
+      }
+      case 'global':
+        // RFC 6609 3.5: these names refer to the variables shared by all scripts
+        for (const name of strs(n.args[0])) frame.globals.add(name.toLowerCase());
+        return;
+      case 'return':
+        throw new ReturnSignal();
+      case 'include': {
+        const location = n.tags.global ? 'global' : 'personal';
+        const key = `${location}:${str(n.args[0])}`;
+        const unit = frame.unit.includes.get(key);
+        if (!unit) {
+          if (n.tags.optional) return;
+          throw new SieveRuntimeError(`included ${location} script '${str(n.args[0])}' does not exist`);
+        }
+        if (n.tags.once && included.has(key)) return;
+        included.add(key);
+        if (++includeDepth > limits.maxIncludeDepth) throw new SieveRuntimeError('include nesting too deep');
+        const saved = frame;
+        frame = newFrame(unit);
+        try {
+          block(unit.nodes);
+        } catch (e) {
+          if (!(e instanceof ReturnSignal)) throw e;
+        } finally {
+          frame = saved;
+          includeDepth--;
+        }
         return;
       }
       case 'set':
@@ -318,13 +523,17 @@ export function execute(nodes: Node[], extensions: Set<string>, input: SieveInpu
   };
 
   try {
-    block(nodes);
+    try {
+      block(main.nodes);
+    } catch (e) {
+      if (!(e instanceof ReturnSignal)) throw e;
+    }
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
     return { actions: [{ type: 'keep' }], implicitKeep: true, error: reason };
   }
   if (implicitKeep) {
-    const flags = useFlags ? currentFlags() : [];
+    const flags = main.extensions.has('imap4flags') ? currentFlags() : [];
     // listed even after a fileinto :copy "INBOX", as Pigeonhole does (delivery stores once)
     actions.push(flags.length ? { type: 'keep', flags } : { type: 'keep' });
   }

@@ -35,7 +35,7 @@ export function parseSieve(script: string): CommandNode[] {
   };
   const describe = (t: Token): string =>
     t.kind === 'eof'
-      ? 'end of script'
+      ? 'end of file'
       : t.kind === 'identifier'
         ? `identifier '${t.text}'`
         : t.kind === 'tag'
@@ -120,8 +120,7 @@ export function parseSieve(script: string): CommandNode[] {
         if (depth + 1 > MAX_BLOCK_NESTING) fail(end, `cannot nest command blocks deeper than ${MAX_BLOCK_NESTING} levels`);
         command.block = parseCommands(depth + 1, true);
       } else if (end.kind !== ';') {
-        // Pigeonhole reports this at the last token of the command
-        fail(tokens[Math.max(0, i - 2)]!, `missing semicolon ';' after ${command.name} command`);
+        fail(end, `expected end of command ';' or the beginning of a compound block '{', but found ${describe(end)}`);
       }
       commands.push(command);
     }

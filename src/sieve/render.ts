@@ -57,10 +57,12 @@ function renderAction(a: SieveAction, defaultMailbox: string): string[] {
         'END MESSAGE',
       ];
     }
+    case 'duplicate':
+      return [` * track ${a.last ? 'last ' : ''}duplicate${a.handle !== undefined ? ` with handle: ${a.handle}` : ''}`];
+    // sieve-test does not list header changes
     case 'addheader':
-      return [` * add header: ${a.name}: ${a.value}`];
     case 'deleteheader':
-      return [` * delete header: ${a.name}`];
+      return [];
   }
 }
 
@@ -71,7 +73,7 @@ export function renderSieveResult(result: SieveResult, defaultMailbox = 'INBOX')
     lines.push(`error: ${result.error}`, '', 'Implicit keep:', '', ` * store message in folder: ${defaultMailbox}`, '');
     return lines.join('\n');
   }
-  let performed = result.actions;
+  let performed = result.actions.filter((a) => a.type !== 'addheader' && a.type !== 'deleteheader');
   let implicit: SieveAction[] = [];
   const last = performed[performed.length - 1];
   if (result.implicitKeep && last?.type === 'keep') {

@@ -20,6 +20,8 @@ export interface CommandSpec {
   /** Positional arguments; the first `optional` of them may be left out (setflag's variable). */
   positional: ArgType[];
   optional?: number;
+  /** The last `optionalLast` positional arguments may be left out (deleteheader's value patterns). */
+  optionalLast?: number;
   /** Names of the positional arguments for the error messages. */
   names?: string[];
   tests?: 'one' | 'list';
@@ -43,6 +45,8 @@ const addressParts: Record<string, TagSpec> = {
   detail: { group: 'address part', ext: 'subaddress' },
 };
 const matching = { ...comparator, ...matchTypes };
+/** RFC 5260 section 6: which occurrence of a header field. */
+const indexTags: Record<string, TagSpec> = { index: { arg: 'number', ext: 'index' }, last: { ext: 'index' } };
 const flagsTag: Record<string, TagSpec> = { flags: { arg: 'stringlist', ext: 'imap4flags' } };
 
 export const COMMANDS: Record<string, CommandSpec> = {
@@ -118,6 +122,50 @@ export const COMMANDS: Record<string, CommandSpec> = {
       length: { group: 'length' },
     },
   },
+  // RFC 5293 editheader
+  addheader: { kind: 'command', ext: 'editheader', positional: ['string', 'string'], names: ['field name', 'value'], tags: { last: {} } },
+  deleteheader: {
+    kind: 'command',
+    ext: 'editheader',
+    positional: ['string', 'stringlist'],
+    optionalLast: 1,
+    names: ['field name', 'value patterns'],
+    tags: { ...matching, ...indexTags },
+  },
+  // RFC 5235 spamtest, spamtestplus, virustest
+  spamtest: {
+    kind: 'test',
+    ext: 'spamtest',
+    positional: ['string'],
+    names: ['value'],
+    tags: { ...matching, percent: { ext: 'spamtestplus' } },
+  },
+  virustest: { kind: 'test', ext: 'virustest', positional: ['string'], names: ['value'], tags: { ...matching } },
+  // RFC 6609 include
+  include: {
+    kind: 'command',
+    ext: 'include',
+    positional: ['string'],
+    names: ['script name'],
+    tags: { personal: { group: 'location' }, global: { group: 'location' }, once: {}, optional: {} },
+  },
+  return: { kind: 'command', ext: 'include', positional: [] },
+  global: { kind: 'command', ext: 'include', positional: ['stringlist'], names: ['variable names'] },
+  // RFC 5490 3.1
+  mailboxexists: { kind: 'test', ext: 'mailbox', positional: ['stringlist'], names: ['mailbox names'] },
+  // RFC 7352 duplicate
+  duplicate: {
+    kind: 'test',
+    ext: 'duplicate',
+    positional: [],
+    tags: {
+      handle: { arg: 'string' },
+      header: { arg: 'string', group: 'source' },
+      uniqueid: { arg: 'string', group: 'source' },
+      seconds: { arg: 'number' },
+      last: {},
+    },
+  },
   // tests
   true: { kind: 'test', positional: [] },
   false: { kind: 'test', positional: [] },
@@ -126,12 +174,31 @@ export const COMMANDS: Record<string, CommandSpec> = {
   anyof: { kind: 'test', positional: [], tests: 'list' },
   exists: { kind: 'test', positional: ['stringlist'], names: ['header names'] },
   size: { kind: 'test', positional: ['number'], names: ['limit'], tags: { over: { group: 'size' }, under: { group: 'size' } } },
-  header: { kind: 'test', positional: ['stringlist', 'stringlist'], names: ['header names', 'key list'], tags: { ...matching } },
+  header: {
+    kind: 'test',
+    positional: ['stringlist', 'stringlist'],
+    names: ['header names', 'key list'],
+    tags: { ...matching, ...indexTags },
+  },
+  date: {
+    kind: 'test',
+    ext: 'date',
+    positional: ['string', 'string', 'stringlist'],
+    names: ['header name', 'date part', 'key list'],
+    tags: { ...matching, ...indexTags, zone: { arg: 'string', group: 'zone' }, originalzone: { group: 'zone' } },
+  },
+  currentdate: {
+    kind: 'test',
+    ext: 'date',
+    positional: ['string', 'stringlist'],
+    names: ['date part', 'key list'],
+    tags: { ...matching, zone: { arg: 'string', group: 'zone' } },
+  },
   address: {
     kind: 'test',
     positional: ['stringlist', 'stringlist'],
     names: ['header list', 'key list'],
-    tags: { ...matching, ...addressParts },
+    tags: { ...matching, ...addressParts, ...indexTags },
   },
   envelope: {
     kind: 'test',
@@ -187,4 +254,12 @@ export const SUPPORTED_EXTENSIONS = [
   'body',
   'variables',
   'mailbox',
+  'date',
+  'index',
+  'editheader',
+  'spamtest',
+  'spamtestplus',
+  'virustest',
+  'include',
+  'duplicate',
 ];

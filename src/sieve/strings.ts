@@ -30,11 +30,17 @@ export interface VariableScope {
 export const MAX_VARIABLE_SIZE = 4096;
 
 /** RFC 5229 section 3: "${name}" and "${N}" replaced, anything else left as is. */
+/** Longest string variable expansion may produce ("${x}" 250 000 times must not take a gigabyte). */
+export const MAX_EXPANDED_SIZE = 1024 * 1024;
+
 export function expandVariables(s: string, scope: VariableScope): string {
   if (!s.includes('${')) return s;
+  let grown = 0;
   return s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|[0-9]+)\}/g, (_whole, name: string) => {
-    if (/^[0-9]+$/.test(name)) return scope.match[Number(name)] ?? '';
-    return scope.get(name.toLowerCase()) ?? '';
+    const value = /^[0-9]+$/.test(name) ? (scope.match[Number(name)] ?? '') : (scope.get(name.toLowerCase()) ?? '');
+    grown += value.length;
+    if (grown > MAX_EXPANDED_SIZE) throw new Error('string too long after variable expansion');
+    return value;
   });
 }
 

@@ -61,7 +61,12 @@ export type SieveAction =
     }
   /** editheader (RFC 5293): header changes, applied to the delivered copies in order. */
   | { type: 'addheader'; name: string; value: string; last: boolean }
-  | { type: 'deleteheader'; name: string; index?: number; last?: boolean; values?: string[] };
+  | { type: 'deleteheader'; name: string; index?: number; last?: boolean; values?: string[] }
+  /**
+   * duplicate (RFC 7352): remember `key` for `period` seconds once the message is delivered
+   * (section 3: only then); with `last`, each sighting restarts the period.
+   */
+  | { type: 'duplicate'; key: string; period: number; last: boolean; handle?: string };
 
 export interface SieveResult {
   actions: SieveAction[];

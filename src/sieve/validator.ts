@@ -110,13 +110,14 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
       node.tags[a.name] = value;
     }
     // positional arguments
-    const min = spec.positional.length - (spec.optional ?? 0);
+    const min = spec.positional.length - (spec.optional ?? 0) - (spec.optionalLast ?? 0);
     if (positional.length < min || positional.length > spec.positional.length) {
       const wanted = positional.length < min ? min : spec.positional.length;
       error(n, `the ${n.name} ${what} requires ${wanted} positional argument(s), but ${positional.length} is/are specified`);
       return undefined;
     }
-    const offset = spec.positional.length - positional.length;
+    // leading optional arguments (setflag's variable) are the ones left out, else trailing ones
+    const offset = spec.optional ? spec.positional.length - positional.length : 0;
     positional.forEach((a, k) => {
       const t = spec.positional[k + offset]!;
       if (!fits(a, t)) {
@@ -129,6 +130,7 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
       node.args.push(a.kind === 'number' ? a.value : a.kind === 'strings' ? str(a.values) : []);
     });
     if (offset > 0) node.args.unshift(...Array.from({ length: offset }, () => [] as string[]));
+    while (node.args.length < spec.positional.length) node.args.push([]);
     // tests
     if (spec.tests === 'one') {
       if (n.tests.length !== 1)
@@ -166,6 +168,8 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
               if (!SUPPORTED_EXTENSIONS.includes(name) || !allowed.includes(name))
                 error(a, `require command: unknown Sieve capability \`${cap}'`);
               else extensions.add(name);
+              // RFC 5235 3.2: spamtestplus implies spamtest
+              if (name === 'spamtestplus' && allowed.includes(name)) extensions.add('spamtest');
             }
           }
         }
@@ -242,6 +246,20 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
     const type = ['contains', 'matches', 'regex'].find((t) => t in node.tags);
     if (type)
       error(node, `the specified i;ascii-numeric comparator does not support sub-string matching as required by the :${type} match type`);
+  }
+  if ('last' in node.tags && !('index' in node.tags) && node.name !== 'addheader' && node.name !== 'duplicate')
+    error(node, `the :last tag for the ${node.name} ${node.name === 'deleteheader' ? 'command' : 'test'} requires the :index tag`);
+  // an unknown date part or a malformed :zone is only a warning in Pigeonhole (RFC 5260 4.1.1,
+  // 4.2): the test is false, or the local zone is used
+  if (node.name === 'addheader' || node.name === 'deleteheader') {
+    const field = (node.args[0] as string[])[0] ?? '';
+    if (!field.includes('${') && !/^[\x21-\x39\x3b-\x7e]+$/.test(field))
+      error(node, `${node.name} command: specified field name \`${field}' is invalid`);
+  }
+  if (node.name === 'global' && !extensions.has('variables')) error(node, 'the global command requires the variables extension');
+  if (node.name === 'include') {
+    const name = (node.args[0] as string[])[0] ?? '';
+    if (name === '' || /[/\\\x00-\x1f]/.test(name)) error(node, `include: invalid script name '${name}'`);
   }
   if (node.name === 'set') {
     const name = (node.args[0] as string[])[0] ?? '';

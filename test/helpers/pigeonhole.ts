@@ -4,7 +4,7 @@
  * invocations run concurrently in a bounded pool.
  */
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -28,10 +28,24 @@ export class Pigeonhole {
     private readonly config: string,
   ) {}
 
-  static async start(): Promise<Pigeonhole> {
+  /**
+   * `includes`: scripts for RFC 6609 include, by location and name (written to DIR/personal and
+   * DIR/global, Pigeonhole's `sieve` and `sieve_global` locations).
+   */
+  static async start(
+    includes: { personal: Record<string, string>; global: Record<string, string> } = { personal: {}, global: {} },
+  ): Promise<Pigeonhole> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-pigeonhole-'));
     // sieve-test drops privileges to mail_uid and writes the compiled script next to the script
     await chmod(dir, 0o777);
+    for (const location of ['personal', 'global'] as const) {
+      await mkdir(path.join(dir, location));
+      await chmod(path.join(dir, location), 0o777);
+      for (const [name, text] of Object.entries(includes[location])) {
+        await writeFile(path.join(dir, location, `${name}.sieve`), text);
+        await chmod(path.join(dir, location, `${name}.sieve`), 0o644);
+      }
+    }
     const config = path.join(dir, 'dovecot.conf');
     await writeFile(
       config,
@@ -41,6 +55,10 @@ export class Pigeonhole {
         'first_valid_uid = 0',
         'first_valid_gid = 0',
         `mail_location = maildir:${dir}/mail`,
+        'plugin {',
+        `  sieve = file:${dir}/personal;active=${dir}/personal/.active.sieve`,
+        `  sieve_global = ${dir}/global`,
+        '}',
         '',
       ].join('\n'),
     );

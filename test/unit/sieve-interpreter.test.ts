@@ -182,3 +182,153 @@ describe('sieve interpreter', () => {
     );
   });
 });
+
+describe('sieve editheader (RFC 5293)', () => {
+  it('adds fields first or last and later tests see them; actions carry the edits in order', () => {
+    const r = run(
+      'require ["editheader","fileinto"]; addheader "X-A" "1"; addheader :last "X-B" "2"; if allof (exists "x-a", exists "x-b") { fileinto "Both"; }',
+    );
+    assert.deepEqual(r.actions.slice(0, 3), [
+      { type: 'addheader', name: 'X-A', value: '1', last: false },
+      { type: 'addheader', name: 'X-B', value: '2', last: true },
+      { type: 'fileinto', mailbox: 'Both', create: false, copy: false },
+    ]);
+  });
+
+  it('deletes matching occurrences by index, as delivery can replay them', () => {
+    const message = 'X: one\r\nX: two\r\nX: three\r\n\r\nbody\r\n';
+    const r = run('require "editheader"; deleteheader :matches "x" ["one", "thr*"];', { message });
+    assert.deepEqual(r.actions.slice(0, 2), [
+      { type: 'deleteheader', name: 'x', index: 1 },
+      { type: 'deleteheader', name: 'x', index: 2 },
+    ]);
+    const all = run('require "editheader"; deleteheader "X"; if exists "x" { discard; }', { message });
+    assert.deepEqual(all.actions, [{ type: 'deleteheader', name: 'X' }, { type: 'keep' }]);
+  });
+
+  it('never deletes Received or Auto-Submitted', () => {
+    const r = run('require "editheader"; deleteheader "received"; if exists "received" { discard; }');
+    assert.deepEqual(types(r), ['discard']);
+  });
+});
+
+describe('sieve spamtest and virustest (RFC 5235)', () => {
+  const runScores = (script: string, spamScore?: number, virusScore?: number): string[] => {
+    const c = compileSieve(script);
+    if (!c.ok) throw new Error(JSON.stringify(c.errors));
+    const input = { message: Buffer.from(MESSAGE), envelope: { from: 'a@b.c', to: 'd@e.f' }, spamScore, virusScore };
+    return types(runSieve(c.script, input));
+  };
+  const spam =
+    'require ["spamtest","relational","comparator-i;ascii-numeric","fileinto"]; if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; } elsif spamtest :is "0" { fileinto "Untested"; }';
+
+  it('compares the spam score numerically and reports an unknown score as "0"', () => {
+    assert.deepEqual(runScores(spam, 8), ['fileinto:Junk']);
+    assert.deepEqual(runScores(spam, 3), ['keep']);
+    assert.deepEqual(runScores(spam), ['fileinto:Untested']);
+  });
+
+  it('uses i;ascii-numeric by default ("10" is over "9")', () => {
+    assert.deepEqual(runScores('require ["spamtest","relational"]; if spamtest :value "gt" "9" { discard; }', 10), ['discard']);
+  });
+
+  it(':percent (spamtestplus) maps 1..10 onto 0..100', () => {
+    assert.deepEqual(runScores('require ["spamtestplus","relational"]; if spamtest :percent :value "eq" "50" { discard; }', 5.5), [
+      'discard',
+    ]);
+  });
+
+  it('virustest: 5 is infected', () => {
+    const script =
+      'require ["virustest","relational","comparator-i;ascii-numeric"]; if virustest :value "eq" :comparator "i;ascii-numeric" "5" { discard; }';
+    assert.deepEqual(runScores(script, undefined, 5), ['discard']);
+    assert.deepEqual(runScores(script, undefined, 1), ['keep']);
+  });
+});
+
+describe('sieve include (RFC 6609)', () => {
+  const scripts: Record<string, string> = {
+    'personal:a':
+      'require ["include","variables","fileinto"]; global "g"; set "g" "from-a"; set "local" "x"; fileinto "A"; return; discard;',
+    'personal:self': 'require "include"; include "self";',
+    'global:g': 'require ["fileinto"]; fileinto "G";',
+  };
+  const include = (name: string, location: 'personal' | 'global'): string | undefined => scripts[`${location}:${name}`];
+
+  it('runs included scripts on one result; return ends only the included script; global variables are shared', () => {
+    const c = compileSieve(
+      'require ["include","variables","fileinto"]; include "a"; include :global "g"; include :once "a"; global "g"; fileinto "${g}-${local}";',
+      { include },
+    );
+    assert.ok(c.ok, JSON.stringify(!c.ok && c.errors));
+    const r = runSieve(c.script, { message: Buffer.from(MESSAGE), envelope: { from: '', to: 'u@x' } });
+    assert.deepEqual(types(r), ['fileinto:A', 'fileinto:G', 'fileinto:from-a-']);
+  });
+
+  it('refuses missing, circular and too deep includes at compile time', () => {
+    const missing = compileSieve('require "include"; include "nope";', { include });
+    assert.ok(!missing.ok && /does not exist/.test(missing.errors[0]!.message));
+    const loop = compileSieve('require "include"; include "self";', { include });
+    assert.ok(!loop.ok && /circular include/.test(loop.errors[0]!.message));
+    const chain = (name: string): string | undefined => `require "include"; include "${name}x";`;
+    const deep = compileSieve('require "include"; include "x";', { include: chain, limits: { maxIncludeDepth: 3 } });
+    assert.ok(!deep.ok && /deeper than 3/.test(deep.errors[0]!.message));
+    assert.ok(compileSieve('require "include"; include :optional "nope";', { include }).ok);
+  });
+});
+
+describe('sieve variables on hostile scripts', () => {
+  it('stops an expansion that would grow past 1 MiB with a runtime error (implicit keep)', () => {
+    const refs = '${x}'.repeat(2000);
+    const r = run(`require ["variables","fileinto"]; set "x" "${'a'.repeat(4000)}"; fileinto "${refs}";`);
+    assert.match(r.error!, /too long/);
+    assert.deepEqual(r.actions, [{ type: 'keep' }]);
+  });
+
+  it('truncates a variable at 4 KiB', () => {
+    const r = run(
+      `require ["variables","fileinto"]; set :length "n" "${'a'.repeat(5000)}"; set "x" "${'b'.repeat(5000)}"; set :length "m" "\${x}"; fileinto "\${n}-\${m}";`,
+    );
+    assert.deepEqual(types(r), ['fileinto:5000-4096']);
+  });
+});
+
+describe('sieve duplicate (RFC 7352)', () => {
+  const message = 'Message-ID: <m1@x>\r\nSubject: s\r\n\r\nbody\r\n';
+  it('asks the caller about the key and lists a tracking action for delivery to record', () => {
+    const c = compileSieve('require ["duplicate","fileinto"]; if duplicate :seconds 600 { fileinto "Dup"; }');
+    assert.ok(c.ok);
+    const seen = new Set<string>();
+    const input = { message: Buffer.from(message), envelope: { from: '', to: 'u@x' } };
+    const first = runSieve(c.script, input, { isDuplicate: (k) => seen.has(k) });
+    assert.equal(first.actions[0]!.type, 'duplicate');
+    const track = first.actions[0] as { key: string; period: number; last: boolean };
+    assert.equal(track.period, 600);
+    assert.equal(track.last, false);
+    assert.deepEqual(types(first).slice(1), ['keep']);
+    seen.add(track.key);
+    assert.deepEqual(types(runSieve(c.script, input, { isDuplicate: (k) => seen.has(k) })), ['duplicate', 'fileinto:Dup']);
+  });
+
+  it('is never a duplicate without the unique ID, and keys differ by handle', () => {
+    const c = compileSieve(
+      'require "duplicate"; if duplicate :header "x-none" { discard; } if duplicate :handle "a" { discard; } if duplicate :handle "b" { discard; }',
+    );
+    assert.ok(c.ok);
+    const r = runSieve(c.script, { message: Buffer.from(message), envelope: { from: '', to: 'u@x' } }, { isDuplicate: () => false });
+    const keys = r.actions.filter((a) => a.type === 'duplicate').map((a) => (a as { key: string }).key);
+    assert.equal(keys.length, 2);
+    assert.notEqual(keys[0], keys[1]);
+  });
+});
+
+describe('sieve mailboxexists (RFC 5490)', () => {
+  it('asks the caller whether every named mailbox exists', () => {
+    const c = compileSieve('require ["mailbox","fileinto"]; if mailboxexists ["Lists", "Work"] { fileinto "Lists"; }');
+    assert.ok(c.ok);
+    const input = { message: Buffer.from(MESSAGE), envelope: { from: '', to: 'u@x' } };
+    assert.deepEqual(types(runSieve(c.script, input, { mailboxExists: (m) => ['Lists', 'Work'].includes(m) })), ['fileinto:Lists']);
+    assert.deepEqual(types(runSieve(c.script, input, { mailboxExists: (m) => m === 'Lists' })), ['keep']);
+    assert.deepEqual(types(runSieve(c.script, input)), ['keep']);
+  });
+});
