@@ -165,6 +165,8 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
           } else {
             for (const cap of a.values) {
               const name = cap.toLowerCase();
+              // RFC 5228 2.7.3: i;octet and i;ascii-casemap are always there and may be required
+              if (name === 'comparator-i;octet' || name === 'comparator-i;ascii-casemap') continue;
               if (!SUPPORTED_EXTENSIONS.includes(name) || !allowed.includes(name))
                 error(a, `require command: unknown Sieve capability \`${cap}'`);
               else extensions.add(name);
