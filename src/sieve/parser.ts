@@ -103,7 +103,7 @@ export function parseSieve(script: string): CommandNode[] {
     for (;;) {
       const t = peek();
       if (t.kind === 'eof') {
-        if (closing) fail(t, "unexpected end of script; expecting '}' to close the block");
+        if (closing) fail(t, "expected end of compound block '}', but found end of file");
         return commands;
       }
       if (t.kind === '}') {

@@ -33,7 +33,7 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
     if (errors.length < MAX_ERRORS) errors.push({ line: at.line, column: at.column, message });
   };
   const describeArg = (a: Argument): string =>
-    a.kind === 'tag' ? `tag ':${a.name}'` : a.kind === 'number' ? 'number' : a.list ? 'string list' : 'string';
+    a.kind === 'tag' ? `a tag ':${a.name}'` : a.kind === 'number' ? 'a number' : a.list ? 'a string list' : 'a string';
   const typeName = (t: ArgType): string => (t === 'stringlist' ? 'string list' : t);
   const fits = (a: Argument, t: ArgType): boolean =>
     (t === 'number' && a.kind === 'number') ||
@@ -76,7 +76,18 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
       if (tag.group) {
         const prior = groups.get(tag.group);
         if (prior) {
-          error(a, `the ${n.name} ${what} has mutually exclusive ${tag.group} arguments ':${prior}' and ':${a.name}'`);
+          const pigeonholeName: Record<string, string> = {
+            'match type': 'MATCH-TYPE',
+            comparator: 'COMPARATOR',
+            'address part': 'ADDRESS-PART',
+          };
+          const upper = pigeonholeName[tag.group];
+          error(
+            a,
+            upper
+              ? `encountered duplicate ${upper} argument (:${a.name}) for the ${n.name} ${what}`
+              : `conflicting :${prior} and :${a.name} arguments specified for the ${n.name} ${what}`,
+          );
           continue;
         }
         groups.set(tag.group, a.name);
@@ -105,7 +116,10 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
         value = c;
       }
       if ((a.name === 'count' || a.name === 'value') && !RELATIONS.includes(String(value).toLowerCase()))
-        error(a, `invalid relational match type '${value}'`);
+        error(
+          a,
+          `the :${a.name} match-type requires a constant string argument being one of "gt", "ge", "lt", "le", "eq" or "ne", but "${value}" was found`,
+        );
       if (a.name === 'count' || a.name === 'value') value = String(value).toLowerCase();
       node.tags[a.name] = value;
     }
@@ -123,7 +137,7 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
       if (!fits(a, t)) {
         error(
           a,
-          `the ${n.name} ${what} expects a ${typeName(t)} as ${ordinal(k + 1)} argument (${spec.names?.[k + offset] ?? 'argument'}), but ${describeArg(a)} was found`,
+          `the ${n.name} ${what} expects a ${typeName(t)} as argument ${k + 1} (${spec.names?.[k + offset] ?? 'argument'}), but ${describeArg(a)} was found`,
         );
         return;
       }
@@ -165,6 +179,8 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
           } else {
             for (const cap of a.values) {
               const name = cap.toLowerCase();
+              // RFC 5228 2.7.3: i;octet and i;ascii-casemap are always there and may be required
+              if (name === 'comparator-i;octet' || name === 'comparator-i;ascii-casemap') continue;
               if (!SUPPORTED_EXTENSIONS.includes(name) || !allowed.includes(name))
                 error(a, `require command: unknown Sieve capability \`${cap}'`);
               else extensions.add(name);
@@ -178,7 +194,7 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
       }
       seenOther = true;
       if ((c.name === 'elsif' || c.name === 'else') && prior !== 'if' && prior !== 'elsif') {
-        error(c, `${c.name} command must follow an if or elseif command`);
+        error(c, `the ${c.name} command must follow an if or elseif command`);
       }
       if (c.block && !COMMANDS[c.name]?.block && COMMANDS[c.name]) error(c, `the ${c.name} command does not accept a block`);
       if (!c.block && COMMANDS[c.name]?.block) error(c, `the ${c.name} command requires a command block`);
@@ -191,10 +207,6 @@ export function validate(tree: CommandNode[], allowed: string[]): { nodes: Node[
   };
   const nodes = checkBlock(tree, true);
   return { nodes, extensions, errors };
-}
-
-function ordinal(n: number): string {
-  return ['zeroth', 'first', 'second', 'third', 'fourth'][n] ?? `${n}th`;
 }
 
 /** Header fields the address test accepts (Pigeonhole's list: RFC 5322 and common others). */
@@ -248,7 +260,10 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
       error(node, `the specified i;ascii-numeric comparator does not support sub-string matching as required by the :${type} match type`);
   }
   if ('last' in node.tags && !('index' in node.tags) && node.name !== 'addheader' && node.name !== 'duplicate')
-    error(node, `the :last tag for the ${node.name} ${node.name === 'deleteheader' ? 'command' : 'test'} requires the :index tag`);
+    error(
+      node,
+      `the :last tag for the ${node.name} ${node.name === 'deleteheader' ? 'command' : 'test'} cannot be specified without the :index tag`,
+    );
   // an unknown date part or a malformed :zone is only a warning in Pigeonhole (RFC 5260 4.1.1,
   // 4.2): the test is false, or the local zone is used
   if (node.name === 'addheader' || node.name === 'deleteheader') {
@@ -256,7 +271,7 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
     if (!field.includes('${') && !/^[\x21-\x39\x3b-\x7e]+$/.test(field))
       error(node, `${node.name} command: specified field name \`${field}' is invalid`);
   }
-  if (node.name === 'global' && !extensions.has('variables')) error(node, 'the global command requires the variables extension');
+  if (node.name === 'global' && !extensions.has('variables')) error(node, 'global command requires that variables extension is active');
   if (node.name === 'include') {
     const name = (node.args[0] as string[])[0] ?? '';
     if (name === '' || /[/\\\x00-\x1f]/.test(name)) error(node, `include: invalid script name '${name}'`);
@@ -270,7 +285,10 @@ function specificChecks(node: Node, error: (at: { line: number; column: number }
   if (node.name === 'redirect') {
     const addr = (node.args[0] as string[])[0] ?? '';
     if (!addr.includes('${') && !/^[^@\s<>]+@[^@\s<>]+$/.test(addr.replace(/^.*<(.*)>.*$/, '$1').trim()))
-      error(node, `specified redirect address '${addr}' is invalid`);
+      error(
+        node,
+        `specified redirect address '${addr}' is invalid${addr.includes('@') ? '' : `: invalid or lonely local part '${addr}' (expecting '@')`}`,
+      );
   }
   if ('regex' in node.tags) {
     const keys = node.args[node.args.length - 1] as string[];

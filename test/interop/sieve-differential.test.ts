@@ -88,15 +88,20 @@ describe('Sieve interpreter against Pigeonhole sieve-test', { skip: !existsSync(
       messageData.set(m, data);
       messageFile.set(m, await pigeonhole.put(m, data));
     }
-    const pairs = scripts.flatMap((s) => messages.map((m) => [s, m] as const));
-    const theirs = await pool(
-      pairs.map(
-        ([s, m]) =>
-          () =>
-            pigeonhole.run(scriptFile.get(s)!, messageFile.get(m)!, ENVELOPE, EXTENSIONS),
-      ),
+    // a script sieve-test does not compile fails alike on every message: one message tells
+    const run = (s: string, m: string) => () => pigeonhole.run(scriptFile.get(s)!, messageFile.get(m)!, ENVELOPE, EXTENSIONS);
+    const firstRuns = await pool(
+      scripts.map((s) => run(s, messages[0]!)),
       4,
     );
+    const compiling = scripts.filter((_s, i) => firstRuns[i]!.status !== 'compile-error');
+    const restPairs = compiling.flatMap((s) => messages.slice(1).map((m) => [s, m] as const));
+    const restRuns = await pool(
+      restPairs.map(([s, m]) => run(s, m)),
+      4,
+    );
+    const pairs = [...scripts.map((s) => [s, messages[0]!] as const), ...restPairs];
+    const theirs = [...firstRuns, ...restRuns];
     const mismatches: string[] = [];
     pairs.forEach(([s, m], i) => {
       const t = theirs[i]!;
@@ -112,7 +117,9 @@ describe('Sieve interpreter against Pigeonhole sieve-test', { skip: !existsSync(
           `${s} × ${m}: sieve-test ${t.status}${t.status === 'ok' ? `\n${t.stdout}` : `\n${t.stderr}`}\n-- ours ${o.status}\n${o.stdout}`,
         );
     });
-    const summary = `${pairs.length - mismatches.length}/${pairs.length} pairs match (${scripts.length} scripts × ${messages.length} messages)`;
+    const summary =
+      `${pairs.length - mismatches.length}/${pairs.length} pairs match (${scripts.length} scripts, ` +
+      `${scripts.length - compiling.length} of them compile errors run on one message, ${messages.length} messages)`;
     if (process.env.SIEVE_DIFF_VERBOSE) console.log(summary, mismatches.map((x) => x.split(':')[0]).join('\n'));
     assert.deepEqual(mismatches.slice(0, 10), [], `${summary}; first mismatches:\n${mismatches.slice(0, 10).join('\n====\n')}`);
   });

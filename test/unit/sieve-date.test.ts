@@ -41,6 +41,6 @@ describe('sieve date extension (RFC 5260)', () => {
     const r = runSieve(c.script, { message: Buffer.from('X: one\r\nX: two\r\nX: three\r\n\r\n'), envelope: { from: '', to: 'a@b' } });
     assert.equal(r.actions[0]!.type, 'fileinto');
     const e = compileSieve('require "index"; if header :last :is "x" "y" { keep; }');
-    assert.ok(!e.ok && /requires the :index tag/.test(e.errors[0]!.message));
+    assert.ok(!e.ok && /cannot be specified without the :index tag/.test(e.errors[0]!.message));
   });
 });
