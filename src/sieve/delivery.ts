@@ -196,7 +196,7 @@ export class SieveDelivery {
     }
     if (implicitKeep && !placements.some((p) => p.folder === undefined)) placements.push({ flags: maildirFlags(implicitKeep) });
     this.#log.info({ mailbox: user.email, sieve: done.length ? done : ['keep'] }, 'sieve');
-    return { placements };
+    return { placements: oneCopyPerFolder(placements) };
   }
 
   /**
@@ -304,6 +304,20 @@ function stripDeliveryTrace(raw: Buffer): Buffer {
     if (!m) return raw.subarray(offset);
     offset += Buffer.byteLength(m[0], 'latin1');
   }
+}
+
+/**
+ * One copy per folder: a keep and a fileinto "INBOX" (or two fileintos of one folder) store the
+ * message once, with the flags of the later action (RFC 5228 section 2.10.3, as Pigeonhole).
+ */
+function oneCopyPerFolder(placements: Array<{ folder?: string; create?: boolean; flags?: string }>): typeof placements {
+  const byFolder = new Map<string, (typeof placements)[number]>();
+  for (const p of placements) {
+    const key = p.folder === undefined || p.folder.toUpperCase() === 'INBOX' ? '' : p.folder;
+    const before = byFolder.get(key);
+    byFolder.set(key, { ...before, ...p, ...(key === '' ? { folder: undefined } : {}), create: Boolean(before?.create || p.create) });
+  }
+  return [...byFolder.values()].map((p) => (p.folder === undefined ? { ...(p.flags ? { flags: p.flags } : {}) } : p));
 }
 
 /** IMAP system flags (RFC 5232) as Maildir info letters; keywords are not carried into file names yet. */

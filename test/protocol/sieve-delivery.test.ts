@@ -71,9 +71,10 @@ describe('Sieve at delivery', () => {
   it('files into a folder (created with :create) and flags with imap4flags', async () => {
     await activate(
       'example.test/alice',
-      `require ["fileinto", "mailbox", "imap4flags"];
+      `require ["fileinto", "mailbox", "imap4flags", "copy"];
 if header :contains "subject" "report" { fileinto :create "Reports"; stop; }
 if address :is "from" "boss@remote.example" { addflag "\\\\Flagged"; }
+if header :contains "subject" "twice" { fileinto :copy "INBOX"; }
 `,
     );
     assert.equal((await send('x@remote.example', 'alice@example.test', 'weekly-report')).code, 250);
@@ -82,6 +83,9 @@ if address :is "from" "boss@remote.example" { addflag "\\\\Flagged"; }
     assert.equal((await send('boss@remote.example', 'alice@example.test', 'from-boss')).code, 250);
     const [flagged] = await find('example.test/alice', 'from-boss');
     assert.match(flagged ?? '', /^cur\/.*:2,F$/, 'kept in INBOX with \\Flagged');
+    // fileinto :copy "INBOX" and the implicit keep: one copy (RFC 5228 section 2.10.3).
+    assert.equal((await send('x@remote.example', 'alice@example.test', 'twice-kept')).code, 250);
+    assert.equal((await find('example.test/alice', 'twice-kept')).length, 1, 'stored once');
   });
 
   it('refuses with the reason of reject, discards, and keeps what no rule matches', async () => {
