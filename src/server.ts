@@ -336,7 +336,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   let sieveConfig = sieveSettings(config);
   const sieve = new SieveDelivery({
     settings: () => sieveConfig,
-    scripts: activeSieveScripts(config.mail.root, config.mail.layout, config.sieve.max_script_size),
+    scripts: activeSieveScripts(config.mail.root, config.mail.layout, config.sieve.max_script_size, config.sieve.global_dir),
     queue,
     logger: logger.child({ component: 'sieve' }),
     directoryVacation: (user) => directory.vacation(user.email),

@@ -57,6 +57,8 @@ const USAGE = `usage: maild [--config PATH] COMMAND ...
                                           a directory with one user; prints its random password once
   health [--timeout SECONDS]              exit 0 when the running daemon answers, 1 otherwise
   sieve check FILE                        compile a Sieve script; errors with their lines (exit 1)
+  sieve list EMAIL | sieve activate EMAIL [NAME]
+                                          a user's scripts (ACTIVE marked), or activate one (none: deactivate)
   sieve test SCRIPT MESSAGE [--from A] [--to B]
                                           the actions a script takes on a message, printed as
                                           Pigeonhole's sieve-test prints them
@@ -83,6 +85,8 @@ function writesSomething(command: string, sub: string | undefined): boolean {
       return sub === 'add' || sub === 'del';
     case 'user':
       return sub !== undefined && sub !== 'list';
+    case 'sieve':
+      return sub === 'activate';
     case 'dkim':
       return sub === 'generate';
     case 'queue':
@@ -192,7 +196,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return runImport({ postfix: opts.postfix, dovecot: opts.dovecot, output: opts.output }, io);
   }
 
-  if (command === 'sieve') {
+  if (command === 'sieve' && (sub === 'check' || sub === 'test')) {
     // Works on files: needs no configuration.
     const { sieveCheck, sieveTest } = await import('./sieve.js');
     if (sub === 'check' && rest.length === 1) return sieveCheck(rest[0]!, io);
@@ -204,6 +208,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         io,
       );
     io.stderr.write(`maild: sieve check FILE | sieve test SCRIPT MESSAGE\n\n${USAGE}`);
+    return 64;
+  }
+  if (command === 'sieve' && !((sub === 'list' && rest.length === 1) || (sub === 'activate' && (rest.length === 1 || rest.length === 2)))) {
+    io.stderr.write(`maild: sieve check FILE | sieve test SCRIPT MESSAGE | sieve list EMAIL | sieve activate EMAIL [NAME]\n\n${USAGE}`);
     return 64;
   }
 
@@ -288,6 +296,32 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const db = (await getBackend()) as MysqlDirectory;
         const { applied } = await db.migrate();
         out(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
+        return 0;
+      }
+      case 'sieve': {
+        // list / activate: the user's scripts where ManageSieve and delivery find them.
+        const user = await (await getBackend()).lookupUser(rest[0]!.toLowerCase());
+        if (!user) {
+          io.stderr.write(`maild: no mailbox ${rest[0]}\n`);
+          return 1;
+        }
+        const { SieveScripts, sieveHome } = await import('../store/sieve-scripts.js');
+        const scripts = new SieveScripts(sieveHome(config.mail.root, config.mail.layout, user), {
+          maxScripts: config.managesieve.max_scripts,
+          maxScriptSize: config.managesieve.max_script_size,
+          maxStorage: config.managesieve.max_storage,
+        });
+        if (sub === 'list') {
+          for (const s of await scripts.list()) out(`${s.name}${s.active ? '\tACTIVE' : ''}`);
+          return 0;
+        }
+        try {
+          await scripts.setActive(rest[1] ?? '');
+        } catch (err) {
+          io.stderr.write(`maild: ${(err as Error).message}\n`);
+          return 1;
+        }
+        out(rest[1] ? `${rest[1]} is active for ${user.email}` : `no script is active for ${user.email}`);
         return 0;
       }
       case 'lookup': {

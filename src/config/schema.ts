@@ -255,6 +255,8 @@ const sieveSchema = z.strictObject({
    */
   before: z.array(z.string()).default([]),
   after: z.array(z.string()).default([]),
+  /** Where `include :global "NAME"` finds NAME.sieve (Pigeonhole's sieve_global). */
+  global_dir: z.string().default('/etc/maild/sieve'),
   /** Pigeonhole's sieve_max_script_size, sieve_max_actions, sieve_max_redirects, include depth. */
   max_script_size: size().default(1024 * 1024),
   max_actions: int(1, 10_000).default(32),

@@ -32,6 +32,8 @@ export interface SieveSettings {
 /** The user's active script (Pigeonhole's ~/.dovecot.sieve), with what identifies its version. */
 export interface ActiveScriptSource {
   active(user: UserRecord): Promise<{ name: string; text: string; stamp: string } | undefined>;
+  /** An included script (RFC 6609), read while compiling. */
+  include(user: UserRecord, name: string, scope: 'personal' | 'global'): string | undefined;
   /** Where per-user state lives (the vacation memory): the user's home. */
   home(user: UserRecord): string;
 }
@@ -109,7 +111,7 @@ export class SieveDelivery {
         return undefined;
       });
       if (!source) continue;
-      const c = this.#compile(s.key, source, settings.limits);
+      const c = this.#compile(s.key, source, settings.limits, (name, scope) => this.#scripts.include(user, name, scope));
       if (c.script) compiled.push({ name: s.name, script: c.script });
       else this.#log.warn({ mailbox: user.email, script: s.name, err: c.error }, 'sieve script does not compile; the message is kept');
     }
@@ -266,10 +268,15 @@ export class SieveDelivery {
     this.#log.info({ mailbox: user.email, to: sender, qid: result.queueId }, 'vacation reply');
   }
 
-  #compile(key: string, source: { text: string; stamp: string }, limits: SieveLimits): Compiled {
+  #compile(
+    key: string,
+    source: { text: string; stamp: string },
+    limits: SieveLimits,
+    include: (name: string, scope: 'personal' | 'global') => string | undefined,
+  ): Compiled {
     const cached = this.#compiled.get(key);
     if (cached && cached.stamp === source.stamp) return cached;
-    const result = compileSieve(source.text, { limits });
+    const result = compileSieve(source.text, { limits, include });
     const entry: Compiled = result.ok
       ? { stamp: source.stamp, script: result.script }
       : { stamp: source.stamp, error: result.errors.map((e) => `line ${e.line}: ${e.message}`).join('; ') };

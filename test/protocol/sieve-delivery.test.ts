@@ -160,6 +160,16 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
     assert.equal((await find('example.test/carol', 'digest', '.Lists')).length, 1, 'filed by the uploaded script');
   });
 
+  it("runs a script that includes another of the user's (RFC 6609)", async () => {
+    await writeFile(
+      path.join(srv.mailRoot, 'example.test/bob/sieve/common.sieve'),
+      'require ["fileinto", "mailbox"];\nfileinto :create "Common";\n',
+    );
+    await activate('example.test/bob', 'require ["include"];\ninclude :personal "common";\n');
+    assert.equal((await send('x@remote.example', 'bob@example.test', 'included-rule')).code, 250);
+    assert.equal((await find('example.test/bob', 'included-rule', '.Common')).length, 1, 'filed by the included script');
+  });
+
   // small@ has a quota and no Maildir yet, only the script's files in its home: the quota check at
   // RCPT must not fail on the Maildir without tmp/.
   it('keeps the message when the script does not compile', async () => {

@@ -3,7 +3,7 @@
  * message in the form Pigeonhole's sieve-test prints them.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -34,6 +34,25 @@ describe('maild sieve', () => {
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /Performed actions:\n\n \* store message in folder: Reports\n\s+\+ add IMAP flags: \\seen/i);
     assert.match(out.stdout, /Implicit keep:\n\n\s+\(none\)/);
+  });
+
+  it("list and activate: a user's scripts in Pigeonhole's layout, the active one marked", async () => {
+    const config = path.join(dir, 'maild.yaml');
+    await writeFile(path.join(dir, 'directory.yaml'), 'domains: [example.test]\nusers:\n  alice@example.test: { password: "{PLAIN}x" }\n');
+    await writeFile(
+      config,
+      `hostname: t.example\ndata_dir: ${dir}/data\nmail: { root: ${dir}/mail }\nlisteners: [{ name: mx, protocol: smtp, address: 127.0.0.1, port: 0 }]\ndirectory: { file: { path: ${dir}/directory.yaml } }\n`,
+    );
+    const home = path.join(dir, 'mail/example.test/alice');
+    await mkdir(path.join(home, 'sieve'), { recursive: true });
+    await writeFile(path.join(home, 'sieve/a.sieve'), 'keep;\n');
+    await writeFile(path.join(home, 'sieve/b.sieve'), 'discard;\n');
+    const activate = await runCliCaptured(['--config', config, 'sieve', 'activate', 'alice@example.test', 'b']);
+    assert.equal(activate.code, 0, activate.stderr);
+    assert.equal(await readlink(path.join(home, '.dovecot.sieve')), 'sieve/b.sieve');
+    const list = await runCliCaptured(['--config', config, 'sieve', 'list', 'alice@example.test']);
+    assert.equal(list.stdout, 'a\nb\tACTIVE\n');
+    assert.equal((await runCliCaptured(['--config', config, 'sieve', 'list', 'nobody@example.test'])).code, 1);
   });
 
   it('refuses other forms with the usage (exit 64)', async () => {
