@@ -12,6 +12,7 @@ import type { AuthLimiter } from '../auth/limiter.js';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import type { Logger } from '../log.js';
+import { CommandQueue } from '../session/command-queue.js';
 import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
 import { StalledClientError } from '../session/output.js';
 import type { SieveQuota, SieveScriptStore } from '../store/sieve-scripts.js';
@@ -72,10 +73,7 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
   user: UserRecord | undefined;
   scripts: SieveScriptStore | undefined;
   readonly #reader: CommandReader;
-  readonly #queue: ReaderOutput[] = [];
-  #busy = false;
-  #waiter: ((input: ReaderOutput | null) => void) | undefined;
-  #closeWhenIdle = false;
+  readonly #commands: CommandQueue<ReaderOutput>;
   #bad = 0;
 
   constructor(socket: Socket | tls.TLSSocket, ctx: ManageSieveContext, opts: SessionOptions) {
@@ -89,6 +87,20 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
       stallTimeoutMs: settings.limits.outputStallMs,
     });
     this.#reader = new CommandReader(settings.limits.lineLength, settings.quota.maxScriptSize);
+    const session = this;
+    this.#commands = new CommandQueue<ReaderOutput>({
+      get closed() {
+        return session.closed;
+      },
+      socket: () => this.socket,
+      execute: (input) => this.#execute(input),
+      crashed: (err) => {
+        this.log.error({ err }, 'managesieve command crashed');
+        this.close();
+      },
+      armIdleTimer: () => this.armIdleTimer(),
+      shutdownNow: () => this.#shutdownNow(),
+    });
     ctx.sessions.add(this);
   }
 
@@ -126,55 +138,12 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
   protected onData(chunk: Buffer): void {
     if (this.closed) return;
     this.armIdleTimer();
-    for (const input of this.#reader.push(chunk)) this.#queue.push(input);
-    this.#pump();
-  }
-
-  #flowInput(): void {
-    if (this.closed) return;
-    if (this.#queue.length > 0) this.socket.pause();
-    else this.socket.resume();
-  }
-
-  #pump(): void {
-    if (this.closed) return;
-    if (this.#waiter) {
-      const next = this.#queue.shift();
-      if (next) {
-        const waiter = this.#waiter;
-        this.#waiter = undefined;
-        waiter(next);
-      }
-      this.#flowInput();
-      return;
-    }
-    if (this.#busy) return this.#flowInput();
-    const next = this.#queue.shift();
-    this.#flowInput();
-    if (!next) return;
-    this.#busy = true;
-    void this.#execute(next)
-      .catch((err: unknown) => {
-        this.log.error({ err }, 'managesieve command crashed');
-        this.close();
-      })
-      .finally(() => {
-        this.#busy = false;
-        if (this.closed) return;
-        if (this.#closeWhenIdle) return this.#shutdownNow();
-        this.armIdleTimer();
-        this.#pump();
-      });
+    this.#commands.push(this.#reader.push(chunk));
   }
 
   /** The client's next response (SASL continuations, RFC 5804 section 2.1); null when the connection closes. */
   async readResponse(): Promise<Token[] | null> {
-    const input = await new Promise<ReaderOutput | null>((resolve) => {
-      if (this.closed) return resolve(null);
-      this.#waiter = resolve;
-      this.armIdleTimer();
-      this.#pump();
-    });
+    const input = await this.#commands.next();
     if (input === null) return null;
     if ('command' in input) return tokenize(input.command);
     if ('fatal' in input) {
@@ -242,7 +211,7 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
   }
 
   protected onIdle(): void {
-    if (this.#busy && !this.#waiter) {
+    if (this.#commands.running) {
       this.armIdleTimer();
       return;
     }
@@ -253,7 +222,7 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
 
   protected override onLoginTimeout(): 'busy' | void {
     if (this.state !== 'unauthenticated') return;
-    if (this.#busy && !this.#waiter) return 'busy';
+    if (this.#commands.running) return 'busy';
     this.log.info({ ip: this.ip }, 'managesieve login timeout: no login in time');
     this.writer.bye('Login timed out.');
     this.close();
@@ -280,7 +249,7 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
   }
 
   protected override dropInputBeforeTls(): void {
-    this.#queue.length = 0;
+    this.#commands.clear();
     this.#reader.reset();
   }
 
@@ -290,12 +259,7 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
 
   /** Server shutdown: BYE (TRYLATER) once the running command is done. */
   shutdown(): void {
-    if (this.closed) return;
-    if (this.#busy && !this.#waiter) {
-      this.#closeWhenIdle = true;
-      return;
-    }
-    this.#shutdownNow();
+    this.#commands.shutdown();
   }
 
   #shutdownNow(): void {
@@ -304,10 +268,7 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
   }
 
   protected override onClosed(): void {
-    this.#queue.length = 0;
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.(null);
+    this.#commands.closed();
     this.ctx.sessions.delete(this);
   }
 

@@ -14,6 +14,7 @@ import type { UserRecord } from '../directory/types.js';
 import { isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
+import { CommandQueue } from '../session/command-queue.js';
 import type { MailService } from '../store/mail/service.js';
 import type { Pop3Command, Pop3State } from './command.js';
 import { BrokenResponseError, Pop3Error, replyForError } from './errors.js';
@@ -75,10 +76,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
   /** Counters for the disconnect log line (Dovecot's pop3_logout_format). */
   readonly stats = { retr: 0, retrBytes: 0, top: 0, topBytes: 0, deleted: 0 };
   #reader: LineReader;
-  readonly #queue: InputLine[] = [];
-  #busy = false;
-  #lineWaiter: ((line: InputLine | null) => void) | undefined;
-  #closeWhenIdle = false;
+  readonly #commands: CommandQueue<InputLine>;
   #bad = 0;
   /** QUIT's UPDATE is done and the maildrop released (`finished` waits for it after a QUIT). */
   #quitDone!: () => void;
@@ -92,6 +90,20 @@ export class Pop3Session extends LineSession<Pop3Settings> {
     const limits = ctx.settings().limits;
     this.writer = new Pop3Writer(socket, { highWaterMark: limits.outputHighWater, stallTimeoutMs: limits.outputStallMs });
     this.#reader = new LineReader(limits.lineLength);
+    const session = this;
+    this.#commands = new CommandQueue<InputLine>({
+      get closed() {
+        return session.closed;
+      },
+      socket: () => this.socket,
+      execute: (line) => this.#execute(line),
+      crashed: (err) => {
+        this.log.error({ err }, 'pop3 command crashed');
+        this.close();
+      },
+      armIdleTimer: () => this.armIdleTimer(),
+      shutdownNow: () => this.#shutdownNow(),
+    });
     ctx.sessions.add(this);
   }
 
@@ -126,62 +138,12 @@ export class Pop3Session extends LineSession<Pop3Settings> {
   protected onData(chunk: Buffer): void {
     if (this.closed) return;
     this.armIdleTimer();
-    for (const input of this.#reader.push(chunk)) this.#queue.push(input);
-    this.#pump();
-  }
-
-  /** Reads are paused while lines wait, so a client that pipelines a lot queues in TCP, not here. */
-  #flowInput(): void {
-    if (this.closed) return;
-    if (this.#queue.length > 0) this.socket.pause();
-    else this.socket.resume();
-  }
-
-  #pump(): void {
-    if (this.closed) return;
-    if (this.#lineWaiter) {
-      const next = this.#queue.shift();
-      if (next) {
-        const waiter = this.#lineWaiter;
-        this.#lineWaiter = undefined;
-        waiter(next);
-      }
-      this.#flowInput();
-      return;
-    }
-    if (this.#busy) {
-      this.#flowInput();
-      return;
-    }
-    const next = this.#queue.shift();
-    this.#flowInput();
-    if (!next) return;
-    this.#busy = true;
-    void this.#execute(next)
-      .catch((err: unknown) => {
-        this.log.error({ err }, 'pop3 command crashed');
-        this.close();
-      })
-      .finally(() => {
-        this.#busy = false;
-        if (this.closed) return;
-        if (this.#closeWhenIdle) {
-          this.#shutdownNow();
-          return;
-        }
-        this.armIdleTimer();
-        this.#pump();
-      });
+    this.#commands.push(this.#reader.push(chunk));
   }
 
   /** The next line from the client (AUTH's continuation lines); null when the connection closes. */
   readLine(): Promise<InputLine | null> {
-    return new Promise((resolve) => {
-      if (this.closed) return resolve(null);
-      this.#lineWaiter = resolve;
-      this.armIdleTimer();
-      this.#pump();
-    });
+    return this.#commands.next();
   }
 
   async #execute(input: InputLine): Promise<void> {
@@ -247,7 +209,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
   }
 
   protected onIdle(): void {
-    if (this.#busy && !this.#lineWaiter) {
+    if (this.#commands.running) {
       // A command is running (RETR to a slow reader: the writer's stall timeout watches it).
       this.armIdleTimer();
       return;
@@ -262,7 +224,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
   protected override onLoginTimeout(): 'busy' | void {
     if (this.state !== 'authorization') return;
     // A password check is running: its outcome decides; look again shortly.
-    if (this.#busy && !this.#lineWaiter) return 'busy';
+    if (this.#commands.running) return 'busy';
     this.log.info({ ip: this.ip }, 'pop3 login timeout: no login in time');
     this.writer.err('Login timed out, closing connection.');
     this.close();
@@ -313,7 +275,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
 
   /** STLS (RFC 2595 section 4): the +OK went out in cleartext; anything pipelined after it is dropped. */
   protected override dropInputBeforeTls(): void {
-    this.#queue.length = 0;
+    this.#commands.clear();
     this.#reader.reset();
   }
 
@@ -328,12 +290,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
    * deleted: only QUIT enters UPDATE); a running command (a RETR, the UPDATE of a QUIT) ends first.
    */
   shutdown(): void {
-    if (this.closed) return;
-    if (this.#busy && !this.#lineWaiter) {
-      this.#closeWhenIdle = true;
-      return;
-    }
-    this.#shutdownNow();
+    this.#commands.shutdown();
   }
 
   #shutdownNow(): void {
@@ -348,10 +305,7 @@ export class Pop3Session extends LineSession<Pop3Settings> {
 
   /** Without a QUIT before, the maildrop is released without UPDATE. */
   protected override onClosed(): Promise<void> {
-    this.#queue.length = 0;
-    const waiter = this.#lineWaiter;
-    this.#lineWaiter = undefined;
-    waiter?.(null);
+    this.#commands.closed();
     this.ctx.sessions.delete(this);
     // A QUIT in progress releases the maildrop itself, after its UPDATE.
     if (this.state === 'update') return this.#updateDone;
