@@ -12,7 +12,7 @@ import type { AuthLimiter } from '../auth/limiter.js';
 import type { Directory } from '../directory/directory.js';
 import type { UserRecord } from '../directory/types.js';
 import type { Logger } from '../log.js';
-import { CommandQueue } from '../session/command-queue.js';
+import type { CommandQueue } from '../session/command-queue.js';
 import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
 import { StalledClientError } from '../session/output.js';
 import type { SieveQuota, SieveScriptStore } from '../store/sieve-scripts.js';
@@ -87,20 +87,10 @@ export class ManageSieveSession extends LineSession<ManageSieveSettings> {
       stallTimeoutMs: settings.limits.outputStallMs,
     });
     this.#reader = new CommandReader(settings.limits.lineLength, settings.quota.maxScriptSize);
-    const session = this;
-    this.#commands = new CommandQueue<ReaderOutput>({
-      get closed() {
-        return session.closed;
-      },
-      socket: () => this.socket,
-      execute: (input) => this.#execute(input),
-      crashed: (err) => {
-        this.log.error({ err }, 'managesieve command crashed');
-        this.close();
-      },
-      armIdleTimer: () => this.armIdleTimer(),
-      shutdownNow: () => this.#shutdownNow(),
-    });
+    this.#commands = this.commandQueue<ReaderOutput>(
+      (input) => this.#execute(input),
+      () => this.#shutdownNow(),
+    );
     ctx.sessions.add(this);
   }
 

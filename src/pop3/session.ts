@@ -14,7 +14,7 @@ import type { UserRecord } from '../directory/types.js';
 import { isMailError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { LineSession, type LineSessionSettings, type SessionOptions } from '../session/line-session.js';
-import { CommandQueue } from '../session/command-queue.js';
+import type { CommandQueue } from '../session/command-queue.js';
 import type { MailService } from '../store/mail/service.js';
 import type { Pop3Command, Pop3State } from './command.js';
 import { BrokenResponseError, Pop3Error, replyForError } from './errors.js';
@@ -90,20 +90,10 @@ export class Pop3Session extends LineSession<Pop3Settings> {
     const limits = ctx.settings().limits;
     this.writer = new Pop3Writer(socket, { highWaterMark: limits.outputHighWater, stallTimeoutMs: limits.outputStallMs });
     this.#reader = new LineReader(limits.lineLength);
-    const session = this;
-    this.#commands = new CommandQueue<InputLine>({
-      get closed() {
-        return session.closed;
-      },
-      socket: () => this.socket,
-      execute: (line) => this.#execute(line),
-      crashed: (err) => {
-        this.log.error({ err }, 'pop3 command crashed');
-        this.close();
-      },
-      armIdleTimer: () => this.armIdleTimer(),
-      shutdownNow: () => this.#shutdownNow(),
-    });
+    this.#commands = this.commandQueue<InputLine>(
+      (line) => this.#execute(line),
+      () => this.#shutdownNow(),
+    );
     ctx.sessions.add(this);
   }
 

@@ -10,6 +10,7 @@ import { passwordsAllowed } from '../auth/login.js';
 import type { ClientPeer } from '../listen/peer.js';
 import type { Logger } from '../log.js';
 import type { NetworkList } from '../net.js';
+import { CommandQueue } from './command-queue.js';
 import { StalledClientError } from './output.js';
 
 /**
@@ -238,6 +239,26 @@ export abstract class LineSession<S extends LineSessionSettings> {
     this.secure = true;
     this.adoptTlsSocket(secure);
     this.#attach(secure);
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  /** The queue of a protocol that runs one command at a time (POP3, ManageSieve). */
+  protected commandQueue<T>(execute: (item: T) => Promise<void>, shutdownNow: () => void): CommandQueue<T> {
+    const session = this;
+    return new CommandQueue<T>({
+      get closed() {
+        return session.closed;
+      },
+      socket: () => this.#socket,
+      execute,
+      crashed: (err) => {
+        this.log.error({ err }, `${this.#spec.protocol} command crashed`);
+        this.close();
+      },
+      armIdleTimer: () => this.armIdleTimer(),
+      shutdownNow,
+    });
   }
 
   // ---- output --------------------------------------------------------------------------------
