@@ -19,11 +19,12 @@ import { AuthLimiter } from './auth/limiter.js';
 import { ImapListener } from './imap/server.js';
 import type { ImapContext, ImapSession, ImapSettings } from './imap/session.js';
 import { commandTable } from './imap/commands/index.js';
-import { Pop3Listener, shutdownPop3Sessions } from './pop3/server.js';
+import { Pop3Listener } from './pop3/server.js';
+import { shutdownSessions } from './session-listener.js';
 import type { Pop3Context, Pop3Session, Pop3Settings } from './pop3/session.js';
 import { pop3Commands } from './pop3/commands/index.js';
 import { LoginDelay } from './pop3/login-delay.js';
-import { ManageSieveListener, shutdownManageSieveSessions } from './managesieve/server.js';
+import { ManageSieveListener } from './managesieve/server.js';
 import type { ManageSieveContext, ManageSieveSession, ManageSieveSettings } from './managesieve/session.js';
 import { manageSieveCommands } from './managesieve/commands/index.js';
 import { manageSieveSettings } from './managesieve/config.js';
@@ -547,8 +548,9 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
         // POP3 sessions waiting for a command end at once (without UPDATE: nothing is deleted);
         // a running RETR or QUIT may finish within the shutdown timeout.
         await Promise.all([
-          shutdownPop3Sessions(pop3Sessions, current.shutdown_timeout),
-          shutdownManageSieveSessions(sieveSessions, current.shutdown_timeout),
+          // Nothing is deleted for a POP3 session without QUIT; ManageSieve says BYE (TRYLATER).
+          shutdownSessions(pop3Sessions, current.shutdown_timeout),
+          shutdownSessions(sieveSessions, current.shutdown_timeout),
           ...smtpListeners.map((l) => l.close(current.shutdown_timeout)),
           ...dovecotAuthListeners.map((l) => l.close(current.shutdown_timeout)),
         ]);

@@ -100,3 +100,28 @@ export class SessionListener {
     for (const socket of this.#handshaking) socket.destroy();
   }
 }
+
+/** What shutdown needs of a session that runs one command at a time (POP3, ManageSieve). */
+export interface ShutdownableSession {
+  /** Says goodbye and closes once the running command is done. */
+  shutdown(): void;
+  readonly finished: Promise<void>;
+  readonly closed: boolean;
+  destroy(): void;
+}
+
+/**
+ * Ends sessions at server shutdown: each is told and closed once its running command is done;
+ * those still open after `graceMs` are dropped, and what they held (a POP3 maildrop's lock) is
+ * released before this resolves, within 2 seconds more.
+ */
+export async function shutdownSessions(sessions: Iterable<ShutdownableSession>, graceMs: number): Promise<void> {
+  const all = [...sessions];
+  for (const s of all) s.shutdown();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+  await Promise.race([Promise.all(all.map((s) => s.finished)), timeout]);
+  clearTimeout(timer);
+  for (const s of all) if (!s.closed) s.destroy();
+  await Promise.race([Promise.all(all.map((s) => s.finished)), new Promise((r) => setTimeout(r, 2000).unref())]);
+}

@@ -17,14 +17,3 @@ export class ManageSieveListener extends SessionListener {
     });
   }
 }
-
-/** Ends the ManageSieve sessions at shutdown: BYE once the running command is done; dropped after `graceMs`. */
-export async function shutdownManageSieveSessions(sessions: Set<ManageSieveSession>, graceMs: number): Promise<void> {
-  const all = [...sessions];
-  for (const s of all) s.shutdown();
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-  await Promise.race([Promise.all(all.map((s) => s.finished)), timeout]);
-  clearTimeout(timer);
-  for (const s of all) if (!s.closed) s.destroy();
-}

@@ -19,19 +19,3 @@ export class Pop3Listener extends SessionListener {
     });
   }
 }
-
-/**
- * Ends the POP3 sessions at shutdown: each is told and closed once its running command is done;
- * those still open after `graceMs` are dropped. Nothing is deleted for a session without QUIT.
- */
-export async function shutdownPop3Sessions(sessions: Set<Pop3Session>, graceMs: number): Promise<void> {
-  const all = [...sessions];
-  for (const s of all) s.shutdown();
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-  await Promise.race([Promise.all(all.map((s) => s.finished)), timeout]);
-  clearTimeout(timer);
-  for (const s of all) if (!s.closed) s.destroy();
-  // The maildrops of dropped sessions are released (their locks removed) before the store closes.
-  await Promise.race([Promise.all(all.map((s) => s.finished)), new Promise((r) => setTimeout(r, 2000).unref())]);
-}
