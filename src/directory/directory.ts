@@ -98,10 +98,15 @@ export class Directory {
     return this.#cache.get(`a:${address}`, () => this.#source.lookupAlias(address));
   }
 
-  /** The mailbox's out-of-office reply from the directory (PostfixAdmin's vacation table), not cached. */
+  /**
+   * The mailbox's out-of-office reply from the directory (PostfixAdmin's vacation table), asked
+   * on every delivery when the table is configured: cached like the other lookups.
+   */
   vacation(email: string): Promise<VacationRecord | null> {
     const source = this.source;
-    return source.lookupVacation ? source.lookupVacation(email) : Promise.resolve(null);
+    if (!source.lookupVacation) return Promise.resolve(null);
+    const key = email.toLowerCase();
+    return this.#cache.get(`v:${key}`, () => source.lookupVacation!(key));
   }
 
   #transport(key: string): Promise<string | null> {
