@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { OutboundQueue } from '../queue/types.js';
 import type { FilterDecision, FilterRequest } from '../store/delivery.js';
 import { replaceDurably } from '../store/fsio.js';
+import { scriptFile, type ActiveSieveScripts, type IncludeScope, type ScriptFile } from '../store/sieve-active.js';
 import { compileSieve, runSieve, type CompiledSieve } from './index.js';
 import type { SieveAction, SieveLimits } from './types.js';
 import { headerBlock, vacationReply, vacationWanted } from './vacation.js';
@@ -29,17 +30,13 @@ export interface SieveSettings {
   hostname: string;
 }
 
-/** The user's active script (Pigeonhole's ~/.dovecot.sieve), with what identifies its version. */
-export interface ActiveScriptSource {
-  active(user: UserRecord): Promise<{ name: string; text: string; stamp: string } | undefined>;
-  /** An included script (RFC 6609), read while compiling. */
-  include(user: UserRecord, name: string, scope: 'personal' | 'global'): string | undefined;
-  /** Where per-user state lives (the vacation memory): the user's home. */
-  home(user: UserRecord): string;
-}
+/** The user's active script (Pigeonhole's ~/.dovecot.sieve), its includes, and the user's home (vacation memory). */
+export type ActiveScriptSource = ActiveSieveScripts;
 
 interface Compiled {
   stamp: string;
+  /** The scripts it included, with their stamps then ('' for one that was missing). */
+  includes: Array<{ name: string; scope: IncludeScope; stamp: string }>;
   script?: CompiledSieve;
   error?: string;
 }
@@ -99,19 +96,18 @@ export class SieveDelivery {
     const settings = this.#settings();
     if (!settings.enabled) return undefined;
     const user = req.mailbox;
-    const scripts: Array<{ key: string; name: string; load: () => Promise<{ text: string; stamp: string } | undefined> }> = [
-      ...settings.before.map((file) => ({ key: `global:${file}`, name: file, load: () => readGlobal(file) })),
+    const scripts: Array<{ key: string; name: string; load: () => Promise<ScriptFile | undefined> }> = [
+      ...settings.before.map((file) => ({ key: `global:${file}`, name: file, load: () => scriptFile(file) })),
       { key: `user:${user.email}`, name: 'active', load: () => this.#scripts.active(user) },
-      ...settings.after.map((file) => ({ key: `global:${file}`, name: file, load: () => readGlobal(file) })),
+      ...settings.after.map((file) => ({ key: `global:${file}`, name: file, load: () => scriptFile(file) })),
     ];
     const compiled: Array<{ name: string; script: CompiledSieve }> = [];
     for (const s of scripts) {
-      const source = await s.load().catch((err: unknown) => {
+      const c = await this.#compile(user, s.key, s.load, settings.limits).catch((err: unknown) => {
         this.#log.warn({ mailbox: user.email, script: s.name, err: (err as Error).message }, 'sieve script unreadable; skipped');
         return undefined;
       });
-      if (!source) continue;
-      const c = this.#compile(s.key, source, settings.limits, (name, scope) => this.#scripts.include(user, name, scope));
+      if (!c) continue;
       if (c.script) compiled.push({ name: s.name, script: c.script });
       else this.#log.warn({ mailbox: user.email, script: s.name, err: c.error }, 'sieve script does not compile; the message is kept');
     }
@@ -268,29 +264,41 @@ export class SieveDelivery {
     this.#log.info({ mailbox: user.email, to: sender, qid: result.queueId }, 'vacation reply');
   }
 
-  #compile(
+  /**
+   * The script compiled: from the cache while neither it nor a script it includes changed, else
+   * read and compiled again. Undefined when there is no such script.
+   */
+  async #compile(
+    user: UserRecord,
     key: string,
-    source: { text: string; stamp: string },
+    load: () => Promise<ScriptFile | undefined>,
     limits: SieveLimits,
-    include: (name: string, scope: 'personal' | 'global') => string | undefined,
-  ): Compiled {
+  ): Promise<Compiled | undefined> {
+    const source = await load();
+    if (!source) return undefined;
     const cached = this.#compiled.get(key);
-    if (cached && cached.stamp === source.stamp) return cached;
-    const result = compileSieve(source.text, { limits, include });
+    if (cached && cached.stamp === source.stamp && (await this.#includesUnchanged(user, cached))) return cached;
+    const includes: Compiled['includes'] = [];
+    const include = (name: string, scope: IncludeScope) => {
+      const found = this.#scripts.include(user, name, scope);
+      includes.push({ name, scope, stamp: found?.stamp ?? '' });
+      return found?.text;
+    };
+    const result = compileSieve(await source.read(), { limits, include });
     const entry: Compiled = result.ok
-      ? { stamp: source.stamp, script: result.script }
-      : { stamp: source.stamp, error: result.errors.map((e) => `line ${e.line}: ${e.message}`).join('; ') };
+      ? { stamp: source.stamp, includes, script: result.script }
+      : { stamp: source.stamp, includes, error: result.errors.map((e) => `line ${e.line}: ${e.message}`).join('; ') };
     this.#compiled.delete(key);
     this.#compiled.set(key, entry);
     while (this.#compiled.size > MAX_COMPILED) this.#compiled.delete(this.#compiled.keys().next().value!);
     return entry;
   }
-}
 
-async function readGlobal(file: string): Promise<{ text: string; stamp: string } | undefined> {
-  const st = await fs.stat(file).catch(() => undefined);
-  if (!st) return undefined;
-  return { text: await fs.readFile(file, 'utf8'), stamp: `${st.mtimeMs}:${st.size}` };
+  /** Are the included scripts as they were at compile time (RFC 6609: the included script now)? */
+  async #includesUnchanged(user: UserRecord, compiled: Compiled): Promise<boolean> {
+    for (const inc of compiled.includes) if ((await this.#scripts.includeStamp(user, inc.name, inc.scope)) !== inc.stamp) return false;
+    return true;
+  }
 }
 
 async function readMemory(file: string): Promise<Record<string, number>> {

@@ -168,6 +168,13 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
     await activate('example.test/bob', 'require ["include"];\ninclude :personal "common";\n');
     assert.equal((await send('x@remote.example', 'bob@example.test', 'included-rule')).code, 250);
     assert.equal((await find('example.test/bob', 'included-rule', '.Common')).length, 1, 'filed by the included script');
+    // The included script changes, the including one does not: the next delivery follows the change.
+    await writeFile(
+      path.join(srv.mailRoot, 'example.test/bob/sieve/common.sieve'),
+      'require ["fileinto", "mailbox"];\nfileinto :create "Common2";\n',
+    );
+    assert.equal((await send('x@remote.example', 'bob@example.test', 'included-changed')).code, 250);
+    assert.equal((await find('example.test/bob', 'included-changed', '.Common2')).length, 1, 'filed by the changed included script');
   });
 
   // small@ has a quota and no Maildir yet, only the script's files in its home: the quota check at
