@@ -153,16 +153,16 @@ export class SieveDelivery {
     implicitKeep: string[] | undefined,
     settings: SieveSettings,
   ): Promise<FilterDecision> {
-    const placements: Array<{ folder?: string; create?: boolean; flags?: string }> = [];
+    const placements: Placement[] = [];
     const done: string[] = [];
     for (const action of actions) {
       switch (action.type) {
         case 'keep':
-          placements.push({ flags: maildirFlags(action.flags) });
+          placements.push(flagged({}, action.flags));
           done.push('keep');
           break;
         case 'fileinto':
-          placements.push({ folder: action.mailbox, create: action.create, flags: maildirFlags(action.flags) });
+          placements.push(flagged({ folder: action.mailbox, create: action.create }, action.flags));
           done.push(`fileinto ${action.mailbox}`);
           break;
         case 'discard':
@@ -192,7 +192,7 @@ export class SieveDelivery {
           break;
       }
     }
-    if (implicitKeep && !placements.some((p) => p.folder === undefined)) placements.push({ flags: maildirFlags(implicitKeep) });
+    if (implicitKeep && !placements.some((p) => p.folder === undefined)) placements.push(flagged({}, implicitKeep));
     this.#log.info({ mailbox: user.email, sieve: done.length ? done : ['keep'] }, 'sieve');
     return { placements: oneCopyPerFolder(placements) };
   }
@@ -325,18 +325,37 @@ function stripDeliveryTrace(raw: Buffer): Buffer {
  * One copy per folder: a keep and a fileinto "INBOX" (or two fileintos of one folder) store the
  * message once, with the flags of the later action (RFC 5228 section 2.10.3, as Pigeonhole).
  */
-function oneCopyPerFolder(placements: Array<{ folder?: string; create?: boolean; flags?: string }>): typeof placements {
-  const byFolder = new Map<string, (typeof placements)[number]>();
+function oneCopyPerFolder(placements: Placement[]): Placement[] {
+  const byFolder = new Map<string, Placement>();
   for (const p of placements) {
-    const key = p.folder === undefined || p.folder.toUpperCase() === 'INBOX' ? '' : p.folder;
-    const before = byFolder.get(key);
-    byFolder.set(key, { ...before, ...p, ...(key === '' ? { folder: undefined } : {}), create: Boolean(before?.create || p.create) });
+    const inbox = p.folder === undefined || p.folder.toUpperCase() === 'INBOX';
+    const before = byFolder.get(inbox ? '' : p.folder!);
+    // The later action's flags, keywords included, replace the earlier one's.
+    const merged: Placement = inbox ? {} : { folder: p.folder, create: Boolean(before?.create || p.create) };
+    if (p.flags) merged.flags = p.flags;
+    if (p.keywords?.length) merged.keywords = p.keywords;
+    byFolder.set(inbox ? '' : p.folder!, merged);
   }
-  return [...byFolder.values()].map((p) => (p.folder === undefined ? { ...(p.flags ? { flags: p.flags } : {}) } : p));
+  return [...byFolder.values()];
 }
 
-/** IMAP system flags (RFC 5232) as Maildir info letters; keywords are not carried into file names yet. */
-function maildirFlags(flags: string[] | undefined): string {
+type Placement = Extract<FilterDecision, { placements: unknown }>['placements'][number];
+
+/** RFC 3501 section 9: a flag keyword is an atom (no specials, controls, spaces or 8-bit). */
+const KEYWORD = /^[^\\(){ %*"\]\x00-\x20\x7f-\uffff]+$/;
+
+/**
+ * A placement with its IMAP flags (RFC 5232): system flags as Maildir info letters, keywords by
+ * name (the store gives them the folder's letters). A flag that is neither is left out, as
+ * Pigeonhole does with a warning.
+ */
+function flagged(placement: Placement, flags: string[] | undefined): Placement {
   const letters: Record<string, string> = { '\\seen': 'S', '\\answered': 'R', '\\flagged': 'F', '\\deleted': 'T', '\\draft': 'D' };
-  return (flags ?? []).map((f) => letters[f.toLowerCase()] ?? '').join('');
+  let system = '';
+  const keywords: string[] = [];
+  for (const flag of flags ?? []) {
+    if (flag.startsWith('\\')) system += letters[flag.toLowerCase()] ?? '';
+    else if (KEYWORD.test(flag) && !keywords.some((k) => k.toLowerCase() === flag.toLowerCase())) keywords.push(flag);
+  }
+  return { ...placement, ...(system ? { flags: system } : {}), ...(keywords.length ? { keywords } : {}) };
 }

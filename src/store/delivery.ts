@@ -19,6 +19,7 @@ import { MailError, isMailError, storageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { UserRecord } from '../directory/types.js';
 import { DirectorySyncer } from './dir-sync.js';
+import { FolderKeywords } from './mail/folder-keywords.js';
 import { baseWithSizes } from './dovecot/filename.js';
 import { maildirPath, uniqueBaseName } from './maildir.js';
 import { MaildirQuota } from './quota.js';
@@ -67,7 +68,8 @@ export type MailboxResult = { mailbox: UserRecord; ok: true; file: string } | { 
  * the delivery's own folder), each with Maildir flag letters (RFC 5232 system flags as "FS"), no
  * copy at all (discard), or a refusal for this mailbox (reject). Undefined: deliver as usual.
  */
-export type FilterDecision = { placements: Array<{ folder?: string; create?: boolean; flags?: string }> } | { refuse: MailError };
+export type FilterDecision =
+  { placements: Array<{ folder?: string; create?: boolean; flags?: string; keywords?: string[] }> } | { refuse: MailError };
 
 export interface FilterRequest {
   mailbox: UserRecord;
@@ -411,17 +413,34 @@ export class MaildirStore {
         // The spool file may stay the file of one copy: the first one in the spool's own folder.
         const usesSpool = copy.usesSpool && !spoolTaken && folder.dir === copy.maildir;
         if (usesSpool) spoolTaken = true;
+        const keywordLetters = placement.keywords?.length ? await this.#keywordLetters(copy.mailbox, folder.dir, placement.keywords) : '';
         out.push({
           ...copy,
           maildir: folder.dir,
           folder: folder.name,
-          flags: [...new Set(placement.flags ?? '')].sort().join(''),
+          // Maildir info letters in ASCII order: system flags, then the keywords' a..z.
+          flags: [...new Set((placement.flags ?? '') + keywordLetters)].sort().join(''),
           base: usesSpool ? copy.base : uniqueBaseName(),
           usesSpool,
         });
       }
     }
     return out;
+  }
+
+  /**
+   * The Maildir letters of IMAP keywords in a folder (its dovecot-keywords, which gets the new
+   * names). A folder with all 26 letters taken gets none of them, as the message still must be
+   * delivered.
+   */
+  async #keywordLetters(mailbox: UserRecord, dir: string, keywords: string[]): Promise<string> {
+    try {
+      const indexes = await new FolderKeywords(dir).indexesOf(keywords);
+      return indexes.map((i) => String.fromCharCode(0x61 + i)).join('');
+    } catch (err) {
+      this.#opts.logger.warn({ mailbox: mailbox.email, keywords, err: (err as Error).message }, 'keywords not stored');
+      return '';
+    }
   }
 
   /**

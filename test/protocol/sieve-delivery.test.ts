@@ -13,6 +13,7 @@ import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
 import { manageSieveLoggedIn } from '../helpers/managesieve-client.js';
+import { loggedIn } from '../helpers/imap-client.js';
 
 describe('Sieve at delivery', () => {
   let dns: DnsServer;
@@ -86,6 +87,36 @@ if header :contains "subject" "twice" { fileinto :copy "INBOX"; }
     // fileinto :copy "INBOX" and the implicit keep: one copy (RFC 5228 section 2.10.3).
     assert.equal((await send('x@remote.example', 'alice@example.test', 'twice-kept')).code, 250);
     assert.equal((await find('example.test/alice', 'twice-kept')).length, 1, 'stored once');
+  });
+
+  it("stores imap4flags keywords as the folder's Maildir letters, which IMAP shows (RFC 5232)", async () => {
+    await activate(
+      'example.test/carol',
+      `require ["fileinto", "mailbox", "imap4flags"];
+if header :contains "subject" "label" { addflag ["$Label1", "\\\\Seen"]; fileinto :create :flags ["Work", "\\\\Flagged", "bad(flag"] "Labelled"; keep; }
+`,
+    );
+    assert.equal((await send('x@remote.example', 'carol@example.test', 'label-me')).code, 250);
+    const [inInbox] = await find('example.test/carol', 'label-me');
+    assert.match(inInbox ?? '', /^cur\/.*:2,Sa$/, 'kept with \\Seen and the letter of $Label1');
+    assert.equal(await readFile(path.join(srv.mailRoot, 'example.test/carol/dovecot-keywords'), 'utf8'), '0 $Label1\n');
+    const [filed] = await find('example.test/carol', 'label-me', '.Labelled');
+    assert.match(filed ?? '', /^cur\/.*:2,Fa$/, 'filed with \\Flagged and Work (the invalid flag left out)');
+    assert.equal(await readFile(path.join(srv.mailRoot, 'example.test/carol/.Labelled/dovecot-keywords'), 'utf8'), '0 Work\n');
+    const imap = await loggedIn(srv, 'carol@example.test', 'carol-pw');
+    await imap.cmd('SELECT INBOX');
+    const inbox = await imap.cmd('FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+    const flagsOf = (line: string | undefined) => (/FLAGS \(([^)]*)\)/.exec(line ?? '')?.[1] ?? '').split(' ').sort();
+    const fetched = inbox.untagged.find((l) => l.includes('label-me'));
+    assert.deepEqual(flagsOf(fetched), ['$Label1', '\\Recent', '\\Seen'], fetched);
+    const selected = await imap.cmd('SELECT Labelled');
+    assert.ok(
+      selected.untagged.some((l) => l.startsWith('FLAGS (') && l.includes('Work')),
+      'the folder knows the keyword',
+    );
+    const labelled = await imap.cmd('FETCH 1 (FLAGS)');
+    assert.deepEqual(flagsOf(labelled.untagged[0]), ['Work', '\\Flagged', '\\Recent'].sort(), labelled.untagged[0]);
+    await imap.logout();
   });
 
   it('refuses with the reason of reject, discards, and keeps what no rule matches', async () => {
