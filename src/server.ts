@@ -341,6 +341,8 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     queue,
     logger: logger.child({ component: 'sieve' }),
     directoryVacation: (user) => directory.vacation(user.email),
+    // `mail` is built below; this runs at delivery, after it.
+    folderNames: async (user) => (await (await mail.account(user)).list()).filter((f) => f.exists).map((f) => f.name),
   });
   let inboundConfig = inboundSettings(config);
   const inbound = new InboundChecks({

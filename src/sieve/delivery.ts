@@ -16,6 +16,7 @@ import type { FilterDecision, FilterRequest } from '../store/delivery.js';
 import { replaceDurably } from '../store/fsio.js';
 import { scriptFile, type ActiveSieveScripts, type IncludeScope, type ScriptFile } from '../store/sieve-active.js';
 import { compileSieve, runSieve, type CompiledSieve } from './index.js';
+import type { SieveChecks } from './interpreter.js';
 import type { SieveAction, SieveLimits } from './types.js';
 import { headerBlock, vacationReply, vacationWanted } from './vacation.js';
 
@@ -43,6 +44,15 @@ interface Compiled {
 
 /** Compiled scripts kept (user scripts by user, global ones by path). */
 const MAX_COMPILED = 5000;
+/** Message IDs the duplicate extension remembers per user. */
+const MAX_DUPLICATE_IDS = 10_000;
+
+/** Does the script, or a script it includes, require this extension? */
+function usesExtension(unit: CompiledSieve, extension: string, seen = new Set<CompiledSieve>()): boolean {
+  if (seen.has(unit)) return false;
+  seen.add(unit);
+  return unit.extensions.has(extension) || [...unit.includes.values()].some((u) => usesExtension(u, extension, seen));
+}
 
 export class SieveDelivery {
   readonly #settings: () => SieveSettings;
@@ -51,6 +61,7 @@ export class SieveDelivery {
   readonly #log: Logger;
   readonly #compiled = new Map<string, Compiled>();
   readonly #directoryVacation: ((user: UserRecord) => Promise<VacationRecord | null>) | undefined;
+  readonly #folderNames: ((user: UserRecord) => Promise<string[]>) | undefined;
 
   constructor(opts: {
     settings: () => SieveSettings;
@@ -59,12 +70,15 @@ export class SieveDelivery {
     logger: Logger;
     /** PostfixAdmin's vacation table, when the directory has one. */
     directoryVacation?: (user: UserRecord) => Promise<VacationRecord | null>;
+    /** The user's folders by IMAP name (RFC 5490 mailboxexists); without it only INBOX exists. */
+    folderNames?: (user: UserRecord) => Promise<string[]>;
   }) {
     this.#settings = opts.settings;
     this.#scripts = opts.scripts;
     this.#queue = opts.queue;
     this.#log = opts.logger;
     this.#directoryVacation = opts.directoryVacation;
+    this.#folderNames = opts.folderNames;
   }
 
   /**
@@ -126,8 +140,12 @@ export class SieveDelivery {
     let implicitKeep = true;
     /** The flags the last script's implicit keep carries (RFC 5232 section 3: its internal variable). */
     let keepFlags: string[] | undefined;
+    const checks = await this.#checks(
+      user,
+      compiled.map((c) => c.script),
+    );
     for (const { name, script } of compiled) {
-      const result = runSieve(script, { message: raw, envelope }, { limits: settings.limits });
+      const result = runSieve(script, { message: raw, envelope }, { limits: settings.limits, ...checks });
       if (result.error) {
         // RFC 5228 section 2.10.6: on a runtime error the message is kept, whatever ran before.
         this.#log.warn({ mailbox: user.email, script: name, err: result.error }, 'sieve runtime error; the message is kept');
@@ -141,8 +159,48 @@ export class SieveDelivery {
     }
     // A vacation of the script wins over the directory's (one reply per message, RFC 5230 section 4.7).
     if (directoryVacation && !actions.some((a) => a.type === 'vacation')) actions.push(directoryVacation);
-    return this.#carryOut(user, req.sender, raw, actions, implicitKeep ? (keepFlags ?? []) : undefined, settings);
+    const decision = await this.#carryOut(user, req.sender, raw, actions, implicitKeep ? (keepFlags ?? []) : undefined, settings);
+    const seen = actions.filter((a): a is Extract<SieveAction, { type: 'duplicate' }> => a.type === 'duplicate');
+    // RFC 7352 section 3: the ID is recorded once the message is delivered, not before.
+    if ('placements' in decision && seen.length > 0) decision.delivered = () => this.#recordDuplicates(user, seen);
+    return decision;
   };
+
+  /** What the scripts ask of the store: its folders (mailboxexists), earlier messages (duplicate). */
+  async #checks(user: UserRecord, scripts: CompiledSieve[]): Promise<SieveChecks> {
+    const checks: SieveChecks = {};
+    if (this.#folderNames && scripts.some((s) => usesExtension(s, 'mailbox'))) {
+      const names = new Set(await this.#folderNames(user));
+      checks.mailboxExists = (name) => name.toUpperCase() === 'INBOX' || names.has(name);
+    }
+    if (scripts.some((s) => usesExtension(s, 'duplicate'))) {
+      const memory = await readMemory(this.#duplicateFile(user));
+      const now = Date.now();
+      checks.isDuplicate = (key) => (memory[key] ?? 0) > now;
+    }
+    return checks;
+  }
+
+  #duplicateFile(user: UserRecord): string {
+    return path.join(this.#scripts.home(user), '.maild-duplicate.json');
+  }
+
+  /**
+   * Records the IDs the duplicate tests saw (RFC 7352 section 3.3): for :seconds (or the default
+   * period) from the first sighting, or from this one with :last.
+   */
+  async #recordDuplicates(user: UserRecord, seen: Array<Extract<SieveAction, { type: 'duplicate' }>>): Promise<void> {
+    const file = this.#duplicateFile(user);
+    const memory = await readMemory(file);
+    const now = Date.now();
+    for (const [key, expires] of Object.entries(memory)) if (expires <= now) delete memory[key];
+    for (const d of seen) if (d.last || !(memory[d.key]! > now)) memory[d.key] = now + d.period * 1000;
+    // Bounded: the entries that expire first go.
+    const entries = Object.entries(memory)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, MAX_DUPLICATE_IDS);
+    await replaceDurably(file, JSON.stringify(Object.fromEntries(entries)), { tmp: `${file}.tmp`, fsync: false });
+  }
 
   async #carryOut(
     user: UserRecord,
@@ -188,7 +246,8 @@ export class SieveDelivery {
           );
           break;
         default:
-          // editheader changes are not carried out yet: the message is delivered unchanged.
+          // duplicate is recorded after delivery (filter's delivered); editheader changes are not
+          // carried out yet: the message is delivered unchanged.
           break;
       }
     }

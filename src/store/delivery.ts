@@ -69,7 +69,12 @@ export type MailboxResult = { mailbox: UserRecord; ok: true; file: string } | { 
  * copy at all (discard), or a refusal for this mailbox (reject). Undefined: deliver as usual.
  */
 export type FilterDecision =
-  { placements: Array<{ folder?: string; create?: boolean; flags?: string; keywords?: string[] }> } | { refuse: MailError };
+  | {
+      placements: Array<{ folder?: string; create?: boolean; flags?: string; keywords?: string[] }>;
+      /** Called once every copy of the mailbox is durable (or after a discard): state the filter keeps per delivery. */
+      delivered?: () => Promise<void>;
+    }
+  | { refuse: MailError };
 
 export interface FilterRequest {
   mailbox: UserRecord;
@@ -288,12 +293,13 @@ export class MaildirStore {
 
     // --- 1b. each mailbox's filter: which folders, which flags, or no copy ---------------------------
     let copies: Copy[] = targets.map((t) => ({ ...t, flags: '', usesSpool: t === primary && Boolean(spool) }));
+    const onDelivered = new Map<string, () => Promise<void>>();
     if (this.#opts.filter) {
       let message: Promise<Buffer> | undefined;
       const source = spoolPath;
       const inMemory = [Buffer.from(primary.header), ...chunks];
       const read = () => (message ??= source ? fs.readFile(source) : Promise.resolve(Buffer.concat(inMemory)));
-      copies = await this.#filtered(copies, req.sender, read, results);
+      copies = await this.#filtered(copies, req.sender, read, results, onDelivered);
     }
 
     // --- 2. quota and one durable file per copy --------------------------------------------------
@@ -365,6 +371,12 @@ export class MaildirStore {
       await this.#afterDelivery(target, name, size);
     });
 
+    for (const [email, delivered] of onDelivered) {
+      if (results.get(email)?.ok !== true) continue;
+      await delivered().catch((err: unknown) =>
+        this.#opts.logger.warn({ mailbox: email, err: (err as Error).message }, 'filter state after delivery not saved'),
+      );
+    }
     return { inputBytes, bodyBytes, results: req.mailboxes.map((m) => results.get(m.email)!) };
   }
 
@@ -373,7 +385,13 @@ export class MaildirStore {
    * exist and may not be created means INBOX, as Pigeonhole's fileinto without :create), none for
    * a discard (the mailbox's result is ok with no file), or a refusal recorded as its result.
    */
-  async #filtered(copies: Copy[], sender: string, message: () => Promise<Buffer>, results: Map<string, MailboxResult>): Promise<Copy[]> {
+  async #filtered(
+    copies: Copy[],
+    sender: string,
+    message: () => Promise<Buffer>,
+    results: Map<string, MailboxResult>,
+    onDelivered: Map<string, () => Promise<void>>,
+  ): Promise<Copy[]> {
     const out: Copy[] = [];
     for (const copy of copies) {
       let decision: FilterDecision | undefined;
@@ -392,6 +410,7 @@ export class MaildirStore {
         results.set(copy.mailbox.email, { mailbox: copy.mailbox, ok: false, error: decision.refuse });
         continue;
       }
+      if (decision.delivered) onDelivered.set(copy.mailbox.email, decision.delivered);
       if (decision.placements.length === 0) {
         results.set(copy.mailbox.email, { mailbox: copy.mailbox, ok: true, file: '' });
         continue;

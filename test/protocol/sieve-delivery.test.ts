@@ -119,6 +119,28 @@ if header :contains "subject" "label" { addflag ["$Label1", "\\\\Seen"]; fileint
     await imap.logout();
   });
 
+  it('discards a duplicate once the first copy is delivered (RFC 7352), and sees existing folders (RFC 5490)', async () => {
+    await activate(
+      'example.org/erin',
+      `require ["duplicate", "fileinto", "mailbox"];
+if duplicate { fileinto :create "Dupes"; stop; }
+if mailboxexists "Projects" { fileinto "Projects"; }
+`,
+    );
+    // The test helper's Message-ID is made of the subject: the same subject twice is the same message.
+    assert.equal((await send('x@remote.example', 'erin@example.org', 'sent-twice')).code, 250);
+    assert.equal((await find('example.org/erin', 'sent-twice')).length, 1, 'the first is kept');
+    assert.equal((await send('x@remote.example', 'erin@example.org', 'sent-twice')).code, 250);
+    assert.equal((await find('example.org/erin', 'sent-twice', '.Dupes')).length, 1, 'the same Message-ID again is a duplicate');
+    assert.equal((await find('example.org/erin', 'sent-twice')).length, 1, 'INBOX still has one');
+    // No Projects folder yet: kept in INBOX; once it exists, the test finds it.
+    assert.equal((await send('x@remote.example', 'erin@example.org', 'before-folder')).code, 250);
+    assert.equal((await find('example.org/erin', 'before-folder')).length, 1);
+    await mkdir(path.join(srv.mailRoot, 'example.org/erin/.Projects/cur'), { recursive: true });
+    assert.equal((await send('x@remote.example', 'erin@example.org', 'after-folder')).code, 250);
+    assert.equal((await find('example.org/erin', 'after-folder', '.Projects')).length, 1, 'filed into the existing folder');
+  });
+
   it('refuses with the reason of reject, discards, and keeps what no rule matches', async () => {
     await activate(
       'example.test/bob',
