@@ -15,7 +15,7 @@ import { composeMessage, materialize, openHeld, receiveMessage, type HeldMessage
 import { runScanners, type ScannersConfig } from './scanners/index.js';
 import { runMilters, type MilterConfig } from './milter/index.js';
 import { Dnsbl, type DnsblConfig, type DnsblResolver, type DnsblSubject } from './dnsbl.js';
-import type { CheckResult, HeaderField, InboundAction, InboundEnvelope } from './types.js';
+import type { CheckResult, HeaderField, InboundAction, InboundEnvelope, SpamScores } from './types.js';
 
 export interface InboundSettings {
   dir: string;
@@ -40,6 +40,8 @@ export interface InboundVerdict {
   envelope?: { sender: string; recipients: string[] };
   /** Files the checks wrote (edited copies), removed with the message. */
   files: string[];
+  /** The scanners' findings on RFC 5235's scales (Sieve spamtest/virustest); the highest of each. */
+  scores: SpamScores;
 }
 
 export interface InboundChecksOptions {
@@ -105,9 +107,13 @@ export class InboundChecks {
    */
   async check(message: HeldMessage, envelope: InboundEnvelope, opts: { forwardDomains?: string[] } = {}): Promise<InboundVerdict> {
     const settings = this.#opts.settings();
-    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {}, removeHeaders: [], message, files: [] };
+    const verdict: InboundVerdict = { action: 'accept', addHeaders: [], log: {}, removeHeaders: [], message, files: [], scores: {} };
     const apply = (result: CheckResult & { removeHeaders?: Array<[string, number]> }): boolean => {
       verdict.removeHeaders.push(...(result.removeHeaders ?? []));
+      for (const kind of ['spam', 'virus'] as const) {
+        const score = result.scores?.[kind];
+        if (score !== undefined) verdict.scores[kind] = Math.max(score, verdict.scores[kind] ?? 0);
+      }
       if (STRENGTH[result.action] > STRENGTH[verdict.action]) {
         verdict.action = result.action;
         if (result.status) verdict.status = result.status;

@@ -54,4 +54,26 @@ export interface CheckResult {
   addHeaders?: HeaderField[];
   /** Facts for the delivery's log line, e.g. { spf: 'pass' } or { rspamd_score: 7.1 }. */
   log?: Record<string, unknown>;
+  /** What a scanner found, for Sieve's spamtest and virustest. */
+  scores?: SpamScores;
+}
+
+/**
+ * RFC 5235 scores: spam 1 (surely not) to 10 (surely spam), virus 1 (clean) to 5 (infected);
+ * absent: not tested.
+ */
+export interface SpamScores {
+  spam?: number;
+  virus?: number;
+}
+
+/**
+ * A spam score on RFC 5235's scale: 1 at a score of 0 or less, 10 at the scanner's threshold
+ * and above, evenly between (Pigeonhole's "score" status type with the threshold as its
+ * sieve_spamtest_max_value).
+ */
+export function spamtestValue(score: number, threshold: number): number {
+  if (!Number.isFinite(score) || score <= 0) return 1;
+  if (!(threshold > 0) || score >= threshold) return 10;
+  return Math.min(10, Math.max(1, Math.round(1 + (9 * score) / threshold)));
 }

@@ -54,7 +54,7 @@ export class LocalDelivery {
    * Return-Path and Delivered-To.
    */
   async deliver(
-    req: { queueId: string; sender: string; prepend: string; size: number; folder?: string },
+    req: { queueId: string; sender: string; prepend: string; size: number; folder?: string; scores?: { spam?: number; virus?: number } },
     mailboxes: string[],
     openMessage: () => Readable,
   ): Promise<RecipientResult[]> {
@@ -81,6 +81,7 @@ export class LocalDelivery {
           maxBytes: req.size + 1,
           atomic: false,
           ...(req.folder ? { folder: req.folder } : {}),
+          ...(req.scores ? { scores: req.scores } : {}),
         });
         for (const r of outcome.results) {
           results.set(

@@ -264,6 +264,7 @@ export class Queue implements OutboundQueue {
         origin: req.origin,
         ...(req.authUser ? { authUser: req.authUser } : {}),
         ...(req.folder ? { folder: req.folder } : {}),
+        ...(req.scores ? { scores: req.scores } : {}),
         ...(req.dsn && (req.dsn.ret || req.dsn.envid) ? { dsn: req.dsn } : {}),
         eightBit: written.eightBit,
         held: false,
@@ -575,7 +576,14 @@ export class Queue implements OutboundQueue {
       let results: RecipientResult[];
       if (route.kind === 'local') {
         results = await this.#opts.local.deliver(
-          { queueId: env.id, sender: env.sender, prepend: env.prepend, size: env.size, ...(env.folder ? { folder: env.folder } : {}) },
+          {
+            queueId: env.id,
+            sender: env.sender,
+            prepend: env.prepend,
+            size: env.size,
+            ...(env.folder ? { folder: env.folder } : {}),
+            ...(env.scores ? { scores: env.scores } : {}),
+          },
           addresses,
           () => spool.openMessage(env.id),
         );

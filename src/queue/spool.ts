@@ -51,6 +51,8 @@ export interface Envelope {
   authUser?: string;
   /** Local delivery into the folder with this special use ('\\Junk'), not INBOX. */
   folder?: string;
+  /** The inbound scanners' RFC 5235 scores (Sieve spamtest/virustest at local delivery). */
+  scores?: { spam?: number; virus?: number };
   /** RFC 3461 RET and ENVID. */
   dsn?: EnvelopeDsn;
   eightBit: boolean;

@@ -48,6 +48,8 @@ export interface EnqueueRequest {
   authUser?: string;
   /** Local mailboxes get it in the folder with this special use (the inbound checks' '\\Junk'), not INBOX. */
   folder?: string;
+  /** The inbound scanners' RFC 5235 scores, for the local mailboxes' Sieve spamtest/virustest. */
+  scores?: { spam?: number; virus?: number };
   /**
    * What produced it: a client's submission, a forward by an alias, a relay for a trusted
    * client, a bounce we generated, or inbound mail for several local mailboxes that is delivered

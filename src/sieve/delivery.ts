@@ -145,7 +145,13 @@ export class SieveDelivery {
       compiled.map((c) => c.script),
     );
     for (const { name, script } of compiled) {
-      const result = runSieve(script, { message: raw, envelope }, { limits: settings.limits, ...checks });
+      const input = {
+        message: raw,
+        envelope,
+        ...(req.scores?.spam !== undefined ? { spamScore: req.scores.spam } : {}),
+        ...(req.scores?.virus !== undefined ? { virusScore: req.scores.virus } : {}),
+      };
+      const result = runSieve(script, input, { limits: settings.limits, ...checks });
       if (result.error) {
         // RFC 5228 section 2.10.6: on a runtime error the message is kept, whatever ran before.
         this.#log.warn({ mailbox: user.email, script: name, err: result.error }, 'sieve runtime error; the message is kept');

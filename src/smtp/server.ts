@@ -53,6 +53,7 @@ import type { InboundChecks } from '../inbound/checks.js';
 import type { CheckResult } from '../inbound/types.js';
 import type { HeldMessage } from '../inbound/message-file.js';
 import type { InboundVerdict } from '../inbound/checks.js';
+import type { SpamScores } from '../inbound/types.js';
 import type { Readable } from 'node:stream';
 
 /** The message of a transaction: smtp-server's DATA stream, or the checked message composed anew. */
@@ -63,6 +64,8 @@ interface Checked {
   queueId: string;
   /** Deliver into the folder with this special use ('\\Junk'). */
   folder?: string;
+  /** The scanners' scores, for Sieve's spamtest and virustest. */
+  scores?: SpamScores;
   /** The checks' findings for the log lines. */
   checks: Record<string, unknown>;
   /** The envelope a milter changed (sender, recipients): the queue delivers to it. */
@@ -580,6 +583,7 @@ export class SmtpListener {
         queueId,
         checks: verdict.log,
         ...(verdict.action === 'junk' ? { folder: '\\Junk' } : {}),
+        ...(verdict.scores.spam !== undefined || verdict.scores.virus !== undefined ? { scores: verdict.scores } : {}),
         ...(verdict.envelope ? { envelope: verdict.envelope } : {}),
       };
       this.#deliver(
@@ -657,6 +661,7 @@ export class SmtpListener {
         maxBytes: checked ? Number.MAX_SAFE_INTEGER : settings.limits.message_size,
         atomic: !lmtp,
         ...(checked?.folder ? { folder: checked.folder } : {}),
+        ...(checked?.scores ? { scores: checked.scores } : {}),
       })
       .then(
         (outcome) => {
@@ -789,6 +794,7 @@ export class SmtpListener {
         queueId,
         origin,
         ...(checked?.folder ? { folder: checked.folder } : {}),
+        ...(checked?.scores ? { scores: checked.scores } : {}),
         ...(dsn.ret || dsn.envid ? { dsn } : {}),
         ...(login ? { authUser: login } : {}),
         ...(beforeCommit ? { beforeCommit } : {}),

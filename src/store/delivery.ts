@@ -58,6 +58,8 @@ export interface DeliveryRequest {
    * created if missing (MaildirStoreOptions.specialFolder).
    */
   folder?: string;
+  /** The inbound scanners' RFC 5235 scores, passed to the filters (Sieve spamtest/virustest). */
+  scores?: { spam?: number; virus?: number };
 }
 
 /** `file` is the (first) file delivered; '' when the mailbox's filter discarded the message. */
@@ -81,6 +83,8 @@ export interface FilterRequest {
   sender: string;
   /** The message as it will be stored for this mailbox (our trace fields on top), read once for all mailboxes. */
   message: () => Promise<Buffer>;
+  /** The inbound scanners' RFC 5235 scores, when the message was scanned. */
+  scores?: { spam?: number; virus?: number };
 }
 
 export interface DeliveryOutcome {
@@ -299,7 +303,12 @@ export class MaildirStore {
       const source = spoolPath;
       const inMemory = [Buffer.from(primary.header), ...chunks];
       const read = () => (message ??= source ? fs.readFile(source) : Promise.resolve(Buffer.concat(inMemory)));
-      copies = await this.#filtered(copies, req.sender, read, results, onDelivered);
+      copies = await this.#filtered(
+        copies,
+        { sender: req.sender, message: read, ...(req.scores ? { scores: req.scores } : {}) },
+        results,
+        onDelivered,
+      );
     }
 
     // --- 2. quota and one durable file per copy --------------------------------------------------
@@ -387,8 +396,7 @@ export class MaildirStore {
    */
   async #filtered(
     copies: Copy[],
-    sender: string,
-    message: () => Promise<Buffer>,
+    request: Omit<FilterRequest, 'mailbox'>,
     results: Map<string, MailboxResult>,
     onDelivered: Map<string, () => Promise<void>>,
   ): Promise<Copy[]> {
@@ -396,7 +404,7 @@ export class MaildirStore {
     for (const copy of copies) {
       let decision: FilterDecision | undefined;
       try {
-        decision = await this.#opts.filter!({ mailbox: copy.mailbox, sender, message });
+        decision = await this.#opts.filter!({ ...request, mailbox: copy.mailbox });
       } catch (err) {
         // The filter itself failed: the message is kept where it would have gone (RFC 5228 section 2.10.6).
         this.#opts.logger.warn({ mailbox: copy.mailbox.email, err: (err as Error).message }, 'filter failed; delivering as usual');

@@ -6,7 +6,7 @@
  * EICAR test string (test/helpers/scanner-daemons.ts): nothing is downloaded here.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EICAR, freePort, startClamd, startSpamd, type ScannerDaemon } from '../helpers/scanner-daemons.js';
@@ -83,6 +83,24 @@ describe('content scanners on the MX (spamd, clamd)', () => {
     assert.equal(inbox.length, 1);
     const text = await readFile(path.join(srv.mailRoot, 'example.test/carol/new', inbox[0]!), 'latin1');
     assert.match(text, /^X-Spam-Status: No, score=/im);
+  });
+
+  it("gives Sieve's spamtest and virustest the scanners' verdicts (RFC 5235)", async () => {
+    const home = path.join(srv.mailRoot, 'example.org/erin');
+    await mkdir(path.join(home, 'sieve'), { recursive: true });
+    await writeFile(
+      path.join(home, 'sieve/scores.sieve'),
+      `require ["spamtest", "virustest", "relational", "comparator-i;ascii-numeric", "fileinto", "mailbox"];
+if spamtest :value "eq" :comparator "i;ascii-numeric" "10" { fileinto :create "Spam10"; stop; }
+if allof (spamtest :value "ge" :comparator "i;ascii-numeric" "1", virustest :value "eq" :comparator "i;ascii-numeric" "1") { fileinto :create "Scanned"; }
+`,
+    );
+    await symlink('sieve/scores.sieve', path.join(home, '.dovecot.sieve'));
+    assert.equal((await send(srv, 'erin@example.org', message('gtube-scored', GTUBE))).code, 250);
+    assert.equal((await files(path.join(home, '.Spam10/new'))).length, 1, 'GTUBE: spamtest 10');
+    assert.equal((await send(srv, 'erin@example.org', message('clean-scored', 'Lunch on Friday?'))).code, 250);
+    assert.equal((await files(path.join(home, '.Scanned/new'))).length, 1, 'clean: tested by both, clean of viruses');
+    assert.deepEqual(await files(path.join(home, 'new')), []);
   });
 
   it('answers 451 4.7.1 when a scanner cannot be reached (default_action: tempfail)', async () => {

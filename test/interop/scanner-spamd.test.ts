@@ -47,6 +47,7 @@ describe('spamd over SPAMC/1.5', () => {
     const score = Number(header(r.addHeaders, 'X-Spam-Score'));
     assert.ok(score >= 1000, `score ${score}`);
     assert.match(header(r.addHeaders, 'X-Spam-Status') ?? '', /^Yes, score=\d+\.\d required=6\.5 tests=(.*,)?GTUBE(,|$)/);
+    assert.deepEqual(r.scores, { spam: 10 }, 'RFC 5235: at or above the threshold, surely spam');
   });
 
   it('refuses GTUBE with 550 5.7.1 when spam_action is reject', async () => {
@@ -63,6 +64,7 @@ describe('spamd over SPAMC/1.5', () => {
     assert.equal(header(r.addHeaders, 'X-Spam-Flag'), undefined);
     assert.match(header(r.addHeaders, 'X-Spam-Status') ?? '', /^No, score=-?\d+\.\d required=6\.5 tests=/);
     assert.equal(r.log?.spamd, 'ham');
+    assert.ok(r.scores?.spam !== undefined && r.scores.spam >= 1 && r.scores.spam < 10, JSON.stringify(r.scores));
   });
 
   it('sends the User header when user is set (spamd logs whom it checked for)', async () => {

@@ -8,6 +8,7 @@ import { parseClamdReply } from '../../src/inbound/scanners/clamd.js';
 import { ScannerError, parseAddress, scannersConfigSchema } from '../../src/inbound/scanners/config.js';
 import { parseRspamdReply, rspamdHeaders } from '../../src/inbound/scanners/rspamd.js';
 import { parseSpamdReply, spamdHeaders } from '../../src/inbound/scanners/spamd.js';
+import { spamtestValue } from '../../src/inbound/types.js';
 
 function throwsCode(fn: () => unknown, code: string): void {
   assert.throws(fn, (err: unknown) => err instanceof ScannerError && err.code === code);
@@ -170,5 +171,19 @@ describe('rspamd replies', () => {
     throwsCode(() => parseRspamdReply(Buffer.from('null')), 'PROTOCOL');
     throwsCode(() => parseRspamdReply(Buffer.from('{"action":"quarantine","score":1}')), 'PROTOCOL');
     throwsCode(() => parseRspamdReply(Buffer.from('{"score":1}')), 'PROTOCOL');
+  });
+});
+
+describe('RFC 5235 spamtest values from scanner scores', () => {
+  it('maps 0 and below to 1, the threshold and above to 10, and evenly between', () => {
+    assert.equal(spamtestValue(-3, 5), 1);
+    assert.equal(spamtestValue(0, 5), 1);
+    assert.equal(spamtestValue(2.5, 5), 6);
+    assert.equal(spamtestValue(4.9, 5), 10);
+    assert.equal(spamtestValue(1, 6.5), 2);
+    assert.equal(spamtestValue(5, 5), 10);
+    assert.equal(spamtestValue(1000, 5), 10);
+    assert.equal(spamtestValue(Number.NaN, 5), 1);
+    assert.equal(spamtestValue(3, 0), 10, 'no threshold: any positive score is spam');
   });
 });

@@ -46,12 +46,13 @@ export async function scanWithClamd(config: ClamdConfig, message: InboundMessage
       maxReply: 4096,
     });
     const verdict = parseClamdReply(reply);
-    if (verdict.clean) return { scanner: 'clamd', action: 'accept', log: { clamd: 'clean' } };
+    if (verdict.clean) return { scanner: 'clamd', action: 'accept', log: { clamd: 'clean' }, scores: { virus: 1 } };
     return {
       scanner: 'clamd',
       action: 'reject',
       status: { code: 554, enhanced: '5.7.1', text: `message contains a virus (${verdict.virus})` },
       log: { clamd: 'virus', virus: verdict.virus },
+      scores: { virus: 5 },
     };
   } catch (err) {
     log.warn({ scanner: 'clamd', err: String(err) }, `clamd gave no verdict: ${config.default_action}`);

@@ -9,7 +9,7 @@
 import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import type { Logger } from '../../log.js';
-import type { HeaderField, InboundMessage } from '../types.js';
+import { spamtestValue, type HeaderField, type InboundMessage } from '../types.js';
 import { ScannerError, defaultResult, safeText, type RspamdConfig, type ScannerResult } from './config.js';
 
 const MAX_REPLY = 4 * 1024 * 1024;
@@ -207,6 +207,7 @@ export async function scanWithRspamd(config: RspamdConfig, message: InboundMessa
       scanner: 'rspamd',
       ...verdict(reply, config),
       log: { rspamd: reply.action, rspamd_score: reply.score },
+      scores: { spam: spamtestValue(reply.score, reply.requiredScore) },
     };
     if (config.add_headers) {
       result.addHeaders = rspamdHeaders(reply);

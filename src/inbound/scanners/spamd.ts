@@ -11,7 +11,7 @@
  * when spam_action is reject; messages over max_size are passed unscanned, as spamc does.
  */
 import type { Logger } from '../../log.js';
-import type { HeaderField, InboundMessage } from '../types.js';
+import { spamtestValue, type HeaderField, type InboundMessage } from '../types.js';
 import { ScannerError, defaultResult, parseAddress, safeText, type ScannerResult, type SpamdConfig } from './config.js';
 import { exchange, messageChunks } from './exchange.js';
 
@@ -78,6 +78,7 @@ export async function scanWithSpamd(config: SpamdConfig, message: InboundMessage
       scanner: 'spamd',
       action: 'accept',
       log: { spamd: verdict.spam ? 'spam' : 'ham', spamd_score: verdict.score },
+      scores: { spam: spamtestValue(verdict.score, verdict.threshold) },
     };
     if (config.add_headers) result.addHeaders = spamdHeaders(verdict);
     if (verdict.spam && config.spam_action === 'reject') {
