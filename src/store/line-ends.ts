@@ -4,8 +4,9 @@
  * (the stored size plus the line feeds that conversion would add).
  */
 
+import { scratchBuffer } from '../buffers.js';
+
 const CR = Buffer.from('\r');
-const CRLF = Buffer.from('\r\n');
 
 /** Converts LF line ends to CRLF (IMAP's form of a stored message). */
 export function lfToCrlf(data: Buffer): Buffer {
@@ -57,6 +58,8 @@ export class LineEndConverter {
   lineFeeds = 0;
 
   push(chunk: Buffer, out: Buffer[]): void {
+    // An empty chunk says nothing about a CR held back from the one before.
+    if (chunk.length === 0) return;
     if (this.#pendingCR) {
       this.#pendingCR = false;
       if (chunk[0] !== 0x0a) this.#emit(CR, out);
@@ -66,20 +69,24 @@ export class LineEndConverter {
       this.#pendingCR = true; // might be the CR of a CRLF split across chunks
       end--;
     }
-    let crlf = chunk.indexOf(CRLF);
-    if (crlf === -1 || crlf >= end) {
+    // The first LF of a CRLF (an LF alone stays as it is, and so does a CR alone).
+    let lf = chunk.indexOf(0x0a);
+    while (lf !== -1 && lf < end && !(lf > 0 && chunk[lf - 1] === 0x0d)) lf = chunk.indexOf(0x0a, lf + 1);
+    if (lf === -1 || lf >= end) {
       if (end > 0) this.#emit(end === chunk.length ? chunk : chunk.subarray(0, end), out);
       return;
     }
-    const converted = Buffer.allocUnsafe(end);
+    const converted = scratchBuffer(end);
     let written = 0;
     let from = 0;
-    while (crlf !== -1 && crlf < end) {
-      written += chunk.copy(converted, written, from, crlf);
-      from = crlf + 1; // keep the LF
-      crlf = chunk.indexOf(CRLF, crlf + 2);
+    for (; lf !== -1 && lf < end; lf = chunk.indexOf(0x0a, lf + 1)) {
+      if (lf === 0 || chunk[lf - 1] !== 0x0d) continue;
+      converted.set(chunk.subarray(from, lf - 1), written);
+      written += lf - 1 - from;
+      from = lf; // keep the LF
     }
-    written += chunk.copy(converted, written, from, end);
+    converted.set(chunk.subarray(from, end), written);
+    written += end - from;
     this.#emit(converted.subarray(0, written), out);
   }
 
