@@ -8,6 +8,7 @@ import { createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { joinChunks } from '../buffers.js';
 import { MailError, storageError } from '../errors.js';
 import { readHead, writeAll } from '../store/fsio.js';
 import type { HeaderField } from './types.js';
@@ -57,7 +58,7 @@ export async function receiveMessage(input: Readable, dir: string, name: string,
       }
     }
     if (size > maxBytes) throw new MailError('MESSAGE_TOO_BIG', `message of more than ${maxBytes} bytes`);
-    if (!fh) return { size, data: Buffer.concat(chunks, size) };
+    if (!fh) return { size, data: joinChunks(chunks, size) };
     await writeAll(fh, chunks);
     await fh.close();
     return { size, file };
@@ -88,10 +89,13 @@ export async function materialize(message: HeldMessage, dir: string, name: strin
 }
 
 /** Byte offset just after the empty line that ends the header block (0 when there is none within the limit). */
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const LFLF = Buffer.from('\n\n');
+
 function headerEnd(head: Buffer): number {
-  if (head.subarray(0, 2).equals(Buffer.from('\r\n')) || head[0] === 0x0a) return 0;
-  const crlf = head.indexOf('\r\n\r\n');
-  const lf = head.indexOf('\n\n');
+  if ((head[0] === 0x0d && head[1] === 0x0a) || head[0] === 0x0a) return 0;
+  const crlf = head.indexOf(CRLFCRLF);
+  const lf = head.indexOf(LFLF);
   if (crlf >= 0 && (lf < 0 || crlf < lf)) return crlf + 4;
   if (lf >= 0) return lf + 2;
   return 0;
@@ -144,7 +148,14 @@ export async function composeMessage(
 ): Promise<{ stream: Readable; removed: number }> {
   const head = message.data ? message.data.subarray(0, HEADER_LIMIT) : await readHead(message.file!, HEADER_LIMIT);
   const end = headerEnd(head);
-  const fields = end > 0 ? splitFields(head.subarray(0, end).toString('latin1')) : [];
+  const top = Buffer.from(add.map(foldField).join(''), 'utf8');
+  const block = end > 0 ? head.subarray(0, end).toString('latin1') : '';
+  // Most messages have no field to remove: they are passed on as they came, without a copy.
+  const lower = block.toLowerCase();
+  if (message.data && !lower.includes('authentication-results') && !remove.some(([name]) => lower.includes(name.toLowerCase()))) {
+    return { stream: Readable.from([top, message.data], { objectMode: false }), removed: 0 };
+  }
+  const fields = end > 0 ? splitFields(block) : [];
   // remove: [name, n] drops the n-th field of that name (1-based, as milters count), 0 every one.
   const seen = new Map<string, number>();
   const kept = fields.filter((f) => {
@@ -154,7 +165,6 @@ export async function composeMessage(
     if (remove.some(([r, index]) => r.toLowerCase() === name && (index === 0 || index === n))) return false;
     return !claimsOurId(f, authservId);
   });
-  const top = Buffer.from(add.map(foldField).join(''), 'utf8');
   const headerBlock = end > 0 ? Buffer.from(kept.join(''), 'latin1') : Buffer.alloc(0);
   const removed = fields.length - kept.length;
   if (message.data) return { stream: Readable.from([top, headerBlock, message.data.subarray(end)], { objectMode: false }), removed };
