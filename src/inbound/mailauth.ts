@@ -5,6 +5,8 @@
  */
 // First: it replaces mailauth's key cache before the verifiers below take it.
 import './mailauth-keys.js';
+import './mailauth-parser.js';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ARCResult, ARCSealOptions, DKIMVerifyResult, DMARCResult, DNSResolver, SPFResult } from 'mailauth';
@@ -12,6 +14,7 @@ import { arc, createSeal } from 'mailauth/lib/arc/index.js';
 import { evaluateDmarc } from 'mailauth/lib/dmarc/index.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { spf } from 'mailauth/lib/spf/index.js';
+import { LookupCache } from '../directory/cache.js';
 
 export interface AuthenticateInput {
   ip: string;
@@ -36,21 +39,99 @@ export interface AuthenticateOutput {
   sealErrors?: unknown[];
 }
 
+/**
+ * SPF results of the last minute, per resolver, by client address, HELO name, sender and
+ * authserv-id: a sending server mostly delivers one sender's messages in a row, and the result
+ * is a function of those and of DNS, whose answers our resolver caches longer than this anyway.
+ * A temporary error is never kept.
+ */
+const SPF_TTL_MS = 60_000;
+const spfCaches = new WeakMap<DNSResolver, LookupCache>();
+
+class TemporarySpfResult {
+  constructor(readonly result: SPFResult | false) {}
+}
+
+async function checkSpf(args: {
+  ip: string;
+  helo: string;
+  sender: string;
+  mta: string;
+  resolver: DNSResolver;
+}): Promise<SPFResult | false> {
+  let cache = spfCaches.get(args.resolver);
+  if (!cache) spfCaches.set(args.resolver, (cache = new LookupCache({ positiveTtlMs: SPF_TTL_MS, negativeTtlMs: 0, maxEntries: 10_000 })));
+  const key = [args.ip, args.helo, args.sender, args.mta].join('\u0000');
+  try {
+    const found = await cache.get(key, async () => {
+      const result = (await spf(args as Parameters<typeof spf>[0])) as SPFResult | false;
+      if (!result || result.status.result === 'temperror') throw new TemporarySpfResult(result);
+      return result;
+    });
+    return found ?? false;
+  } catch (err) {
+    if (err instanceof TemporarySpfResult) return err.result;
+    throw err;
+  }
+}
+
+type DkimVerifyOptions = Parameters<typeof dkimVerify>[1] & { resolver: DNSResolver; sender: string; seal?: ARCSealOptions };
+
+interface DkimVerifierInstance {
+  writeAsync(chunk: Buffer): Promise<void>;
+  finish(): Promise<void>;
+  headerFrom: unknown;
+  fromFields: unknown;
+  envelopeFrom: unknown;
+  results: unknown;
+  headers: unknown;
+  arc: unknown;
+  seal: unknown;
+}
+
+const { DkimVerifier } = createRequire(import.meta.url)('mailauth/lib/dkim/dkim-verifier.js') as {
+  DkimVerifier: new (options: object) => DkimVerifierInstance;
+};
+
+/** The size of the pieces mailauth's dkimVerify writes a buffer in. */
+const DKIM_CHUNK = 64 * 1024;
+
+/**
+ * mailauth's dkimVerify, for a message in memory without the stream between it and the verifier:
+ * the verifier's own write and finish steps are called in the order the stream would call them
+ * (one event-loop turn per piece less). A stream (a message held in a file) goes through dkimVerify.
+ */
+export async function verifyDkim(input: Readable | Buffer, options: DkimVerifyOptions): Promise<DKIMVerifyResult> {
+  if (!Buffer.isBuffer(input)) return dkimVerify(input, options);
+  const verifier = new DkimVerifier(options);
+  for (let pos = 0; pos < input.length; pos += DKIM_CHUNK) await verifier.writeAsync(input.subarray(pos, pos + DKIM_CHUNK));
+  await verifier.finish();
+  const result = {
+    headerFrom: verifier.headerFrom,
+    fromFields: verifier.fromFields,
+    envelopeFrom: verifier.envelopeFrom,
+    results: verifier.results,
+  } as DKIMVerifyResult;
+  // As dkimVerify: the parsed header, the ARC chain and the seal data ride along, not enumerable.
+  for (const name of ['headers', 'arc', 'seal'] as const) {
+    if (verifier[name]) Object.defineProperty(result, name, { enumerable: false, value: verifier[name] });
+  }
+  return result;
+}
+
 /** Folded lines back into one (RFC 5322 section 2.2.3). */
 const unfold = (text: string) => text.replace(/\r?\n[ \t]+/g, ' ').trim();
 
 export async function authenticateMessage(input: Readable | Buffer, opts: AuthenticateInput): Promise<AuthenticateOutput> {
-  const dkimResult = await dkimVerify(input, {
+  const dkimResult = await verifyDkim(input, {
     resolver: opts.resolver,
     sender: opts.sender,
     ...(opts.seal ? { seal: opts.seal } : {}),
-  } as Parameters<typeof dkimVerify>[1]);
+  });
   // As mailauth: no HELO name means the address; an address is given in brackets.
   const heloName = opts.helo || opts.ip;
   const helo = isIP(heloName) ? `[${heloName}]` : heloName;
-  const spfResult = (await spf({ ip: opts.ip, helo, sender: opts.sender, mta: opts.authservId, resolver: opts.resolver } as Parameters<
-    typeof spf
-  >[0])) as SPFResult | false;
+  const spfResult = await checkSpf({ ip: opts.ip, helo, sender: opts.sender, mta: opts.authservId, resolver: opts.resolver });
   const dkimData = dkimResult as DKIMVerifyResult & { arc?: unknown; seal?: ARCSealOptions; headers?: unknown };
   const arcResult = (await arc(
     dkimData.arc as Parameters<typeof arc>[0],
