@@ -19,6 +19,7 @@ import { compileSieve, runSieve, type CompiledSieve } from './index.js';
 import type { SieveChecks } from './interpreter.js';
 import type { SieveAction, SieveLimits } from './types.js';
 import { headerBlock, vacationReply, vacationWanted } from './vacation.js';
+import { applyHeaderEdits, isHeaderEdit, type HeaderEdit } from './edit-headers.js';
 
 export interface SieveSettings {
   enabled: boolean;
@@ -161,7 +162,6 @@ export class SieveDelivery {
       if (implicit?.type === 'keep') keepFlags = implicit.flags;
       actions.push(...result.actions.filter((a) => a !== implicit));
       if (!result.implicitKeep) implicitKeep = false;
-      if (result.actions.some((a) => a.type === 'discard' || a.type === 'fileinto' || a.type === 'reject')) implicitKeep = false;
     }
     // A vacation of the script wins over the directory's (one reply per message, RFC 5230 section 4.7).
     if (directoryVacation && !actions.some((a) => a.type === 'vacation')) actions.push(directoryVacation);
@@ -217,16 +217,29 @@ export class SieveDelivery {
     implicitKeep: string[] | undefined,
     settings: SieveSettings,
   ): Promise<FilterDecision> {
-    const placements: Placement[] = [];
+    const placements: EditedPlacement[] = [];
     const done: string[] = [];
+    // RFC 5293 section 3: a copy stored or sent carries the header edits made before its action.
+    const edits: HeaderEdit[] = [];
+    const edited = new Map<number, Buffer>();
+    const messageAfter = (count: number) => {
+      if (count === 0) return raw;
+      let message = edited.get(count);
+      if (!message) edited.set(count, (message = applyHeaderEdits(raw, edits.slice(0, count))));
+      return message;
+    };
     for (const action of actions) {
+      if (isHeaderEdit(action)) {
+        edits.push(action);
+        continue;
+      }
       switch (action.type) {
         case 'keep':
-          placements.push(flagged({}, action.flags));
+          placements.push({ ...flagged({}, action.flags), edits: edits.length });
           done.push('keep');
           break;
         case 'fileinto':
-          placements.push(flagged({ folder: action.mailbox, create: action.create }, action.flags));
+          placements.push({ ...flagged({ folder: action.mailbox, create: action.create }, action.flags), edits: edits.length });
           done.push(`fileinto ${action.mailbox}`);
           break;
         case 'discard':
@@ -243,8 +256,8 @@ export class SieveDelivery {
           return { refuse: new MailError('REJECTED', `sieve reject for ${user.email}`, { reply: { code: 550, enhanced: '5.7.1', text } }) };
         }
         case 'redirect':
-          if (await this.#redirect(user, sender, raw, action.address)) done.push(`redirect ${action.address}`);
-          else placements.push({});
+          if (await this.#redirect(user, sender, messageAfter(edits.length), action.address)) done.push(`redirect ${action.address}`);
+          else placements.push({ edits: edits.length });
           break;
         case 'vacation':
           await this.#vacation(user, sender, raw, action, settings).catch((err: unknown) =>
@@ -252,14 +265,17 @@ export class SieveDelivery {
           );
           break;
         default:
-          // duplicate is recorded after delivery (filter's delivered); editheader changes are not
-          // carried out yet: the message is delivered unchanged.
+          // duplicate is recorded after delivery (the decision's delivered hook).
           break;
       }
     }
-    if (implicitKeep && !placements.some((p) => p.folder === undefined)) placements.push(flagged({}, implicitKeep));
+    if (implicitKeep && !placements.some((p) => p.folder === undefined))
+      placements.push({ ...flagged({}, implicitKeep), edits: edits.length });
+    if (edits.length > 0) done.push(`editheader ${edits.length}`);
     this.#log.info({ mailbox: user.email, sieve: done.length ? done : ['keep'] }, 'sieve');
-    return { placements: oneCopyPerFolder(placements) };
+    return {
+      placements: oneCopyPerFolder(placements).map(({ edits: count, ...p }) => (count ? { ...p, message: messageAfter(count) } : p)),
+    };
   }
 
   /**
@@ -390,13 +406,14 @@ function stripDeliveryTrace(raw: Buffer): Buffer {
  * One copy per folder: a keep and a fileinto "INBOX" (or two fileintos of one folder) store the
  * message once, with the flags of the later action (RFC 5228 section 2.10.3, as Pigeonhole).
  */
-function oneCopyPerFolder(placements: Placement[]): Placement[] {
-  const byFolder = new Map<string, Placement>();
+function oneCopyPerFolder(placements: EditedPlacement[]): EditedPlacement[] {
+  const byFolder = new Map<string, EditedPlacement>();
   for (const p of placements) {
     const inbox = p.folder === undefined || p.folder.toUpperCase() === 'INBOX';
     const before = byFolder.get(inbox ? '' : p.folder!);
     // The later action's flags, keywords included, replace the earlier one's.
-    const merged: Placement = inbox ? {} : { folder: p.folder, create: Boolean(before?.create || p.create) };
+    const merged: EditedPlacement = inbox ? {} : { folder: p.folder, create: Boolean(before?.create || p.create) };
+    if (p.edits) merged.edits = p.edits;
     if (p.flags) merged.flags = p.flags;
     if (p.keywords?.length) merged.keywords = p.keywords;
     byFolder.set(inbox ? '' : p.folder!, merged);
@@ -405,6 +422,8 @@ function oneCopyPerFolder(placements: Placement[]): Placement[] {
 }
 
 type Placement = Extract<FilterDecision, { placements: unknown }>['placements'][number];
+/** A placement with the number of header edits made before its action. */
+type EditedPlacement = Omit<Placement, 'message'> & { edits?: number };
 
 /** RFC 3501 section 9: a flag keyword is an atom (no specials, controls, spaces or 8-bit). */
 const KEYWORD = /^[^\\(){ %*"\]\x00-\x20\x7f-\uffff]+$/;

@@ -72,7 +72,14 @@ export type MailboxResult = { mailbox: UserRecord; ok: true; file: string } | { 
  */
 export type FilterDecision =
   | {
-      placements: Array<{ folder?: string; create?: boolean; flags?: string; keywords?: string[] }>;
+      placements: Array<{
+        folder?: string;
+        create?: boolean;
+        flags?: string;
+        keywords?: string[];
+        /** The message for this copy when the filter changed it (Sieve editheader), trace fields of ours left out. */
+        message?: Buffer;
+      }>;
       /** Called once every copy of the mailbox is durable (or after a discard): state the filter keeps per delivery. */
       delivered?: () => Promise<void>;
     }
@@ -128,6 +135,20 @@ interface Copy {
   flags: string;
   /** The spool file already holds this copy (the primary's, large messages). */
   usesSpool: boolean;
+  /** The message as the filter changed it (after our Return-Path and Delivered-To), instead of the received one. */
+  content?: Buffer;
+}
+
+/** Return-Path and Delivered-To of a copy's header (the lines before our Received). */
+function traceFields(header: string): string {
+  const lines = header.split('\n');
+  return `${lines.slice(0, 2).join('\n')}\n`;
+}
+
+function lineFeedsIn(data: Buffer): number {
+  let n = 0;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) n++;
+  return n;
 }
 
 export class MaildirStore {
@@ -315,12 +336,20 @@ export class MaildirStore {
     const written: Array<{ target: Copy; tmp: string; size: number; vsize: number }> = [];
     const writeOne = async (target: Copy) => {
       const headerBytes = Buffer.byteLength(target.header);
-      const size = headerBytes + bodyBytes;
-      const vsize = headerBytes + countLineFeeds(target.header) + bodyVirtual;
+      let size = headerBytes + bodyBytes;
+      let vsize = headerBytes + countLineFeeds(target.header) + bodyVirtual;
+      if (target.content) {
+        // The filter's own version of the message (our Received included): only Return-Path and Delivered-To go on top.
+        const trace = traceFields(target.header);
+        size = Buffer.byteLength(trace) + target.content.length;
+        vsize = size + countLineFeeds(trace) + lineFeedsIn(target.content);
+      }
       try {
         await target.quota.check(size);
         const tmp = path.join(target.maildir, 'tmp', target.base);
-        if (target.usesSpool && spool) {
+        if (target.content) {
+          await createDurably(tmp, [Buffer.from(traceFields(target.header)), target.content]);
+        } else if (target.usesSpool && spool) {
           await spool.sync();
         } else {
           await this.#writeFile(tmp, target.header, chunks, spoolPath, Buffer.byteLength(primary.header));
@@ -438,7 +467,7 @@ export class MaildirStore {
         }
         await this.ensureMaildir(folder.dir);
         // The spool file may stay the file of one copy: the first one in the spool's own folder.
-        const usesSpool = copy.usesSpool && !spoolTaken && folder.dir === copy.maildir;
+        const usesSpool = copy.usesSpool && !spoolTaken && folder.dir === copy.maildir && !placement.message;
         if (usesSpool) spoolTaken = true;
         const keywordLetters = placement.keywords?.length ? await this.#keywordLetters(copy.mailbox, folder.dir, placement.keywords) : '';
         out.push({
@@ -447,6 +476,7 @@ export class MaildirStore {
           folder: folder.name,
           // Maildir info letters in ASCII order: system flags, then the keywords' a..z.
           flags: [...new Set((placement.flags ?? '') + keywordLetters)].sort().join(''),
+          ...(placement.message ? { content: placement.message } : {}),
           base: usesSpool ? copy.base : uniqueBaseName(),
           usesSpool,
         });

@@ -141,6 +141,41 @@ if mailboxexists "Projects" { fileinto "Projects"; }
     assert.equal((await find('example.org/erin', 'after-folder', '.Projects')).length, 1, 'filed into the existing folder');
   });
 
+  it('applies editheader to the copies stored after the edits (RFC 5293), with S= and W= of the edited file', async () => {
+    await activate(
+      'example.test/alice',
+      `require ["editheader", "fileinto", "mailbox", "copy"];
+if header :contains "subject" "edit-me" {
+  fileinto :copy :create "Unedited";
+  addheader "X-Tagged" "yes";
+  deleteheader "X-Remove";
+  addheader :last "X-Last" "line one\nline two";
+}
+`,
+    );
+    assert.equal(
+      (await send('x@remote.example', 'alice@example.test', 'edit-me', 'X-Remove: a\r\nX-Keep: b\r\nX-Remove: c\r\n')).code,
+      250,
+    );
+    const [unedited] = await find('example.test/alice', 'edit-me', '.Unedited');
+    const before = await readFile(path.join(srv.mailRoot, 'example.test/alice/.Unedited', unedited!), 'latin1');
+    assert.match(before, /^X-Remove: a$/m);
+    assert.doesNotMatch(before, /X-Tagged/);
+    const [kept] = await find('example.test/alice', 'edit-me');
+    const file = path.join(srv.mailRoot, 'example.test/alice', kept!);
+    const text = await readFile(file, 'latin1');
+    assert.match(
+      text,
+      /^Return-Path: <x@remote\.example>\nDelivered-To: alice@example\.test\nX-Tagged: yes\nReceived: /,
+      text.slice(0, 300),
+    );
+    assert.doesNotMatch(text, /X-Remove/);
+    assert.match(text, /^X-Keep: b$/m);
+    assert.match(text, /\nX-Last: line one\n line two\n\nHello, about edit-me/);
+    const bytes = Buffer.byteLength(text, 'latin1');
+    assert.match(kept!, new RegExp(`,S=${bytes},W=${bytes + text.split('\n').length - 1}(?:$|[:,])`), 'S= and W= of the edited file');
+  });
+
   it('refuses with the reason of reject, discards, and keeps what no rule matches', async () => {
     await activate(
       'example.test/bob',

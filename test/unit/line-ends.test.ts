@@ -42,7 +42,7 @@ test('random text of CR, LF and letters, in random chunks', () => {
     for (let i = Math.floor(random() * 60); i > 0; i--) text += alphabet[Math.floor(random() * alphabet.length)];
     const whole = Buffer.from(text, 'latin1');
     const chunks: Buffer[] = [];
-    for (let at = 0; at < whole.length; ) {
+    for (let at = 0; at < whole.length;) {
       const size = 1 + Math.floor(random() * 10);
       chunks.push(whole.subarray(at, at + size));
       at += size;
