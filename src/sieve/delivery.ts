@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { OutboundQueue } from '../queue/types.js';
 import type { FilterDecision, FilterRequest } from '../store/delivery.js';
 import { replaceDurably } from '../store/fsio.js';
+import { buildDsn, headerBlock as dsnHeaderBlock } from '../queue/dsn.js';
 import { scriptFile, type ActiveSieveScripts, type IncludeScope, type ScriptFile } from '../store/sieve-active.js';
 import { compileSieve, runSieve, type CompiledSieve } from './index.js';
 import type { SieveChecks } from './interpreter.js';
@@ -165,7 +166,7 @@ export class SieveDelivery {
     }
     // A vacation of the script wins over the directory's (one reply per message, RFC 5230 section 4.7).
     if (directoryVacation && !actions.some((a) => a.type === 'vacation')) actions.push(directoryVacation);
-    const decision = await this.#carryOut(user, req.sender, raw, actions, implicitKeep ? (keepFlags ?? []) : undefined, settings);
+    const decision = await this.#carryOut(user, req, raw, actions, implicitKeep ? (keepFlags ?? []) : undefined, settings);
     const seen = actions.filter((a): a is Extract<SieveAction, { type: 'duplicate' }> => a.type === 'duplicate');
     // RFC 7352 section 3: the ID is recorded once the message is delivered, not before.
     if ('placements' in decision && seen.length > 0) decision.delivered = () => this.#recordDuplicates(user, seen);
@@ -210,13 +211,14 @@ export class SieveDelivery {
 
   async #carryOut(
     user: UserRecord,
-    sender: string,
+    req: FilterRequest,
     raw: Buffer,
     actions: SieveAction[],
     /** The implicit keep's flags, or undefined when no implicit keep is left. */
     implicitKeep: string[] | undefined,
     settings: SieveSettings,
   ): Promise<FilterDecision> {
+    const sender = req.sender;
     const placements: EditedPlacement[] = [];
     const done: string[] = [];
     // RFC 5293 section 3: a copy stored or sent carries the header edits made before its action.
@@ -253,7 +255,14 @@ export class SieveDelivery {
               .replace(/[^\x20-\x7e]+/g, ' ')
               .trim()
               .slice(0, 200) || 'Message rejected';
-          return { refuse: new MailError('REJECTED', `sieve reject for ${user.email}`, { reply: { code: 550, enhanced: '5.7.1', text } }) };
+          if (req.mayRefuse)
+            return {
+              refuse: new MailError('REJECTED', `sieve reject for ${user.email}`, { reply: { code: 550, enhanced: '5.7.1', text } }),
+            };
+          // RFC 5429 section 2.1: after the transaction, the refusal goes to the sender as a notice
+          // (a DSN, as Postfix sends for an LMTP refusal); the message is stored nowhere.
+          await this.#rejectionNotice(user, req, raw, text);
+          return { placements: [] };
         }
         case 'redirect':
           if (await this.#redirect(user, sender, messageAfter(edits.length), action.address)) done.push(`redirect ${action.address}`);
@@ -276,6 +285,32 @@ export class SieveDelivery {
     return {
       placements: oneCopyPerFolder(placements).map(({ edits: count, ...p }) => (count ? { ...p, message: messageAfter(count) } : p)),
     };
+  }
+
+  /** The non-delivery report for a message the user's script rejected when SMTP could not say so for this mailbox alone. */
+  async #rejectionNotice(user: UserRecord, req: FilterRequest, raw: Buffer, reason: string): Promise<void> {
+    // Never a notice about a notice (RFC 5429 section 2.1.2, RFC 3834).
+    if (!req.sender) {
+      this.#log.info({ mailbox: user.email, qid: req.queueId }, 'sieve reject of a message from <>: discarded');
+      return;
+    }
+    const notice = buildDsn({
+      reportingMta: this.#settings().hostname,
+      queueId: req.queueId,
+      originalSender: req.sender,
+      arrivalDate: new Date(),
+      recipients: [{ address: user.email, action: 'failed', status: '5.7.1', diagnostic: `smtp; 550 5.7.1 ${reason}` }],
+      originalHeaders: dsnHeaderBlock(raw),
+      kind: 'failure',
+    });
+    const { queueId } = await this.#queue.enqueue({
+      sender: '',
+      recipients: [{ address: req.sender }],
+      message: notice,
+      maxBytes: Number.MAX_SAFE_INTEGER,
+      origin: 'bounce',
+    });
+    this.#log.info({ mailbox: user.email, qid: req.queueId, notice: queueId, to: req.sender }, 'sieve reject: non-delivery notice');
   }
 
   /**

@@ -92,6 +92,14 @@ export interface FilterRequest {
   message: () => Promise<Buffer>;
   /** The inbound scanners' RFC 5235 scores, when the message was scanned. */
   scores?: { spam?: number; virus?: number };
+  /** The delivery's queue id (log lines, notices). */
+  queueId: string;
+  /**
+   * Whether a refusal can be answered for this mailbox alone: LMTP and the queue answer per
+   * recipient, SMTP with one mailbox too; SMTP with several has one reply for all, so a filter
+   * that refuses one of them has to tell the sender itself.
+   */
+  mayRefuse: boolean;
 }
 
 export interface DeliveryOutcome {
@@ -326,7 +334,13 @@ export class MaildirStore {
       const read = () => (message ??= source ? fs.readFile(source) : Promise.resolve(Buffer.concat(inMemory)));
       copies = await this.#filtered(
         copies,
-        { sender: req.sender, message: read, ...(req.scores ? { scores: req.scores } : {}) },
+        {
+          sender: req.sender,
+          message: read,
+          queueId: req.queueId,
+          mayRefuse: !req.atomic || req.mailboxes.length === 1,
+          ...(req.scores ? { scores: req.scores } : {}),
+        },
         results,
         onDelivered,
       );

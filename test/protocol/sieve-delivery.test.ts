@@ -193,6 +193,30 @@ elsif header :contains "subject" "noise" { discard; }
     assert.equal((await find('example.test/bob', 'plain-mail')).length, 1, 'implicit keep');
   });
 
+  it('with several SMTP recipients, one reject delivers to the others and sends the sender a notice (RFC 5429 2.1)', async () => {
+    await activate('example.test/bob', 'require ["reject"];\nif header :contains "subject" "unwanted" { reject "I do not want this."; }\n');
+    const count = sink.messages.length;
+    const c = await SmtpClient.connect(srv.smtpPort);
+    await c.greeting();
+    await c.command('EHLO client.remote.example');
+    const text =
+      'From: <x@remote.example>\r\nTo: <bob@example.test>, <alice@example.test>\r\nSubject: unwanted-for-two\r\nMessage-ID: <two@remote.example>\r\n\r\nHi.\r\n';
+    const result = await c.sendMail('x@remote.example', ['bob@example.test', 'alice@example.test'], text);
+    await c.command('QUIT');
+    assert.equal(result.final?.[0]?.code, 250, 'accepted: the other recipient has it');
+    assert.equal((await find('example.test/alice', 'unwanted-for-two')).length, 1);
+    assert.deepEqual(await find('example.test/bob', 'unwanted-for-two'), [], 'not stored for the one who rejected');
+    const [notice] = (await sink.waitForMessages(count + 1, 15_000)).slice(count);
+    assert.equal(notice!.from, '', 'a notice comes from <>');
+    assert.deepEqual(notice!.to, ['x@remote.example']);
+    const body = notice!.data.toString('latin1');
+    assert.match(body, /multipart\/report; report-type=delivery-status/i);
+    assert.match(body, /Final-Recipient: rfc822; ?bob@example\.test/i);
+    assert.match(body, /Status: 5\.7\.1/);
+    assert.match(body, /I do not want this\./);
+    assert.match(body, /Subject: unwanted-for-two/, 'the original header comes back');
+  });
+
   it('redirects through the queue to another server, marked against loops', async () => {
     await activate('example.test/carol', 'redirect "carol.elsewhere@remote.example";\n');
     const count = sink.messages.length;
