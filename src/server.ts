@@ -132,6 +132,7 @@ function sieveSettings(cfg: LoadedConfig): SieveSettings {
       maxCpuMs: s.max_cpu_time,
     },
     vacation: { defaultPeriod: s.vacation.default_period, minPeriod: s.vacation.min_period, maxPeriod: s.vacation.max_period },
+    redirectEnvelopeFrom: s.redirect_envelope_from,
     hostname: cfg.hostname,
   };
 }

@@ -264,6 +264,13 @@ const sieveSchema = z.strictObject({
   max_include_depth: int(1, 100).default(10),
   /** CPU time one script may take on one message; over it, the message is kept. */
   max_cpu_time: duration().default(5000),
+  /**
+   * The envelope sender of a redirected message, as Pigeonhole's sieve_redirect_envelope_from:
+   * `sender` keeps the original one (fails SPF at the destination for outside senders),
+   * `recipient` / `orig_recipient` use the user's address (bounces come back to the user; SPF
+   * passes for our domain), `<>` the null sender.
+   */
+  redirect_envelope_from: z.enum(['sender', 'recipient', 'orig_recipient', '<>']).default('sender'),
   /** Vacation periods: the default when a script gives none, and the bounds (Pigeonhole: 7d, 1d, none). */
   vacation: z
     .strictObject({

@@ -29,6 +29,8 @@ export interface SieveSettings {
   after: string[];
   limits: SieveLimits;
   vacation: { defaultPeriod: number; minPeriod: number; maxPeriod: number };
+  /** The envelope sender of redirects (Pigeonhole's sieve_redirect_envelope_from); default 'sender'. */
+  redirectEnvelopeFrom?: 'sender' | 'recipient' | 'orig_recipient' | '<>';
   /** Our host name (Message-ID of replies). */
   hostname: string;
 }
@@ -324,8 +326,11 @@ export class SieveDelivery {
       this.#log.warn({ mailbox: user.email, to: address }, 'sieve redirect loop; the message is kept');
       return false;
     }
+    // A bounce stays a bounce; otherwise the operator's choice (the user's address passes SPF for our domain).
+    const from = this.#settings().redirectEnvelopeFrom ?? 'sender';
+    const envelopeSender = !sender || from === 'sender' ? sender : from === '<>' ? '' : user.email;
     const result = await this.#queue.enqueue({
-      sender,
+      sender: envelopeSender,
       recipients: [{ address }],
       message: raw,
       prepend: `${mark}\r\n`,

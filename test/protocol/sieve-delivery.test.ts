@@ -226,6 +226,16 @@ elsif header :contains "subject" "noise" { discard; }
     assert.equal(out!.from, 'x@remote.example', 'the original sender');
     assert.match(out!.data.toString('latin1'), /^X-Sieve-Redirected-From: carol@example\.test/m);
     assert.deepEqual(await find('example.test/carol', 'to-forward'), [], 'not kept (no :copy)');
+    // sieve.redirect_envelope_from: recipient (Pigeonhole's sieve_redirect_envelope_from).
+    const cfg = srv.runtime.config;
+    await srv.runtime.reload({ ...cfg, sieve: { ...cfg.sieve, redirect_envelope_from: 'recipient' } });
+    try {
+      assert.equal((await send('x@remote.example', 'carol@example.test', 'to-forward-2')).code, 250);
+      const [second] = (await sink.waitForMessages(count + 2, 15_000)).slice(count + 1);
+      assert.equal(second!.from, 'carol@example.test', "the user's address as the envelope sender");
+    } finally {
+      await srv.runtime.reload(cfg);
+    }
   });
 
   it('answers with vacation once per period, never to lists, and keeps the message', async () => {
