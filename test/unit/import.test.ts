@@ -447,8 +447,18 @@ describe('maild import: generated configurations', () => {
     assert.equal(config.queue.tls, 'encrypt');
     assert.equal(config.auth.cleartext, 'never');
     assert.deepEqual(config.trusted_networks, ['127.0.0.0/8', '::1/128']);
-    assert.equal(result.notCarried.length, 2, result.notCarried.join('\n'));
-    assert.ok(result.notCarried.every((n) => /IPv6/.test(n)));
+    // Pigeonhole's 90-sieve.conf: sieve_after names a directory, which stands for its scripts.
+    assert.deepEqual(config.sieve.before, ['/etc/dovecot/sieve/spam-to-junk.sieve']);
+    assert.deepEqual(config.sieve.after, ['/etc/dovecot/sieve/after.d/10-first.sieve', '/etc/dovecot/sieve/after.d/20-keep.sieve']);
+    assert.equal(config.sieve.global_dir, '/etc/dovecot/sieve/global');
+    assert.equal(config.sieve.max_script_size, 1024 * 1024);
+    assert.equal(config.sieve.max_actions, 64);
+    assert.equal(config.sieve.redirect_envelope_from, 'recipient');
+    assert.equal(config.sieve.vacation.min_period, 86_400_000);
+    assert.equal(config.sieve.vacation.default_period, 7 * 86_400_000);
+    assert.match(result.yaml, /# plugin \{ sieve_max_actions = 64 \} \(conf\.d\/90-sieve\.conf\)\n  max_actions: 64\n/);
+    assert.equal(result.notCarried.length, 3, result.notCarried.join('\n'));
+    assert.ok(result.notCarried.filter((n) => !/IPv6/.test(n)).every((n) => /^plugin \{ sieve_extensions = .*fixed set/.test(n)));
   });
 
   it('names everything it cannot carry over, and still writes a configuration that loads', () => {

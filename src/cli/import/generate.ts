@@ -8,6 +8,7 @@ import { importDirectory } from './directory.js';
 import { importListeners } from './listeners.js';
 import { importMailStore } from './mail-store.js';
 import { importInbound } from './inbound.js';
+import { importSieve } from './sieve.js';
 import { importOtherSettings, importTls, restrictionItems } from './settings.js';
 
 export { ImportError, type ImportOptions } from './context.js';
@@ -49,6 +50,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     quotaPlugin,
   );
   const inbound = importInbound(ctx, restrictionItems);
+  const sieve = importSieve(ctx);
 
   const out: string[] = [];
   const line = (text = '') => out.push(text);
@@ -207,6 +209,12 @@ export function generateConfig(opts: ImportOptions): ImportResult {
       line('    lists:');
       for (const l of inbound.dnsbl.lists) line(`      - ${flowMap(l)}`);
     }
+    line('');
+  }
+  if (sieve) {
+    line("# Pigeonhole: the global scripts and limits (the users' scripts stay in ~/sieve)");
+    line('sieve:');
+    for (const l of sieve.lines) line(l);
     line('');
   }
   if (trustedNetworks.length) {
