@@ -91,8 +91,9 @@ async function main(): Promise<void> {
       await symlink('sieve/rules.sieve', path.join(home, '.dovecot.sieve'));
     }
   }
+  const extraNode = process.env.BENCH_DAEMON_NODE_ARGS ? process.env.BENCH_DAEMON_NODE_ARGS.split(' ') : [];
   const profileArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
-  const { daemon, port } = await startDaemon(path.join(dir, 'maild.yaml'), profileArgs);
+  const { daemon, port } = await startDaemon(path.join(dir, 'maild.yaml'), [...extraNode, ...profileArgs]);
 
   let next = 0;
   let acknowledged = 0;
