@@ -225,6 +225,7 @@ interface Tally {
   errors: number;
   mismatches: number;
   firstError?: string;
+  firstMismatch?: string;
 }
 
 const newTally = (): Tally => ({
@@ -247,6 +248,16 @@ async function session(target: Target, user: string, tally: Tally): Promise<{ cl
   return { client, exists };
 }
 
+/** Did the server report (or hint at) an expunge by another session during this command? */
+function expunged(result: { untagged: string[]; text: string }): boolean {
+  return result.untagged.some((l) => /^\d+ EXPUNGE$|^VANISHED /.test(l)) || /EXPUNGEISSUED/.test(result.text);
+}
+
+function mismatch(tally: Tally, what: string): void {
+  tally.mismatches++;
+  tally.firstMismatch ??= what;
+}
+
 /** One command of the mix in a selected INBOX; returns the message count it leaves. */
 async function runCommand(client: ImapTestClient, command: Command, exists: number, random: () => number, tally: Tally): Promise<number> {
   const seq = () => 1 + Math.floor(random() * Math.max(1, exists));
@@ -261,13 +272,18 @@ async function runCommand(client: ImapTestClient, command: Command, exists: numb
       break;
     case 'fetch_flags':
       result = await client.cmd('UID FETCH 1:* (UID FLAGS)');
-      if (result.status === 'OK' && result.untagged.filter((l) => / FETCH /.test(l)).length < exists) tally.mismatches++;
+      // Fewer messages than this session knows of is a mismatch, unless another session expunged some meanwhile.
+      if (result.status === 'OK' && !expunged(result) && result.untagged.filter((l) => / FETCH /.test(l)).length < exists)
+        mismatch(tally, `UID FETCH 1:* gave fewer than ${exists} messages`);
       break;
-    case 'fetch_body':
+    case 'fetch_body': {
       if (exists === 0) return exists;
-      result = await client.cmd(`FETCH ${seq()} (BODY.PEEK[])`);
-      if (result.status === 'OK' && !result.untagged.some((l) => /BODY\[\] \{\d+\}/.test(l))) tally.mismatches++;
+      const n = seq();
+      result = await client.cmd(`FETCH ${n} (BODY.PEEK[])`);
+      if (result.status === 'OK' && !expunged(result) && !result.untagged.some((l) => /BODY\[\] \{\d+\}/.test(l)))
+        mismatch(tally, `FETCH ${n} (BODY.PEEK[]) of ${exists}: no body (${result.untagged.join(' | ').slice(0, 200)})`);
       break;
+    }
     case 'store':
       if (exists === 0) return exists;
       result = await client.cmd(`STORE ${seq()} ${random() < 0.5 ? '+' : '-'}FLAGS.SILENT (\\Seen)`);
@@ -431,6 +447,7 @@ async function main(): Promise<void> {
       errors: runs.reduce((a, r) => a + r.tally.errors, 0),
       mismatches: runs.reduce((a, r) => a + r.tally.mismatches, 0),
       ...(runs.some((r) => r.tally.firstError) ? { first_error: runs.find((r) => r.tally.firstError)!.tally.firstError } : {}),
+      ...(runs.some((r) => r.tally.firstMismatch) ? { first_mismatch: runs.find((r) => r.tally.firstMismatch)!.tally.firstMismatch } : {}),
     };
   }
   if (results.maild && results.dovecot) {
