@@ -12,13 +12,14 @@
  * body), and the machine's load average.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { startDaemon, stopDaemon } from './lib.js';
 import { ImapTestClient } from '../test/helpers/imap-client.js';
+import { freePort, waitListening } from '../test/helpers/milter-daemons.js';
 
 const run = promisify(execFile);
 
@@ -105,20 +106,17 @@ async function makeMaildirs(root: string): Promise<void> {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function chownTree(p: string, uid: number): Promise<void> {
   await chown(p, uid, uid);
   if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await chownTree(path.join(p, e), uid);
+}
+
+function readFileSafe(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 interface Target {
@@ -192,21 +190,7 @@ async function startDovecot(work: string, mailRoot: string, cert: { cert: string
     ].join('\n'),
   );
   const child: ChildProcess = spawn('dovecot', ['-F', '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline)
-      throw new Error(`dovecot did not listen on ${port}: ${await readFile(path.join(work, 'dovecot.log'), 'utf8').catch(() => '')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitListening(port, child, () => readFileSafe(path.join(work, 'dovecot.log')), 15_000);
   return {
     name: 'dovecot',
     port,

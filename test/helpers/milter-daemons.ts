@@ -22,7 +22,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Waits until something accepts connections on the port, or the process exits, or the deadline. */
-async function waitListening(port: number, proc: ChildProcess, output: () => string, deadlineMs: number): Promise<void> {
+export async function waitListening(port: number, proc: ChildProcess, output: () => string, deadlineMs: number): Promise<void> {
   const started = Date.now();
   let exited = false;
   proc.once('exit', () => (exited = true));
