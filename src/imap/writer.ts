@@ -27,6 +27,9 @@ export interface WriterOptions {
 
 export { StalledClientError } from '../session/output.js';
 
+/** Joined response text goes out once it reaches this many characters. */
+const TEXT_RUN = 16 * 1024;
+
 /** Text safe inside a response line: printable ASCII only. */
 export function printable(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?');
@@ -68,6 +71,7 @@ export class ImapWriter {
     socket.cork();
     process.nextTick(() => {
       if (this.#corked !== socket) return;
+      this.#flushText();
       this.#corked = undefined;
       socket.uncork();
     });
@@ -77,8 +81,23 @@ export class ImapWriter {
   #uncork(): void {
     const socket = this.#corked;
     if (!socket) return;
+    this.#flushText();
     this.#corked = undefined;
     socket.uncork();
+  }
+
+  /**
+   * Response text written while corked, joined: one socket write per run of lines (up to
+   * TEXT_RUN characters) rather than one per line, which for a FETCH of many messages saved a
+   * stream chunk and a string conversion per line.
+   */
+  #text = '';
+
+  #flushText(): void {
+    if (!this.#text) return;
+    const text = this.#text;
+    this.#text = '';
+    if (!this.destroyed) this.#socket.write(text);
   }
 
   /**
@@ -96,13 +115,21 @@ export class ImapWriter {
 
   #raw(data: string | Buffer): void {
     if (this.destroyed) return;
-    this.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.#cork();
+    if (typeof data === 'string') {
+      this.bytesOut += Buffer.byteLength(data);
+      this.#text += data;
+      if (this.#text.length >= TEXT_RUN) this.#flushText();
+      return;
+    }
+    this.bytesOut += data.length;
+    this.#flushText();
     this.#socket.write(data);
   }
 
   /** Waits while the client is behind by more than the high-water mark. */
   async flowControl(): Promise<void> {
+    this.#flushText();
     const socket = this.#socket;
     if (this.destroyed || socket.writableLength <= this.#opts.highWaterMark) return;
     this.#uncork();
@@ -112,6 +139,8 @@ export class ImapWriter {
   /** `* <text>` */
   untagged(text: string): void {
     this.#raw(`* ${text}\r\n`);
+    // A BYE is followed by the end of the connection, which must find it written.
+    if (text.startsWith('BYE')) this.#flushText();
   }
 
   /**
