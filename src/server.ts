@@ -30,7 +30,7 @@ import { manageSieveCommands } from './managesieve/commands/index.js';
 import { manageSieveSettings } from './managesieve/config.js';
 import { sizeOnlyValidator, type ScriptValidation, type ScriptValidator } from './managesieve/validate.js';
 import { compileSieve } from './sieve/index.js';
-import { SieveScripts, sieveHome } from './store/sieve-scripts.js';
+import { SieveScripts, resolveSieveLocation, sieveHome } from './store/sieve-scripts.js';
 import tls from 'node:tls';
 import path from 'node:path';
 import { Queue, type QueueSettings } from './queue/queue.js';
@@ -338,7 +338,13 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   let sieveConfig = sieveSettings(config);
   const sieve = new SieveDelivery({
     settings: () => sieveConfig,
-    scripts: activeSieveScripts(config.mail.root, config.mail.layout, config.sieve.max_script_size, config.sieve.global_dir),
+    scripts: activeSieveScripts(
+      config.mail.root,
+      config.mail.layout,
+      config.sieve.max_script_size,
+      config.sieve.global_dir,
+      () => current.sieve.location,
+    ),
     queue,
     logger: logger.child({ component: 'sieve' }),
     directoryVacation: (user) => directory.vacation(user.email),
@@ -403,7 +409,10 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
     limiter,
     logger: logger.child({ component: 'managesieve' }),
     commands: manageSieveCommands(),
-    scripts: (user) => new SieveScripts(sieveHome(current.mail.root, current.mail.layout, user), manageSieveConfig.quota),
+    scripts: (user) => {
+      const home = sieveHome(current.mail.root, current.mail.layout, user);
+      return new SieveScripts(home, manageSieveConfig.quota, resolveSieveLocation(current.sieve.location, home, user));
+    },
     // PUTSCRIPT and CHECKSCRIPT compile the script as delivery will (RFC 5804 section 2.6).
     validate: hooks.sieveValidator ?? ((script) => validateSieve(script, manageSieveConfig.quota.maxScriptSize)),
     secureContext: () => secureContext,

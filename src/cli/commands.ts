@@ -305,12 +305,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           io.stderr.write(`maild: no mailbox ${rest[0]}\n`);
           return 1;
         }
-        const { SieveScripts, sieveHome } = await import('../store/sieve-scripts.js');
-        const scripts = new SieveScripts(sieveHome(config.mail.root, config.mail.layout, user), {
+        const { SieveScripts, resolveSieveLocation, sieveHome } = await import('../store/sieve-scripts.js');
+        const home = sieveHome(config.mail.root, config.mail.layout, user);
+        const quota = {
           maxScripts: config.managesieve.max_scripts,
           maxScriptSize: config.managesieve.max_script_size,
           maxStorage: config.managesieve.max_storage,
-        });
+        };
+        const scripts = new SieveScripts(home, quota, resolveSieveLocation(config.sieve.location, home, user));
         if (sub === 'list') {
           for (const s of await scripts.list()) out(`${s.name}${s.active ? '\tACTIVE' : ''}`);
           return 0;

@@ -255,6 +255,14 @@ const sieveSchema = z.strictObject({
    */
   before: z.array(z.string()).default([]),
   after: z.array(z.string()).default([]),
+  /**
+   * Where the users' scripts live, as Pigeonhole's `sieve` setting: `file:DIR;active=PATH` with
+   * `~` the user's home (the Maildir), `%u` / `%n` / `%d` the address, its local part, its domain.
+   */
+  location: z
+    .string()
+    .regex(/^(file:)?[^;]+(;.*)?$/, "expected file:DIR;active=PATH, as Pigeonhole's sieve setting")
+    .default('file:~/sieve;active=~/.dovecot.sieve'),
   /** Where `include :global "NAME"` finds NAME.sieve (Pigeonhole's sieve_global). */
   global_dir: z.string().default('/etc/maild/sieve'),
   /** Pigeonhole's sieve_max_script_size, sieve_max_actions, sieve_max_redirects, include depth. */

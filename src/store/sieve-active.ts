@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { UserRecord } from '../directory/types.js';
 import { maildirPath } from './maildir.js';
+import { DEFAULT_SIEVE_LOCATION, resolveSieveLocation } from './sieve-scripts.js';
 
 /** A script file as found: its version (mtime, size, inode) and how to read it. */
 export interface ScriptFile {
@@ -42,14 +43,22 @@ export async function scriptFile(file: string): Promise<ScriptFile | undefined> 
   return { stamp: fileStamp(st), read: () => fs.readFile(file, 'utf8') };
 }
 
-export function activeSieveScripts(root: string, layout: string, maxBytes: number, globalDir: string): ActiveSieveScripts {
+export function activeSieveScripts(
+  root: string,
+  layout: string,
+  maxBytes: number,
+  globalDir: string,
+  /** Pigeonhole's `sieve` setting (sieve.location), read at each use so that a reload applies. */
+  location: () => string = () => DEFAULT_SIEVE_LOCATION,
+): ActiveSieveScripts {
   const home = (user: UserRecord) => maildirPath(root, layout, user);
+  const where = (user: UserRecord) => resolveSieveLocation(location(), home(user), user);
   // A name is a file name (RFC 6609 section 3.2 leaves the form to the implementation).
   const includeFile = (user: UserRecord, name: string, scope: IncludeScope) =>
     !name || name.includes('/') || name.startsWith('.')
       ? undefined
       : scope === 'personal'
-        ? path.join(home(user), 'sieve', `${name}.sieve`)
+        ? path.join(where(user).dir, `${name}.sieve`)
         : path.join(globalDir, `${name}.sieve`);
   return {
     home,
@@ -70,7 +79,7 @@ export function activeSieveScripts(root: string, layout: string, maxBytes: numbe
       return st ? fileStamp(st) : '';
     },
     async active(user) {
-      const link = path.join(home(user), '.dovecot.sieve');
+      const link = where(user).active;
       const st = await fs.stat(link).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
         throw err;

@@ -63,13 +63,47 @@ export interface SieveScriptStore {
 }
 
 const SUFFIX = '.sieve';
-const ACTIVE_LINK = '.dovecot.sieve';
 /** Longest script name in UTF-8 octets: with ".sieve" it must fit a file name (255 octets on Linux). */
 export const MAX_SCRIPT_NAME = 240;
 
 /** The directory the scripts live below: the user's Maildir (see the module comment). */
 export function sieveHome(mailRoot: string, layout: string, user: UserRecord): string {
   return maildirPath(mailRoot, layout, user);
+}
+
+/** Pigeonhole's default `sieve` setting (Debian's 90-sieve.conf). */
+export const DEFAULT_SIEVE_LOCATION = 'file:~/sieve;active=~/.dovecot.sieve';
+
+/** A user's script directory and active-script path, resolved. */
+export interface SieveLocation {
+  dir: string;
+  active: string;
+}
+
+/**
+ * Pigeonhole's `sieve = [file:]DIR;active=PATH` for one user: `~` is the home (the Maildir), `%u`
+ * the address, `%n` its local part, `%d` its domain, `%%` a percent sign. Other parameters
+ * (`;index=`, ...) are Pigeonhole's own and ignored. Without `;active=` the active script is
+ * ~/.dovecot.sieve. Throws on a value that names no directory.
+ */
+export function resolveSieveLocation(value: string, home: string, user: Pick<UserRecord, 'email'>): SieveLocation {
+  const [main = '', ...params] = value.split(';');
+  const dirTemplate = main.replace(/^file:/, '').trim();
+  const activeTemplate =
+    params.map((p) => /^\s*active\s*=\s*(.*)$/.exec(p)?.[1]?.trim()).find((a) => a !== undefined) ?? '~/.dovecot.sieve';
+  if (!dirTemplate || !activeTemplate) throw new Error(`sieve.location ${JSON.stringify(value)}: give file:DIR;active=PATH`);
+  const at = user.email.lastIndexOf('@');
+  const vars: Record<string, string> = {
+    u: user.email,
+    n: at < 0 ? user.email : user.email.slice(0, at),
+    d: at < 0 ? '' : user.email.slice(at + 1),
+    '%': '%',
+  };
+  const expand = (t: string) => {
+    const withVars = t.replace(/%([und%])/g, (_, v: string) => vars[v]!);
+    return path.resolve(home, withVars === '~' ? '.' : withVars.replace(/^~\//, ''));
+  };
+  return { dir: expand(dirTemplate), active: expand(activeTemplate) };
 }
 
 /**
@@ -99,11 +133,18 @@ export class SieveScripts implements SieveScriptStore {
   readonly home: string;
   readonly #quota: SieveQuota;
   readonly #dir: string;
+  /** The active script's symlink. */
+  readonly #active: string;
 
-  constructor(home: string, quota: SieveQuota) {
+  constructor(
+    home: string,
+    quota: SieveQuota,
+    location: SieveLocation = { dir: path.join(home, 'sieve'), active: path.join(home, '.dovecot.sieve') },
+  ) {
     this.home = home;
     this.#quota = quota;
-    this.#dir = path.join(home, 'sieve');
+    this.#dir = location.dir;
+    this.#active = location.active;
   }
 
   #file(name: string): string {
@@ -114,13 +155,13 @@ export class SieveScripts implements SieveScriptStore {
   async activeName(): Promise<string | undefined> {
     let target: string;
     try {
-      target = await fs.readlink(path.join(this.home, ACTIVE_LINK));
+      target = await fs.readlink(this.#active);
     } catch (err) {
       // Absent, or a regular file (a script placed by hand): no script of ours is active.
       if (isMissing(err) || (err as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
       throw err;
     }
-    const resolved = path.resolve(this.home, target);
+    const resolved = path.resolve(path.dirname(this.#active), target);
     if (path.dirname(resolved) !== this.#dir || !resolved.endsWith(SUFFIX)) return undefined;
     return path.basename(resolved).slice(0, -SUFFIX.length);
   }
@@ -232,7 +273,7 @@ export class SieveScripts implements SieveScriptStore {
   }
 
   async setActive(name: string): Promise<void> {
-    const link = path.join(this.home, ACTIVE_LINK);
+    const link = this.#active;
     if (name === '') {
       // Only our symlink is removed; a regular file placed by hand is not ours to delete.
       if ((await this.activeName()) !== undefined) await fs.unlink(link);
@@ -249,17 +290,19 @@ export class SieveScripts implements SieveScriptStore {
 
   /** A new symlink renamed over .dovecot.sieve: readers see the old or the new target, never none. */
   async #pointActiveLink(name: string): Promise<void> {
-    const link = path.join(this.home, ACTIVE_LINK);
+    const link = this.#active;
     await this.#adoptHandPlacedScript(link);
+    await fs.mkdir(path.dirname(link), { recursive: true, mode: 0o700 });
     const tmp = `${link}.${process.pid}.${randomBytes(6).toString('hex')}`;
-    await fs.symlink(path.join('sieve', name + SUFFIX), tmp);
+    // Relative, as Pigeonhole writes it ("sieve/NAME.sieve"): the tree may move.
+    await fs.symlink(path.relative(path.dirname(link), this.#file(name)), tmp);
     try {
       await fs.rename(tmp, link);
     } catch (err) {
       await fs.unlink(tmp).catch(() => undefined);
       throw err;
     }
-    await syncDir(this.home);
+    await syncDir(path.dirname(link));
   }
 
   /**

@@ -5,7 +5,7 @@
  * vacation exactly once per period; a script that does not compile keeps the message.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
@@ -266,6 +266,25 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
     );
     assert.equal(sink.messages.filter((m) => m.to.includes('friend@remote.example')).length, 1, 'one reply per period');
     assert.equal(sink.messages.filter((m) => m.to.includes('news@remote.example')).length, 0, 'no reply to a list');
+  });
+
+  it('keeps scripts where sieve.location says, for ManageSieve and for delivery alike', async () => {
+    const cfg = srv.runtime.config;
+    await srv.runtime.reload({ ...cfg, sieve: { ...cfg.sieve, location: 'file:~/filters;active=~/filters/.active' } });
+    try {
+      const c = await manageSieveLoggedIn(srv.managesievePort, 'small@example.test', 'x');
+      const script = 'require ["fileinto", "mailbox"];\r\nif header :contains "subject" "located" { fileinto :create "Located"; }\r\n';
+      assert.equal((await c.command(`PUTSCRIPT "mine" {${Buffer.byteLength(script)}+}\r\n${script}`)).status, 'OK');
+      assert.equal((await c.command('SETACTIVE "mine"')).status, 'OK');
+      await c.command('LOGOUT');
+      const home = path.join(srv.mailRoot, 'example.test/small');
+      assert.equal(await readFile(path.join(home, 'filters/mine.sieve'), 'utf8'), script);
+      assert.equal(await readlink(path.join(home, 'filters/.active')), 'mine.sieve');
+      assert.equal((await send('x@remote.example', 'small@example.test', 'located-mail')).code, 250);
+      assert.equal((await find('example.test/small', 'located-mail', '.Located')).length, 1, 'filed by the script at the configured place');
+    } finally {
+      await srv.runtime.reload(cfg);
+    }
   });
 
   it('takes a script over ManageSieve: an error names its line, the fixed one is activated and used by the next delivery', async () => {

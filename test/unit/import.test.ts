@@ -451,6 +451,7 @@ describe('maild import: generated configurations', () => {
     assert.deepEqual(config.sieve.before, ['/etc/dovecot/sieve/spam-to-junk.sieve']);
     assert.deepEqual(config.sieve.after, ['/etc/dovecot/sieve/after.d/10-first.sieve', '/etc/dovecot/sieve/after.d/20-keep.sieve']);
     assert.equal(config.sieve.global_dir, '/etc/dovecot/sieve/global');
+    assert.equal(config.sieve.location, 'file:~/sieve/%n;active=~/.dovecot.sieve');
     assert.equal(config.sieve.max_script_size, 1024 * 1024);
     assert.equal(config.sieve.max_actions, 64);
     assert.equal(config.sieve.redirect_envelope_from, 'recipient');

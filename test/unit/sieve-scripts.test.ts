@@ -8,7 +8,7 @@ import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SieveScripts, SieveStoreError, scriptNameProblem } from '../../src/store/sieve-scripts.js';
+import { SieveScripts, SieveStoreError, resolveSieveLocation, scriptNameProblem } from '../../src/store/sieve-scripts.js';
 
 const UNLIMITED = { maxScripts: 0, maxScriptSize: 1024 * 1024, maxStorage: 0 };
 
@@ -79,6 +79,38 @@ describe('Sieve script store', () => {
     assert.equal(scriptNameProblem('Ferien ü 2026'), undefined);
     for (const bad of ['', 'a/b', 'nul\0', 'cr\r', 'del\u007f', 'c1\u0085', 'ls\u2028', 'x'.repeat(241), 'ü'.repeat(121), '\ud800x']) {
       assert.notEqual(scriptNameProblem(bad), undefined, JSON.stringify(bad));
+    }
+  });
+});
+
+describe("sieve.location (Pigeonhole's sieve setting)", () => {
+  const user = { email: 'bob@example.org' };
+  it('resolves ~ to the home, %u / %n / %d to the address, and defaults the active script', () => {
+    assert.deepEqual(resolveSieveLocation('file:~/sieve;active=~/.dovecot.sieve', '/m/example.org/bob', user), {
+      dir: '/m/example.org/bob/sieve',
+      active: '/m/example.org/bob/.dovecot.sieve',
+    });
+    assert.deepEqual(resolveSieveLocation('file:/var/sieve/%d/%n;active=/var/sieve/%d/%n.active;index=x', '/m', user), {
+      dir: '/var/sieve/example.org/bob',
+      active: '/var/sieve/example.org/bob.active',
+    });
+    assert.deepEqual(resolveSieveLocation('~/scripts/%u', '/h', user), { dir: '/h/scripts/bob@example.org', active: '/h/.dovecot.sieve' });
+    assert.throws(() => resolveSieveLocation('file:;active=x', '/h', user), /file:DIR;active=PATH/);
+  });
+
+  it('keeps the scripts and the active link where the location says, the link relative', async () => {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'maild-sieve-location-'));
+    try {
+      const location = resolveSieveLocation('file:~/filters/%n;active=~/filters/active.sieve', home, user);
+      const scripts = new SieveScripts(home, { maxScripts: 10, maxScriptSize: 10_000, maxStorage: 100_000 }, location);
+      await scripts.put('main', Buffer.from('keep;\n'));
+      await scripts.setActive('main');
+      assert.equal(await readFile(path.join(home, 'filters/bob/main.sieve'), 'utf8'), 'keep;\n');
+      assert.equal(await readlink(path.join(home, 'filters/active.sieve')), 'bob/main.sieve');
+      assert.equal(await scripts.activeName(), 'main');
+      assert.deepEqual(await readdir(home), ['filters'], 'nothing in the default places');
+    } finally {
+      await rm(home, { recursive: true, force: true });
     }
   });
 });

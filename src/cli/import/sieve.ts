@@ -1,8 +1,8 @@
 /**
  * Pigeonhole's settings (the `plugin { sieve_* }` of 90-sieve.conf) as maild's `sieve:` section:
- * the global scripts run before and after the user's, the global include directory, the limits,
- * the vacation periods and the envelope sender of redirects. The users' scripts themselves stay
- * where Pigeonhole kept them (~/sieve, ~/.dovecot.sieve), which is what maild reads.
+ * where the users' scripts live, the global scripts run before and after the user's, the global
+ * include directory, the limits, the vacation periods and the envelope sender of redirects. The
+ * users' scripts themselves stay where Pigeonhole kept them.
  */
 import path from 'node:path';
 import type { ImportContext } from './context.js';
@@ -53,10 +53,17 @@ export function importSieve(ctx: ImportContext): ImportedSieve | undefined {
     return found.get(key)?.value;
   };
 
+  // Pigeonhole 0.4+: sieve = file:DIR;active=PATH; the older form: sieve = PATH (the active
+  // script) with sieve_dir = DIR.
   const location = take('sieve');
-  if (location !== undefined && !DEFAULT_LOCATIONS.has(location.replace(/\s+/g, '')))
-    skip(label('sieve'), 'maild reads the scripts in ~/sieve and the active one at ~/.dovecot.sieve, ~ being the Maildir');
-  take('sieve_dir');
+  const oldDir = take('sieve_dir');
+  if (location !== undefined) {
+    const value = location.includes(';') || location.startsWith('file:') ? location : `file:${oldDir ?? '~/sieve'};active=${location}`;
+    if (!DEFAULT_LOCATIONS.has(value.replace(/\s+/g, ''))) {
+      if (/^(file:)?[^;]+;(.*;)?active=/.test(value) && !/%[^und%]/.test(value)) add('sieve', `location: ${JSON.stringify(value)}`);
+      else skip(label('sieve'), "maild takes file:DIR;active=PATH with ~, %u, %n and %d (the scripts' home is the Maildir)");
+    }
+  }
 
   // sieve_before, sieve_before2, ... in order; a directory stands for its *.sieve files, sorted.
   for (const kind of ['before', 'after'] as const) {
