@@ -154,6 +154,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     return this.#table.uids;
   }
 
+  /** How many times cur/ and new/ were listed (tests prove a command did not list them). */
+  get listings(): number {
+    return this.#scanner.listings;
+  }
+
   get count(): number {
     return this.#table.uids.length;
   }
@@ -447,7 +452,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     }
     // Move new/ to cur/ as Dovecot does once a mailbox is synced (maildir description: "new"
     // holds mail not yet seen by any reader).
-    for (const rec of added.filter((r) => r.inNew)) await moveToCur(this.dir, rec);
+    const fromNew = added.filter((r) => r.inNew);
+    if (fromNew.length)
+      await this.#scanner.own(['new', 'cur'], async () => {
+        for (const rec of fromNew) await moveToCur(this.dir, rec);
+      });
 
     const changed = change.added.length + change.expunged.length + change.flagged.length > 0;
     if (changed) {
@@ -459,6 +468,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     }
     if (indexLines.length) await this.#index.append(indexLines);
     return null;
+  }
+
+  /** The directories the files of these messages are in. */
+  #subsOf(uids: readonly number[]): Array<'cur' | 'new'> {
+    return uids.some((uid) => this.#table.get(uid)?.inNew) ? ['cur', 'new'] : ['cur'];
   }
 
   /** Takes an expunged message out of the table, the uidlist and (once long gone) the cache. */
@@ -481,37 +495,39 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       if (mode !== 'remove') await this.#keywords.indexesOf(keywords);
       const lowerKeywords = keywords.map((k) => k.toLowerCase());
       const indexLines: string[] = [];
-      for (const uid of uids) {
-        const rec = this.#table.get(uid);
-        if (!rec) continue;
-        if (unchangedSince !== undefined && rec.modseq > unchangedSince) {
-          result.modified.push(uid);
-          continue;
+      await this.#scanner.own(this.#subsOf(uids), async () => {
+        for (const uid of uids) {
+          const rec = this.#table.get(uid);
+          if (!rec) continue;
+          if (unchangedSince !== undefined && rec.modseq > unchangedSince) {
+            result.modified.push(uid);
+            continue;
+          }
+          let newFlags = rec.flags;
+          let newKeywords = rec.keywords;
+          if (mode === 'set') {
+            newFlags = flags;
+            newKeywords = keywords;
+          } else if (mode === 'add') {
+            newFlags = rec.flags | flags;
+            newKeywords = [...rec.keywords, ...keywords.filter((k) => !rec.keywords.some((r) => r.toLowerCase() === k.toLowerCase()))];
+          } else {
+            newFlags = rec.flags & ~flags;
+            newKeywords = rec.keywords.filter((k) => !lowerKeywords.includes(k.toLowerCase()));
+          }
+          if (newFlags === rec.flags && newKeywords.join('\n') === rec.keywords.join('\n')) {
+            // RFC 7162 section 3.1.3: an UNCHANGEDSINCE store that changes nothing still succeeds.
+            continue;
+          }
+          const name = withFlags(rec.name, newFlags, await this.#keywords.indexesOf(newKeywords));
+          if (!(await renameMessage(this.dir, rec, name))) continue;
+          rec.flags = newFlags;
+          rec.keywords = newKeywords;
+          rec.modseq = modseq;
+          result.changed.push(uid);
+          indexLines.push(indexLine.modseq(uid, modseq));
         }
-        let newFlags = rec.flags;
-        let newKeywords = rec.keywords;
-        if (mode === 'set') {
-          newFlags = flags;
-          newKeywords = keywords;
-        } else if (mode === 'add') {
-          newFlags = rec.flags | flags;
-          newKeywords = [...rec.keywords, ...keywords.filter((k) => !rec.keywords.some((r) => r.toLowerCase() === k.toLowerCase()))];
-        } else {
-          newFlags = rec.flags & ~flags;
-          newKeywords = rec.keywords.filter((k) => !lowerKeywords.includes(k.toLowerCase()));
-        }
-        if (newFlags === rec.flags && newKeywords.join('\n') === rec.keywords.join('\n')) {
-          // RFC 7162 section 3.1.3: an UNCHANGEDSINCE store that changes nothing still succeeds.
-          continue;
-        }
-        const name = withFlags(rec.name, newFlags, await this.#keywords.indexesOf(newKeywords));
-        if (!(await renameMessage(this.dir, rec, name))) continue;
-        rec.flags = newFlags;
-        rec.keywords = newKeywords;
-        rec.modseq = modseq;
-        result.changed.push(uid);
-        indexLines.push(indexLine.modseq(uid, modseq));
-      }
+      });
       if (result.changed.length) {
         this.highestModseq = modseq;
         indexLines.push(indexLine.highestModseq(modseq));
@@ -534,14 +550,16 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const done: number[] = [];
       const indexLines: string[] = [];
       let bytes = 0;
-      for (const uid of uids) {
-        const rec = this.#table.get(uid);
-        if (!rec) continue;
-        bytes += Math.max(0, rec.size);
-        await removeMessage(this.dir, rec);
-        this.#forget(uid, modseq, indexLines);
-        done.push(uid);
-      }
+      await this.#scanner.own(this.#subsOf(uids), async () => {
+        for (const uid of uids) {
+          const rec = this.#table.get(uid);
+          if (!rec) continue;
+          bytes += Math.max(0, rec.size);
+          await removeMessage(this.dir, rec);
+          this.#forget(uid, modseq, indexLines);
+          done.push(uid);
+        }
+      });
       if (done.length) {
         this.highestModseq = modseq;
         indexLines.push(indexLine.highestModseq(modseq));
@@ -570,9 +588,11 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
       const date = internalDate ?? new Date();
       await fs.utimes(tmp, date, date);
       const name = freshName(base, flags, keywordIdx);
-      await fs.rename(tmp, path.join(this.dir, 'cur', name));
-      await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
-      const [uid] = await this.#adopt([{ base, name, flags, keywords, size: stored.length, vsize, date: date.getTime() }]);
+      const [uid] = await this.#scanner.own(['cur'], async () => {
+        await fs.rename(tmp, path.join(this.dir, 'cur', name));
+        await this.#opts.syncer.sync(path.join(this.dir, 'cur'));
+        return this.#adopt([{ base, name, flags, keywords, size: stored.length, vsize, date: date.getTime() }]);
+      });
       await this.quota.recordDone(stored.length, 1, this.#opts.logger);
       return uid!;
     });
@@ -633,32 +653,36 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     // 1. Put the files into the target's cur/ (under this mailbox's lock).
     const placed = await this.#mutex.run(async () => {
       const done: Array<{ source: MessageRecord; base: string; name: string; meta: CacheFields | undefined }> = [];
-      try {
-        for (const uid of uids) {
-          let rec = this.#table.get(uid);
-          if (!rec) continue;
-          const base = baseWithSizes(uniqueBaseName(), rec.size, rec.vsize);
-          let name = freshName(base, rec.flags, []);
-          try {
-            await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-            // The target folder was removed, or the source file was renamed (another process set
-            // a flag) or moved away (another session's MOVE, not yet expunged here): a rescan tells.
-            const targetCur = await fs.stat(path.join(target.dir, 'cur')).catch(() => undefined);
-            if (!targetCur) throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${target.name} was removed`);
-            await this.#sync(true);
-            rec = this.#table.get(uid);
+      // A move takes the files out of this folder; the expunges are recorded in step 3.
+      const place = (fn: () => Promise<void>) => (move ? this.#scanner.own(this.#subsOf(uids), fn) : fn());
+      await place(async () => {
+        try {
+          for (const uid of uids) {
+            let rec = this.#table.get(uid);
             if (!rec) continue;
-            name = freshName(base, rec.flags, []);
-            await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
+            const base = baseWithSizes(uniqueBaseName(), rec.size, rec.vsize);
+            let name = freshName(base, rec.flags, []);
+            try {
+              await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
+            } catch (err) {
+              if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+              // The target folder was removed, or the source file was renamed (another process set
+              // a flag) or moved away (another session's MOVE, not yet expunged here): a rescan tells.
+              const targetCur = await fs.stat(path.join(target.dir, 'cur')).catch(() => undefined);
+              if (!targetCur) throw new MailError('MAILBOX_NOT_FOUND', `mailbox ${target.name} was removed`);
+              await this.#sync(true);
+              rec = this.#table.get(uid);
+              if (!rec) continue;
+              name = freshName(base, rec.flags, []);
+              await placeMessage(this.dir, rec, path.join(target.dir, 'cur', name), move);
+            }
+            const meta = this.#cache.lookup(rec.base, rec.size)?.fields();
+            done.push({ source: { ...rec }, base, name, meta });
           }
-          const meta = this.#cache.lookup(rec.base, rec.size)?.fields();
-          done.push({ source: { ...rec }, base, name, meta });
+        } finally {
+          if (done.length) await this.#opts.syncer.sync(path.join(target.dir, 'cur'));
         }
-      } finally {
-        if (done.length) await this.#opts.syncer.sync(path.join(target.dir, 'cur'));
-      }
+      });
       return done;
     });
     if (placed.length === 0) return [];
