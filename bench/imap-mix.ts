@@ -11,17 +11,14 @@
  * server, the ratio maild/Dovecot, errors (NO/BAD/failures) and mismatches (a FETCH without its
  * body), and the machine's load average.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
+import { DOVECOT_UID, chownTree, processCpu, startDovecot } from './dovecot.js';
 import { startDaemon, stopDaemon } from './lib.js';
 import { ImapTestClient } from '../test/helpers/imap-client.js';
-import { freePort, waitListening } from '../test/helpers/milter-daemons.js';
-
-const run = promisify(execFile);
+import { selfSignedCert } from '../test/helpers/self-signed.js';
 
 const { values } = parseArgs({
   options: {
@@ -46,8 +43,6 @@ const LONG = values.mode !== 'short';
 const TLS = values.tls === 'on';
 const DOMAIN = 'bench.example';
 const PASSWORD = 'bench-pw';
-/** Dovecot serves mail as nobody (it refuses root); its copy of the Maildirs is handed over. */
-const DOVECOT_UID = 65534;
 
 const COMMANDS = ['list', 'status', 'fetch_flags', 'fetch_body', 'store', 'append', 'expunge'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -106,19 +101,6 @@ async function makeMaildirs(root: string): Promise<void> {
   }
 }
 
-async function chownTree(p: string, uid: number): Promise<void> {
-  await chown(p, uid, uid);
-  if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await chownTree(path.join(p, e), uid);
-}
-
-function readFileSafe(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 interface Target {
   name: 'maild' | 'dovecot';
   port: number;
@@ -154,52 +136,19 @@ async function startMaild(work: string, mailRoot: string, cert: { cert: string; 
   return { name: 'maild', port, pid: daemon.pid, stop: () => stopDaemon(daemon) };
 }
 
-async function startDovecot(work: string, mailRoot: string, cert: { cert: string; key: string }): Promise<Target> {
-  const port = await freePort();
-  const passwd = Array.from({ length: USERS }, (_, u) => `u${u}@${DOMAIN}:{PLAIN}${PASSWORD}::::::`).join('\n');
-  await writeFile(path.join(work, 'passwd'), `${passwd}\n`);
-  const conf = path.join(work, 'dovecot.conf');
-  await writeFile(
-    conf,
-    [
-      `base_dir = ${work}/run`,
-      `state_dir = ${work}/state`,
-      `log_path = ${work}/dovecot.log`,
-      'protocols = imap',
-      'listen = 127.0.0.1',
-      `ssl = ${TLS ? 'required' : 'yes'}`,
-      `ssl_cert = <${cert.cert}`,
-      `ssl_key = <${cert.key}`,
-      'disable_plaintext_auth = no',
-      'auth_mechanisms = plain login',
-      `mail_location = maildir:${mailRoot}/%d/%n`,
-      `mail_uid = ${DOVECOT_UID}`,
-      `mail_gid = ${DOVECOT_UID}`,
-      'first_valid_uid = 1',
-      'first_valid_gid = 1',
-      `mail_max_userip_connections = ${CLIENTS + 10}`,
-      'default_login_user = dovenull',
-      'default_internal_user = dovecot',
-      `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${work}/passwd\n}`,
-      `userdb {\n  driver = static\n  args = uid=${DOVECOT_UID} gid=${DOVECOT_UID} home=${mailRoot}/%d/%n\n}`,
-      TLS
-        ? `service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = ${port}\n    ssl = yes\n  }\n}`
-        : `service imap-login {\n  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
-      'namespace inbox {\n  inbox = yes\n  separator = /\n}',
-      '',
-    ].join('\n'),
-  );
-  const child: ChildProcess = spawn('dovecot', ['-F', '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
-  await waitListening(port, child, () => readFileSafe(path.join(work, 'dovecot.log')), 15_000);
-  return {
-    name: 'dovecot',
-    port,
-    pid: child.pid,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
+async function dovecotTarget(work: string, mailRoot: string, cert: { cert: string; key: string }): Promise<Target> {
+  const users = Array.from({ length: USERS }, (_, u) => `u${u}@${DOMAIN}`);
+  const server = await startDovecot({
+    work,
+    mailRoot,
+    protocol: 'imap',
+    tls: TLS,
+    cert,
+    users,
+    password: PASSWORD,
+    connectionsPerUserIp: CLIENTS + 10,
+  });
+  return { name: 'dovecot', ...server };
 }
 
 interface Tally {
@@ -342,42 +291,12 @@ async function drive(target: Target): Promise<{ tally: Tally; seconds: number; c
   return { tally, seconds, cpu: (await processCpu(target.pid)) - cpuBefore };
 }
 
-/** CPU seconds of a process and its children (Dovecot's imap and login processes), from /proc. */
-async function processCpu(pid: number | undefined): Promise<number> {
-  if (!pid) return 0;
-  const ticks = async (p: number): Promise<number> => {
-    const stat = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
-    const f = stat.split(') ')[1]?.split(' ') ?? [];
-    // utime, stime, cutime, cstime (fields 14-17): the reaped children count in cutime/cstime.
-    let own = Number(f[11] ?? 0) + Number(f[12] ?? 0) + Number(f[13] ?? 0) + Number(f[14] ?? 0);
-    const children = await readFile(`/proc/${p}/task/${p}/children`, 'utf8').catch(() => '');
-    for (const c of children.split(' ').filter(Boolean)) own += await ticks(Number(c));
-    return own;
-  };
-  return (await ticks(pid)) / 100;
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:imap-mix runs as root (Dovecot serves the mail as nobody)');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-imap-mix-'));
   // Dovecot's mail processes (nobody) reach the Maildirs through it.
   await chmod(dir, 0o755);
-  const cert = { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') };
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=bench.test',
-    '-keyout',
-    cert.key,
-    '-out',
-    cert.cert,
-  ]);
+  const cert = await selfSignedCert(dir, 'bench.test');
   const master = path.join(dir, 'maildirs');
   console.error(`writing ${USERS} x ${MESSAGES} messages...`);
   await makeMaildirs(master);
@@ -392,7 +311,7 @@ async function main(): Promise<void> {
       await mkdir(work, { recursive: true, mode: 0o755 });
       await cp(master, mailRoot, { recursive: true });
       if (name === 'dovecot') await chownTree(mailRoot, DOVECOT_UID);
-      const target = name === 'maild' ? await startMaild(work, mailRoot, cert) : await startDovecot(work, mailRoot, cert);
+      const target = name === 'maild' ? await startMaild(work, mailRoot, cert) : await dovecotTarget(work, mailRoot, cert);
       console.error(
         `${name}, round ${round + 1}: ${SECONDS} s, ${CLIENTS} clients, ${LONG ? 'long sessions' : 'a session per command'}${TLS ? ', TLS' : ''}`,
       );

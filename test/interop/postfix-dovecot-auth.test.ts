@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { tempFail } from '../../src/errors.js';
 import { BASE_SERVICES, freePort, preparePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { selfSignedCert } from '../helpers/self-signed.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -89,23 +90,7 @@ describe('Postfix in front of maild: SASL through dovecot-auth, delivery over LM
     });
     submissionUnix = await freePort();
     submissionTcp = await freePort();
-    const cert = path.join(dirs.configDir, 'cert.pem');
-    const key = path.join(dirs.configDir, 'key.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=postfix.test.example',
-    ]);
+    const { cert, key } = await selfSignedCert(dirs.configDir, 'postfix.test.example');
     const submission = (port: number, saslPath: string) => `127.0.0.1:${port} inet n - y - - smtpd
   -o syslog_name=postfix/submission
   -o smtpd_tls_security_level=may
