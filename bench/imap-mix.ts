@@ -3,7 +3,8 @@
  * (Debian's dovecot-imapd, started here with a passwd-file and a configuration of its own), each
  * on its own copy of the same Maildirs and users, in alternating runs:
  *   npm run bench:imap-mix [-- --clients 20 --users 100 --messages 200 --seconds 30 --rounds 2
- *                              --mode long|short --tls off|on --seed 1 --server both|maild|dovecot]
+ *                              --mode long|short --tls off|on --seed 1 --server both|maild|dovecot
+ *                              --blocking-reads on|off]
  * `long`: every client logs in once and keeps its session (as mail clients do all day), selects
  * INBOX and runs commands; `short`: every command is a session of its own (login, SELECT, the
  * command, LOGOUT). The mix: LIST, STATUS, UID FETCH of all flags, FETCH of a body, STORE of a
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     server: { type: 'string', default: 'both' },
     keep: { type: 'boolean', default: false },
+    'blocking-reads': { type: 'string', default: 'on' },
   },
 });
 const CLIENTS = Number(values.clients);
@@ -120,7 +122,7 @@ async function startMaild(work: string, mailRoot: string, cert: { cert: string; 
       'hostname: bench.test',
       'user: root',
       `data_dir: ${path.join(work, 'data')}`,
-      `mail: {root: ${mailRoot}}`,
+      `mail: {root: ${mailRoot}, blocking_reads: ${values['blocking-reads'] !== 'off'}}`,
       `listeners:\n  - ${listener}`,
       `directory: {file: {path: ${path.join(work, 'directory.yaml')}}}`,
       `tls: {cert: ${cert.cert}, key: ${cert.key}}`,

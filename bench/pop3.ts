@@ -11,10 +11,15 @@
  *    real hash (about 17 ms each, in the worker pool).
  * 2. RETR: one message of --retr-mb MB, retrieved --retr-runs times over TLS and in clear text
  *    on one connection: MB/s of message bytes, timed at the client from RETR to the final ".".
+ * 3. RETR of many small messages: one session (clear text) retrieves --small-messages messages of
+ *    --size bytes one after the other, each answer awaited: messages per second (and, as the
+ *    floor set by the client and the kernel, the time of a NOOP round trip). With
+ *    --versus-dovecot (as root) the same pass also runs against Debian's Dovecot pop3 on its own
+ *    copy of the mailbox, alternating with maild --rounds times, and the ratio is printed.
  * The daemon's peak RSS is printed at the end.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +27,8 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PasswordService } from '../src/directory/passwords/index.js';
+import { selfSignedCert } from '../test/helpers/self-signed.js';
+import { DOVECOT_UID, chownTree, startDovecot, type RunningServer } from './dovecot.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), '..', path.basename(path.dirname(path.dirname(SELF))) === 'dist' ? '..' : '.');
@@ -35,6 +42,9 @@ const { values } = parseArgs({
     'retr-mb': { type: 'string', default: '100' },
     'retr-runs': { type: 'string', default: '3' },
     scheme: { type: 'string', default: 'PLAIN' },
+    'small-messages': { type: 'string', default: '2000' },
+    rounds: { type: 'string', default: '3' },
+    'versus-dovecot': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     profile: { type: 'string' },
   },
@@ -45,6 +55,8 @@ const SIZE = Number(values.size);
 const CONCURRENCY = Number(values.concurrency);
 const RETR_BYTES = Math.round(Number(values['retr-mb']) * 1024 * 1024);
 const RETR_RUNS = Number(values['retr-runs']);
+const SMALL_MESSAGES = Number(values['small-messages']);
+const ROUNDS = Number(values.rounds);
 
 const now = () => performance.now();
 
@@ -254,7 +266,41 @@ async function retrRuns(port: number, secure: boolean, vsize: number): Promise<{
   return { runs: rates, best: sorted.at(-1)!, median: sorted[Math.floor(sorted.length / 2)]! };
 }
 
+/** RETR 1..n in one session, each answer awaited: messages per second and the mean time per RETR. */
+async function smallRetrPass(
+  port: number,
+  user: string,
+  password: string,
+): Promise<{ perSecond: number; msPerRetr: number; msPerNoop: number }> {
+  const c = await Pop3Conn.connect(port, false);
+  expectOk(await c.send(null), 'greeting');
+  expectOk(await c.send(`USER ${user}`), 'USER');
+  expectOk(await c.send(`PASS ${password}`), `PASS ${user}`);
+  const stat = await c.send('STAT');
+  if (Number(stat.status.split(' ')[1]) !== SMALL_MESSAGES) throw new Error(`STAT of ${user}: ${stat.status}`);
+  // The floor: a round trip that reads nothing (the client's and the kernel's share of a RETR).
+  const n0 = now();
+  for (let i = 1; i <= SMALL_MESSAGES; i++) expectOk(await c.send('NOOP'), 'NOOP');
+  const noopMs = (now() - n0) / SMALL_MESSAGES;
+  const t0 = now();
+  for (let i = 1; i <= SMALL_MESSAGES; i++) {
+    const r = await c.send(`RETR ${i}`, true);
+    expectOk(r, `RETR ${i}`);
+    if (r.bytes < SIZE) throw new Error(`RETR ${i} returned ${r.bytes} bytes`);
+  }
+  const seconds = (now() - t0) / 1000;
+  expectOk(await c.send('QUIT'), 'QUIT');
+  c.close();
+  return {
+    perSecond: Math.round(SMALL_MESSAGES / seconds),
+    msPerRetr: Number(((seconds * 1000) / SMALL_MESSAGES).toFixed(3)),
+    msPerNoop: Number(noopMs.toFixed(3)),
+  };
+}
+
 async function main(): Promise<void> {
+  if (values['versus-dovecot'] && process.getuid?.() !== 0)
+    throw new Error('--versus-dovecot runs as root (Dovecot serves the mail as nobody)');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'maild-bench-pop3-'));
   const users = Array.from({ length: MAILBOXES }, (_, i) => `user${i}@bench.example`);
   let hash = '{PLAIN}x';
@@ -265,7 +311,7 @@ async function main(): Promise<void> {
   }
   await writeFile(
     path.join(dir, 'directory.yaml'),
-    `domains: [bench.example]\nusers:\n${[...users, 'big@bench.example'].map((u) => `  ${u}: {password: ${JSON.stringify(hash)}}\n`).join('')}`,
+    `domains: [bench.example]\nusers:\n${[...users, 'big@bench.example', 'many@bench.example'].map((u) => `  ${u}: {password: ${JSON.stringify(hash)}}\n`).join('')}`,
   );
   await writeFile(
     path.join(dir, 'maild.yaml'),
@@ -312,6 +358,30 @@ async function main(): Promise<void> {
     return { size, lfs };
   });
 
+  const manyDir = path.join(dir, 'mail/bench.example/many');
+  for (const sub of ['cur', 'new', 'tmp']) await mkdir(path.join(manyDir, sub), { recursive: true });
+  for (let i = 0; i < SMALL_MESSAGES; i++) await writeMaildirMessage(manyDir, `${t + i}.M${i}P2Q${i}.many`, smallMessage(i));
+  let dovecot: RunningServer | undefined;
+  if (values['versus-dovecot']) {
+    // Dovecot's mail processes (nobody) reach their copy of the mailbox through the work folder.
+    await chmod(dir, 0o755);
+    const work = path.join(dir, 'dovecot');
+    await mkdir(work, { mode: 0o755 });
+    await cp(manyDir, path.join(work, 'mail/bench.example/many'), { recursive: true });
+    await chownTree(path.join(work, 'mail'), DOVECOT_UID);
+    const cert = await selfSignedCert(work, 'bench.test');
+    dovecot = await startDovecot({
+      work,
+      mailRoot: path.join(work, 'mail'),
+      protocol: 'pop3',
+      tls: false,
+      cert,
+      users: ['many@bench.example'],
+      password: 'x',
+      connectionsPerUserIp: 10,
+    });
+  }
+
   const { daemon, ports } = await startDaemon(dir);
   try {
     const tlsFirst = await loginPass(ports.pop3s!, true, users);
@@ -319,6 +389,20 @@ async function main(): Promise<void> {
     const clear = await loginPass(ports.pop3!, false, users);
     const retrTls = await retrRuns(ports.pop3s!, true, bigVsize);
     const retrClear = await retrRuns(ports.pop3!, false, bigVsize);
+    const small = { maild: [] as number[], dovecot: [] as number[], maildMs: [] as number[], dovecotMs: [] as number[] };
+    const noop = { maild: [] as number[], dovecot: [] as number[] };
+    for (let round = 0; round < (dovecot ? ROUNDS : 1); round++) {
+      const m = await smallRetrPass(ports.pop3!, 'many@bench.example', 'x');
+      small.maild.push(m.perSecond);
+      small.maildMs.push(m.msPerRetr);
+      noop.maild.push(m.msPerNoop);
+      if (!dovecot) continue;
+      const d = await smallRetrPass(dovecot.port, 'many@bench.example', 'x');
+      small.dovecot.push(d.perSecond);
+      small.dovecotMs.push(d.msPerRetr);
+      noop.dovecot.push(d.msPerNoop);
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const status = await readFile(`/proc/${daemon.pid}/status`, 'utf8').catch(() => '');
     const peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     console.log(
@@ -341,6 +425,22 @@ async function main(): Promise<void> {
             tls_mb_per_s: retrTls,
             cleartext_mb_per_s: retrClear,
           },
+          retr_small: {
+            messages: SMALL_MESSAGES,
+            message_bytes: SIZE,
+            maild_messages_per_s: small.maild,
+            maild_ms_per_retr: small.maildMs,
+            maild_ms_per_noop: noop.maild,
+            ...(dovecot
+              ? {
+                  dovecot_messages_per_s: small.dovecot,
+                  dovecot_ms_per_retr: small.dovecotMs,
+                  dovecot_ms_per_noop: noop.dovecot,
+                  ratio_of_medians: Number((median(small.maild) / median(small.dovecot)).toFixed(2)),
+                }
+              : {}),
+          },
+          load_average: os.loadavg().map((l) => Number(l.toFixed(2))),
           daemon_peak_rss_mb: Number((peakKb / 1024).toFixed(1)),
           cpus: os.cpus().length,
           node: process.version,
@@ -350,6 +450,7 @@ async function main(): Promise<void> {
       ),
     );
   } finally {
+    await dovecot?.stop();
     daemon.kill('SIGTERM');
     await new Promise((r) => daemon.on('exit', r));
     if (!values.keep) await rm(dir, { recursive: true, force: true });

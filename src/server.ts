@@ -366,6 +366,7 @@ export async function startServer(config: LoadedConfig, logger: Logger, hooks: S
   const mail = new MailService({
     root: config.mail.root,
     layout: config.mail.layout,
+    blockingReads: config.mail.blocking_reads,
     logger: logger.child({ component: 'mail' }),
     syncer: store.syncer,
     specialFolders: config.imap.special_folders,

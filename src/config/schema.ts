@@ -497,8 +497,15 @@ const configObject = z.strictObject({
         .refine((v) => /%[dnu]/.test(v) && !v.startsWith('/') && !v.split('/').includes('..'), {
           message: 'expected a relative path using %d, %n or %u, such as "%d/%n"',
         }),
+      /**
+       * Read message files up to 256 KiB and stat folder directories with blocking calls on the
+       * main thread, as nginx reads files by default: a message in the page cache is then sent
+       * without a round trip through libuv's thread pool. Set false for a mail root on NFS or on
+       * a disk slow enough that one read would hold up every session.
+       */
+      blocking_reads: z.boolean().default(true),
     })
-    .default({ root: 'mail', layout: '%d/%n' }),
+    .default({ root: 'mail', layout: '%d/%n', blocking_reads: true }),
   listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
   tls: z
     .strictObject({

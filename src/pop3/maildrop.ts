@@ -14,7 +14,7 @@
  * test/interop/pop3-dovecot.test.ts compares the two servers' answers on the same Maildir.
  */
 import { MailError, isMailError } from '../errors.js';
-import type { Mailbox } from '../store/mail/mailbox.js';
+import { SMALL_FILE, type Mailbox } from '../store/mail/mailbox.js';
 import { lockPop3Session, type Pop3SessionLock } from '../store/mail/pop3-lock.js';
 import type { Account } from '../store/mail/service.js';
 import { FLAG_SEEN } from '../store/mail/types.js';
@@ -106,13 +106,25 @@ export class Maildrop {
   }
 
   /**
-   * Streams a message as a RETR (or, with bodyLines, TOP) response: `begin` writes the status
-   * line once the file is open, then the converted content and the final ".". Memory stays
-   * flat: one file chunk at a time, waiting for the client whenever the output backs up.
+   * Sends a message as a RETR (or, with bodyLines, TOP) response: the status line `begin` gives
+   * once the file is open, then the converted content and the final ".". A small message is
+   * read whole and sent in one write; a larger one streams, one file chunk at a time, waiting
+   * for the client whenever the output backs up, so memory stays flat.
    * EXPUNGED when the message was removed by another session; BrokenResponseError when the
    * file failed after the response had begun (the connection must close).
    */
-  async retrieve(m: DropMessage, writer: Pop3Writer, begin: () => void, bodyLines?: number): Promise<void> {
+  async retrieve(m: DropMessage, writer: Pop3Writer, begin: () => string, bodyLines?: number): Promise<void> {
+    // A small message: one read, and the status line, the message and the end in one write.
+    const whole = await this.#mailbox.readSmall(m.uid, SMALL_FILE);
+    if (whole) {
+      const encoder = new MessageEncoder(bodyLines === undefined ? {} : { bodyLines });
+      const body = encoder.push(whole);
+      writer.raw(Buffer.concat([Buffer.from(begin(), 'latin1'), body, encoder.finish()]));
+      if (writer.destroyed) return; // the client went away: not retrieved
+      this.#noteRetrieved(m, bodyLines);
+      await writer.flowControl();
+      return;
+    }
     let stream = await this.#mailbox.openStream(m.uid);
     if (!stream && this.#mailbox.record(m.uid)) {
       // Renamed by another process (a flag change): find its current name.
@@ -121,7 +133,7 @@ export class Maildrop {
     }
     if (!stream) throw new MailError('EXPUNGED', `message ${m.uid} no longer exists`);
     const encoder = new MessageEncoder(bodyLines === undefined ? {} : { bodyLines });
-    begin();
+    writer.raw(begin());
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (writer.destroyed) break;
@@ -138,6 +150,10 @@ export class Maildrop {
     }
     if (writer.destroyed) return; // the client went away in the middle: not retrieved
     writer.raw(encoder.finish());
+    this.#noteRetrieved(m, bodyLines);
+  }
+
+  #noteRetrieved(m: DropMessage, bodyLines: number | undefined): void {
     // As Dovecot's pop3 does (pop3-commands.c: fetch() sets seen_bitmask for RETR, not TOP;
     // client_update_mails() stores \Seen at QUIT, and at a disconnect too): a message
     // retrieved with RETR gets \Seen when the session ends, unless RSET forgets it first.

@@ -19,6 +19,11 @@ export function printable(text: string, max = 200): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, max);
 }
 
+/** The line "+OK text" with its CRLF. */
+export function okLine(text = ''): string {
+  return text ? `+OK ${printable(text, 500)}\r\n` : '+OK\r\n';
+}
+
 export class Pop3Writer {
   #socket: Duplex;
   readonly #opts: Pop3WriterOptions;
@@ -47,7 +52,7 @@ export class Pop3Writer {
 
   /** "+OK text" */
   ok(text = ''): void {
-    this.raw(text ? `+OK ${printable(text, 500)}\r\n` : '+OK\r\n');
+    this.raw(okLine(text));
   }
 
   /** "-ERR [CODE] text" (RFC 2449 section 8: the response code in brackets right after -ERR). */

@@ -1,10 +1,10 @@
 /**
  * Durable file primitives: every byte written or an error, a file replaced so that readers see
  * the old or the new version (write to a temporary name, fsync, rename, fsync the directory), a
- * new file written with O_DSYNC, and the first bytes of a file. The store, the queue spool and
+ * new file written with O_DSYNC, the first bytes of a file, and a small file in one read. The store, the queue spool and
  * the directory's YAML file all write through these.
  */
-import { constants as fsConstants } from 'node:fs';
+import fsCallback, { constants as fsConstants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -41,6 +41,60 @@ export async function readHead(file: string, bytes: number): Promise<Buffer> {
     return buf.subarray(0, got);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * A whole file expected to be `expected` bytes long, in one read: open, one read of one byte
+ * more than expected, and a close not waited for (callback calls: no promise per step). Null
+ * when the file is longer than expected (the caller streams it instead); a shorter file is
+ * returned as it is.
+ */
+export function readExpected(file: string, expected: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    fsCallback.open(file, 'r', (err, fd) => {
+      if (err) return reject(err);
+      const buf = Buffer.allocUnsafe(expected + 1);
+      const readMore = (got: number): void => {
+        fsCallback.read(fd, buf, got, buf.length - got, got, (err2, n) => {
+          if (err2 || n === 0 || got + n === buf.length) {
+            fsCallback.close(fd, () => undefined);
+            if (err2) return reject(err2);
+            got += n;
+            return resolve(got > expected ? null : buf.subarray(0, got));
+          }
+          readMore(got + n);
+        });
+      };
+      readMore(0);
+    });
+  });
+}
+
+/**
+ * readExpected with blocking calls on this thread (no thread-pool round trip): for a file that
+ * is most likely in the page cache. A rejected promise on failure, as readExpected.
+ */
+export function readExpectedNow(file: string, expected: number): Promise<Buffer | null> {
+  let fd: number;
+  try {
+    fd = fsCallback.openSync(file, 'r');
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+  try {
+    const buf = Buffer.allocUnsafe(expected + 1);
+    let got = 0;
+    for (;;) {
+      const n = fsCallback.readSync(fd, buf, got, buf.length - got, got);
+      got += n;
+      if (n === 0 || got === buf.length) break;
+    }
+    return Promise.resolve(got > expected ? null : buf.subarray(0, got));
+  } catch (err) {
+    return Promise.reject(err as Error);
+  } finally {
+    fsCallback.closeSync(fd);
   }
 }
 

@@ -6,7 +6,7 @@
  * when the message was first parsed; sections parse the message.
  */
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
-import type { Mailbox } from '../../store/mail/mailbox.js';
+import { SMALL_FILE, type Mailbox } from '../../store/mail/mailbox.js';
 import { lfToCrlf } from '../../store/line-ends.js';
 import { FLAG_SEEN, type MessageRecord } from '../../store/mail/types.js';
 import { SELECTED, type CommandResult, type ImapCommand, type Selected } from '../command.js';
@@ -302,7 +302,7 @@ async function runFetch(
         for (; next < indexes.length && next <= k + READ_AHEAD; next++) {
           const nu = selected.uids[indexes[next]!]!;
           const r = mailbox.record(nu);
-          if (r && r.size >= 0 && r.size <= SMALL_MESSAGE)
+          if (r && r.size >= 0 && r.size <= SMALL_FILE)
             ahead.set(
               nu,
               mailbox.read(nu).catch(() => undefined),
@@ -460,7 +460,6 @@ function indexItems(plan: FetchPlan, rec: MessageRecord, flagsChanged: boolean):
   return out;
 }
 
-const SMALL_MESSAGE = 256 * 1024;
 const READ_AHEAD = 16;
 
 async function fetchOne(

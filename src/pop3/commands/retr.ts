@@ -1,5 +1,6 @@
 import { TRANSACTION, parseNumber, splitArgs, type Pop3Command } from '../command.js';
 import { Pop3Error } from '../errors.js';
+import { okLine } from '../writer.js';
 
 /**
  * RETR msg (RFC 1939 section 5): "+OK <size> octets", the message with CRLF line ends and
@@ -14,7 +15,7 @@ export const retr: Pop3Command = {
     if (parts.length !== 1) throw new Pop3Error(parts.length ? 'RETR takes one argument.' : 'Missing message number.');
     const m = drop.message(parseNumber(parts[0], 'message number'));
     const before = session.writer.bytesOut;
-    await drop.retrieve(m, session.writer, () => session.writer.ok(`${m.size} octets`));
+    await drop.retrieve(m, session.writer, () => okLine(`${m.size} octets`));
     session.stats.retr++;
     session.stats.retrBytes += session.writer.bytesOut - before;
   },

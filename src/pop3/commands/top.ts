@@ -1,5 +1,6 @@
 import { TRANSACTION, parseNumber, splitArgs, type Pop3Command } from '../command.js';
 import { Pop3Error } from '../errors.js';
+import { okLine } from '../writer.js';
 
 /**
  * TOP msg n (RFC 1939 section 7): the header, the blank line after it, and the first n lines of
@@ -15,7 +16,7 @@ export const top: Pop3Command = {
     const m = drop.message(parseNumber(parts[0], 'message number'));
     const lines = parseNumber(parts[1], 'line count');
     const before = session.writer.bytesOut;
-    await drop.retrieve(m, session.writer, () => session.writer.ok(), lines);
+    await drop.retrieve(m, session.writer, () => okLine(), lines);
     session.stats.top++;
     session.stats.topBytes += session.writer.bytesOut - before;
   },

@@ -28,7 +28,7 @@ import type { Logger } from '../../log.js';
 import type { DirectorySyncer } from '../dir-sync.js';
 import { uniqueBaseName } from '../maildir.js';
 import { MaildirQuota } from '../quota.js';
-import { createDurably, readHead } from '../fsio.js';
+import { createDurably, readExpected, readExpectedNow, readHead } from '../fsio.js';
 import { bareLineFeeds, crlfToLf } from '../line-ends.js';
 import { freshName, parseName, withFlags } from './formats.js';
 import { baseWithSizes } from '../dovecot/filename.js';
@@ -43,6 +43,9 @@ import { Mutex } from './mutex.js';
 import type { MailboxChange, MailboxStatus, MessageRecord } from './types.js';
 import { FLAG_DELETED, FLAG_SEEN } from './types.js';
 
+/** Messages up to this size are read in one read when their size is known (mail.blocking_reads). */
+export const SMALL_FILE = 256 * 1024;
+
 /** Counts the message files this process opened (tests prove what a command did not read). */
 export const messageFileAccess = { opens: 0 };
 
@@ -51,6 +54,8 @@ export interface MailboxOptions {
   syncer: DirectorySyncer;
   /** The user's Maildir root (INBOX's directory): where Dovecot's UIDVALIDITY counter lives. */
   root: string;
+  /** Small message files and directory stats with blocking calls (config mail.blocking_reads). */
+  blockingReads?: boolean;
 }
 
 export interface StoreResult {
@@ -108,7 +113,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
     this.#cache = new MetaCache(dir, { logger: opts.logger });
     this.#uidlist = new FolderUids(dir, { root: opts.root, logger: opts.logger });
     this.#keywords = new FolderKeywords(dir);
-    this.#scanner = new FolderScanner(dir, name);
+    this.#scanner = new FolderScanner(dir, name, { blockingStats: opts.blockingReads });
     this.#index = new IndexFile(dir, {
       snapshot: () => ({
         uidValidity: this.uidValidity,
@@ -219,7 +224,26 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
 
   /** The stored message (LF line ends); EXPUNGED when it is gone. */
   read(uid: number): Promise<Buffer> {
-    return this.#readFile(uid, (file) => fs.readFile(file));
+    return this.#readFile(uid, async (file) => {
+      const size = this.#table.get(uid)?.size ?? -1;
+      const whole = size >= 0 && size <= SMALL_FILE ? await this.#readExpected(file, size) : null;
+      return whole ?? fs.readFile(file);
+    });
+  }
+
+  /** A file of the size its name gives (null when larger), in one read (blocking if so configured). */
+  #readExpected(file: string, size: number): Promise<Buffer | null> {
+    return this.#opts.blockingReads ? readExpectedNow(file, size) : readExpected(file, size);
+  }
+
+  /**
+   * The whole stored message in one read when its size is known (S=) and at most `limit` bytes;
+   * null when it is larger or its size unknown (the caller streams it). EXPUNGED when it is gone.
+   */
+  async readSmall(uid: number, limit: number): Promise<Buffer | null> {
+    const size = this.#table.get(uid)?.size ?? -1;
+    if (size < 0 || size > limit) return null;
+    return this.#readFile(uid, (file) => this.#readExpected(file, size));
   }
 
   /** A stream of the stored file, or undefined when it is gone. */
@@ -245,7 +269,7 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   /** Reads a message's file; a file renamed by another process is found again by a sync. */
-  async #readFile(uid: number, read: (file: string) => Promise<Buffer>): Promise<Buffer> {
+  async #readFile<T>(uid: number, read: (file: string) => Promise<T>): Promise<T> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const rec = this.#table.get(uid);
       if (!rec) break;

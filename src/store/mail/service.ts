@@ -42,6 +42,8 @@ export interface MailServiceOptions {
   /** The hierarchy separator clients see (default '.', Dovecot's for Maildir++). */
   separator?: Separator;
   store?: MaildirStore;
+  /** Small message files and directory stats with blocking calls (mail.blocking_reads). */
+  blockingReads?: boolean;
 }
 
 export class MailService {
@@ -99,9 +101,12 @@ export class MailService {
     if (!mailbox) {
       let pending = this.#opening.get(dir);
       if (!pending) {
-        pending = Mailbox.open(dir, name, { logger: this.#opts.logger, syncer: this.#opts.syncer, root }, create).finally(() =>
-          this.#opening.delete(dir),
-        );
+        pending = Mailbox.open(
+          dir,
+          name,
+          { logger: this.#opts.logger, syncer: this.#opts.syncer, root, blockingReads: this.#opts.blockingReads },
+          create,
+        ).finally(() => this.#opening.delete(dir));
         this.#opening.set(dir, pending);
       }
       mailbox = await pending;

@@ -1,7 +1,9 @@
 /**
- * When a folder's cur/ and new/ are listed again (src/store/mail/folder-scan.ts): not while their
- * mtimes stay as recorded, once more after the slack when the last listing was close to a change,
- * not for changes the mailbox made itself, and always for another process's change.
+ * The mailbox's disk work. When a folder's cur/ and new/ are listed again
+ * (src/store/mail/folder-scan.ts): not while their mtimes stay as recorded, once more after the
+ * slack when the last listing was close to a change, not for changes the mailbox made itself, and
+ * always for another process's change. Reading a small message whole (fsio.readExpected,
+ * Mailbox.readSmall), and the fallback to streaming when the file is larger than its name says.
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -11,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../src/log.js';
 import { DirectorySyncer } from '../../src/store/dir-sync.js';
+import { readExpected, readExpectedNow } from '../../src/store/fsio.js';
 import { FolderScanner } from '../../src/store/mail/folder-scan.js';
 import { Mailbox } from '../../src/store/mail/mailbox.js';
 import { FLAG_SEEN } from '../../src/store/mail/types.js';
@@ -107,7 +110,7 @@ describe('Mailbox sync after its own changes', () => {
   it('append, store and expunge need no listing; a rename by another process shows at the next sync', async () => {
     const dir = await folder();
     const syncer = new DirectorySyncer();
-    const mailbox = await Mailbox.open(dir, 'INBOX', { logger: silentLogger, syncer, root: dir }, true);
+    const mailbox = await Mailbox.open(dir, 'INBOX', { logger: silentLogger, syncer, root: dir, blockingReads: true }, true);
     const listed = mailbox.listings;
     const uids: number[] = [];
     for (let i = 0; i < 5; i++) uids.push(await mailbox.append(Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`), 0, []));
@@ -131,3 +134,37 @@ describe('Mailbox sync after its own changes', () => {
     assert.deepEqual((await mailbox.sync())?.expunged, [uids[3]]);
   });
 });
+
+for (const [label, read, blockingReads] of [
+  ['through the thread pool', readExpected, false],
+  ['with blocking calls', readExpectedNow, true],
+] as const) {
+  describe(`reading a small message whole, ${label}`, () => {
+    it('reads a file of the expected size whole, a shorter one as it is, and refuses a longer one', async () => {
+      const dir = await folder();
+      const file = path.join(dir, 'tmp', 'm');
+      await writeFile(file, 'x'.repeat(1000));
+      assert.equal((await read(file, 1000))?.toString(), 'x'.repeat(1000));
+      assert.equal((await read(file, 1500))?.length, 1000);
+      assert.equal(await read(file, 999), null);
+      await writeFile(file, '');
+      assert.equal((await read(file, 0))?.length, 0);
+      await assert.rejects(read(path.join(dir, 'tmp', 'none'), 10), { code: 'ENOENT' });
+    });
+
+    it('gives null for a message larger than its S= says or than the limit, so the caller streams it', async () => {
+      const dir = await folder();
+      const body = 'Subject: lies\n\n' + 'y'.repeat(500) + '\n';
+      await writeFile(path.join(dir, 'cur', `1700000000.M1P1.host,S=20,W=22:2,`), body);
+      await writeFile(path.join(dir, 'cur', `1700000001.M2P1.host,S=${body.length}:2,`), body);
+      const mailbox = await Mailbox.open(dir, 'INBOX', { logger: silentLogger, syncer: new DirectorySyncer(), root: dir, blockingReads });
+      const [lying, honest] = mailbox.uids;
+      assert.equal(await mailbox.readSmall(lying!, 4096), null);
+      assert.equal((await mailbox.read(lying!)).toString(), body, 'read() falls back to reading the whole file');
+      assert.equal((await mailbox.readSmall(honest!, 4096))?.toString(), body);
+      assert.equal(await mailbox.readSmall(honest!, 100), null);
+      await rm(path.join(dir, 'cur', `1700000001.M2P1.host,S=${body.length}:2,`));
+      await assert.rejects(mailbox.readSmall(honest!, 4096), { code: 'EXPUNGED' });
+    });
+  });
+}
