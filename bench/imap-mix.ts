@@ -134,7 +134,9 @@ async function startMaild(work: string, mailRoot: string, cert: { cert: string; 
       '',
     ].join('\n'),
   );
-  const { daemon, port } = await startDaemon(path.join(work, 'maild.yaml'));
+  // BENCH_DAEMON_NODE_ARGS: Node options for the daemon (--cpu-prof --cpu-prof-dir=DIR, say).
+  const nodeArgs = process.env.BENCH_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const { daemon, port } = await startDaemon(path.join(work, 'maild.yaml'), nodeArgs);
   return { name: 'maild', port, pid: daemon.pid, stop: () => stopDaemon(daemon) };
 }
 

@@ -4,9 +4,10 @@
  * slack when the last listing was close to a change, not for changes the mailbox made itself, and
  * always for another process's change. Reading a small message whole (fsio.readExpected,
  * Mailbox.readSmall), and the fallback to streaming when the file is larger than its name says.
+ * Appending to dovecot-uidlist without reading it again, unless another process changed it.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +16,7 @@ import { silentLogger } from '../../src/log.js';
 import { DirectorySyncer } from '../../src/store/dir-sync.js';
 import { readExpected, readExpectedNow } from '../../src/store/fsio.js';
 import { FolderScanner } from '../../src/store/mail/folder-scan.js';
+import { FolderUids } from '../../src/store/mail/folder-uids.js';
 import { Mailbox } from '../../src/store/mail/mailbox.js';
 import { FLAG_SEEN } from '../../src/store/mail/types.js';
 
@@ -168,3 +170,50 @@ for (const [label, read, blockingReads] of [
     });
   });
 }
+
+describe('FolderUids: appending to dovecot-uidlist without reading it again', () => {
+  const logger = silentLogger;
+  const uidlistOf = (dir: string) => readFile(path.join(dir, 'dovecot-uidlist'), 'utf8');
+
+  it('numbers on after its own appends, and sees records another process appended or a file it rewrote', async () => {
+    const dir = await folder();
+    const uids = new FolderUids(dir, { root: dir, logger });
+    await uids.assign(['1700000001.M1P1.a', '1700000002.M2P1.a']);
+    await uids.assign(['1700000003.M3P1.a']); // appended at the end of what it wrote
+    assert.deepEqual(
+      ['1700000001.M1P1.a', '1700000002.M2P1.a', '1700000003.M3P1.a'].map((b) => uids.uidOf(b)),
+      [1, 2, 3],
+    );
+    // Another process (Dovecot) appends UID 4 under the lock: same inode, another size.
+    await appendFile(path.join(dir, 'dovecot-uidlist'), '4 :1700000004.M4P1.dovecot\n');
+    await uids.assign(['1700000005.M5P1.a']);
+    assert.equal(uids.uidOf('1700000004.M4P1.dovecot'), 4, "the other process's record is read");
+    assert.equal(uids.uidOf('1700000005.M5P1.a'), 5);
+    // Another process rewrites the file to the same size (a new inode): read again too.
+    const text = await uidlistOf(dir);
+    const rewritten = text.replace(':1700000001.M1P1.a', ':1700000001.M1P1.b');
+    assert.equal(rewritten.length, text.length);
+    await writeFile(path.join(dir, 'dovecot-uidlist.tmp'), rewritten);
+    await rename(path.join(dir, 'dovecot-uidlist.tmp'), path.join(dir, 'dovecot-uidlist'));
+    await uids.assign(['1700000006.M6P1.a']);
+    assert.equal(uids.uidOf('1700000001.M1P1.b'), 1);
+    assert.equal(uids.uidOf('1700000006.M6P1.a'), 6);
+    // What Dovecot reads: every record once, in order, after the header it wrote.
+    const lines = (await uidlistOf(dir)).trimEnd().split('\n');
+    assert.match(lines[0]!, /^3 V\d+ N\d+ G[0-9a-f]{32}$/);
+    assert.deepEqual(
+      lines.slice(1).map((l) => Number(l.split(' ')[0])),
+      [1, 2, 3, 4, 5, 6],
+    );
+  });
+
+  it('a partial last line (a writer that crashed) is cut off before the next append', async () => {
+    const dir = await folder();
+    const uids = new FolderUids(dir, { root: dir, logger });
+    await uids.assign(['1700000001.M1P1.a']);
+    await appendFile(path.join(dir, 'dovecot-uidlist'), '2 :17000000');
+    await uids.assign(['1700000003.M3P1.a']);
+    const lines = (await uidlistOf(dir)).trimEnd().split('\n');
+    assert.deepEqual(lines.slice(1), ['1 :1700000001.M1P1.a', '2 :1700000003.M3P1.a']);
+  });
+});

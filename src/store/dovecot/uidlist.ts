@@ -333,6 +333,81 @@ export async function appendUidlist(file: string, records: readonly UidlistRecor
   }
 }
 
+/**
+ * Which version of a uidlist file a reader has: its inode and size. Under the dotlock, a file
+ * with the same stamp is the one read (Dovecot's writers append or replace it only while
+ * holding the lock), so a writer can skip reading it again (maildir_uidlist_refresh compares
+ * st_ino and st_size the same way).
+ */
+export interface UidlistStamp {
+  ino: number;
+  size: number;
+}
+
+/** The stamp of a uidlist file; undefined when there is none. */
+export async function uidlistStamp(file: string): Promise<UidlistStamp | undefined> {
+  try {
+    const st = await fs.stat(file);
+    return { ino: st.ino, size: st.size };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * readUidlist, with the stamp of the file read when it ends with a complete line (so that
+ * records can be appended at its end without reading it again).
+ */
+export async function readUidlistStamped(file: string): Promise<{ parse: UidlistParse; stamp: UidlistStamp | undefined } | undefined> {
+  let h;
+  try {
+    h = await fs.open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const st = await h.stat();
+    const raw = await h.readFile();
+    const complete = raw.length > 0 && raw[raw.length - 1] === 0x0a && raw.length === st.size;
+    return { parse: parseUidlist(raw.toString('utf8')), stamp: complete ? { ino: st.ino, size: raw.length } : undefined };
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * appendUidlist for a file whose stamp the caller has (it read or wrote the file under the
+ * dotlock it still holds): the records go at `at.size` without reading the file again. Their
+ * UIDs must be above every UID in the file. Returns the stamp afterwards.
+ */
+export async function appendUidlistAt(
+  file: string,
+  records: readonly UidlistRecord[],
+  at: UidlistStamp & { version: 1 | 3 },
+  opts: { fsync?: boolean } = {},
+): Promise<UidlistStamp> {
+  if (at.version !== 3 && records.some((r) => r.ext.length > 0)) {
+    throw new RangeError(`${file} is version ${at.version}: rewrite it before adding extension fields`);
+  }
+  let lines = records.map(formatUidlistRecord).join('');
+  if (at.version === 1) lines = lines.replace(/^(\d+) :/gm, '$1 ');
+  const buf = Buffer.from(lines);
+  const h = await fs.open(file, 'r+');
+  try {
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await h.write(buf, off, buf.length - off, at.size + off);
+      off += bytesWritten;
+    }
+    if (opts.fsync !== false) await h.datasync();
+  } finally {
+    await h.close();
+  }
+  return { ino: at.ino, size: at.size + buf.length };
+}
+
 /** A new, empty uidlist for a new folder (UIDVALIDITY: see uidvalidity.ts). */
 export function newUidlist(uidValidity: number, guid = generateMailboxGuid()): Uidlist {
   return { version: 3, uidValidity, headerNextUid: 1, guid, headerExt: [], records: [] };

@@ -4,7 +4,17 @@
  * its UID. New files get UIDs in the order Dovecot gives them (message-files.ts sortBases).
  */
 import type { Logger } from '../../log.js';
-import { appendUids, generateMailboxGuid, loadUidlist, newUidValidity, rewriteUidlist, withUidlistLock } from './formats.js';
+import type { UidlistStamp } from '../dovecot/index.js';
+import {
+  appendUids,
+  appendUidsAt,
+  generateMailboxGuid,
+  loadUidlist,
+  newUidValidity,
+  rewriteUidlist,
+  stampOfUidlist,
+  withUidlistLock,
+} from './formats.js';
 import { sortBases } from './message-files.js';
 
 export class FolderUids {
@@ -18,6 +28,8 @@ export class FolderUids {
   #corrupt = false;
   /** Bases expunged since the uidlist was last rewritten. */
   readonly #goneBases = new Set<string>();
+  /** The version of the file this process read or wrote last, when records can go at its end. */
+  #file: (UidlistStamp & { version: 1 | 3 }) | undefined;
 
   /** `root` is the user's Maildir root, where Dovecot's UIDVALIDITY counter lives. */
   constructor(dir: string, opts: { root: string; logger: Logger }) {
@@ -52,6 +64,19 @@ export class FolderUids {
    */
   async assign(bases: string[]): Promise<void> {
     await withUidlistLock(this.#dir, async () => {
+      // The file as this process left it (same inode and size): nothing to read again.
+      const known = this.#file;
+      const stamp = known ? await stampOfUidlist(this.#dir) : undefined;
+      if (known && stamp && stamp.ino === known.ino && stamp.size === known.size) {
+        const missing = sortBases(bases.filter((b) => !this.#byBase.has(b)));
+        if (missing.length === 0) return;
+        const records = missing.map((base) => ({ uid: this.uidNext++, base }));
+        for (const r of records) this.#byBase.set(r.base, r.uid);
+        this.#file = undefined; // unknown if the append fails half way
+        this.#file = { ...(await appendUidsAt(this.#dir, records, known)), version: known.version };
+        return;
+      }
+      this.#file = undefined;
       const current = await loadUidlist(this.#dir);
       if (current) {
         if (this.uidValidity && current.uidValidity !== this.uidValidity) {
@@ -76,6 +101,11 @@ export class FolderUids {
           records: this.#knownRecords(),
         });
         this.#corrupt = false;
+        return;
+      }
+      if (current.stamp) {
+        const at = { ...current.stamp, version: current.version };
+        this.#file = records.length ? { ...(await appendUidsAt(this.#dir, records, at)), version: current.version } : at;
       } else if (records.length) {
         await appendUids(this.#dir, records);
       }

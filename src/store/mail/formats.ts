@@ -8,6 +8,7 @@ import {
   UIDLIST_LOCK,
   acquireDotlock,
   appendUidlist,
+  appendUidlistAt,
   buildMaildirName,
   createFolder,
   generateMailboxGuid,
@@ -20,7 +21,7 @@ import {
   parseMaildirName,
   readKeywords,
   readSubscriptions,
-  readUidlist,
+  readUidlistStamped,
   setMaildirFlags,
   setSubscribed,
   writeKeywords,
@@ -28,6 +29,8 @@ import {
   type FolderEntry,
   type KeywordTable,
   type MaildirSystemFlag,
+  type UidlistStamp,
+  uidlistStamp,
 } from '../dovecot/index.js';
 import { MailError } from '../../errors.js';
 import { FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN } from './types.js';
@@ -87,13 +90,17 @@ export interface UidlistState {
   records: Array<{ uid: number; base: string }>;
   /** Dovecot would throw such a file away and renumber: the engine rewrites it instead. */
   corrupt: boolean;
+  version: 1 | 3;
+  /** What was read, when records can be appended at its end (see UidlistStamp). */
+  stamp: UidlistStamp | undefined;
 }
 
 const UIDLIST = 'dovecot-uidlist';
 const KEYWORDS = 'dovecot-keywords';
 
 export async function loadUidlist(folder: string): Promise<UidlistState | null> {
-  const parsed = await readUidlist(path.join(folder, UIDLIST));
+  const read = await readUidlistStamped(path.join(folder, UIDLIST));
+  const parsed = read?.parse;
   if (!parsed?.uidlist) return null;
   const u = parsed.uidlist;
   return {
@@ -102,6 +109,8 @@ export async function loadUidlist(folder: string): Promise<UidlistState | null> 
     guid: u.guid,
     records: u.records.map((r) => ({ uid: r.uid, base: r.base })),
     corrupt: parsed.corrupt,
+    version: u.version,
+    stamp: read?.stamp,
   };
 }
 
@@ -110,6 +119,24 @@ export async function appendUids(folder: string, records: Array<{ uid: number; b
   await appendUidlist(
     path.join(folder, UIDLIST),
     records.map((r) => ({ ...r, ext: [] })),
+  );
+}
+
+/** The uidlist's stamp now (caller holds the lock): unchanged means nobody wrote it since. */
+export function stampOfUidlist(folder: string): Promise<UidlistStamp | undefined> {
+  return uidlistStamp(path.join(folder, UIDLIST));
+}
+
+/** Appends new records at the end of the version of the file the caller has the stamp of (it holds the lock). */
+export function appendUidsAt(
+  folder: string,
+  records: Array<{ uid: number; base: string }>,
+  at: UidlistStamp & { version: 1 | 3 },
+): Promise<UidlistStamp> {
+  return appendUidlistAt(
+    path.join(folder, UIDLIST),
+    records.map((r) => ({ ...r, ext: [] })),
+    at,
   );
 }
 
