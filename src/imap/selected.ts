@@ -11,8 +11,21 @@ import { formatSet, selectIndexes, type SeqRange } from './sequence.js';
 import type { ImapSession } from './session.js';
 import type { ImapWriter } from './writer.js';
 
+/** The FLAGS text of each set of system flags alone (the common case: no keyword, not \Recent). */
+const systemFlagLists = new Map<number, string>();
+
 /** FLAGS (...) text for a message. */
 export function flagList(rec: MessageRecord, recent = false): string {
+  if (!recent && rec.keywords.length === 0) {
+    let text = systemFlagLists.get(rec.flags);
+    if (text === undefined) {
+      text = `(${SYSTEM_FLAGS.filter(([bit]) => rec.flags & bit)
+        .map(([, name]) => name)
+        .join(' ')})`;
+      systemFlagLists.set(rec.flags, text);
+    }
+    return text;
+  }
   const out: string[] = [];
   for (const [bit, name] of SYSTEM_FLAGS) if (rec.flags & bit) out.push(name);
   if (recent) out.push('\\Recent');

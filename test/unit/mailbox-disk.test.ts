@@ -5,9 +5,10 @@
  * always for another process's change. Reading a small message whole (fsio.readExpected,
  * Mailbox.readSmall), and the fallback to streaming when the file is larger than its name says.
  * Appending to dovecot-uidlist without reading it again, unless another process changed it.
+ * Making the Maildir once per process for LIST; FETCH FLAGS text from its table.
  */
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,7 +19,9 @@ import { readExpected, readExpectedNow } from '../../src/store/fsio.js';
 import { FolderScanner } from '../../src/store/mail/folder-scan.js';
 import { FolderUids } from '../../src/store/mail/folder-uids.js';
 import { Mailbox } from '../../src/store/mail/mailbox.js';
-import { FLAG_SEEN } from '../../src/store/mail/types.js';
+import { FLAG_SEEN, SYSTEM_FLAGS, type MessageRecord } from '../../src/store/mail/types.js';
+import { MailService } from '../../src/store/mail/service.js';
+import { flagList } from '../../src/imap/selected.js';
 
 const SLACK = 80;
 let root: string;
@@ -215,5 +218,39 @@ describe('FolderUids: appending to dovecot-uidlist without reading it again', ()
     await uids.assign(['1700000003.M3P1.a']);
     const lines = (await uidlistOf(dir)).trimEnd().split('\n');
     assert.deepEqual(lines.slice(1), ['1 :1700000001.M1P1.a', '2 :1700000003.M3P1.a']);
+  });
+});
+
+describe('Account.list', () => {
+  it('makes the Maildir once, and again when it was removed while the process ran', async () => {
+    const root = await folder();
+    const service = new MailService({ root, layout: '%d/%n', logger: silentLogger, syncer: new DirectorySyncer(), specialFolders: {} });
+    const account = await service.account({ email: 'l@example.test', password: 'x', quotaBytes: 0, enabled: true });
+    assert.deepEqual(
+      (await account.list()).map((f) => f.name),
+      ['INBOX'],
+    );
+    assert.ok((await stat(path.join(account.maildir, 'cur'))).isDirectory());
+    await rm(account.maildir, { recursive: true });
+    assert.deepEqual(
+      (await account.list()).map((f) => f.name),
+      ['INBOX'],
+    );
+    for (const sub of ['cur', 'new', 'tmp']) assert.ok((await stat(path.join(account.maildir, sub))).isDirectory(), sub);
+  });
+});
+
+describe('flagList', () => {
+  it('gives the same text from its table as built flag by flag', () => {
+    for (let flags = 0; flags < 32; flags++) {
+      const expected = `(${SYSTEM_FLAGS.filter(([bit]) => flags & bit)
+        .map(([, name]) => name)
+        .join(' ')})`;
+      const rec = { flags, keywords: [] as string[] } as unknown as MessageRecord;
+      assert.equal(flagList(rec), expected);
+      assert.equal(flagList(rec), expected, 'again, from the table');
+      assert.equal(flagList(rec, true), expected === '()' ? '(\\Recent)' : `${expected.slice(0, -1)} \\Recent)`);
+      assert.equal(flagList({ ...rec, keywords: ['$Junk'] }), expected === '()' ? '($Junk)' : `${expected.slice(0, -1)} $Junk)`);
+    }
   });
 });

@@ -53,6 +53,8 @@ export class MailService {
   readonly #syncScheduled = new Set<Mailbox>();
   /** Work in flight per key (one maildir's special folders), shared by concurrent callers. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** Maildirs whose cur/, new/ and tmp/ this process made sure of (Account.ensureRoot). */
+  readonly rootsMade = new Set<string>();
   /** Mailboxes polled for other processes' changes, with how many sessions watch each. */
   readonly #watched = new Map<Mailbox, { watchers: number; timer: NodeJS.Timeout }>();
 
@@ -255,14 +257,23 @@ export class Account {
     await replaceDurably(file, JSON.stringify(map, null, 1), { tmp: `${file}.tmp`, fsync: false });
   }
 
+  /** Makes the Maildir's cur/, new/ and tmp/ once per process (and again after list() found it gone). */
   async #ensureRoot(): Promise<void> {
+    if (this.service.rootsMade.has(this.maildir)) return;
     for (const sub of ['cur', 'new', 'tmp']) await fs.mkdir(path.join(this.maildir, sub), { recursive: true, mode: 0o700 });
+    this.service.rootsMade.add(this.maildir);
   }
 
   /** Every folder with its attributes, INBOX first (parents that exist only as prefixes too). */
   async list(): Promise<FolderInfo[]> {
     await this.#ensureRoot();
-    const folders = await this.service.names.list(this.maildir);
+    let folders = await this.service.names.list(this.maildir);
+    if (folders.length === 1 && !(await fs.stat(path.join(this.maildir, 'cur')).catch(() => undefined))) {
+      // The Maildir was removed while this process ran (a user deleted and made again): remake it.
+      this.service.rootsMade.delete(this.maildir);
+      await this.#ensureRoot();
+      folders = await this.service.names.list(this.maildir);
+    }
     const subscribed = new Set(await this.subscriptions());
     const special: Record<string, string> = {};
     for (const [name, f] of Object.entries(this.service.options.specialFolders)) special[name] = f.use;
