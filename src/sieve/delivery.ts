@@ -19,6 +19,7 @@ import { scriptFile, type ActiveSieveScripts, type IncludeScope, type ScriptFile
 import { compileSieve, runSieve, type CompiledSieve } from './index.js';
 import type { SieveChecks } from './interpreter.js';
 import type { SieveAction, SieveLimits } from './types.js';
+import type { Node as SieveNode } from './validator.js';
 import { headerBlock, vacationReply, vacationWanted } from './vacation.js';
 import { applyHeaderEdits, isHeaderEdit, type HeaderEdit } from './edit-headers.js';
 
@@ -56,6 +57,27 @@ function usesExtension(unit: CompiledSieve, extension: string, seen = new Set<Co
   if (seen.has(unit)) return false;
   seen.add(unit);
   return unit.extensions.has(extension) || [...unit.includes.values()].some((u) => usesExtension(u, extension, seen));
+}
+
+/** Whether a script or one it includes has a test of this name somewhere (remembered per script). */
+const testsUsed = new WeakMap<CompiledSieve, Set<string>>();
+function usesTest(unit: CompiledSieve, test: string, seen = new Set<CompiledSieve>()): boolean {
+  if (seen.has(unit)) return false;
+  seen.add(unit);
+  let names = testsUsed.get(unit);
+  if (!names) {
+    const found = new Set<string>();
+    const walk = (nodes: readonly SieveNode[]): void => {
+      for (const n of nodes) {
+        found.add(n.name);
+        walk(n.tests);
+        if (n.block) walk(n.block);
+      }
+    };
+    walk(unit.nodes);
+    testsUsed.set(unit, (names = found));
+  }
+  return names.has(test) || [...unit.includes.values()].some((u) => usesTest(u, test, seen));
 }
 
 export class SieveDelivery {
@@ -178,7 +200,8 @@ export class SieveDelivery {
   /** What the scripts ask of the store: its folders (mailboxexists), earlier messages (duplicate). */
   async #checks(user: UserRecord, scripts: CompiledSieve[]): Promise<SieveChecks> {
     const checks: SieveChecks = {};
-    if (this.#folderNames && scripts.some((s) => usesExtension(s, 'mailbox'))) {
+    // Only mailboxexists needs the folders; "mailbox" is also required for fileinto :create.
+    if (this.#folderNames && scripts.some((s) => usesTest(s, 'mailboxexists'))) {
       const names = new Set(await this.#folderNames(user));
       checks.mailboxExists = (name) => name.toUpperCase() === 'INBOX' || names.has(name);
     }
