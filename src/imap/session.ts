@@ -396,6 +396,10 @@ export class ImapSession extends LineSession<ImapSettings> {
     if (!opts.leaveViewOpen) mailbox.close();
   }
 
+  protected override flushOutput(): void {
+    this.writer.flushHeld();
+  }
+
   /** STARTTLS (RFC 3501 section 6.2.1): the plaintext that followed the command is dropped. */
   protected override dropInputBeforeTls(): void {
     this.#reader.close();

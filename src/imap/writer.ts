@@ -139,8 +139,11 @@ export class ImapWriter {
   /** `* <text>` */
   untagged(text: string): void {
     this.#raw(`* ${text}\r\n`);
-    // A BYE is followed by the end of the connection, which must find it written.
-    if (text.startsWith('BYE')) this.#flushText();
+  }
+
+  /** Hands the text held back to the socket now (the session is about to end the connection). */
+  flushHeld(): void {
+    this.#flushText();
   }
 
   /**

@@ -100,6 +100,9 @@ export abstract class LineSession<S extends LineSessionSettings> {
   /** The connection closed: the protocol's own release (a maildrop, pending reads). */
   protected onClosed(): Promise<void> | void {}
 
+  /** Hands output the protocol's writer still holds to the socket, before close() ends it. */
+  protected flushOutput(): void {}
+
   /** Fields of the protocol for the disconnect log line. */
   protected disconnectFields(): Record<string, unknown> {
     return {};
@@ -292,6 +295,7 @@ export abstract class LineSession<S extends LineSessionSettings> {
   /** Closes the connection once the output is flushed (what the client sends meanwhile is dropped). */
   close(): void {
     if (this.#closed) return;
+    this.flushOutput();
     const socket = this.#socket;
     if (this.#spec.closeBothWays) socket.end(() => socket.destroy());
     else socket.end();
