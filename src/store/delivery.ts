@@ -137,7 +137,10 @@ interface Copy {
   maildir: string;
   folder: string;
   quota: MaildirQuota;
+  /** Return-Path and Delivered-To, then our Received. */
   header: string;
+  /** Return-Path and Delivered-To alone: what goes on top of a filter's own version (content). */
+  trace: string;
   base: string;
   /** Maildir info flag letters ("FS"); '' for none (delivered to new/). */
   flags: string;
@@ -145,18 +148,6 @@ interface Copy {
   usesSpool: boolean;
   /** The message as the filter changed it (after our Return-Path and Delivered-To), instead of the received one. */
   content?: Buffer;
-}
-
-/** Return-Path and Delivered-To of a copy's header (the lines before our Received). */
-function traceFields(header: string): string {
-  const lines = header.split('\n');
-  return `${lines.slice(0, 2).join('\n')}\n`;
-}
-
-function lineFeedsIn(data: Buffer): number {
-  let n = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) n++;
-  return n;
 }
 
 export class MaildirStore {
@@ -239,14 +230,15 @@ export class MaildirStore {
 
   async #deliver(input: Readable, req: DeliveryRequest): Promise<DeliveryOutcome> {
     const results = new Map<string, MailboxResult>();
-    const targets: Array<{ mailbox: UserRecord; maildir: string; folder: string; quota: MaildirQuota; header: string; base: string }> = [];
+    const targets: Array<Omit<Copy, 'flags' | 'usesSpool' | 'content'>> = [];
     for (const mailbox of req.mailboxes) {
       try {
         const quota = this.quotaOf(mailbox);
         const { name: folder, dir: maildir } = await this.#folderOf(mailbox, quota.maildir, req.folder);
         await this.ensureMaildir(maildir);
-        const header = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n${req.received ? `${req.received}\n` : ''}`;
-        targets.push({ mailbox, maildir, folder, quota, header, base: uniqueBaseName() });
+        const trace = `Return-Path: <${req.sender}>\nDelivered-To: ${mailbox.email}\n`;
+        const header = `${trace}${req.received ? `${req.received}\n` : ''}`;
+        targets.push({ mailbox, maildir, folder, quota, header, trace, base: uniqueBaseName() });
       } catch (err) {
         results.set(mailbox.email, { mailbox, ok: false, error: storageError(err, `preparing ${mailbox.email}`) });
       }
@@ -354,15 +346,14 @@ export class MaildirStore {
       let vsize = headerBytes + countLineFeeds(target.header) + bodyVirtual;
       if (target.content) {
         // The filter's own version of the message (our Received included): only Return-Path and Delivered-To go on top.
-        const trace = traceFields(target.header);
-        size = Buffer.byteLength(trace) + target.content.length;
-        vsize = size + countLineFeeds(trace) + lineFeedsIn(target.content);
+        size = Buffer.byteLength(target.trace) + target.content.length;
+        vsize = size + countLineFeeds(target.trace) + countLineFeeds(target.content);
       }
       try {
         await target.quota.check(size);
         const tmp = path.join(target.maildir, 'tmp', target.base);
         if (target.content) {
-          await createDurably(tmp, [Buffer.from(traceFields(target.header)), target.content]);
+          await createDurably(tmp, [Buffer.from(target.trace), target.content]);
         } else if (target.usesSpool && spool) {
           await spool.sync();
         } else {

@@ -102,9 +102,10 @@ export class LineEndConverter {
   }
 }
 
-/** All line feeds of a text (a header written here has LF line ends only). */
-export function countLineFeeds(s: string): number {
+/** All line feeds of a text or of bytes (a header written here has LF line ends only). */
+export function countLineFeeds(data: string | Buffer): number {
   let n = 0;
-  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
+  if (typeof data === 'string') for (let i = data.indexOf('\n'); i !== -1; i = data.indexOf('\n', i + 1)) n++;
+  else for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) n++;
   return n;
 }
