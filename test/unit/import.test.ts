@@ -66,11 +66,15 @@ const fixtureFiles: FileSource = {
       : diskFiles.glob(pattern),
 };
 
-function importFixture(postfix: string | undefined, dovecot: string | undefined): { result: ImportResult; config: LoadedConfig } {
+function importFixture(
+  postfix: string | undefined,
+  dovecot: string | undefined,
+  files: FileSource = fixtureFiles,
+): { result: ImportResult; config: LoadedConfig } {
   const result = generateConfig({
     ...(postfix ? { postfixDir: postfix } : {}),
     ...(dovecot ? { dovecotDir: dovecot } : {}),
-    files: fixtureFiles,
+    files,
   });
   const config = parseConfig(result.yaml, '/etc/maild/maild.yaml', { MAILD_DB_PASSWORD: 'from-the-environment' });
   return { result, config };
@@ -313,7 +317,7 @@ describe('maild import: generated configurations', () => {
   it('carries over the real Postfix 3.7 + Dovecot 2.3 installation', () => {
     const { result, config } = importFixture(`${SHARED}/postfix`, `${SHARED}/dovecot`);
     assert.equal(config.hostname, 'mail.example.test');
-    assert.deepEqual(config.mail, { root: '/var/mail/vhosts', layout: '%d/%n' });
+    assert.deepEqual(config.mail, { root: '/var/mail/vhosts', layout: '%d/%n', blocking_reads: true });
     const summary = (name: string) => {
       const l = listener(config, name);
       return [l.protocol, l.path ?? `${l.address}:${l.port}`, l.tls];
@@ -361,11 +365,25 @@ describe('maild import: generated configurations', () => {
     assert.match(result.yaml, /^# not carried over:\n#   - smtpd_sasl_auth_enable = yes/m);
   });
 
+  it('turns blocking reads off for a Dovecot whose mail is on NFS (mail_nfs_storage = yes)', () => {
+    const mailConf = `${SHARED}/dovecot/conf.d/10-mail.conf`;
+    const onNfs: FileSource = {
+      ...fixtureFiles,
+      read: (file) => {
+        const text = fixtureFiles.read(file);
+        return file === mailConf && text !== undefined ? `${text}\nmail_nfs_storage = yes\n` : text;
+      },
+    };
+    const { result, config } = importFixture(`${SHARED}/postfix`, `${SHARED}/dovecot`, onNfs);
+    assert.equal(config.mail.blocking_reads, false);
+    assert.match(result.yaml, /# mail_nfs_storage = yes \(.*10-mail\.conf.*\): message files are read through the thread pool/);
+  });
+
   it('carries over the 2008 tutorial (domains/users/forwardings, ENCRYPT passwords, select_field maps, dovecot deliver)', () => {
     const dir = `${FIXTURES}/tutorial-2008`;
     const { result, config } = importFixture(`${dir}/postfix`, `${dir}/dovecot`);
     assert.equal(config.hostname, 'server1.example.com', 'myhostname = server1.$mydomain');
-    assert.deepEqual(config.mail, { root: '/home/vmail', layout: '%d/%n/Maildir' });
+    assert.deepEqual(config.mail, { root: '/home/vmail', layout: '%d/%n/Maildir', blocking_reads: true });
     assert.deepEqual(
       config.listeners.map((l) => `${l.name} ${l.protocol} ${l.path ?? l.port} ${l.tls}`),
       [

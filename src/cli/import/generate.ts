@@ -40,7 +40,7 @@ export function generateConfig(opts: ImportOptions): ImportResult {
   const { mainLabel, notCarried } = ctx;
   const passwordVariable = opts.passwordVariable ?? DEFAULT_PASSWORD_VARIABLE;
   // The order of these calls is the order of the "not carried over" list.
-  const { mailRoot, account, separator, specialFolders } = importMailStore(ctx);
+  const { mailRoot, nfs, account, separator, specialFolders } = importMailStore(ctx);
   const listeners = importListeners(ctx);
   if (listeners.length === 0) throw new ImportError('no listener found to carry over (no smtpd in master.cf and no Dovecot service)');
   const tls = importTls(ctx);
@@ -83,6 +83,10 @@ export function generateConfig(opts: ImportOptions): ImportResult {
     line('mail:');
     line(`  root: ${scalar(mailRoot.root)}`);
     line(`  layout: ${scalar(mailRoot.layout)}`);
+    if (nfs) {
+      line(`  # ${nfs}: message files are read through the thread pool, never with blocking calls`);
+      line('  blocking_reads: false');
+    }
     line('');
   }
   line('# The listeners of both servers as they were. If Postfix stays in front of maild, keep lmtp and');

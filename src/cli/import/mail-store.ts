@@ -1,6 +1,6 @@
 /**
- * The mail store: Dovecot's mail_location as maild's mail.root and mail.layout, the inbox
- * namespace's separator and its special-use folders.
+ * The mail store: Dovecot's mail_location as maild's mail.root and mail.layout (mail_nfs_storage
+ * as mail.blocking_reads: false), the inbox namespace's separator and its special-use folders.
  */
 import { findSections, setting } from './dovecot-conf.js';
 import type { ImportContext } from './context.js';
@@ -9,6 +9,8 @@ const SPECIAL_USES = new Set(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\
 
 export interface MailStoreSettings {
   mailRoot?: { root: string; layout: string; from: string };
+  /** Where Dovecot was told its mail is on NFS (mail_nfs_storage = yes): no blocking reads then. */
+  nfs?: string;
   /** The owner of the Maildirs: Dovecot's mail_uid/mail_gid, or the static userdb's uid/gid. */
   account?: { user: string; group?: string; from: string };
   separator?: string;
@@ -118,7 +120,14 @@ export function importMailStore(ctx: ImportContext): MailStoreSettings {
     }
   }
 
-  return { ...(mailRoot ? { mailRoot } : {}), ...(account ? { account } : {}), ...(separator ? { separator } : {}), specialFolders };
+  const nfs = dovecot && dv('mail_nfs_storage') === 'yes' ? dvLabel('mail_nfs_storage') : undefined;
+  return {
+    ...(mailRoot ? { mailRoot } : {}),
+    ...(nfs ? { nfs } : {}),
+    ...(account ? { account } : {}),
+    ...(separator ? { separator } : {}),
+    specialFolders,
+  };
 }
 
 /** Dovecot's `%d/%n` path variables as maild's layout has them (%d, %n, %u). */
