@@ -52,19 +52,22 @@ const MAX_COMPILED = 5000;
 /** Message IDs the duplicate extension remembers per user. */
 const MAX_DUPLICATE_IDS = 10_000;
 
-/** Does the script, or a script it includes, require this extension? */
-function usesExtension(unit: CompiledSieve, extension: string, seen = new Set<CompiledSieve>()): boolean {
+/** Whether the script, or a script it includes (each once), satisfies `has`. */
+function inIncludeTree(unit: CompiledSieve, has: (u: CompiledSieve) => boolean, seen = new Set<CompiledSieve>()): boolean {
   if (seen.has(unit)) return false;
   seen.add(unit);
-  return unit.extensions.has(extension) || [...unit.includes.values()].some((u) => usesExtension(u, extension, seen));
+  return has(unit) || [...unit.includes.values()].some((u) => inIncludeTree(u, has, seen));
 }
 
-/** Whether a script or one it includes has a test of this name somewhere (remembered per script). */
-const testsUsed = new WeakMap<CompiledSieve, Set<string>>();
-function usesTest(unit: CompiledSieve, test: string, seen = new Set<CompiledSieve>()): boolean {
-  if (seen.has(unit)) return false;
-  seen.add(unit);
-  let names = testsUsed.get(unit);
+/** Does the script, or a script it includes, require this extension? */
+function usesExtension(unit: CompiledSieve, extension: string): boolean {
+  return inIncludeTree(unit, (u) => u.extensions.has(extension));
+}
+
+/** The names of the commands and tests of one script (remembered per compiled script). */
+const namesUsed = new WeakMap<CompiledSieve, Set<string>>();
+function commandNames(unit: CompiledSieve): Set<string> {
+  let names = namesUsed.get(unit);
   if (!names) {
     const found = new Set<string>();
     const walk = (nodes: readonly SieveNode[]): void => {
@@ -75,9 +78,14 @@ function usesTest(unit: CompiledSieve, test: string, seen = new Set<CompiledSiev
       }
     };
     walk(unit.nodes);
-    testsUsed.set(unit, (names = found));
+    namesUsed.set(unit, (names = found));
   }
-  return names.has(test) || [...unit.includes.values()].some((u) => usesTest(u, test, seen));
+  return names;
+}
+
+/** Does the script, or a script it includes, have a test of this name somewhere? */
+function usesTest(unit: CompiledSieve, test: string): boolean {
+  return inIncludeTree(unit, (u) => commandNames(u).has(test));
 }
 
 export class SieveDelivery {

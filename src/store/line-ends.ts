@@ -98,7 +98,7 @@ export class LineEndConverter {
   #emit(buf: Buffer, out: Buffer[]): void {
     out.push(buf);
     this.bytes += buf.length;
-    for (let j = buf.indexOf(0x0a); j !== -1; j = buf.indexOf(0x0a, j + 1)) this.lineFeeds++;
+    this.lineFeeds += countLineFeeds(buf);
   }
 }
 
