@@ -25,7 +25,7 @@
  *   drops the earlier UID and rewrites the file). Invalid record keys are dropped (and rewritten).
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
+import fs, { type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import { MailError } from '../../errors.js';
 import { readIfExists, replaceFile } from './fsutil.js';
@@ -308,29 +308,44 @@ export async function appendUidlist(file: string, records: readonly UidlistRecor
     }
     const u = parsed.uidlist;
     let last = nextUid(u) - 1;
-    let lines = '';
     for (const r of records) {
       if (r.uid <= last) throw new RangeError(`UID ${r.uid} is not above the last UID ${last} of ${file}`);
       last = r.uid;
-      lines += formatUidlistRecord(r);
     }
-    if (u.version !== 3 && records.some((r) => r.ext.length > 0)) {
-      throw new RangeError(`${file} is version ${u.version}: rewrite it before adding extension fields`);
-    }
-    const size = raw.lastIndexOf(0x0a) + 1; // drop a partial last line
-    if (size < raw.length) await h.truncate(size);
-    if (u.version === 1) lines = lines.replace(/^(\d+) :/gm, '$1 ');
-    const buf = Buffer.from(lines);
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await h.write(buf, off, buf.length - off, size + off);
-      off += bytesWritten;
-    }
-    if (opts.fsync !== false) await h.datasync();
+    const size = raw.lastIndexOf(0x0a) + 1; // a partial last line is dropped
+    await writeRecordsAt(h, file, records, u.version, size, { ...opts, truncate: size < raw.length });
     return last + 1;
   } finally {
     await h.close();
   }
+}
+
+/**
+ * Writes record lines at `offset` of an open uidlist of `version`, cutting the file there first
+ * with `truncate`, and datasyncs unless told not to; returns the bytes written.
+ */
+async function writeRecordsAt(
+  h: FileHandle,
+  file: string,
+  records: readonly UidlistRecord[],
+  version: 1 | 3,
+  offset: number,
+  opts: { fsync?: boolean; truncate?: boolean },
+): Promise<number> {
+  if (version !== 3 && records.some((r) => r.ext.length > 0)) {
+    throw new RangeError(`${file} is version ${version}: rewrite it before adding extension fields`);
+  }
+  if (opts.truncate) await h.truncate(offset);
+  let lines = records.map(formatUidlistRecord).join('');
+  if (version === 1) lines = lines.replace(/^(\d+) :/gm, '$1 ');
+  const buf = Buffer.from(lines);
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await h.write(buf, off, buf.length - off, offset + off);
+    off += bytesWritten;
+  }
+  if (opts.fsync !== false) await h.datasync();
+  return buf.length;
 }
 
 /**
@@ -388,24 +403,12 @@ export async function appendUidlistAt(
   at: UidlistStamp & { version: 1 | 3 },
   opts: { fsync?: boolean } = {},
 ): Promise<UidlistStamp> {
-  if (at.version !== 3 && records.some((r) => r.ext.length > 0)) {
-    throw new RangeError(`${file} is version ${at.version}: rewrite it before adding extension fields`);
-  }
-  let lines = records.map(formatUidlistRecord).join('');
-  if (at.version === 1) lines = lines.replace(/^(\d+) :/gm, '$1 ');
-  const buf = Buffer.from(lines);
   const h = await fs.open(file, 'r+');
   try {
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await h.write(buf, off, buf.length - off, at.size + off);
-      off += bytesWritten;
-    }
-    if (opts.fsync !== false) await h.datasync();
+    return { ino: at.ino, size: at.size + (await writeRecordsAt(h, file, records, at.version, at.size, opts)) };
   } finally {
     await h.close();
   }
-  return { ino: at.ino, size: at.size + buf.length };
 }
 
 /** A new, empty uidlist for a new folder (UIDVALIDITY: see uidvalidity.ts). */

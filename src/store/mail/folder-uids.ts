@@ -64,20 +64,12 @@ export class FolderUids {
    */
   async assign(bases: string[]): Promise<void> {
     await withUidlistLock(this.#dir, async () => {
-      // The file as this process left it (same inode and size): nothing to read again.
+      // The file as this process left it (same inode and size) is not read again.
       const known = this.#file;
+      this.#file = undefined; // unknown until this write is done
       const stamp = known ? await stampOfUidlist(this.#dir) : undefined;
-      if (known && stamp && stamp.ino === known.ino && stamp.size === known.size) {
-        const missing = sortBases(bases.filter((b) => !this.#byBase.has(b)));
-        if (missing.length === 0) return;
-        const records = missing.map((base) => ({ uid: this.uidNext++, base }));
-        for (const r of records) this.#byBase.set(r.base, r.uid);
-        this.#file = undefined; // unknown if the append fails half way
-        this.#file = { ...(await appendUidsAt(this.#dir, records, known)), version: known.version };
-        return;
-      }
-      this.#file = undefined;
-      const current = await loadUidlist(this.#dir);
+      const unchanged = known && stamp && stamp.ino === known.ino && stamp.size === known.size ? known : undefined;
+      const current = unchanged ? undefined : await loadUidlist(this.#dir);
       if (current) {
         if (this.uidValidity && current.uidValidity !== this.uidValidity) {
           this.#opts.logger.warn({ mailbox: this.#dir }, 'UIDVALIDITY changed on disk');
@@ -91,7 +83,7 @@ export class FolderUids {
       const missing = sortBases(bases.filter((b) => !this.#byBase.has(b)));
       const records = missing.map((base) => ({ uid: this.uidNext++, base }));
       for (const r of records) this.#byBase.set(r.base, r.uid);
-      if (!current || current.corrupt) {
+      if (!unchanged && (!current || current.corrupt)) {
         if (!this.uidValidity) this.uidValidity = await newUidValidity(this.#opts.root);
         this.#guid ||= generateMailboxGuid();
         await rewriteUidlist(this.#dir, {
@@ -103,12 +95,9 @@ export class FolderUids {
         this.#corrupt = false;
         return;
       }
-      if (current.stamp) {
-        const at = { ...current.stamp, version: current.version };
-        this.#file = records.length ? { ...(await appendUidsAt(this.#dir, records, at)), version: current.version } : at;
-      } else if (records.length) {
-        await appendUids(this.#dir, records);
-      }
+      const at = unchanged ?? (current?.stamp && { ...current.stamp, version: current.version });
+      if (at) this.#file = records.length ? { ...(await appendUidsAt(this.#dir, records, at)), version: at.version } : at;
+      else if (records.length) await appendUids(this.#dir, records);
     });
   }
 
