@@ -1,8 +1,8 @@
 /**
  * Durable file primitives: every byte written or an error, a file replaced so that readers see
  * the old or the new version (write to a temporary name, fsync, rename, fsync the directory), a
- * new file written with O_DSYNC, the first bytes of a file, and a small file in one read. The store, the queue spool and
- * the directory's YAML file all write through these.
+ * new file written with O_DSYNC, the first bytes of a file, and a small file in one read. The
+ * store, the queue spool and the directory's YAML file all write through these.
  */
 import fsCallback, { constants as fsConstants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';

@@ -223,27 +223,20 @@ export class Mailbox extends EventEmitter<{ change: [MailboxChange] }> {
   }
 
   /** The stored message (LF line ends); EXPUNGED when it is gone. */
-  read(uid: number): Promise<Buffer> {
-    return this.#readFile(uid, async (file) => {
-      const size = this.#table.get(uid)?.size ?? -1;
-      const whole = size >= 0 && size <= SMALL_FILE ? await this.#readExpected(file, size) : null;
-      return whole ?? fs.readFile(file);
-    });
-  }
-
-  /** A file of the size its name gives (null when larger), in one read (blocking if so configured). */
-  #readExpected(file: string, size: number): Promise<Buffer | null> {
-    return this.#opts.blockingReads ? readExpectedNow(file, size) : readExpected(file, size);
+  async read(uid: number): Promise<Buffer> {
+    return (await this.readSmall(uid, SMALL_FILE)) ?? this.#readFile(uid, (file) => fs.readFile(file));
   }
 
   /**
-   * The whole stored message in one read when its size is known (S=) and at most `limit` bytes;
-   * null when it is larger or its size unknown (the caller streams it). EXPUNGED when it is gone.
+   * The whole stored message in one read (with blocking calls under mail.blocking_reads) when
+   * its size is known (S=) and at most `limit` bytes; null when it is larger or its size
+   * unknown (the caller streams it). EXPUNGED when it is gone.
    */
   async readSmall(uid: number, limit: number): Promise<Buffer | null> {
     const size = this.#table.get(uid)?.size ?? -1;
     if (size < 0 || size > limit) return null;
-    return this.#readFile(uid, (file) => this.#readExpected(file, size));
+    const readWhole = this.#opts.blockingReads ? readExpectedNow : readExpected;
+    return this.#readFile(uid, (file) => readWhole(file, size));
   }
 
   /** A stream of the stored file, or undefined when it is gone. */
